@@ -1,0 +1,1 @@
+"""Compression methods, one module each; see :mod:`ragzip.registry`."""

@@ -1,0 +1,59 @@
+"""ragzip: compress retrieved context between retrieval and an LLM.
+
+Public API; everything listed in ``__all__`` is importable from ``ragzip`` directly.
+"""
+
+from __future__ import annotations
+
+from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.errors import (
+    BudgetError,
+    CompressionError,
+    ConfigError,
+    GenerationError,
+    IndexCorruptedError,
+    IndexFormatError,
+    IndexNotFoundError,
+    InputError,
+    MissingDependencyError,
+    ModelError,
+    RagzipError,
+    RegistryError,
+    UpstreamError,
+)
+from ragzip.registry import available as available_compressors
+from ragzip.registry import create_compressor, register
+from ragzip.tokenization import HFTokenCounter, TokenCounter
+from ragzip.types import Budget, CompressedPassage, CompressionResult, Passage, Span
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Budget",
+    "BudgetError",
+    "CompressedPassage",
+    "CompressionError",
+    "CompressionOutput",
+    "CompressionRequest",
+    "CompressionResult",
+    "Compressor",
+    "ConfigError",
+    "GenerationError",
+    "HFTokenCounter",
+    "IndexCorruptedError",
+    "IndexFormatError",
+    "IndexNotFoundError",
+    "InputError",
+    "MissingDependencyError",
+    "ModelError",
+    "Passage",
+    "RagzipError",
+    "RegistryError",
+    "Span",
+    "TokenCounter",
+    "UpstreamError",
+    "__version__",
+    "available_compressors",
+    "create_compressor",
+    "register",
+]

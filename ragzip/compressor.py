@@ -1,0 +1,221 @@
+"""The one interface every compression method implements.
+
+A compressor takes a question, retrieved passages and a :class:`~ragzip.types.Budget` and returns
+a frozen :class:`~ragzip.types.CompressionResult`. Subclasses implement :meth:`Compressor._compress`
+only; the public :meth:`Compressor.compress` validates input, counts tokens in the generator's
+tokenizer, cuts output text from the original passages and guarantees the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ragzip.errors import InputError
+from ragzip.tokenization import TokenCounter
+from ragzip.types import Budget, CompressedPassage, CompressionResult, Passage, Span
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompressionRequest:
+    """Validated input handed to :meth:`Compressor._compress`.
+
+    Attributes:
+        query: The user's question (non-empty).
+        passages: The passages, in retrieval order.
+        passage_tokens: Tokens of each passage in the generator's tokenizer.
+        budget_tokens: Total tokens the kept context may use.
+    """
+
+    query: str
+    passages: tuple[Passage, ...]
+    passage_tokens: tuple[int, ...]
+    budget_tokens: int
+
+    @property
+    def original_tokens(self) -> int:
+        """Total context tokens before compression."""
+        return sum(self.passage_tokens)
+
+
+@dataclass(frozen=True)
+class CompressionOutput:
+    """What a compressor's ``_compress`` returns.
+
+    Attributes:
+        spans: For text compressors, the kept character spans of each passage (one sequence per
+            passage, in order). The output text is cut from the original passages.
+        embeddings: For soft compressors, ``(n_vectors, hidden)`` input embeddings.
+        timings: Seconds per internal stage, merged into the result's timings.
+    """
+
+    spans: Sequence[Sequence[Span]] | None = None
+    embeddings: np.ndarray | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+def join_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]:
+    """Cut ``spans`` out of ``text`` and join them.
+
+    Overlapping or touching spans are merged; spans separated only by whitespace keep that
+    whitespace; other gaps become one space (a newline if the gap held one).
+
+    Returns:
+        The joined text and the merged, sorted spans.
+    """
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if not 0 <= start <= end <= len(text):
+            msg = f"span ({start}, {end}) lies outside a text of length {len(text)}"
+            raise InputError(msg)
+        if end == start:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    parts: list[str] = []
+    prev_end: int | None = None
+    for start, end in merged:
+        if prev_end is not None:
+            gap = text[prev_end:start]
+            if gap and not gap.strip():
+                parts.append(gap)
+            else:
+                parts.append("\n" if "\n" in gap else " ")
+        parts.append(text[start:end])
+        prev_end = end
+    return "".join(parts), tuple((s, e) for s, e in merged)
+
+
+class Compressor(ABC):
+    """Base class of all compressors.
+
+    Subclasses set ``name`` and implement :meth:`_compress`. Configuration lives in a frozen
+    dataclass given as ``config``; models and tokenizers are injected, not looked up by name.
+
+    Args:
+        counter: Token counter of the generator's tokenizer; budgets are counted in it.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, *, counter: TokenCounter) -> None:
+        self.counter = counter
+
+    @abstractmethod
+    def _compress(self, request: CompressionRequest) -> CompressionOutput:
+        """Choose what to keep. Must not exceed ``request.budget_tokens``."""
+
+    def compress(
+        self,
+        query: str,
+        passages: Sequence[Passage | str | Mapping[str, Any]],
+        *,
+        budget: Budget,
+    ) -> CompressionResult:
+        """Compress ``passages`` for ``query`` within ``budget``.
+
+        Args:
+            query: The user's question; it is never altered or dropped.
+            passages: Retrieved passages (``Passage``, plain strings or mappings with ``text``).
+            budget: Token budget or compression ratio, in the generator's tokenizer.
+
+        Returns:
+            A frozen result whose ``compressed_tokens`` never exceeds the resolved budget.
+
+        Raises:
+            InputError: Empty or non-string query, or passages of the wrong type.
+        """
+        t0 = time.perf_counter()
+        if not isinstance(query, str) or not query.strip():
+            msg = "query must be a non-empty string"
+            raise InputError(msg)
+        if not isinstance(budget, Budget):
+            msg = f"budget must be a ragzip.Budget, got {type(budget).__name__}"
+            raise InputError(msg)
+        if isinstance(passages, str | bytes):
+            msg = "passages must be a sequence of passages, not a single string"
+            raise InputError(msg)
+        items = tuple(Passage.coerce(p) for p in passages)
+        counts = tuple(self.counter.count_batch([p.text for p in items]))
+        t_count = time.perf_counter()
+        request = CompressionRequest(
+            query=query,
+            passages=items,
+            passage_tokens=counts,
+            budget_tokens=budget.resolve(sum(counts)),
+        )
+        output = self._compress(request) if items else CompressionOutput(spans=[])
+        t_done = time.perf_counter()
+        result = self._build(request, output)
+        timings = {"count": t_count - t0, **output.timings}
+        timings["total"] = time.perf_counter() - t0
+        timings.setdefault("compress", t_done - t_count)
+        return CompressionResult(
+            compressor=self.name,
+            query=query,
+            passages=result,
+            original_tokens=request.original_tokens,
+            compressed_tokens=(
+                sum(p.tokens for p in result)
+                if output.embeddings is None
+                else int(output.embeddings.shape[0])
+            ),
+            budget_tokens=request.budget_tokens,
+            timings=timings,
+            embeddings=output.embeddings,
+        )
+
+    async def acompress(
+        self,
+        query: str,
+        passages: Sequence[Passage | str | Mapping[str, Any]],
+        *,
+        budget: Budget,
+    ) -> CompressionResult:
+        """Async variant of :meth:`compress`; runs it in a worker thread."""
+        return await asyncio.to_thread(self.compress, query, passages, budget=budget)
+
+    def _build(
+        self, request: CompressionRequest, output: CompressionOutput
+    ) -> tuple[CompressedPassage, ...]:
+        passages = request.passages
+        if output.spans is None:  # soft compressor: no text survives as such
+            return tuple(
+                CompressedPassage(p, "", (), n, 0)
+                for p, n in zip(passages, request.passage_tokens, strict=True)
+            )
+        if len(output.spans) != len(passages):
+            msg = (
+                f"{self.name} returned spans for {len(output.spans)} passages, "
+                f"expected {len(passages)}"
+            )
+            raise AssertionError(msg)
+        cut = [join_spans(p.text, s) for p, s in zip(passages, output.spans, strict=True)]
+        spans = [list(s) for _, s in cut]
+        tokens = self.counter.count_batch([t for t, _ in cut])
+        # Guarantee the budget whatever the method did: drop trailing spans of the largest
+        # passage until the total fits. Methods are tested never to need this.
+        while sum(tokens) > request.budget_tokens:
+            logger.warning("%s exceeded its budget; trimming", self.name)
+            i = max(range(len(tokens)), key=tokens.__getitem__)
+            spans[i] = spans[i][:-1]
+            text, merged = join_spans(passages[i].text, spans[i])
+            cut[i] = (text, merged)
+            tokens[i] = self.counter.count(text)
+        return tuple(
+            CompressedPassage(p, text, merged, n, t)
+            for p, (text, merged), n, t in zip(
+                passages, cut, request.passage_tokens, tokens, strict=True
+            )
+        )

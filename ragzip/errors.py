@@ -1,0 +1,90 @@
+"""Exceptions raised by ragzip.
+
+Every error ragzip raises on purpose derives from :class:`RagzipError`, so callers can catch
+one type. Third-party failures are wrapped with ``raise X(...) from exc`` so the cause stays
+attached::
+
+    RagzipError
+    ├── ConfigError                 bad arguments or settings (also a ValueError)
+    │   └── BudgetError             a budget that cannot be met or makes no sense
+    ├── InputError                  bad user input: empty query, malformed passages (ValueError)
+    ├── RegistryError               unknown component name (also a KeyError)
+    ├── MissingDependencyError      an optional extra is not installed (also an ImportError)
+    ├── ModelError                  a model or its weights cannot be found or loaded
+    ├── IndexError_                 base of on-disk index problems
+    │   ├── IndexNotFoundError      no index at the given path
+    │   ├── IndexFormatError        not a ragzip index, or another format version
+    │   └── IndexCorruptedError     files missing or checksums not matching
+    ├── CompressionError            a compressor failed on valid input
+    └── GenerationError             the generator failed
+        └── UpstreamError           a remote OpenAI-compatible server failed or timed out
+"""
+
+from __future__ import annotations
+
+
+class RagzipError(Exception):
+    """Base class of all ragzip errors."""
+
+
+class ConfigError(RagzipError, ValueError):
+    """Invalid configuration or arguments."""
+
+
+class BudgetError(ConfigError):
+    """A budget that makes no sense (negative, zero ratio, ...)."""
+
+
+class InputError(RagzipError, ValueError):
+    """Invalid input: an empty question, passages of the wrong type, ..."""
+
+
+class RegistryError(RagzipError, KeyError):
+    """An unknown name was asked of a registry."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(RagzipError, ImportError):
+    """An optional dependency is missing; the message names the pip extra to install."""
+
+
+class ModelError(RagzipError):
+    """A model or its weights cannot be found or loaded."""
+
+
+class IndexError_(RagzipError):  # noqa: N801 - trailing underscore avoids the builtin IndexError
+    """Base class of on-disk index errors."""
+
+
+class IndexNotFoundError(IndexError_, FileNotFoundError):
+    """No index exists at the given path."""
+
+
+class IndexFormatError(IndexError_):
+    """The directory is not a ragzip index, or was written by an incompatible format version."""
+
+
+class IndexCorruptedError(IndexError_):
+    """The index is incomplete or its files do not match their recorded checksums."""
+
+
+class CompressionError(RagzipError):
+    """A compressor failed on valid input."""
+
+
+class GenerationError(RagzipError):
+    """The generator failed."""
+
+
+class UpstreamError(GenerationError):
+    """A remote OpenAI-compatible server failed, refused the request or timed out.
+
+    Attributes:
+        status_code: The HTTP status of the upstream response, or ``None`` when no response came.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code

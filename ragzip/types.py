@@ -1,0 +1,236 @@
+"""Core value types: passages in, budgets, and frozen compression results out."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ragzip.errors import BudgetError, InputError
+
+Span = tuple[int, int]
+"""A half-open character range ``[start, end)`` into a passage's original text."""
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True, eq=True)
+class Passage:
+    """A retrieved piece of text.
+
+    Args:
+        text: The passage text. Output text of every compressor is cut from this string.
+        id: A stable identifier; derived from title and text when not given.
+        title: Optional title (e.g. the Wikipedia page or file name).
+        metadata: Free-form metadata, copied and made read-only.
+        score: Retrieval score, when the passage came from a retriever.
+    """
+
+    text: str
+    id: str = ""
+    title: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    score: float | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            msg = f"Passage.text must be str, got {type(self.text).__name__}"
+            raise InputError(msg)
+        if not isinstance(self.title, str):
+            msg = f"Passage.title must be str, got {type(self.title).__name__}"
+            raise InputError(msg)
+        if not self.id:
+            digest = hashlib.sha1(f"{self.title}\x00{self.text}".encode()).hexdigest()[:16]
+            object.__setattr__(self, "id", digest)
+        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.text, self.title))
+
+    @classmethod
+    def coerce(cls, value: Passage | str | Mapping[str, Any]) -> Passage:
+        """Build a passage from a string, a mapping with a ``text`` key, or a passage."""
+        if isinstance(value, Passage):
+            return value
+        if isinstance(value, str):
+            return cls(text=value)
+        if isinstance(value, Mapping):
+            if "text" not in value:
+                msg = f"a passage mapping needs a 'text' key, got keys {sorted(value)}"
+                raise InputError(msg)
+            known = {"text", "id", "title", "metadata", "score"}
+            unknown = set(value) - known
+            metadata = dict(value.get("metadata") or {})
+            metadata.update({k: value[k] for k in unknown})
+            score = value.get("score")
+            return cls(
+                text=value["text"],
+                id=str(value.get("id") or ""),
+                title=str(value.get("title") or ""),
+                metadata=metadata,
+                score=float(score) if score is not None else None,
+            )
+        msg = f"cannot make a Passage from {type(value).__name__}"
+        raise InputError(msg)
+
+
+_BUDGET_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<x>x?)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much context may remain after compression.
+
+    Counted in the *generator's* tokenizer, over the passage texts (each passage counted on its
+    own; the prompt template and separators are not context). When both limits are given the
+    tighter one wins.
+
+    Args:
+        max_tokens: Keep at most this many tokens.
+        ratio: Compression factor ≥ 1: ``4.0`` keeps at most ``floor(original / 4)`` tokens.
+    """
+
+    max_tokens: int | None = None
+    ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is None and self.ratio is None:
+            msg = "a Budget needs max_tokens, ratio, or both"
+            raise BudgetError(msg)
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
+        ):
+            msg = f"max_tokens must be an int, got {self.max_tokens!r}"
+            raise BudgetError(msg)
+        if self.max_tokens is not None and self.max_tokens < 0:
+            msg = f"max_tokens must be >= 0, got {self.max_tokens}"
+            raise BudgetError(msg)
+        if self.ratio is not None and (not math.isfinite(self.ratio) or self.ratio < 1.0):
+            msg = f"ratio is a compression factor and must be a finite number >= 1, got {self.ratio}"
+            raise BudgetError(msg)
+
+    @classmethod
+    def tokens(cls, n: int) -> Budget:
+        """A budget of at most ``n`` tokens."""
+        return cls(max_tokens=n)
+
+    @classmethod
+    def compression(cls, ratio: float) -> Budget:
+        """A budget that keeps ``1 / ratio`` of the original tokens."""
+        return cls(ratio=float(ratio))
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """Parse ``"256"`` (tokens) or ``"4x"`` (ratio)."""
+        match = _BUDGET_RE.match(str(text))
+        if not match:
+            msg = f"cannot parse budget {text!r}: use a token count like '256' or a ratio like '4x'"
+            raise BudgetError(msg)
+        num = match.group("num")
+        if match.group("x"):
+            return cls(ratio=float(num))
+        if "." in num:
+            msg = f"a token budget must be a whole number, got {text!r} (did you mean '{num}x'?)"
+            raise BudgetError(msg)
+        return cls(max_tokens=int(num))
+
+    def resolve(self, original_tokens: int) -> int:
+        """The number of tokens allowed for a context of ``original_tokens`` tokens."""
+        limit = original_tokens
+        if self.ratio is not None:
+            limit = min(limit, math.floor(original_tokens / self.ratio))
+        if self.max_tokens is not None:
+            limit = min(limit, self.max_tokens)
+        return max(0, limit)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.max_tokens is not None:
+            parts.append(f"{self.max_tokens} tokens")
+        if self.ratio is not None:
+            parts.append(f"{self.ratio:g}x")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class CompressedPassage:
+    """One passage after compression.
+
+    Attributes:
+        passage: The original passage.
+        text: The kept text, cut from ``passage.text`` (empty when the passage was dropped).
+        spans: Character ranges of ``passage.text`` that were kept, in order.
+        original_tokens: Tokens of ``passage.text`` in the generator's tokenizer.
+        tokens: Tokens of ``text`` in the generator's tokenizer.
+    """
+
+    passage: Passage
+    text: str
+    spans: tuple[Span, ...]
+    original_tokens: int
+    tokens: int
+
+    @property
+    def dropped(self) -> bool:
+        """Whether nothing of the passage was kept."""
+        return not self.text
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """What a compressor returns. Frozen; numbers are numbers.
+
+    Attributes:
+        compressor: Registry name of the compressor that produced it.
+        query: The question the context was compressed for (never altered).
+        passages: Per-passage results, in the input order (dropped passages included).
+        original_tokens: Context tokens before compression (generator's tokenizer).
+        compressed_tokens: Context tokens after compression; for soft compressors the number of
+            embedding vectors handed to the generator.
+        budget_tokens: The budget, resolved to tokens for this input.
+        timings: Seconds per stage (e.g. ``count``, ``score``, ``select``, ``total``).
+        embeddings: For soft compressors: an array ``(n_vectors, hidden)`` in the generator's
+            input-embedding space; ``None`` for text compressors.
+    """
+
+    compressor: str
+    query: str
+    passages: tuple[CompressedPassage, ...]
+    original_tokens: int
+    compressed_tokens: int
+    budget_tokens: int
+    timings: Mapping[str, float] = field(default_factory=dict)
+    embeddings: np.ndarray | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timings", _frozen_mapping(self.timings))
+
+    @property
+    def ratio(self) -> float:
+        """Achieved compression factor (original / compressed); ``inf`` when all was dropped."""
+        if self.compressed_tokens == 0:
+            return math.inf if self.original_tokens else 1.0
+        return self.original_tokens / self.compressed_tokens
+
+    @property
+    def saved_tokens(self) -> int:
+        """Tokens removed from the context."""
+        return self.original_tokens - self.compressed_tokens
+
+    @property
+    def texts(self) -> list[str]:
+        """The kept text of each passage that was not dropped, in order."""
+        return [p.text for p in self.passages if p.text]
+
+    @property
+    def context(self) -> str:
+        """The kept passages joined by blank lines."""
+        return "\n\n".join(self.texts)

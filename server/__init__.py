@@ -1,0 +1,1 @@
+"""OpenAI-compatible HTTP proxy that compresses context on the way to the LLM."""
