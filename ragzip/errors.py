@@ -11,7 +11,7 @@ attached::
     ├── RegistryError               unknown component name (also a KeyError)
     ├── MissingDependencyError      an optional extra is not installed (also an ImportError)
     ├── ModelError                  a model or its weights cannot be found or loaded
-    ├── IndexError_                 base of on-disk index problems
+    ├── IndexStoreError                 base of on-disk index problems
     │   ├── IndexNotFoundError      no index at the given path
     │   ├── IndexFormatError        not a ragzip index, or another format version
     │   └── IndexCorruptedError     files missing or checksums not matching
@@ -54,19 +54,19 @@ class ModelError(RagzipError):
     """A model or its weights cannot be found or loaded."""
 
 
-class IndexError_(RagzipError):  # noqa: N801 - trailing underscore avoids the builtin IndexError
+class IndexStoreError(RagzipError):
     """Base class of on-disk index errors."""
 
 
-class IndexNotFoundError(IndexError_, FileNotFoundError):
+class IndexNotFoundError(IndexStoreError, FileNotFoundError):
     """No index exists at the given path."""
 
 
-class IndexFormatError(IndexError_):
+class IndexFormatError(IndexStoreError):
     """The directory is not a ragzip index, or was written by an incompatible format version."""
 
 
-class IndexCorruptedError(IndexError_):
+class IndexCorruptedError(IndexStoreError):
     """The index is incomplete or its files do not match their recorded checksums."""
 
 

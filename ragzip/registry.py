@@ -128,8 +128,7 @@ def build_config(config_cls: type, config: Mapping[str, Any] | Any | None) -> An
     unknown = sorted(set(config) - known)
     if unknown:
         msg = (
-            f"unknown {config_cls.__name__} keys {unknown}; "
-            f"valid keys: {', '.join(sorted(known))}"
+            f"unknown {config_cls.__name__} keys {unknown}; valid keys: {', '.join(sorted(known))}"
         )
         raise ConfigError(msg)
     try:

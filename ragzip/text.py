@@ -82,6 +82,4 @@ def normalize_answer(text: str) -> str:
 def answer_in_text(answers: list[str], text: str) -> bool:
     """Whether any normalised answer occurs in the normalised text (as whole words)."""
     norm = f" {normalize_answer(text)} "
-    return any(
-        (a := normalize_answer(ans)) and f" {a} " in norm for ans in answers
-    )
+    return any((a := normalize_answer(ans)) and f" {a} " in norm for ans in answers)

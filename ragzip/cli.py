@@ -1,0 +1,198 @@
+"""The ``ragzip`` command line: index, ask, compress, eval, serve."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ragzip.errors import RagzipError
+from ragzip.types import Budget
+
+app = typer.Typer(
+    name="ragzip",
+    help="Compress retrieved context between retrieval and an LLM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+DEFAULT_INDEX = Path(".ragzip/index")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def _parse_budget(text: str) -> Budget:
+    try:
+        return Budget.parse(text)
+    except RagzipError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _parse_options(options: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as JSON when they parse, else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            msg = f"options look like key=value, got {item!r}"
+            raise typer.BadParameter(msg)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.md .txt .rst .jsonl).")],
+    index_path: Annotated[Path, typer.Option("--index", help="Where to write the index.")] = (
+        DEFAULT_INDEX
+    ),
+    max_words: Annotated[int, typer.Option(help="Chunk size in words.")] = 120,
+    overlap_words: Annotated[int, typer.Option(help="Overlap between chunks in words.")] = 24,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Chunk documents and build a hybrid (BM25 + dense) index on disk."""
+    from ragzip.retrievers.chunking import ChunkConfig
+    from ragzip.retrievers.documents import load_documents
+    from ragzip.retrievers.index import HybridIndex
+
+    try:
+        docs = load_documents(paths)
+        built = HybridIndex.build(
+            docs,
+            chunking=ChunkConfig(max_words=max_words, overlap_words=overlap_words),
+            progress=progress,
+        )
+        built.save(index_path)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"indexed [bold]{len(docs)}[/] documents as [bold]{len(built)}[/] chunks → {index_path}"
+    )
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    index_path: Annotated[
+        Path, typer.Option("--index", help="Index written by `ragzip index`.")
+    ] = (DEFAULT_INDEX),
+    compressor: Annotated[str, typer.Option(help="Registered compressor name.")] = "mig",
+    budget: Annotated[str, typer.Option(help="Token budget ('256') or ratio ('4x').")] = "4x",
+    k: Annotated[int, typer.Option(help="Passages to retrieve.")] = 5,
+    option: Annotated[
+        list[str], typer.Option("--option", "-o", help="Compressor config key=value.")
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 32,
+    show_context: Annotated[bool, typer.Option(help="Print the compressed context.")] = False,
+) -> None:
+    """Retrieve, compress and answer with the embedded generator."""
+    from ragzip.pipeline import Pipeline
+
+    parsed = _parse_budget(budget)
+    try:
+        pipe = Pipeline.from_defaults(
+            index_path,
+            compressor=compressor,
+            budget=parsed,
+            compressor_config=_parse_options(option),
+            k=k,
+        )
+        pipe.max_new_tokens = max_new_tokens
+        result = pipe.run(question)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
+    comp = result.compression
+    if show_context:
+        console.rule("compressed context")
+        console.print(comp.context, markup=False, highlight=False)
+        console.rule()
+    typer.echo(result.answer.strip())
+    table = Table(title=f"{compressor} @ {parsed}", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("passages retrieved", str(len(result.retrieved)))
+    table.add_row("context tokens before", str(comp.original_tokens))
+    table.add_row("context tokens after", str(comp.compressed_tokens))
+    table.add_row(
+        "tokens saved", f"{comp.saved_tokens} ({_pct(comp.saved_tokens, comp.original_tokens)})"
+    )
+    table.add_row("prompt tokens sent", str(result.prompt_tokens))
+    for stage in ("retrieve", "compress", "generate", "total"):
+        if stage in result.timings:
+            table.add_row(f"{stage} time", f"{result.timings[stage] * 1000:.0f} ms")
+    if result.generation is not None:
+        table.add_row("time to first token", f"{result.generation.ttft_s * 1000:.0f} ms")
+    console.print(table)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "0%"
+
+
+@app.command()
+def compress(
+    compressor: Annotated[str, typer.Option(help="Registered compressor name.")] = "mig",
+    budget: Annotated[str | None, typer.Option(help="Overrides the input's budget.")] = None,
+    option: Annotated[
+        list[str], typer.Option("--option", "-o", help="Compressor config key=value.")
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+) -> None:
+    """Compress JSON from stdin to JSON on stdout.
+
+    Input: ``{"query": str, "passages": [str | {"text", "title", "id"}], "budget": "4x"}``.
+    Output: the CompressionResult as JSON.
+    """
+    from ragzip.models import smollm2_counter
+    from ragzip.registry import create_compressor
+
+    try:
+        payload = json.loads(sys.stdin.read())
+    except json.JSONDecodeError as exc:
+        raise _fail(ValueError(f"stdin is not valid JSON: {exc}")) from exc
+    if not isinstance(payload, dict) or "query" not in payload or "passages" not in payload:
+        raise _fail(ValueError('input must be a JSON object with "query" and "passages"'))
+    parsed = _parse_budget(budget or str(payload.get("budget", "4x")))
+    try:
+        comp = create_compressor(
+            compressor, counter=smollm2_counter(), config=_parse_options(option)
+        )
+        result = comp.compress(payload["query"], payload["passages"], budget=parsed)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+
+
+@app.command("compressors")
+def list_compressors() -> None:
+    """List registered compressors and the extra each needs."""
+    from ragzip.registry import entries
+
+    table = Table("name", "extra", "what it does")
+    for entry in entries():
+        table.add_row(entry.name, entry.extra or "-", entry.summary)
+    Console().print(table)
+
+
+def _register_optional_commands() -> None:
+    from ragzip.evaluation.command import eval_command
+
+    app.command("eval")(eval_command)
+
+
+_register_optional_commands()
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,81 @@
+"""The four folders form one installed package, and nothing is importable under a bare name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {
+    "ragzip": "ragzip",
+    "compressors": "ragzip/compressors",
+    "retrievers": "ragzip/retrievers",
+    "server": "ragzip/server",
+}
+
+
+def test_subpackages_import_under_ragzip_only() -> None:
+    import ragzip.compressors
+    import ragzip.retrievers
+    import ragzip.server
+
+    assert Path(ragzip.compressors.__file__).parent == ROOT / "compressors"
+    assert Path(ragzip.retrievers.__file__).parent == ROOT / "retrievers"
+    assert Path(ragzip.server.__file__).parent == ROOT / "server"
+    for bare in ("compressors", "retrievers", "server"):
+        assert bare not in sys.modules, f"bare {bare!r} was imported"
+
+
+def _source_modules() -> set[str]:
+    """Every .py file of the source tree, as its path inside the wheel."""
+    out = set()
+    for folder, prefix in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            if "__pycache__" in path.parts:
+                continue
+            out.add(f"{prefix}/{path.relative_to(ROOT / folder).as_posix()}")
+    return out
+
+
+@pytest.mark.slow
+def test_wheel_installs_in_fresh_venv(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+        ],
+        check=True,
+    )
+    (wheel,) = dist.glob("ragzip-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = _source_modules() - names
+    assert not missing, f"not in the wheel (add the subpackage to pyproject): {missing}"
+    assert "ragzip/py.typed" in names
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True)
+    code = (
+        "import sys, ragzip, ragzip.compressors, ragzip.retrievers, ragzip.server\n"
+        "assert not {'compressors', 'retrievers', 'server'} & set(sys.modules)\n"
+        "print(ragzip.__version__, ragzip.compressors.__name__)\n"
+    )
+    out = subprocess.run(
+        [str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert "ragzip.compressors" in out.stdout
