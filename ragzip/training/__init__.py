@@ -1,0 +1,1 @@
+"""Reproducible training scripts for the shipped compressor weights (run with ``python -m``)."""
