@@ -184,10 +184,41 @@ def list_compressors() -> None:
     Console().print(table)
 
 
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option(help="Settings file (.toml/.json/.env).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    upstream: Annotated[
+        str | None, typer.Option(help="Upstream OpenAI-compatible base URL.")
+    ] = None,
+    compressor: Annotated[str | None, typer.Option(help="Default compressor.")] = None,
+    budget: Annotated[str | None, typer.Option(help="Default budget ('256' or '4x').")] = None,
+) -> None:
+    """Run the OpenAI-compatible proxy that compresses context on the way upstream."""
+    from ragzip.server import Settings
+    from ragzip.server import serve as run_server
+
+    overrides = {
+        "host": host,
+        "port": port,
+        "upstream_base_url": upstream,
+        "default_compressor": compressor,
+        "default_budget": budget,
+    }
+    try:
+        settings = Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})
+        run_server(settings)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
+
+
 def _register_optional_commands() -> None:
     from ragzip.evaluation.command import eval_command
+    from ragzip.profiler import profile_command
 
     app.command("eval")(eval_command)
+    app.command("profile")(profile_command)
 
 
 _register_optional_commands()

@@ -159,3 +159,22 @@ register(
     extra="models",
     summary="sentences by relevance minus redundancy (COMI's coarse MIG stage), training-free",
 )
+register(
+    "token",
+    "ragzip.compressors.token:TokenCompressor",
+    extra="models",
+    summary="words kept by a query-aware MiniLM token classifier (LLMLingua-2), one threshold",
+)
+register(
+    "auto",
+    "ragzip.policy:AutoCompressor",
+    extra="models",
+    summary="compress only above the profiled break-even length, with the fastest candidate "
+    "that meets a quality floor",
+)
+register(
+    "sentence",
+    "ragzip.compressors.sentence:SentenceCompressor",
+    extra="models",
+    summary="whole sentences a trained context-aware classifier (EXIT) finds useful",
+)

@@ -1,0 +1,484 @@
+"""Bounded load test of the ragzip proxy on loopback.
+
+Three processes on 127.0.0.1: a fast fake OpenAI upstream (a bare ASGI app under uvicorn), the
+proxy (``ragzip.server.create_app`` under uvicorn, one worker), and this script as the client
+(a minimal keep-alive HTTP/1.1 client on asyncio, so the load generator itself stays cheap).
+
+Phases, each against the upstream directly and through the proxy:
+
+1. latency: one request at a time (``--latency-requests``), to measure the latency the proxy adds;
+2. load: ``--concurrency`` connections for ``--duration`` seconds: requests/s, latency
+   percentiles, errors, and the proxy's CPU time per request.
+
+Through the proxy, compression is measured off (a plain chat request, forwarded as is) and on
+(a ``ragzip`` field with ``--passages`` real NQ passages, one run per ``--compressors`` name).
+The proxy's resident memory is read before and after. Every loop is bounded in count and time.
+
+Run::
+
+    python benchmarks/proxy_load.py                       # 64 connections, 30 s per load phase
+    python benchmarks/proxy_load.py --duration 5 --concurrency 16 --compressors truncate,mig
+
+Writes ``benchmarks/results/proxy_load.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "nq_open_dev.jsonl.gz"
+RESULTS = ROOT / "benchmarks" / "results"
+HOST = "127.0.0.1"
+
+# --- the fake upstream: answers every POST with a fixed chat completion ----------------------
+
+_COMPLETION = json.dumps(
+    {
+        "id": "cmpl-bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 2, "total_tokens": 102},
+    }
+).encode()
+
+
+async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI app: read the body, answer the completion above."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_COMPLETION)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": _COMPLETION})
+
+
+def _serve(app: Any, port_queue: Any) -> None:
+    import uvicorn
+
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+    # and without it every response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    port_queue.put(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, backlog=2048, lifespan="on")
+    )
+    server.run(sockets=[sock])
+
+
+def run_upstream(port_queue: Any) -> None:
+    """Child process: the fake upstream."""
+    _serve(upstream_app, port_queue)
+
+
+def run_proxy(port_queue: Any, settings: dict[str, Any]) -> None:
+    """Child process: the proxy."""
+    from ragzip.server import Settings, create_app
+
+    _serve(create_app(Settings(**settings)), port_queue)
+
+
+# --- a minimal keep-alive HTTP/1.1 client ---------------------------------------------------
+
+
+class Connection:
+    """One keep-alive connection; ``post`` returns (status, body)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None and self.writer is not None
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = 0
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+        data = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status, data
+
+
+# --- measurements ---------------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summarize(latencies: list[float]) -> dict[str, float]:
+    if not latencies:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan")}
+    arr = np.asarray(latencies) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 3),
+        "p95_ms": round(float(np.percentile(arr, 95)), 3),
+        "p99_ms": round(float(np.percentile(arr, 99)), 3),
+        "mean_ms": round(float(arr.mean()), 3),
+    }
+
+
+async def sequential(port: int, bodies: list[bytes], n: int, warmup: int = 20) -> dict[str, Any]:
+    """``n`` requests one after another on one connection, after ``warmup`` unmeasured ones."""
+    conn = Connection(port)
+    latencies: list[float] = []
+    errors = 0
+    saved: list[int] = []
+    for i in range(n + warmup):
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter()
+        try:
+            status, data = await conn.request("POST", "/v1/chat/completions", body)
+        except (OSError, asyncio.IncompleteReadError):
+            conn.close()
+            status, data = 0, b""
+        elapsed = time.perf_counter() - start
+        if i < warmup:
+            continue
+        if status != 200:
+            errors += 1
+            continue
+        latencies.append(elapsed)
+        if b'"ragzip"' in data:
+            saved.append(json.loads(data)["ragzip"]["saved_tokens"])
+    conn.close()
+    out: dict[str, Any] = {"requests": n, "errors": errors, **summarize(latencies)}
+    if saved:
+        out["mean_tokens_saved"] = round(float(np.mean(saved)), 1)
+    return out
+
+
+async def load(
+    port: int, bodies: list[bytes], concurrency: int, duration: float, pid: int | None
+) -> dict[str, Any]:
+    """``concurrency`` connections sending back to back for ``duration`` seconds."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    start_all = time.perf_counter()
+    deadline = start_all + duration
+
+    async def worker(k: int) -> None:
+        conn = Connection(port)
+        i = k
+        while time.perf_counter() < deadline:
+            body = bodies[i % len(bodies)]
+            i += concurrency
+            start = time.perf_counter()
+            try:
+                status, _ = await asyncio.wait_for(
+                    conn.request("POST", "/v1/chat/completions", body), timeout=30
+                )
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                conn.close()
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                continue
+            if status == 200:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+        conn.close()
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    elapsed = time.perf_counter() - start_all
+    out: dict[str, Any] = {
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "ok": len(latencies),
+        "errors": sum(errors.values()),
+        "errors_by_type": errors,
+        "req_per_s": round(len(latencies) / elapsed, 1),
+        **summarize(latencies),
+    }
+    if pid:
+        cpu = cpu_seconds(pid) - cpu0
+        per_request = cpu / max(1, len(latencies))
+        out["proxy_cpu_ms_per_request"] = round(1000 * per_request, 3)
+        # What one fully available core would sustain at that cost (derived, not measured).
+        out["proxy_req_per_s_per_core"] = round(1 / per_request, 1) if per_request else None
+        out["proxy_cpu_utilization"] = round(cpu / elapsed, 2)
+    return out
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def make_bodies(n_passages: int, compressor: str | None, budget: str) -> list[bytes]:
+    """50 chat requests over NQ questions; with ``compressor``, ``n_passages`` passages each."""
+    if not DATA.is_file():
+        sys.exit(f"benchmark data not found at {DATA}")
+    with gzip.open(DATA, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for _, line in zip(range(400), fh, strict=False)]
+    rng = random.Random(0)
+    bodies = []
+    for row in rows[:50]:
+        body: dict[str, Any] = {
+            "model": "bench",
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content": "Answer with a few words."},
+                {"role": "user", "content": row["question"]},
+            ],
+        }
+        if compressor:
+            others = rng.sample([r for r in rows if r is not row], n_passages - 1)
+            passages = [{"title": r["title"], "text": r["text"]} for r in [row, *others]]
+            rng.shuffle(passages)
+            body["ragzip"] = {"passages": passages, "budget": budget, "compressor": compressor}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def start(target: Any, *args: Any) -> tuple[Any, int]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(queue, *args), daemon=True)
+    proc.start()
+    port = int(queue.get(timeout=60))
+    queue.close()
+    queue.join_thread()
+    return proc, port
+
+
+async def wait_ready(port: int, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = Connection(port)
+        try:
+            status, _ = await conn.request("GET", "/healthz")
+            if status == 200:
+                return
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            conn.close()
+        await asyncio.sleep(0.2)
+    sys.exit(f"server on port {port} not ready after {timeout:.0f} s")
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    compressors = [c for c in args.compressors.split(",") if c]
+    load_before = os.getloadavg()
+    upstream_proc, upstream_port = start(run_upstream)
+    settings = {
+        "upstream_base_url": f"http://{HOST}:{upstream_port}/v1",
+        "default_compressor": compressors[0] if compressors else "identity",
+        "access_log": False,
+        "log_level": "warning",
+        "max_retries": 0,
+    }
+    if args.tokenizer:
+        settings["tokenizer"] = args.tokenizer
+    proxy_proc, proxy_port = start(run_proxy, settings)
+    try:
+        await wait_ready(proxy_port)
+        plain = make_bodies(args.passages, None, args.budget)
+        on = {c: make_bodies(args.passages, c, args.budget) for c in compressors}
+        # Build each compressor once before measuring (the first request loads its model).
+        for c in compressors:
+            await sequential(proxy_port, on[c][:1], 1, warmup=0)
+        rss_before = rss_mib(proxy_proc.pid)
+        result: dict[str, Any] = {"latency": {}, "load": {}}
+        n, w = args.latency_requests, args.warmup
+        result["latency"]["direct"] = await sequential(upstream_port, plain, n, w)
+        result["latency"]["proxy_off"] = await sequential(proxy_port, plain, n, w)
+        for c in compressors:
+            result["latency"][f"proxy_{c}"] = await sequential(proxy_port, on[c], n, w)
+        d50 = result["latency"]["direct"]["p50_ms"]
+        d95 = result["latency"]["direct"]["p95_ms"]
+        for key, row in result["latency"].items():
+            if key != "direct":
+                row["added_p50_ms"] = round(row["p50_ms"] - d50, 3)
+                row["added_p95_ms"] = round(row["p95_ms"] - d95, 3)
+        conc, dur = args.concurrency, args.duration
+        result["load"]["direct"] = await load(upstream_port, plain, conc, dur, None)
+        result["load"]["proxy_off"] = await load(proxy_port, plain, conc, dur, proxy_proc.pid)
+        for c in compressors:
+            result["load"][f"proxy_{c}"] = await load(proxy_port, on[c], conc, dur, proxy_proc.pid)
+        result["load_average_1m"] = {
+            "before": round(load_before[0], 2),
+            "after": round(os.getloadavg()[0], 2),
+        }
+        result["proxy_rss_mib"] = {
+            "before": round(rss_before, 1),
+            "after": round(rss_mib(proxy_proc.pid), 1),
+        }
+        return result
+    finally:
+        for proc in (proxy_proc, upstream_proc):
+            proc.terminate()
+            proc.join(timeout=10)
+
+
+def environment() -> dict[str, Any]:
+    import fastapi
+    import httpx
+    import uvicorn
+
+    def has(name: str) -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec(name) is not None
+
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "uvicorn": uvicorn.__version__,
+        "fastapi": fastapi.__version__,
+        "httpx": httpx.__version__,
+        "httptools": has("httptools"),
+        "uvloop": has("uvloop"),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    args, res = report["args"], report["result"]
+    lines = [
+        "# Proxy load benchmark",
+        "",
+        f"`python benchmarks/proxy_load.py {report['argv']}` — {report['date']}",
+        "",
+        f"Environment: {json.dumps(report['environment'])}",
+        "",
+        f"Budget `{args['budget']}`, {args['passages']} NQ passages per request when compressing.",
+        "",
+        f"## Latency, one request at a time ({args['latency_requests']} requests)",
+        "",
+        "| target | p50 ms | p95 ms | added p50 ms | added p95 ms | tokens saved | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, row in res["latency"].items():
+        lines.append(
+            f"| {key} | {row['p50_ms']} | {row['p95_ms']} | {row.get('added_p50_ms', '')} | "
+            f"{row.get('added_p95_ms', '')} | {row.get('mean_tokens_saved', '')} | "
+            f"{row['errors']} |"
+        )
+    lines += [
+        "",
+        f"## Load: {args['concurrency']} connections for {args['duration']} s each",
+        "",
+        "| target | req/s | p50 ms | p95 ms | p99 ms | errors | proxy CPU ms/req "
+        "| proxy CPU used (cores) | req/s per proxy core (derived) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, row in res["load"].items():
+        lines.append(
+            f"| {key} | {row['req_per_s']} | {row['p50_ms']} | {row['p95_ms']} | "
+            f"{row['p99_ms']} | {row['errors']} | {row.get('proxy_cpu_ms_per_request', '')} | "
+            f"{row.get('proxy_cpu_utilization', '')} | {row.get('proxy_req_per_s_per_core', '')} |"
+        )
+    rss, load = res["proxy_rss_mib"], res["load_average_1m"]
+    lines += [
+        "",
+        f"Proxy RSS: {rss['before']} MiB before the runs, {rss['after']} MiB after.",
+        "",
+        f"Machine load average (1 min) before/after: {load['before']} / {load['after']} "
+        f"on {report['environment']['cpus']} CPUs (other work shares the machine).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per load phase")
+    parser.add_argument("--latency-requests", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=20, help="unmeasured requests first")
+    parser.add_argument("--compressors", default="truncate", help="comma-separated, '' for none")
+    parser.add_argument("--budget", default="4x")
+    parser.add_argument("--passages", type=int, default=5)
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: SmolLM2)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "proxy_load.json")
+    args = parser.parse_args()
+    if not (1 <= args.concurrency <= 512 and 0 < args.duration <= 300):
+        parser.error("concurrency must be 1..512 and duration 0..300 s")
+    result = asyncio.run(bench(args))
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "argv": " ".join(sys.argv[1:]),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "environment": environment(),
+        "result": result,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""Benchmark of the query-aware token compressor (``ragzip.compressors.token``).
+
+Three parts, each writing JSON and Markdown under ``benchmarks/results/``:
+
+* ``speed`` — throughput and peak memory on CPU over NQ ``val`` contexts (each question's gold
+  passage and four other val passages). Every mode runs in its own process so that its peak
+  resident memory is its own:
+
+  - ``forward-fp32``: the encoder's forward pass alone over the same windows, inputs prepared
+    beforehand (length-sorted batches) — the ceiling for the compressor;
+  - ``e2e-fp32``: ``compress()`` end to end at 4x (tokenisation, windows, forward, word
+    aggregation, forced words, exact budget selection in SmolLM2's tokenizer);
+  - ``e2e-fp32-nobucket``: the same without length bucketing (windows in input order);
+  - ``forward-int8`` / ``e2e-int8``: with dynamic int8 quantisation of the linear layers.
+
+  Throughput is context tokens (SmolLM2's tokenizer, the unit of budgets) per second of wall
+  time and per second of process CPU time; the CPU figure is what an unshared machine would
+  see with the same thread count, the wall figure depends on what else runs on the cores
+  (the load average before and after is recorded).
+* ``quality`` — answer-in-context recall at 2x/4x/8x for ``token``, ``mig``, ``random`` and
+  ``truncate``. Context: the question's gold passage plus the four passages BM25 (bm25s) ranks
+  highest among the other NQ passages, in a seeded random order. Budgets are counted in
+  SmolLM2's tokenizer. ``--split val`` for choices, ``--split test`` for the reported figure.
+* ``kv`` — the key-value retrieval cases of ``kv_retrieval_dev.jsonl.gz`` (75 UUID records as
+  passages, "What is the value of key K?"): the share whose exact value survives at 4x.
+
+Run from the project root (the data folder is ``../shared/data``)::
+
+    python benchmarks/token_speed.py speed --threads 2
+    python benchmarks/token_speed.py quality --split test --questions 500
+    python benchmarks/token_speed.py kv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import ragzip
+from ragzip import Budget
+from ragzip.compressors.token import TokenCompressor, cut_windows
+from ragzip.evaluation.data import load_kv, load_nq, nq_split
+from ragzip.models import smollm2_counter
+from ragzip.text import answer_in_text
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DATA = ROOT.parent / "shared" / "data"
+RATIOS = (2.0, 4.0, 8.0)
+MODES = ("forward-fp32", "e2e-fp32", "e2e-fp32-nobucket", "forward-int8", "e2e-int8")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "loadavg": os.getloadavg(),
+        "note": "2 CPU cores shared with other jobs; wall figures depend on their load",
+    }
+
+
+def speed_contexts(n: int, others: int = 4) -> list[tuple[str, list[str]]]:
+    """``n`` val questions, each with its gold passage and ``others`` random val passages."""
+    val = nq_split("val", DATA)
+    rng = random.Random(0)
+    out = []
+    for ex in val[:n]:
+        pool = [o.text for o in rng.sample(val, others + 1) if o.text != ex.text][:others]
+        out.append((ex.question, [ex.text, *pool]))
+    return out
+
+
+def run_mode(mode: str, threads: int, questions: int, repeats: int) -> dict[str, Any]:
+    """One benchmark mode in this process."""
+    torch.set_num_threads(threads)
+    counter = smollm2_counter()
+    contexts = speed_contexts(questions)
+    context_tokens = sum(sum(counter.count_batch(p)) for _, p in contexts)
+    t0 = time.perf_counter()
+    config = TokenCompressor.Config(
+        quantize="int8" if mode.endswith("int8") else "none",
+        length_bucketing=not mode.endswith("nobucket"),
+    )
+    compressor = TokenCompressor(config, counter=counter)
+    load_s = time.perf_counter() - t0
+    encoder_tokens = 0
+    if mode.startswith("forward"):
+        batches = prepare_batches(compressor, contexts)
+        encoder_tokens = sum(int(m.sum()) for _, _, m in batches)
+
+        def once() -> None:
+            with torch.inference_mode():
+                for ids, types, mask in batches:
+                    compressor.model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+
+    else:
+
+        def once() -> None:
+            for question, passages in contexts:
+                compressor.compress(question, passages, budget=Budget(ratio=4))
+
+    once()  # warm-up
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        once()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    wall, cpu = float(np.median(walls)), float(np.median(cpus))
+    return {
+        "mode": mode,
+        "threads": threads,
+        "questions": len(contexts),
+        "context_tokens": context_tokens,
+        "encoder_tokens": encoder_tokens or None,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "tokens_per_s_wall": round(context_tokens / wall),
+        "tokens_per_s_cpu": round(context_tokens / cpu * threads),
+        "ms_per_request_wall": round(1000 * wall / len(contexts), 1),
+        "load_s": round(load_s, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "loadavg_end": os.getloadavg(),
+    }
+
+
+def prepare_batches(
+    compressor: TokenCompressor, contexts: Sequence[tuple[str, list[str]]]
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The encoder inputs ``compress()`` builds, as padded length-sorted batches."""
+    tok = compressor.tokenizer
+    cfg = compressor.config
+    rows: list[tuple[list[int], int]] = []
+    for question, passages in contexts:
+        q = tok(question, add_special_tokens=False)["input_ids"][: cfg.max_query_tokens]
+        head = [tok.cls_token_id, *q, tok.sep_token_id]
+        enc = tok(passages, add_special_tokens=False, return_offsets_mapping=True)
+        for text, ids, offs in zip(passages, enc["input_ids"], enc["offset_mapping"], strict=True):
+            for w in cut_windows(text, offs, cfg.max_window - len(head) - 1):
+                rows.append(([*head, *ids[w.start : w.end], tok.sep_token_id], len(head)))
+    rows.sort(key=lambda r: len(r[0]))
+    batches = []
+    for b in range(0, len(rows), cfg.batch_size):
+        chunk = rows[b : b + cfg.batch_size]
+        width = max(len(r) for r, _ in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        types = torch.zeros_like(ids)
+        mask = torch.zeros_like(ids)
+        for i, (r, h) in enumerate(chunk):
+            ids[i, : len(r)] = torch.tensor(r)
+            types[i, h : len(r)] = 1
+            mask[i, : len(r)] = 1
+        batches.append((ids, types, mask))
+    return batches
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Every mode in a fresh process."""
+    rows = []
+    for mode in args.modes:
+        cmd = [
+            sys.executable,
+            __file__,
+            "_mode",
+            mode,
+            "--threads",
+            str(args.threads),
+            "--questions",
+            str(args.questions),
+            "--repeats",
+            str(args.repeats),
+        ]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(row))
+        rows.append(row)
+    return {"part": "speed", "machine": machine(), "rows": rows}
+
+
+def speed_markdown(report: dict[str, Any]) -> str:
+    """The speed table."""
+    lines = [
+        "# Token compressor speed (CPU)",
+        "",
+        f"Machine: {report['machine']['processor']}, {report['machine']['cpus']} cores, "
+        f"torch {report['machine']['torch']}. {report['machine']['note']}.",
+        "",
+        "| mode | threads | context tokens | tokens/s (wall) | tokens/s (CPU) | "
+        "ms/request (wall) | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['mode']} | {r['threads']} | {r['context_tokens']} | "
+            f"{r['tokens_per_s_wall']} | {r['tokens_per_s_cpu']} | "
+            f"{r['ms_per_request_wall']} | {r['peak_rss_mb']} |"
+        )
+    lines += [
+        "",
+        "tokens/s (CPU) = context tokens / process CPU seconds × threads: the rate the same "
+        "threads reach on otherwise idle cores.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def quality_contexts(split: str, n: int, retrieved: int) -> list[tuple[str, list[str], list[str]]]:
+    """Question, answers and context (gold + ``retrieved`` BM25 passages, seeded order)."""
+    import bm25s
+
+    rows = load_nq(DATA)
+    questions = nq_split(split, examples=rows)[:n]
+    docs = list(dict.fromkeys((r.title, r.text) for r in rows))
+    index = bm25s.BM25()
+    index.index(
+        bm25s.tokenize([f"{t} {x}" for t, x in docs], stopwords="en", show_progress=False),
+        show_progress=False,
+    )
+    ids, _ = index.retrieve(
+        bm25s.tokenize([q.question for q in questions], stopwords="en", show_progress=False),
+        k=retrieved + 3,
+        show_progress=False,
+        n_threads=1,
+    )
+    rng = random.Random(0)
+    out = []
+    for q, row in zip(questions, ids, strict=True):
+        others = [docs[int(i)][1] for i in row if docs[int(i)][1] != q.text][:retrieved]
+        passages = [q.text, *others]
+        rng.shuffle(passages)
+        out.append((q.question, list(q.answers), passages))
+    return out
+
+
+def quality(args: argparse.Namespace) -> dict[str, Any]:
+    """Answer-in-context recall per compressor and ratio."""
+    torch.set_num_threads(args.threads)
+    counter = smollm2_counter()
+    contexts = quality_contexts(args.split, args.questions, args.retrieved)
+    full = float(np.mean([answer_in_text(a, "\n\n".join(p)) for _, a, p in contexts]))
+    rows = []
+    for name in args.compressors:
+        compressor = ragzip.create_compressor(name, counter=counter)
+        for ratio in RATIOS:
+            hits, kept, orig, secs = 0, 0, 0, 0.0
+            for question, answers, passages in contexts:
+                t = time.perf_counter()
+                result = compressor.compress(question, passages, budget=Budget(ratio=ratio))
+                secs += time.perf_counter() - t
+                hits += answer_in_text(answers, result.context)
+                kept += result.compressed_tokens
+                orig += result.original_tokens
+                assert result.compressed_tokens <= result.budget_tokens
+            row = {
+                "compressor": name,
+                "ratio": ratio,
+                "answer_recall": round(hits / len(contexts), 4),
+                "achieved_ratio": round(orig / max(1, kept), 3),
+                "ms_per_context_wall": round(1000 * secs / len(contexts), 1),
+            }
+            print(json.dumps(row))
+            rows.append(row)
+    return {
+        "part": "quality",
+        "split": args.split,
+        "questions": len(contexts),
+        "passages_per_context": args.retrieved + 1,
+        "uncompressed_answer_recall": round(full, 4),
+        "machine": machine(),
+        "rows": rows,
+    }
+
+
+def quality_markdown(report: dict[str, Any]) -> str:
+    """The recall table."""
+    by: dict[str, dict[float, float]] = {}
+    for r in report["rows"]:
+        by.setdefault(r["compressor"], {})[r["ratio"]] = r["answer_recall"]
+    lines = [
+        f"# Answer-in-context recall, NQ {report['split']} ({report['questions']} questions)",
+        "",
+        f"Context: gold passage + {report['passages_per_context'] - 1} BM25 passages; "
+        f"uncompressed recall {report['uncompressed_answer_recall']:.3f}. "
+        "Budgets in SmolLM2 tokens.",
+        "",
+        "| compressor | " + " | ".join(f"{r:g}x" for r in RATIOS) + " |",
+        "|---|" + "---|" * len(RATIOS),
+    ]
+    for name, vals in by.items():
+        lines.append(f"| {name} | " + " | ".join(f"{vals[r]:.3f}" for r in RATIOS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def kv(args: argparse.Namespace) -> dict[str, Any]:
+    """Exact value survival on the KV cases at ``args.ratio``."""
+    torch.set_num_threads(args.threads)
+    counter = smollm2_counter()
+    cases = load_kv(DATA)
+    rows = []
+    for name in args.compressors:
+        compressor = ragzip.create_compressor(name, counter=counter)
+        hits, secs = 0, 0.0
+        for case in cases:
+            t = time.perf_counter()
+            result = compressor.compress(
+                case.query, case.passages(), budget=Budget(ratio=args.ratio)
+            )
+            secs += time.perf_counter() - t
+            hits += case.value in result.context
+        row = {
+            "compressor": name,
+            "ratio": args.ratio,
+            "value_survives": round(hits / len(cases), 4),
+            "ms_per_case_wall": round(1000 * secs / len(cases), 1),
+        }
+        print(json.dumps(row))
+        rows.append(row)
+    return {"part": "kv", "cases": len(cases), "machine": machine(), "rows": rows}
+
+
+def kv_markdown(report: dict[str, Any]) -> str:
+    """The KV table."""
+    lines = [
+        f"# Key-value retrieval ({report['cases']} cases, 75 UUID records each)",
+        "",
+        "| compressor | ratio | exact value survives | ms/case (wall) |",
+        "|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['compressor']} | {r['ratio']:g}x | {r['value_survives']:.2f} | "
+            f"{r['ms_per_case_wall']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(name: str, report: dict[str, Any], markdown: str) -> None:
+    """``benchmarks/results/<name>.json`` and ``.md``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{name}.md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="part", required=True)
+    p_speed = sub.add_parser("speed")
+    p_speed.add_argument("--threads", type=int, default=2)
+    p_speed.add_argument("--questions", type=int, default=60)
+    p_speed.add_argument("--repeats", type=int, default=3)
+    p_speed.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p_mode = sub.add_parser("_mode")
+    p_mode.add_argument("mode", choices=MODES)
+    p_mode.add_argument("--threads", type=int, default=2)
+    p_mode.add_argument("--questions", type=int, default=60)
+    p_mode.add_argument("--repeats", type=int, default=3)
+    p_q = sub.add_parser("quality")
+    p_q.add_argument("--split", choices=("val", "test"), default="val")
+    p_q.add_argument("--questions", type=int, default=300)
+    p_q.add_argument("--retrieved", type=int, default=4)
+    p_q.add_argument("--threads", type=int, default=1)
+    p_q.add_argument("--compressors", nargs="+", default=["token", "mig", "random", "truncate"])
+    p_kv = sub.add_parser("kv")
+    p_kv.add_argument("--ratio", type=float, default=4.0)
+    p_kv.add_argument("--threads", type=int, default=1)
+    p_kv.add_argument("--compressors", nargs="+", default=["token", "mig", "random", "truncate"])
+    args = parser.parse_args(argv)
+    if args.part == "_mode":
+        print(json.dumps(run_mode(args.mode, args.threads, args.questions, args.repeats)))
+    elif args.part == "speed":
+        report = speed(args)
+        write(f"token_speed_{args.threads}t", report, speed_markdown(report))
+    elif args.part == "quality":
+        report = quality(args)
+        write(f"token_quality_{args.split}", report, quality_markdown(report))
+    else:
+        report = kv(args)
+        write("token_kv", report, kv_markdown(report))
+
+
+if __name__ == "__main__":
+    main()

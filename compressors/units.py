@@ -1,0 +1,217 @@
+"""Selection units shared by the extractive compressors.
+
+Passages are split into units (sentences or words) whose token costs are counted in the
+generator's tokenizer. :func:`greedy_fill` keeps units in a priority order while they fit and then
+verifies the budget *exactly*, on the very text the base class will produce (see
+:func:`ragzip.compressor.join_spans`), so selection methods never rely on the last-resort trim of
+:class:`~ragzip.compressor.Compressor`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from ragzip.compressor import join_spans
+from ragzip.errors import ConfigError
+from ragzip.text import split_sentences
+from ragzip.tokenization import TokenCounter
+from ragzip.types import Span
+
+Granularity = Literal["sentence", "word"]
+
+_WORD_RE = re.compile(r"\S+")
+
+
+@lru_cache(maxsize=8192)
+def sentence_spans(text: str) -> tuple[Span, ...]:
+    """Sentence spans of ``text`` (pySBD via :func:`ragzip.text.split_sentences`), cached.
+
+    Retrieval corpora hand the same passages to many questions; splitting is the slowest
+    CPU step after embedding, so splits are memoised per passage text.
+    """
+    return tuple(split_sentences(text))
+
+
+def word_spans(text: str) -> tuple[Span, ...]:
+    """Spans of the whitespace-separated words of ``text``."""
+    return tuple(m.span() for m in _WORD_RE.finditer(text))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One selectable piece of a passage.
+
+    Attributes:
+        passage: Index of the passage it belongs to.
+        start: Start character in the passage text.
+        end: End character (exclusive).
+        tokens: Tokens of the unit's text on its own, in the generator's tokenizer.
+        text: The unit's text, ``passage_text[start:end]``.
+    """
+
+    passage: int
+    start: int
+    end: int
+    tokens: int
+    text: str
+
+    @property
+    def span(self) -> Span:
+        """``(start, end)``."""
+        return (self.start, self.end)
+
+
+@dataclass(frozen=True)
+class Units:
+    """The units of a request's passages, in passage order then text order.
+
+    Attributes:
+        texts: The passage texts the spans point into.
+        items: All units; ``items[i]`` is unit ``i`` in priority orders given to
+            :func:`greedy_fill`.
+    """
+
+    texts: tuple[str, ...]
+    items: tuple[Unit, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Unit:
+        return self.items[index]
+
+
+def split_units(
+    texts: Sequence[str], counter: TokenCounter, *, granularity: Granularity = "sentence"
+) -> Units:
+    """Split passages into units and count each unit's tokens in one batch.
+
+    Args:
+        texts: Passage texts, in order.
+        counter: The generator's token counter.
+        granularity: ``"sentence"`` (pySBD) or ``"word"`` (whitespace-separated words).
+
+    Raises:
+        ConfigError: Unknown granularity.
+    """
+    splitter: Callable[[str], tuple[Span, ...]]
+    if granularity == "sentence":
+        splitter = sentence_spans
+    elif granularity == "word":
+        splitter = word_spans
+    else:
+        msg = f"granularity must be 'sentence' or 'word', got {granularity!r}"
+        raise ConfigError(msg)
+    raw = [(i, s, e) for i, text in enumerate(texts) for s, e in splitter(text)]
+    pieces = [texts[i][s:e] for i, s, e in raw]
+    costs = counter.count_batch(pieces) if pieces else []
+    items = tuple(
+        Unit(passage=i, start=s, end=e, tokens=c, text=t)
+        for (i, s, e), c, t in zip(raw, costs, pieces, strict=True)
+    )
+    return Units(texts=tuple(texts), items=items)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Units kept by :func:`greedy_fill`.
+
+    Attributes:
+        kept: Indices of kept units, in priority order (most important first).
+        spans: Kept character spans of each passage, sorted (ready for ``CompressionOutput``).
+        tokens: Exact tokens of the kept text, counted as the base class counts it.
+    """
+
+    kept: tuple[int, ...]
+    spans: tuple[tuple[Span, ...], ...]
+    tokens: int
+
+
+def greedy_fill(
+    units: Units,
+    order: Sequence[int],
+    budget_tokens: int,
+    counter: TokenCounter,
+) -> Selection:
+    """Keep units in priority order while they fit, then make the exact count fit.
+
+    1. Walk ``order``; keep a unit if its own token cost still fits what is left.
+    2. Count the joined text of every touched passage exactly (the join the base class uses);
+       while the total exceeds ``budget_tokens`` drop the lowest-priority kept unit.
+    3. Offer the units not kept, in priority order, to the slack that is left, checking each
+       addition exactly.
+
+    Args:
+        units: Units from :func:`split_units`.
+        order: Unit indices, most important first. Units not listed are never kept.
+        budget_tokens: The total the kept text may use.
+        counter: The generator's token counter.
+
+    Returns:
+        The selection; ``selection.tokens <= budget_tokens`` always holds.
+    """
+    n_passages = len(units.texts)
+    seen: set[int] = set()
+    priority: list[int] = []
+    for idx in order:
+        if idx in seen:
+            continue
+        if not 0 <= idx < len(units):
+            msg = f"unit index {idx} out of range for {len(units)} units"
+            raise ConfigError(msg)
+        seen.add(idx)
+        priority.append(idx)
+
+    # 1. estimate with per-unit costs
+    kept: list[int] = []
+    left = budget_tokens
+    for idx in priority:
+        cost = units[idx].tokens
+        if cost <= left:
+            kept.append(idx)
+            left -= cost
+
+    # 2. exact verification per passage
+    by_passage: list[list[int]] = [[] for _ in range(n_passages)]
+    for idx in kept:
+        by_passage[units[idx].passage].append(idx)
+    texts = [_joined(units, members) for members in by_passage]
+    tokens = counter.count_batch(texts)
+    total = sum(tokens)
+    while total > budget_tokens and kept:
+        idx = kept.pop()
+        p = units[idx].passage
+        by_passage[p].remove(idx)
+        tokens[p] = counter.count(_joined(units, by_passage[p]))
+        total = sum(tokens)
+
+    # 3. refill the slack exactly (small units that fit where a dropped one did not)
+    kept_set = set(kept)
+    for idx in priority:
+        slack = budget_tokens - total
+        if slack <= 0:
+            break
+        if idx in kept_set or units[idx].tokens > slack:
+            continue
+        p = units[idx].passage
+        trial = counter.count(_joined(units, [*by_passage[p], idx]))
+        if total - tokens[p] + trial <= budget_tokens:
+            by_passage[p].append(idx)
+            kept.append(idx)
+            kept_set.add(idx)
+            total += trial - tokens[p]
+            tokens[p] = trial
+
+    spans = tuple(tuple(sorted(units[i].span for i in members)) for members in by_passage)
+    return Selection(kept=tuple(kept), spans=spans, tokens=total)
+
+
+def _joined(units: Units, members: Sequence[int]) -> str:
+    if not members:
+        return ""
+    text = units.texts[units[members[0]].passage]
+    return join_spans(text, [units[i].span for i in members])[0]

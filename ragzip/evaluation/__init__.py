@@ -1,0 +1,45 @@
+"""The evaluation harness behind ``ragzip eval``.
+
+Loads NQ-open and key-value retrieval data (:mod:`~ragzip.evaluation.data`), scores retrieval,
+compression and generation (:mod:`~ragzip.evaluation.metrics`, :mod:`~ragzip.evaluation.runner`)
+and writes JSON, Markdown and a plot (:mod:`~ragzip.evaluation.report`). Model-heavy modules are
+imported only when a stage runs.
+"""
+
+from __future__ import annotations
+
+from ragzip.evaluation.data import (
+    KVCase,
+    NQExample,
+    load_kv,
+    load_nq,
+    nq_split,
+)
+from ragzip.evaluation.metrics import (
+    answer_accuracy,
+    answer_in_context,
+    exact_match,
+    f1_score,
+    rate_adherence,
+    recall_at_k,
+)
+from ragzip.evaluation.report import write_report
+from ragzip.evaluation.runner import EvalConfig, EvalReport, run_eval
+
+__all__ = [
+    "EvalConfig",
+    "EvalReport",
+    "KVCase",
+    "NQExample",
+    "answer_accuracy",
+    "answer_in_context",
+    "exact_match",
+    "f1_score",
+    "load_kv",
+    "load_nq",
+    "nq_split",
+    "rate_adherence",
+    "recall_at_k",
+    "run_eval",
+    "write_report",
+]

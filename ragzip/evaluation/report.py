@@ -1,0 +1,400 @@
+"""Write an :class:`~ragzip.evaluation.runner.EvalReport` as JSON, Markdown and a PNG plot.
+
+* ``eval.json`` — every number, the configuration, machine information and timestamps
+  (``schema`` names the layout; NaN and infinity are written as ``null``).
+* ``eval.md`` — the same numbers as Markdown tables.
+* ``eval.png`` — answer-in-context recall (NQ) and value survival (KV) against the requested
+  compression ratio, one line per compressor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ragzip.errors import ConfigError
+from ragzip.evaluation.runner import EvalReport
+
+SCHEMA = "ragzip-eval/1"
+JSON_NAME = "eval.json"
+MARKDOWN_NAME = "eval.md"
+PLOT_NAME = "eval.png"
+
+_VERSIONED = ("ragzip", "torch", "transformers", "sentence-transformers", "bm25s", "faiss-cpu")
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU count, Python and library versions, git commit and uncommitted-changes flag."""
+    versions: dict[str, str | None] = {}
+    for dist in _VERSIONED:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    torch_threads: int | None = None
+    if "torch" in sys.modules:  # report torch's intra-op threads only when torch is in use
+        torch_threads = int(sys.modules["torch"].get_num_threads())
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "torch_threads": torch_threads,
+        "versions": versions,
+        "git_commit": _git("rev-parse", "HEAD") or None,
+        "git_dirty": None if (status := _git("status", "--porcelain")) is None else bool(status),
+    }
+
+
+def _clean(value: Any) -> Any:
+    """Make ``value`` JSON-ready: dataclasses to dicts, tuples to lists, NaN/inf to ``None``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _clean(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def report_to_dict(report: EvalReport) -> dict[str, Any]:
+    """The JSON document of ``report``."""
+    out: dict[str, Any] = {"schema": SCHEMA}
+    out.update(_clean(report))
+    out["config"] = _clean(report.config.to_dict())
+    return out
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if math.isinf(value):
+            return "∞"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pct(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report: EvalReport) -> str:
+    """The report as Markdown tables."""
+    cfg = report.config
+    parts = [
+        "# ragzip evaluation",
+        "",
+        f"- Run: {report.started_at} → {report.finished_at} ({report.duration_s:.0f} s)",
+        f"- Tokens counted in: `{report.tokenizer}`",
+        f"- Machine: {report.machine.get('platform')}, {report.machine.get('cpu_count')} CPUs "
+        f"(torch threads: {report.machine.get('torch_threads') or '-'}), "
+        f"Python {report.machine.get('python')}, commit {report.machine.get('git_commit') or '-'}"
+        + (" (with uncommitted changes)" if report.machine.get("git_dirty") else ""),
+    ]
+    if report.retrieval or report.compression or report.generation:
+        parts.insert(
+            3,
+            f"- Data: NQ-open `{cfg.split}` split, {report.data.get('questions')} questions "
+            f"(of {report.data.get('split_size')}); corpus of "
+            f"{report.data.get('corpus_documents')} passages",
+        )
+    if report.retrieval is not None:
+        r = report.retrieval
+        ks = sorted({k for m in r.modes for k in m.recall})
+        parts += [
+            "",
+            "## Retrieval",
+            "",
+            f"Recall@k of the gold passage over {r.questions} questions; index of "
+            f"{r.index_units} units over {r.corpus_documents} passages "
+            f"({r.index_source}, {r.index_seconds:.1f} s).",
+            "",
+            _table(
+                ["mode", *[f"recall@{k}" for k in ks], "ms/query"],
+                [
+                    [m.mode, *[_pct(m.recall[k]) for k in ks], _fmt(m.ms_per_query, 1)]
+                    for m in r.modes
+                ],
+            ),
+        ]
+    if report.compression is not None:
+        c = report.compression
+        parts += [
+            "",
+            "## Compression (NQ)",
+            "",
+            f"Top-{c.k} hybrid passages per question, {c.questions} questions. Uncompressed "
+            f"context holds an answer for {_pct(c.context_answer_recall)} and the gold passage "
+            f"for {_pct(c.gold_in_context)} of questions.",
+            "",
+            _table(
+                [
+                    "compressor",
+                    "requested",
+                    "answer recall",
+                    "achieved",
+                    "adherence",
+                    "violations",
+                    "tokens before",
+                    "tokens after",
+                    "ms / 1k tok",
+                    "ms p95",
+                ],
+                [
+                    [
+                        row.compressor,
+                        f"{row.requested_ratio:g}x",
+                        _pct(row.answer_recall),
+                        f"{_fmt(row.achieved_ratio, 2)}x",
+                        _fmt(row.adherence, 2),
+                        str(row.budget_violations),
+                        _fmt(row.original_tokens, 0),
+                        _fmt(row.compressed_tokens, 0),
+                        _fmt(row.ms_per_1k_tokens, 1),
+                        _fmt(row.ms_p95, 1),
+                    ]
+                    for row in c.rows
+                ],
+            ),
+        ]
+    if report.generation is not None:
+        g = report.generation
+        parts += [
+            "",
+            "## Generation",
+            "",
+            f"{g.generator} (`{g.tokenizer}`), greedy answers of at most {g.max_new_tokens} "
+            "tokens. EM/F1 as in SQuAD; accuracy: an accepted answer occurs in the answer.",
+            "",
+            _table(
+                [
+                    "context",
+                    "ratio",
+                    "n",
+                    "EM",
+                    "F1",
+                    "accuracy",
+                    "context tok",
+                    "prompt tok",
+                    "TTFT ms",
+                    "TTFT p50",
+                    "generate ms",
+                    "compress ms",
+                ],
+                [
+                    [
+                        row.setting,
+                        f"{row.ratio:g}x",
+                        str(row.n),
+                        _pct(row.em),
+                        _pct(row.f1),
+                        _pct(row.accuracy),
+                        _fmt(row.context_tokens, 0),
+                        _fmt(row.prompt_tokens, 0),
+                        _fmt(row.ttft_ms, 0),
+                        _fmt(row.ttft_ms_p50, 0),
+                        _fmt(row.total_ms, 0),
+                        _fmt(row.compress_ms, 1),
+                    ]
+                    for row in g.rows
+                ],
+            ),
+        ]
+    if report.kv is not None:
+        kv = report.kv
+        parts += [
+            "",
+            "## Key-value retrieval",
+            "",
+            f'{kv.cases} cases of {kv.records_per_case:.0f} `"key": "value"` passages; '
+            "does the asked value survive verbatim?",
+            "",
+            _table(
+                [
+                    "compressor",
+                    "requested",
+                    "value survives",
+                    "record survives",
+                    "achieved",
+                    "violations",
+                    "ms / 1k tok",
+                ],
+                [
+                    [
+                        row.compressor,
+                        f"{row.requested_ratio:g}x",
+                        _pct(row.value_survival),
+                        _pct(row.pair_survival),
+                        f"{_fmt(row.achieved_ratio, 2)}x",
+                        str(row.budget_violations),
+                        _fmt(row.ms_per_1k_tokens, 1),
+                    ]
+                    for row in kv.rows
+                ],
+            ),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+# -- plot -------------------------------------------------------------------------------------
+
+
+def _series(rows: Sequence[Any], value: str) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        out.setdefault(row.compressor, []).append((row.requested_ratio, getattr(row, value)))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def plot_report(report: EvalReport, path: Path) -> Path | None:
+    """Answer-in-context recall (and KV value survival) against the requested ratio.
+
+    Returns:
+        ``path``, or ``None`` when the report has neither compression nor KV results.
+
+    Raises:
+        MissingDependencyError: matplotlib is not installed.
+    """
+    panels: list[tuple[str, str, dict[str, list[tuple[float, float]]]]] = []
+    if report.compression is not None and report.compression.rows:
+        panels.append(
+            (
+                f"NQ: answer in compressed context (top-{report.compression.k})",
+                "answer-in-context recall",
+                _series(report.compression.rows, "answer_recall"),
+            )
+        )
+    if report.kv is not None and report.kv.rows:
+        panels.append(
+            (
+                f"Key-value: exact value survives ({report.kv.cases} cases)",
+                "value survival",
+                _series(report.kv.rows, "value_survival"),
+            )
+        )
+    if not panels:
+        return None
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as exc:
+        from ragzip.errors import MissingDependencyError
+
+        msg = "plots need matplotlib: pip install 'ragzip[plots]'"
+        raise MissingDependencyError(msg, name=exc.name) from exc
+
+    fig = Figure(figsize=(5.5 * len(panels), 4.2), dpi=110)
+    FigureCanvasAgg(fig)  # render with Agg, without touching pyplot's global backend
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, ylabel, series) in zip(axes, panels, strict=True):
+        ratios = sorted({r for pts in series.values() for r, _ in pts})
+        for name, pts in series.items():
+            ax.plot([r for r, _ in pts], [v for _, v in pts], marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ratios)
+        ax.set_xticklabels([f"{r:g}x" for r in ratios])
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("requested compression ratio")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    if report.compression is not None:
+        axes[0].axhline(
+            report.compression.context_answer_recall,
+            color="grey",
+            linestyle="--",
+            linewidth=0.8,
+        )
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create the report folder (and parents).
+
+    Raises:
+        ConfigError: A file is in the way, or the folder cannot be created.
+    """
+    out = Path(out_dir).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        msg = f"cannot write the report to {out}: a file is in the way"
+        raise ConfigError(msg) from exc
+    except OSError as exc:
+        msg = f"cannot create the report folder {out}: {exc}"
+        raise ConfigError(msg) from exc
+    return out
+
+
+def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``eval.json``, ``eval.md`` and ``eval.png`` (when there is something to plot).
+
+    Returns:
+        The written files by kind (``json``, ``markdown``, ``plot``).
+
+    Raises:
+        ConfigError: ``out_dir`` exists and is not a folder, or cannot be created.
+    """
+    out = prepare_out_dir(out_dir)
+    files: dict[str, Path] = {}
+    doc = report_to_dict(report)
+    files["json"] = out / JSON_NAME
+    files["json"].write_text(
+        json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    files["markdown"] = out / MARKDOWN_NAME
+    files["markdown"].write_text(render_markdown(report), encoding="utf-8")
+    plot = plot_report(report, out / PLOT_NAME)
+    if plot is not None:
+        files["plot"] = plot
+    return files

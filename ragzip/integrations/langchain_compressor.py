@@ -1,0 +1,193 @@
+"""Any ragzip compressor as a LangChain document compressor.
+
+:class:`RagzipCompressor` plugs into ``ContextualCompressionRetriever`` (``langchain-classic``) or
+an LCEL chain. It returns new ``Document`` objects cut from the originals, with the compression
+numbers in their metadata; the caller's documents are never modified.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ragzip.compressor import Compressor
+from ragzip.errors import CompressionError, ConfigError, MissingDependencyError
+from ragzip.integrations.langchain_documents import document_to_passage
+from ragzip.tokenization import TokenCounter
+from ragzip.types import Budget, CompressionResult
+
+try:
+    from langchain_core.callbacks import Callbacks
+    from langchain_core.documents import BaseDocumentCompressor, Document
+    from pydantic import ConfigDict, field_validator
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
+    msg = "the LangChain integration needs langchain-core: pip install 'ragzip[langchain]'"
+    raise MissingDependencyError(msg, name=exc.name) from exc
+
+METADATA_PREFIX = "ragzip_"
+"""Prefix of the metadata keys :class:`RagzipCompressor` adds to each document."""
+
+
+def _as_budget(value: Budget | str | int) -> Budget:
+    if isinstance(value, Budget):
+        return value
+    if isinstance(value, str):
+        return Budget.parse(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Budget.tokens(value)
+    msg = f"budget must be a Budget, a string like '256' or '4x', or an int, got {value!r}"
+    raise ConfigError(msg)
+
+
+class RagzipCompressor(BaseDocumentCompressor):
+    """A ragzip compressor with a budget, as a LangChain ``BaseDocumentCompressor``.
+
+    The documents are compressed together, as one context, for the query; documents the
+    compressor drops entirely are left out of the output, the others come back in their input
+    order as new documents whose ``page_content`` is the kept text (always cut from the
+    original). Each output document carries a copy of its input's metadata and ``id``, plus:
+
+    - ``ragzip_compressor``: the compressor's registry name;
+    - ``ragzip_original_tokens`` / ``ragzip_compressed_tokens``: this document's tokens before
+      and after, in the generator's tokenizer;
+    - ``ragzip_ratio``: their quotient (original / compressed);
+    - ``ragzip_context_original_tokens`` / ``ragzip_context_compressed_tokens`` /
+      ``ragzip_budget_tokens``: the same for the whole context, and the budget it was held to.
+
+    Args:
+        compressor: A :class:`~ragzip.compressor.Compressor`, or a registry name such as
+            ``"mig"`` (see ``ragzip.available_compressors()``).
+        budget: A :class:`~ragzip.types.Budget`, a string such as ``"256"`` or ``"4x"``, or a
+            token count.
+        counter: With a registry name: the token counter budgets are counted in, which should
+            be the generator's tokenizer. Defaults to the embedded SmolLM2's tokenizer.
+        config: With a registry name: the compressor's configuration fields.
+
+    Raises:
+        ConfigError: ``counter`` or ``config`` given with a compressor instance, or a bad
+            budget.
+        RegistryError: An unknown compressor name.
+
+    Example::
+
+        from langchain_classic.retrievers import ContextualCompressionRetriever
+
+        retriever = ContextualCompressionRetriever(
+            base_compressor=RagzipCompressor("mig", "4x"),
+            base_retriever=RagzipRetriever.from_path("my-index", k=10),
+        )
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    compressor: Compressor
+    """The wrapped compressor."""
+    budget: Budget
+    """The budget each call is held to."""
+
+    def __init__(
+        self,
+        compressor: Compressor | str = "mig",
+        budget: Budget | str | int = "4x",
+        *,
+        counter: TokenCounter | None = None,
+        config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(compressor, str):
+            from ragzip.registry import create_compressor
+
+            if counter is None:
+                from ragzip.models import smollm2_counter
+
+                counter = smollm2_counter()
+            compressor = create_compressor(compressor, counter=counter, config=config)
+        elif counter is not None or config is not None:
+            msg = "counter and config apply to a compressor given by name, not to an instance"
+            raise ConfigError(msg)
+        fields: dict[str, Any] = {"compressor": compressor, "budget": _as_budget(budget)}
+        super().__init__(**fields, **kwargs)
+
+    @field_validator("compressor", mode="before")
+    @classmethod
+    def _check_compressor(cls, value: Any) -> Compressor:
+        if not isinstance(value, Compressor):
+            msg = f"compressor must be a ragzip Compressor or a registry name, got {value!r}"
+            raise ConfigError(msg)
+        return value
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _check_budget(cls, value: Any) -> Budget:
+        return _as_budget(value)
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Compress ``documents`` for ``query`` within the budget.
+
+        Args:
+            documents: The retrieved documents, best first; they are not modified.
+            query: The question the context is kept for.
+            callbacks: Unused; accepted for the LangChain interface.
+
+        Returns:
+            New documents, in input order, without those dropped entirely.
+
+        Raises:
+            InputError: An empty query or something that is not a ``Document``.
+            CompressionError: The compressor returns embeddings instead of text.
+        """
+        if not documents:
+            return []
+        passages = [document_to_passage(d) for d in documents]
+        result = self.compressor.compress(query, passages, budget=self.budget)
+        return self._documents(documents, result)
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Async :meth:`compress_documents`, through the compressor's own ``acompress``."""
+        if not documents:
+            return []
+        passages = [document_to_passage(d) for d in documents]
+        result = await self.compressor.acompress(query, passages, budget=self.budget)
+        return self._documents(documents, result)
+
+    def _documents(
+        self, documents: Sequence[Document], result: CompressionResult
+    ) -> list[Document]:
+        if result.embeddings is not None:
+            msg = (
+                f"compressor {result.compressor!r} returns embeddings, not text; "
+                "a LangChain document compressor needs a text compressor"
+            )
+            raise CompressionError(msg)
+        context = {
+            f"{METADATA_PREFIX}context_original_tokens": result.original_tokens,
+            f"{METADATA_PREFIX}context_compressed_tokens": result.compressed_tokens,
+            f"{METADATA_PREFIX}budget_tokens": result.budget_tokens,
+        }
+        out: list[Document] = []
+        for doc, kept in zip(documents, result.passages, strict=True):
+            if not kept.text.strip():  # dropped entirely
+                continue
+            metadata = {
+                **doc.metadata,
+                f"{METADATA_PREFIX}compressor": result.compressor,
+                f"{METADATA_PREFIX}original_tokens": kept.original_tokens,
+                f"{METADATA_PREFIX}compressed_tokens": kept.tokens,
+                f"{METADATA_PREFIX}ratio": (
+                    kept.original_tokens / kept.tokens if kept.tokens else math.inf
+                ),
+                **context,
+            }
+            out.append(Document(page_content=kept.text, metadata=metadata, id=doc.id))
+        return out

@@ -1,0 +1,69 @@
+"""Weighted reciprocal rank fusion.
+
+Cormack, Clarke & Büttcher, "Reciprocal Rank Fusion outperforms Condorcet and individual Rank
+Learning Methods" (SIGIR 2009): a document's fused score is ``Σ_i w_i / (k + rank_i)`` over the
+rankings that contain it, with 1-based ranks and ``k = 60``. Only ranks matter, so scores on
+different scales (BM25, cosine) fuse without calibration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
+
+from ragzip.errors import ConfigError
+
+T = TypeVar("T", bound=Hashable)
+
+RRF_K = 60
+"""The constant of Cormack et al. (2009)."""
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[T]],
+    weights: Sequence[float] | None = None,
+    *,
+    k: float = RRF_K,
+) -> list[tuple[T, float]]:
+    """Fuse ranked lists into one.
+
+    Args:
+        rankings: Ranked lists of item keys, best first. An item repeated inside one list counts
+            at its first (best) position only.
+        weights: One non-negative weight per list; all ``1.0`` when ``None``.
+        k: The rank offset; larger values flatten the difference between top and lower ranks.
+
+    Returns:
+        ``(item, score)`` pairs sorted by descending score. Ties are broken by the best rank the
+        item reached in any list with non-zero weight, then by the order of first appearance,
+        so the result is deterministic.
+
+    Raises:
+        ConfigError: Weights of the wrong length, negative or non-finite, or a negative ``k``.
+    """
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        msg = f"got {len(weights)} weights for {len(rankings)} rankings"
+        raise ConfigError(msg)
+    if any(not math.isfinite(w) or w < 0 for w in weights):
+        msg = f"fusion weights must be finite and >= 0, got {list(weights)}"
+        raise ConfigError(msg)
+    if not math.isfinite(k) or k < 0:
+        msg = f"the rank constant k must be finite and >= 0, got {k}"
+        raise ConfigError(msg)
+    scores: dict[T, float] = {}
+    best: dict[T, int] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        if weight == 0:
+            continue
+        seen: set[T] = set()
+        for rank, item in enumerate(ranking, start=1):
+            if item in seen:
+                continue
+            seen.add(item)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+            best[item] = min(best.get(item, rank), rank)
+    order = {item: i for i, item in enumerate(scores)}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], order[kv[0]]))

@@ -1,0 +1,74 @@
+"""``create_app(settings)``: the proxy as a FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from ragzip import __version__
+from ragzip.registry import get_entry
+from ragzip.server.errors import install_error_handlers
+from ragzip.server.limits import BodySizeLimitMiddleware
+from ragzip.server.metrics import Metrics, MetricsMiddleware
+from ragzip.server.routes import api, ops
+from ragzip.server.service import ProxyService
+from ragzip.server.settings import Settings
+from ragzip.tokenization import TokenCounter
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    counter: TokenCounter | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the OpenAI-compatible compression proxy.
+
+    Args:
+        settings: Proxy settings; ``Settings.load()`` (file and environment) when ``None``.
+        counter: Token counter of the upstream model's tokenizer; built from
+            ``settings.tokenizer`` (or the embedded SmolLM2 tokenizer) when ``None``.
+        transport: ``httpx`` transport to the upstream instead of the network (tests).
+
+    Returns:
+        The app; ``app.state.service`` holds the :class:`~ragzip.server.service.ProxyService`,
+        ``app.state.metrics`` its :class:`~ragzip.server.metrics.Metrics`. The tokenizer and the
+        default compressor load at startup (lifespan), or on first use without one.
+
+    Raises:
+        RegistryError: ``default_compressor`` (or a name in ``compressors``) is not registered.
+    """
+    settings = settings if settings is not None else Settings.load()
+    for name in [settings.default_compressor, *(settings.compressors or [])]:
+        get_entry(name)
+    metrics = Metrics()
+    service = ProxyService(settings, metrics, counter=counter, transport=transport)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.startup()
+        try:
+            yield
+        finally:
+            await service.aclose()
+
+    app = FastAPI(
+        title="ragzip proxy",
+        version=__version__,
+        summary="OpenAI-compatible proxy that compresses retrieved context before the LLM.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(api)
+    app.include_router(ops)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes, metrics=metrics
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

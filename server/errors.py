@@ -1,0 +1,201 @@
+"""Exception type → OpenAI error body and HTTP status.
+
+Every error the proxy answers has the OpenAI shape
+``{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}``:
+
+==========================================  ======  ========================  ==================
+exception                                   status  type                      code
+==========================================  ======  ========================  ==================
+request validation (pydantic), bad JSON     400     invalid_request_error     invalid_value
+:class:`~ragzip.errors.InputError`          400     invalid_request_error     invalid_input
+:class:`~ragzip.errors.BudgetError`         400     invalid_request_error     invalid_budget
+:class:`~ragzip.errors.RegistryError`       400     invalid_request_error     unknown_compressor
+:class:`CompressorNotAllowedError`          400     invalid_request_error     compressor_not_allowed
+:class:`~ragzip.errors.MissingDependencyError`  400 invalid_request_error     compressor_unavailable
+:class:`AuthenticationError`                401     authentication_error      invalid_api_key
+unknown route / method                      404/405 invalid_request_error     not_found / ...
+:class:`RequestTooLargeError`               413     invalid_request_error     request_too_large
+:class:`~ragzip.errors.CompressionError`    500     server_error              compression_failed
+:class:`UpstreamTimeoutError`               504     upstream_error            upstream_timeout
+:class:`~ragzip.errors.UpstreamError`       502     upstream_error            upstream_error
+anything else                               500     server_error              internal_error
+==========================================  ======  ========================  ==================
+
+Upstream 4xx answers are not errors of the proxy: they are passed to the client as they came
+(with the upstream key scrubbed), so a wrong model name reads as the upstream server put it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragzip.errors import (
+    BudgetError,
+    CompressionError,
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    ModelError,
+    RagzipError,
+    RegistryError,
+    UpstreamError,
+)
+
+logger = logging.getLogger("ragzip.server")
+
+
+class AuthenticationError(RagzipError):
+    """The client's bearer token is missing or wrong."""
+
+
+class RequestTooLargeError(InputError):
+    """The request body is larger than ``max_request_bytes``."""
+
+
+class CompressorNotAllowedError(ConfigError):
+    """The request named a compressor outside the server's allow-list."""
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The upstream server did not connect or answer in time."""
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """How one exception type is answered."""
+
+    status: int
+    type: str
+    code: str
+
+
+# Most specific first: the first matching entry wins.
+ERROR_SPECS: tuple[tuple[type[BaseException], ErrorSpec], ...] = (
+    (AuthenticationError, ErrorSpec(401, "authentication_error", "invalid_api_key")),
+    (RequestTooLargeError, ErrorSpec(413, "invalid_request_error", "request_too_large")),
+    (CompressorNotAllowedError, ErrorSpec(400, "invalid_request_error", "compressor_not_allowed")),
+    (BudgetError, ErrorSpec(400, "invalid_request_error", "invalid_budget")),
+    (RegistryError, ErrorSpec(400, "invalid_request_error", "unknown_compressor")),
+    (MissingDependencyError, ErrorSpec(400, "invalid_request_error", "compressor_unavailable")),
+    (InputError, ErrorSpec(400, "invalid_request_error", "invalid_input")),
+    (ConfigError, ErrorSpec(400, "invalid_request_error", "invalid_value")),
+    (UpstreamTimeoutError, ErrorSpec(504, "upstream_error", "upstream_timeout")),
+    (UpstreamError, ErrorSpec(502, "upstream_error", "upstream_error")),
+    (CompressionError, ErrorSpec(500, "server_error", "compression_failed")),
+    (ModelError, ErrorSpec(500, "server_error", "model_error")),
+)
+INTERNAL = ErrorSpec(500, "server_error", "internal_error")
+
+
+def spec_for(exc: BaseException) -> ErrorSpec:
+    """The :class:`ErrorSpec` of an exception (``internal_error`` for unknown types)."""
+    for cls, spec in ERROR_SPECS:
+        if isinstance(exc, cls):
+            return spec
+    return INTERNAL
+
+
+def error_body(
+    message: str, *, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """An OpenAI-shaped error body."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(
+    message: str,
+    *,
+    status: int,
+    type: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A JSON response holding an OpenAI-shaped error body."""
+    return JSONResponse(
+        error_body(message, type=type, code=code, param=param), status_code=status, headers=headers
+    )
+
+
+def _count(request: Request, code: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(code).inc()
+
+
+async def _ragzip_error(request: Request, exc: Exception) -> JSONResponse:
+    spec = spec_for(exc)
+    _count(request, spec.code)
+    headers = {"WWW-Authenticate": "Bearer"} if spec.status == 401 else None
+    if spec.status >= 500:
+        logger.warning(
+            "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
+        )
+    return error_response(
+        str(exc) or type(exc).__name__,
+        status=spec.status,
+        type=spec.type,
+        code=spec.code,
+        param=getattr(exc, "param", None),
+        headers=headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    _count(request, "invalid_value")
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    param = ".".join(loc) or None
+    parts = []
+    for err in errors[:5]:
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return error_response(
+        "invalid request: " + "; ".join(parts) + more,
+        status=400,
+        type="invalid_request_error",
+        code="invalid_value",
+        param=param,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, RagzipError):  # e.g. the body grew too large while read
+        return await _ragzip_error(request, exc.__cause__)
+    codes = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
+    code = codes.get(exc.status_code, f"http_{exc.status_code}")
+    _count(request, code)
+    return error_response(
+        str(exc.detail),
+        status=exc.status_code,
+        type="invalid_request_error" if exc.status_code < 500 else "server_error",
+        code=code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _count(request, INTERNAL.code)
+    logger.exception("%s %s: unexpected error", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        "internal server error", status=500, type=INTERNAL.type, code=INTERNAL.code
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every exception in the OpenAI error shape."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RagzipError, _ragzip_error)
+    app.add_exception_handler(Exception, _unexpected)

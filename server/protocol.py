@@ -1,0 +1,242 @@
+"""Pydantic schemas of the proxy's HTTP API (OpenAI-compatible requests plus ragzip extensions).
+
+Only the fields the proxy reads are declared; every other field of an OpenAI request is allowed
+and forwarded untouched (the proxy forwards the client's JSON, not a re-serialised model).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+
+from ragzip.errors import BudgetError
+from ragzip.types import Budget, CompressionResult, Passage
+
+
+class PassageIn(BaseModel):
+    """A passage given as an object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    title: str = ""
+    id: str = ""
+
+    def to_passage(self) -> Passage:
+        """The core :class:`~ragzip.types.Passage`."""
+        return Passage(text=self.text, title=self.title, id=self.id)
+
+
+def _to_passages(items: list[str | PassageIn]) -> list[Passage]:
+    return [Passage(text=p) if isinstance(p, str) else p.to_passage() for p in items]
+
+
+def _check_budget(value: str | int | None) -> str | int | None:
+    if value is None:
+        return None
+    try:
+        Budget.parse(str(value))
+    except BudgetError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+BudgetField = Annotated[str | StrictInt | None, AfterValidator(_check_budget)]
+"""``"256"``/``256`` (tokens) or ``"4x"`` (ratio), checked when the request is parsed."""
+
+
+class RagzipOptions(BaseModel):
+    """The ``ragzip`` extension field of a completion request.
+
+    Attributes:
+        passages: Context passages to compress and insert into the prompt.
+        budget: ``"256"`` / ``256`` tokens or ``"4x"``; the server default when absent.
+        compressor: Registry name; the server default when absent.
+        query: The question the context is compressed for; by default the last user message
+            (chat) or the prompt (completions), without its marked context.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    passages: list[str | PassageIn] = Field(default_factory=list)
+    budget: BudgetField = None
+    compressor: str | None = None
+    query: str | None = None
+
+    def passage_list(self) -> list[Passage]:
+        """The passages as core :class:`~ragzip.types.Passage` objects."""
+        return _to_passages(self.passages)
+
+    def budget_or(self, default: Budget) -> Budget:
+        """The requested budget, or ``default``."""
+        return default if self.budget is None else Budget.parse(str(self.budget))
+
+
+class ChatMessage(BaseModel):
+    """One chat message; fields beyond ``role`` and ``content`` pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``; unknown fields are forwarded as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool | None = False
+    ragzip: RagzipOptions | None = None
+
+
+class CompletionRequest(BaseModel):
+    """``POST /v1/completions``; unknown fields are forwarded as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    prompt: str | list[str] | list[int] | list[list[int]]
+    stream: bool | None = False
+    ragzip: RagzipOptions | None = None
+
+
+class CompressRequest(BaseModel):
+    """``POST /v1/compress``: compression only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1)
+    passages: list[str | PassageIn]
+    budget: BudgetField = None
+    compressor: str | None = None
+
+    def passage_list(self) -> list[Passage]:
+        """The passages as core :class:`~ragzip.types.Passage` objects."""
+        return _to_passages(self.passages)
+
+    def budget_or(self, default: Budget) -> Budget:
+        """The requested budget, or ``default``."""
+        return default if self.budget is None else Budget.parse(str(self.budget))
+
+
+class CompressedPassageOut(BaseModel):
+    """One passage of a :class:`CompressResponse`."""
+
+    id: str
+    title: str
+    text: str
+    spans: list[tuple[int, int]]
+    original_tokens: int
+    tokens: int
+    dropped: bool
+
+
+class CompressResponse(BaseModel):
+    """A :class:`~ragzip.types.CompressionResult` as JSON (``ratio`` is null when all dropped)."""
+
+    object: str = "ragzip.compression"
+    compressor: str
+    query: str
+    original_tokens: int
+    compressed_tokens: int
+    saved_tokens: int
+    budget_tokens: int
+    ratio: float | None
+    context: str
+    passages: list[CompressedPassageOut]
+    timings: dict[str, float]
+
+    @classmethod
+    def from_result(cls, result: CompressionResult) -> CompressResponse:
+        """Convert a core result."""
+        ratio = result.ratio
+        return cls(
+            compressor=result.compressor,
+            query=result.query,
+            original_tokens=result.original_tokens,
+            compressed_tokens=result.compressed_tokens,
+            saved_tokens=result.saved_tokens,
+            budget_tokens=result.budget_tokens,
+            ratio=ratio if math.isfinite(ratio) else None,
+            context=result.context,
+            passages=[
+                CompressedPassageOut(
+                    id=p.passage.id,
+                    title=p.passage.title,
+                    text=p.text,
+                    spans=[(s, e) for s, e in p.spans],
+                    original_tokens=p.original_tokens,
+                    tokens=p.tokens,
+                    dropped=p.dropped,
+                )
+                for p in result.passages
+            ],
+            timings=dict(result.timings),
+        )
+
+
+class RagzipUsage(BaseModel):
+    """What the proxy did to the context; the ``ragzip`` key of a non-streaming response.
+
+    Attributes:
+        compressor: The compressor that ran (or would have run, when ``fallback`` is set).
+        original_tokens: Context tokens before compression (in the proxy's tokenizer).
+        compressed_tokens: Context tokens forwarded upstream.
+        saved_tokens: ``original_tokens - compressed_tokens``.
+        budget_tokens: The budget resolved for this context.
+        passages: Passages found in the request.
+        kept_passages: Passages of which something was forwarded.
+        compress_ms: Milliseconds spent compressing.
+        fallback: The compressor failed and the context was forwarded uncompressed.
+    """
+
+    compressor: str
+    original_tokens: int
+    compressed_tokens: int
+    saved_tokens: int
+    budget_tokens: int
+    passages: int
+    kept_passages: int
+    compress_ms: float
+    fallback: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """The ``x-ragzip-*`` response headers."""
+        out = {
+            "x-ragzip-tokens-saved": str(self.saved_tokens),
+            "x-ragzip-original-tokens": str(self.original_tokens),
+            "x-ragzip-compressed-tokens": str(self.compressed_tokens),
+            "x-ragzip-compressor": self.compressor,
+        }
+        if self.fallback:
+            out["x-ragzip-fallback"] = "compression-failed"
+        return out
+
+
+class ErrorDetail(BaseModel):
+    """The inner object of an OpenAI error body."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """``{"error": {...}}``, the OpenAI error shape."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """``GET /healthz``."""
+
+    status: str
+    version: str
+    upstream: str
+    default_compressor: str

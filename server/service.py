@@ -1,0 +1,431 @@
+"""The proxy's work: find the context, compress it, forward the request, report what was saved.
+
+One :class:`ProxyService` lives on ``app.state.service``; routes only call it. Compressors run in
+a small thread pool (``compression_workers``) so the event loop keeps serving other requests;
+they are built once per name, on first use (the default one at startup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import Request
+from starlette.responses import Response
+
+from ragzip.compressor import Compressor
+from ragzip.errors import (
+    CompressionError,
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    RagzipError,
+    RegistryError,
+)
+from ragzip.registry import create_compressor, get_entry
+from ragzip.server.context import (
+    ContextPlan,
+    plan_chat,
+    plan_completion,
+    render_chat,
+    render_completion,
+)
+from ragzip.server.errors import CompressorNotAllowedError
+from ragzip.server.metrics import Metrics
+from ragzip.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    RagzipOptions,
+    RagzipUsage,
+)
+from ragzip.server.settings import Settings
+from ragzip.server.streaming import UpstreamStreamResponse, wait_for_disconnect
+from ragzip.server.upstream import UpstreamClient, UpstreamReply
+from ragzip.tokenization import HFTokenCounter, TokenCounter
+from ragzip.types import Budget, CompressionResult, Passage
+
+logger = logging.getLogger("ragzip.server")
+
+# Errors caused by the request itself: answered as 400, never hidden by the fallback.
+CLIENT_ERRORS = (InputError, ConfigError, RegistryError)
+CLIENT_CLOSED = 499  # nginx's status for "client closed request"; nobody reads it
+
+
+def build_counter(settings: Settings) -> TokenCounter:
+    """The token counter budgets are counted in: ``settings.tokenizer`` or SmolLM2's tokenizer.
+
+    Raises:
+        ConfigError: The tokenizer folder cannot be loaded, or none is configured and the
+            embedded SmolLM2 tokenizer is not available.
+    """
+    if settings.tokenizer:
+        try:
+            from transformers import AutoTokenizer
+        except ModuleNotFoundError as exc:
+            msg = "a tokenizer folder needs transformers: pip install 'ragzip[models]'"
+            raise MissingDependencyError(msg, name=exc.name) from exc
+        from ragzip.models import offline
+
+        try:
+            with offline():
+                tokenizer = AutoTokenizer.from_pretrained(settings.tokenizer)
+        except (OSError, ValueError) as exc:
+            msg = f"cannot load a tokenizer from {settings.tokenizer!r}: {exc}"
+            raise ConfigError(msg) from exc
+        return HFTokenCounter(tokenizer, name=Path(settings.tokenizer).name)
+    from ragzip import models
+
+    factory = getattr(models, "smollm2_counter", None)
+    if factory is None:
+        msg = "no tokenizer configured: set tokenizer (RAGZIP_TOKENIZER) to a tokenizer folder"
+        raise ConfigError(msg)
+    counter: TokenCounter = factory()
+    return counter
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class ProxyService:
+    """Compression and forwarding, shared by all requests of one app.
+
+    Args:
+        settings: Proxy settings.
+        metrics: The app's metrics.
+        counter: Token counter of the upstream model's tokenizer; built from ``settings`` when
+            not given.
+        transport: An ``httpx`` transport to the upstream (tests); the network when ``None``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        counter: TokenCounter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.budget: Budget = settings.budget
+        self.upstream = UpstreamClient(settings, metrics, transport=transport)
+        self._counter = counter
+        self._compressors: dict[str, Compressor] = {}
+        self._counter_lock = asyncio.Lock()
+        self._compressor_lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.compression_workers, thread_name_prefix="ragzip-compress"
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Load the tokenizer and the default compressor, so bad settings fail at start."""
+        self.upstream.start()
+        await self.compressor(self.settings.default_compressor)
+
+    async def aclose(self) -> None:
+        """Close the upstream pool and the compression threads."""
+        await self.upstream.aclose()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- compression --------------------------------------------------------------------------
+
+    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def counter(self) -> TokenCounter:
+        """The token counter (loaded on first use)."""
+        if self._counter is None:
+            async with self._counter_lock:
+                if self._counter is None:
+                    self._counter = await self._in_thread(build_counter, self.settings)
+        assert self._counter is not None
+        return self._counter
+
+    async def compressor(self, name: str) -> Compressor:
+        """The compressor registered as ``name`` (built on first use).
+
+        Raises:
+            CompressorNotAllowedError: ``name`` is not in ``settings.compressors``.
+            RegistryError: Unknown name.
+            MissingDependencyError: Its extra is not installed.
+        """
+        get_entry(name)  # an unknown name reads as such, allowed or not
+        allowed = self.settings.compressors
+        if allowed is not None and name not in allowed:
+            enabled = ", ".join(allowed)
+            msg = f"compressor {name!r} is not enabled on this server; enabled: {enabled}"
+            raise CompressorNotAllowedError(msg)
+        found = self._compressors.get(name)
+        if found is not None:
+            return found
+        counter = await self.counter()
+        async with self._compressor_lock:
+            if name not in self._compressors:
+                self._compressors[name] = await self._in_thread(
+                    create_compressor, name, counter=counter
+                )
+        return self._compressors[name]
+
+    async def compress(
+        self, query: str, passages: Sequence[Passage], *, budget: Budget, compressor: str
+    ) -> CompressionResult:
+        """Compress ``passages`` for ``query`` in the compression thread pool.
+
+        Raises:
+            InputError, BudgetError, RegistryError, CompressorNotAllowedError: Bad request.
+            CompressionError: The compressor failed (or crashed) on valid input.
+        """
+        comp = await self.compressor(compressor)
+        start = time.perf_counter()
+        try:
+            result: CompressionResult = await asyncio.wait_for(
+                self._in_thread(comp.compress, query, list(passages), budget=budget),
+                timeout=self.settings.compression_timeout,
+            )
+        except RagzipError:
+            raise
+        except TimeoutError as exc:
+            msg = (
+                f"compressor {compressor!r} took longer than "
+                f"{self.settings.compression_timeout:g} s"
+            )
+            raise CompressionError(msg) from exc
+        except Exception as exc:
+            msg = f"compressor {compressor!r} failed: {type(exc).__name__}: {exc}"
+            raise CompressionError(msg) from exc
+        finally:
+            self.metrics.stage.labels("compress").observe(time.perf_counter() - start)
+        self.metrics.tokens.labels("original").inc(result.original_tokens)
+        self.metrics.tokens.labels("compressed").inc(result.compressed_tokens)
+        return result
+
+    async def _run_plan(
+        self, plan: ContextPlan, options: RagzipOptions | None
+    ) -> tuple[list[str], RagzipUsage]:
+        """Compress the plan's passages: the text to forward for each, and the usage report."""
+        name = (options.compressor if options else None) or self.settings.default_compressor
+        budget = options.budget_or(self.budget) if options else self.budget
+        query = options.query if options and options.query is not None else plan.default_query
+        passages = plan.passages
+        if not passages:
+            return [], RagzipUsage(
+                compressor=name,
+                original_tokens=0,
+                compressed_tokens=0,
+                saved_tokens=0,
+                budget_tokens=0,
+                passages=0,
+                kept_passages=0,
+                compress_ms=0.0,
+            )
+        if not query.strip():
+            msg = (
+                "no question to compress the context for: ask it in the last user message "
+                "outside <ragzip:context>, or give ragzip.query"
+            )
+            raise InputError(msg)
+        start = time.perf_counter()
+        try:
+            result = await self.compress(query, passages, budget=budget, compressor=name)
+            if result.embeddings is not None:
+                msg = f"compressor {name!r} produces embeddings, which an OpenAI API cannot take"
+                raise ConfigError(msg)
+        except CLIENT_ERRORS:
+            raise
+        except RagzipError as exc:  # the server's failure (model, dependency, crash)
+            return await self._fallback(name, budget, passages, exc, start)
+        kept = [p.text for p in result.passages]
+        return kept, RagzipUsage(
+            compressor=name,
+            original_tokens=result.original_tokens,
+            compressed_tokens=result.compressed_tokens,
+            saved_tokens=result.saved_tokens,
+            budget_tokens=result.budget_tokens,
+            passages=len(passages),
+            kept_passages=sum(1 for t in kept if t),
+            compress_ms=round((time.perf_counter() - start) * 1000, 3),
+        )
+
+    async def _fallback(
+        self,
+        name: str,
+        budget: Budget,
+        passages: Sequence[Passage],
+        exc: RagzipError,
+        start: float,
+    ) -> tuple[list[str], RagzipUsage]:
+        if not self.settings.fallback_to_passthrough:
+            raise exc
+        self.metrics.fallbacks.inc()
+        logger.warning("compression with %r failed, forwarding uncompressed: %s", name, exc)
+        counter = await self.counter()
+        # Not in the compression pool, which may be what is stuck.
+        counts = await asyncio.to_thread(counter.count_batch, [p.text for p in passages])
+        total = int(sum(counts))
+        self.metrics.tokens.labels("original").inc(total)
+        self.metrics.tokens.labels("compressed").inc(total)
+        return [p.text for p in passages], RagzipUsage(
+            compressor=name,
+            original_tokens=total,
+            compressed_tokens=total,
+            saved_tokens=0,
+            budget_tokens=budget.resolve(total),
+            passages=len(passages),
+            kept_passages=len(passages),
+            compress_ms=round((time.perf_counter() - start) * 1000, 3),
+            fallback=True,
+        )
+
+    # --- OpenAI routes ------------------------------------------------------------------------
+
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request) -> Response:
+        """``POST /v1/chat/completions``: compress the marked context, then forward."""
+        raw: dict[str, Any] = await request.json()
+        options = body.ragzip
+        plan = plan_chat(raw["messages"], options.passage_list() if options else [])
+        usage: RagzipUsage | None = None
+        if plan.has_work:
+            kept, usage = await self._run_plan(plan, options)
+            forward = {k: v for k, v in raw.items() if k != "ragzip"}
+            forward["messages"] = render_chat(
+                raw["messages"],
+                plan,
+                kept,
+                placement=self.settings.context_placement,
+                header=self.settings.context_header,
+            )
+            content = _dumps(forward)
+        elif "ragzip" in raw:
+            content = _dumps({k: v for k, v in raw.items() if k != "ragzip"})
+        else:
+            content = await request.body()  # nothing to do: forward the very bytes
+        return await self._forward("chat/completions", content, request, bool(body.stream), usage)
+
+    async def completions(self, body: CompletionRequest, request: Request) -> Response:
+        """``POST /v1/completions``: compress the marked context, then forward."""
+        raw: dict[str, Any] = await request.json()
+        options = body.ragzip
+        plan = plan_completion(raw["prompt"], options.passage_list() if options else [])
+        usage: RagzipUsage | None = None
+        if plan.has_work:
+            kept, usage = await self._run_plan(plan, options)
+            forward = {k: v for k, v in raw.items() if k != "ragzip"}
+            forward["prompt"] = render_completion(
+                raw["prompt"], plan, kept, header=self.settings.context_header
+            )
+            content = _dumps(forward)
+        elif "ragzip" in raw:
+            content = _dumps({k: v for k, v in raw.items() if k != "ragzip"})
+        else:
+            content = await request.body()
+        return await self._forward("completions", content, request, bool(body.stream), usage)
+
+    async def models(self, request: Request) -> Response:
+        """``GET /v1/models``, passed through."""
+        headers = self.upstream.headers(request.headers)
+        reply = await self._until_disconnect(
+            request, self.upstream.request("GET", "models", content=None, headers=headers)
+        )
+        if reply is None:
+            return Response(status_code=CLIENT_CLOSED)
+        return Response(reply.content, status_code=reply.status, headers=reply.headers)
+
+    async def _forward(
+        self,
+        path: str,
+        content: bytes,
+        request: Request,
+        stream: bool,
+        usage: RagzipUsage | None,
+    ) -> Response:
+        headers = self.upstream.headers(request.headers)
+        start = time.perf_counter()
+        try:
+            reply = await self._until_disconnect(
+                request,
+                self.upstream.request(
+                    "POST", path, content=content, headers=headers, stream=stream
+                ),
+            )
+        finally:
+            self.metrics.stage.labels("upstream").observe(time.perf_counter() - start)
+        if reply is None:
+            return Response(status_code=CLIENT_CLOSED)
+        out_headers = dict(reply.headers)
+        if usage is not None:
+            out_headers.update(usage.headers())
+        if reply.stream is not None:
+            return UpstreamStreamResponse(
+                reply,
+                headers=out_headers,
+                metrics=self.metrics,
+                translate=self.upstream.translate_error,
+            )
+        body = reply.content
+        if usage is not None and 200 <= reply.status < 300:
+            body = _with_usage(body, usage)
+        return Response(body, status_code=reply.status, headers=out_headers)
+
+    async def _until_disconnect(
+        self, request: Request, work: Awaitable[UpstreamReply]
+    ) -> UpstreamReply | None:
+        """Await ``work``; cancel it and return ``None`` if the client disconnects first.
+
+        A watcher task waits for the client's ``http.disconnect`` and cancels this task; the
+        work itself runs in this task (one task per request instead of two).
+        """
+        current = asyncio.current_task()
+        assert current is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            await wait_for_disconnect(request.receive)
+            gone = True
+            current.cancel()
+
+        watcher = asyncio.create_task(watch())
+        reply: UpstreamReply | None = None
+        try:
+            reply = await work
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # cancelled from outside (shutdown): not ours to swallow
+            current.uncancel()
+        finally:
+            watcher.cancel()
+        if gone:
+            if reply is not None:  # the disconnect raced the answer: take the pending cancel
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0)
+                current.uncancel()
+                await reply.aclose()
+            self.metrics.disconnects.inc()
+            logger.info("client disconnected before the upstream answered; request cancelled")
+            return None
+        return reply
+
+
+def _with_usage(content: bytes, usage: RagzipUsage) -> bytes:
+    """The upstream JSON body with a ``ragzip`` key added (unchanged if it is not an object)."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content
+    if not isinstance(data, dict):
+        return content
+    data["ragzip"] = usage.model_dump()
+    return _dumps(data)

@@ -1,0 +1,199 @@
+"""Proxy settings: environment variables (``RAGZIP_*``), an optional settings file, or arguments.
+
+Precedence, highest first: keyword arguments, ``RAGZIP_*`` environment variables, the settings
+file (TOML or JSON, keys are the field names below, or a ``.env`` file with ``RAGZIP_*`` keys),
+then the defaults. Secrets are :class:`pydantic.SecretStr` and never appear in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from ragzip.errors import BudgetError, ConfigError
+from ragzip.types import Budget
+
+SETTINGS_FILE_ENV = "RAGZIP_SETTINGS_FILE"
+
+
+class Settings(BaseSettings):
+    """Configuration of the OpenAI-compatible compression proxy.
+
+    Attributes:
+        upstream_base_url: Base URL of the OpenAI-compatible server, including its ``/v1``
+            (e.g. ``http://127.0.0.1:8000/v1`` for vLLM).
+        upstream_api_key: Bearer key sent upstream. When unset and ``auth_token`` is unset too,
+            the client's own ``Authorization`` header is forwarded instead.
+        auth_token: When set, clients must send ``Authorization: Bearer <auth_token>`` to
+            ``/v1/*`` routes (``/healthz`` and ``/metrics`` stay open).
+        host: Interface :func:`ragzip.server.main.serve` binds to.
+        port: Port :func:`ragzip.server.main.serve` listens on.
+        default_compressor: Registry name used when a request names none.
+        default_budget: Budget used when a request gives none: ``"256"`` tokens or ``"4x"``.
+        compressors: Names clients may ask for; ``None`` allows every registered compressor.
+        tokenizer: Folder of a Hugging Face tokenizer of the upstream model, in which budgets
+            are counted; ``None`` uses the embedded SmolLM2 tokenizer.
+        compression_workers: Threads that run compressors (compressions beyond it queue). Keep
+            1 unless the compressors in use are thread-safe.
+        compression_timeout: Seconds one compression may take (queueing included) before it
+            counts as failed (then 500, or the fallback).
+        context_placement: Where context from the ``ragzip`` request field goes in a chat:
+            ``"system"`` inserts a system message before the last user message, ``"user"``
+            prefixes the last user message (for chat templates that allow one system message).
+        context_header: Line put above the inserted context block.
+        max_request_bytes: Larger request bodies are refused with 413.
+        connect_timeout: Seconds to open a connection upstream.
+        read_timeout: Seconds to wait for upstream bytes (per chunk when streaming).
+        write_timeout: Seconds to send the request upstream.
+        pool_timeout: Seconds to wait for a free upstream connection.
+        max_retries: Extra attempts after a connection failure or a retryable status
+            (``retry_statuses``), only while nothing was sent to the client yet.
+        retry_backoff: Seconds before the first retry, doubled for each further one.
+        retry_statuses: Upstream statuses that are retried (then reported as 502).
+        retry_timeouts: Also retry upstream read timeouts (off: a slow upstream is not hit twice).
+        max_upstream_connections: Size of the upstream connection pool.
+        fallback_to_passthrough: When compression fails on the server's side, forward the
+            context uncompressed instead of answering 500.
+        access_log: Let uvicorn log each request line.
+        log_level: uvicorn's log level.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGZIP_",
+        extra="forbid",
+        validate_default=True,
+        case_sensitive=False,
+    )
+
+    upstream_base_url: str = "http://127.0.0.1:8000/v1"
+    upstream_api_key: SecretStr | None = None
+    auth_token: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    default_compressor: str = "mig"
+    default_budget: str = "4x"
+    compressors: list[str] | None = None
+    tokenizer: str | None = None
+    compression_workers: int = Field(default=1, ge=1, le=64)
+    compression_timeout: float = Field(default=120.0, gt=0)
+    context_placement: Literal["system", "user"] = "system"
+    context_header: str = "Context:"
+
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=300.0, gt=0)
+    write_timeout: float = Field(default=30.0, gt=0)
+    pool_timeout: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff: float = Field(default=0.2, ge=0)
+    retry_statuses: frozenset[int] = frozenset({500, 502, 503, 504})
+    retry_timeouts: bool = False
+    max_upstream_connections: int = Field(default=256, ge=1)
+    fallback_to_passthrough: bool = False
+
+    access_log: bool = True
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+
+    @field_validator("upstream_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            msg = f"upstream_base_url must start with http:// or https://, got {value!r}"
+            raise ValueError(msg)
+        return value.rstrip("/")
+
+    @field_validator("default_budget")
+    @classmethod
+    def _check_budget(cls, value: str) -> str:
+        try:
+            Budget.parse(value)
+        except BudgetError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("retry_statuses")
+    @classmethod
+    def _check_statuses(cls, value: frozenset[int]) -> frozenset[int]:
+        bad = sorted(s for s in value if not 500 <= s <= 599)
+        if bad:
+            msg = f"only 5xx statuses can be retried, got {bad}"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def budget(self) -> Budget:
+        """``default_budget`` parsed."""
+        return Budget.parse(self.default_budget)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Settings from a file, the environment and ``overrides``.
+
+        Args:
+            path: A ``.toml``/``.json`` file of field names, or a ``.env`` file of ``RAGZIP_*``
+                keys. ``None`` reads the file named by ``RAGZIP_SETTINGS_FILE`` if that is set.
+            **overrides: Field values that win over both.
+
+        Raises:
+            ConfigError: Unreadable file, unknown keys or invalid values.
+        """
+        if path is None:
+            path = os.environ.get(SETTINGS_FILE_ENV) or None
+        try:
+            if path is None:
+                return cls(**overrides)
+            file = Path(path)
+            if not file.is_file():
+                msg = f"settings file {file} does not exist"
+                raise ConfigError(msg)
+            if file.suffix == ".env" or file.name == ".env":
+                return cls(_env_file=file, **overrides)  # type: ignore[call-arg]
+            values = _read_file(file)
+            from_env = EnvSettingsSource(cls)()  # the environment outranks the file
+            values = {k: v for k, v in values.items() if k not in from_env}
+            return cls(**{**values, **overrides})
+        except ValidationError as exc:
+            msg = f"invalid settings: {_describe(exc)}"
+            raise ConfigError(msg) from exc
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as JSON-safe values, secrets shown only as set or unset."""
+        out = self.model_dump(mode="json")
+        for key in ("upstream_api_key", "auth_token"):
+            out[key] = "set" if getattr(self, key) is not None else None
+        return out
+
+
+def _read_file(file: Path) -> dict[str, Any]:
+    try:
+        if file.suffix == ".toml":
+            data: Any = tomllib.loads(file.read_text(encoding="utf-8"))
+        elif file.suffix == ".json":
+            data = json.loads(file.read_text(encoding="utf-8"))
+        else:
+            msg = f"settings file {file} must end in .toml, .json or .env"
+            raise ConfigError(msg)
+    except (OSError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        msg = f"cannot read settings file {file}: {exc}"
+        raise ConfigError(msg) from exc
+    if isinstance(data, dict) and isinstance(data.get("server"), dict) and len(data) == 1:
+        data = data["server"]  # a [server] table is accepted too
+    if not isinstance(data, dict):
+        msg = f"settings file {file} must hold a table/object of settings"
+        raise ConfigError(msg)
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "settings"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,226 @@
+"""The contract every registered compressor keeps, checked with real tokenizers.
+
+Parametrised over ``ragzip.registry.available()``: a newly registered compressor is tested here
+without edits. Its budget must hold on its own (the base class's trim must never fire), output
+must be cut from the original passages, and bad input must raise ``InputError``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ragzip
+from ragzip import (
+    Budget,
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    ModelError,
+    Passage,
+    RegistryError,
+)
+from ragzip.compressor import Compressor, join_spans
+from ragzip.registry import available
+from ragzip.tokenization import TokenCounter
+
+NAMES = available()
+
+_compressors: dict[tuple[str, str], Compressor] = {}
+
+
+@pytest.fixture(params=NAMES)
+def compressor(request: pytest.FixtureRequest, counter: TokenCounter) -> Compressor:
+    """Each registered compressor over each real counter (built once per pair)."""
+    key = (request.param, counter.name)
+    if key not in _compressors:
+        try:
+            _compressors[key] = ragzip.create_compressor(request.param, counter=counter)
+        except (MissingDependencyError, ModelError, ConfigError) as exc:
+            # e.g. a policy that needs a profile file, or weights not installed here; shown by -ra
+            pytest.skip(f"{request.param!r} cannot be built with its defaults here: {exc}")
+    return _compressors[key]
+
+
+# ---------------------------------------------------------------------------- strategies
+
+_PIECES = [
+    "the", "river", "Paris", "1965", "naïve", "Dr.", "U.S.", "e.g.", "3.14", "--", "...",
+    "東京", "日本語の文章です。", "中文句子。", "😀", "🇫🇷", "👩‍👩‍👧", "def f(x):", "return x**2;",
+    '{"a": [1, 2]}', "<b>bold</b>", "\t", "\n", "  ", "Ω", "ß", "\u200b",
+]  # fmt: skip
+
+_sentence = st.builds(
+    lambda words, end: " ".join(words) + end,
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=20),
+    st.sampled_from([".", "!", "?", "", "。", ".\n"]),
+)
+_passage_text = st.one_of(
+    st.just(""),
+    st.sampled_from([" ", "\n\n", "\t \n"]),
+    st.builds(
+        lambda sents, sep: sep.join(sents),
+        st.lists(_sentence, min_size=1, max_size=8),
+        st.sampled_from([" ", "\n", "\n\n", ""]),
+    ),
+    st.text(max_size=160),
+)
+_passages = st.lists(
+    st.one_of(
+        _passage_text,
+        st.builds(lambda t, h: {"text": t, "title": h}, _passage_text, st.text(max_size=20)),
+    ),
+    min_size=0,
+    max_size=6,
+)
+_budgets = st.one_of(
+    st.integers(min_value=0, max_value=8).map(Budget.tokens),
+    st.integers(min_value=0, max_value=300).map(Budget.tokens),
+    st.floats(min_value=1.0, max_value=20.0).map(Budget.compression),
+    st.builds(
+        lambda n, r: Budget(max_tokens=n, ratio=r),
+        st.integers(min_value=0, max_value=200),
+        st.floats(min_value=1.0, max_value=10.0),
+    ),
+)
+_queries = st.one_of(
+    st.sampled_from(["who wrote the song yesterday", "東京の人口は?", "what does f(x) return"]),
+    st.text(min_size=1, max_size=40).filter(str.strip),
+)
+
+
+def _check(
+    compressor: Compressor, query: str, passages: list[Any], budget: Budget, trims: list[str]
+) -> None:
+    before = len(trims)
+    result = compressor.compress(query, passages, budget=budget)
+    assert len(trims) == before, f"{compressor.name} relied on the base class trim: {trims}"
+    counter = compressor.counter
+    originals = [Passage.coerce(p) for p in passages]
+    assert result.query == query
+    assert result.compressor == compressor.name
+    assert result.compressed_tokens <= result.budget_tokens
+    assert result.budget_tokens == budget.resolve(sum(counter.count(p.text) for p in originals))
+    assert len(result.passages) == len(originals)
+    for out, original in zip(result.passages, originals, strict=True):
+        assert out.passage == original  # same passages, same order
+        spans = list(out.spans)
+        assert spans == sorted(spans)
+        for (_, e0), (s1, _) in itertools.pairwise(spans):
+            assert e0 < s1, "spans must be disjoint and not touching"
+        for s, e in spans:
+            assert 0 <= s < e <= len(original.text)
+        assert out.text == join_spans(original.text, spans)[0]
+        assert out.tokens == counter.count(out.text)
+        assert out.original_tokens == counter.count(original.text)
+    # deterministic on repeat
+    again = compressor.compress(query, passages, budget=budget)
+    assert [p.spans for p in again.passages] == [p.spans for p in result.passages]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=_queries, passages=_passages, budget=_budgets)
+def test_budget_and_cut_from_original(
+    compressor: Compressor,
+    trim_warnings: list[str],
+    query: str,
+    passages: list[Any],
+    budget: Budget,
+) -> None:
+    _check(compressor, query, passages, budget, trim_warnings)
+
+
+_PROSE = [
+    "Yesterday is a song by the Beatles. It was written by Paul McCartney in 1965. "
+    "The song was recorded at Abbey Road Studios.",
+    "Paris is the capital of France. It has about two million inhabitants.\n\nThe Seine "
+    "flows through the city.",
+    "",
+    "   \n  ",
+    "東京は日本の首都です。人口は約千四百万人です。😀 Emoji close the passage.",
+    "def area(r):\n    return 3.14159 * r ** 2\n# computes the area of a circle",
+]
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [Budget.tokens(0), Budget.tokens(1), Budget.tokens(7), Budget.compression(1.0),
+     Budget.compression(2.0), Budget.compression(4.0), Budget.compression(1000.0),
+     Budget(max_tokens=20, ratio=2.0)],
+    ids=str,
+)  # fmt: skip
+def test_fixed_inputs(compressor: Compressor, budget: Budget, trim_warnings: list[str]) -> None:
+    _check(compressor, "who wrote yesterday?", _PROSE, budget, trim_warnings)
+
+
+def test_zero_budget_keeps_nothing(compressor: Compressor) -> None:
+    result = compressor.compress("who wrote yesterday?", _PROSE, budget=Budget.tokens(0))
+    assert result.compressed_tokens == 0
+    assert not any(p.text.strip() for p in result.passages)
+
+
+def test_generous_budget_is_used(compressor: Compressor) -> None:
+    """At 2x a compressor keeps something: no method may return an empty context."""
+    result = compressor.compress("who wrote yesterday?", _PROSE, budget=Budget.compression(2))
+    assert result.budget_tokens > 0
+    assert result.compressed_tokens > 0
+
+
+def test_no_passages(compressor: Compressor) -> None:
+    result = compressor.compress("anything?", [], budget=Budget.compression(4))
+    assert result.passages == ()
+    assert result.compressed_tokens == result.original_tokens == 0
+
+
+def test_identity_keeps_everything_at_ratio_one(counter: TokenCounter) -> None:
+    identity = ragzip.create_compressor("identity", counter=counter)
+    result = identity.compress("who wrote yesterday?", _PROSE, budget=Budget.compression(1))
+    assert [p.text for p in result.passages] == [p for p in _PROSE]
+    assert result.compressed_tokens == result.original_tokens
+
+
+@pytest.mark.parametrize(
+    ("query", "passages", "budget"),
+    [
+        ("", ["text"], Budget.tokens(10)),
+        ("   \n", ["text"], Budget.tokens(10)),
+        (None, ["text"], Budget.tokens(10)),
+        (42, ["text"], Budget.tokens(10)),
+        ("q?", [42], Budget.tokens(10)),
+        ("q?", [None], Budget.tokens(10)),
+        ("q?", [b"bytes"], Budget.tokens(10)),
+        ("q?", [{"title": "no text key"}], Budget.tokens(10)),
+        ("q?", [{"text": 7}], Budget.tokens(10)),
+        ("q?", "a single string, not a list", Budget.tokens(10)),
+        ("q?", ["text"], 10),
+        ("q?", ["text"], "4x"),
+        ("q?", ["text"], None),
+        ("q?", ["text"], 0.25),
+    ],
+)
+def test_bad_input_raises_input_error(
+    compressor: Compressor, query: Any, passages: Any, budget: Any
+) -> None:
+    with pytest.raises(InputError):
+        compressor.compress(query, passages, budget=budget)
+
+
+def test_unknown_name_lists_valid_names(minilm_counter: TokenCounter) -> None:
+    with pytest.raises(RegistryError) as info:
+        ragzip.create_compressor("no-such-method", counter=minilm_counter)
+    message = str(info.value)
+    assert "no-such-method" in message
+    for name in NAMES:
+        assert name in message
+
+
+def test_registered_names_cover_the_baselines() -> None:
+    assert {"identity", "truncate", "random", "mig"} <= set(NAMES)

@@ -1,0 +1,210 @@
+"""AutoPolicy decisions on synthetic profiles, eval quality loading, and the "auto" compressor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragzip.errors import ConfigError, InputError
+from ragzip.policy import AutoCompressor, AutoPolicy, load_quality, policy_from_files
+from ragzip.profiler import CompressorCost, LinearModel, Profile, QuadraticModel, save_profile
+from ragzip.registry import create_compressor
+from ragzip.types import Budget
+
+MACHINE = "test-machine|2cpu"
+
+
+def make_profile(*costs: CompressorCost, generator: str = "gen") -> Profile:
+    # TTFT(p) = 0.1 + 1e-3·p; no prompt overhead, one output token (TTFT = end-to-end).
+    return Profile(
+        machine=MACHINE,
+        generator=generator,
+        ttft=QuadraticModel(0.1, 1e-3, 0.0),
+        decode=LinearModel(0.0, 0.0),
+        prompt_overhead_tokens=0,
+        compressors=costs,
+        expected_output_tokens=1,
+        max_context_tokens=8192,
+    )
+
+
+# truncate: cheap. mig: costlier per token but also fine. At ratio r the compressed side costs
+# T_c(n) + 0.1 + 1e-3·floor(n/r).
+TRUNC2 = CompressorCost("truncate", 2.0, LinearModel(0.05, 1e-4), 2.0)
+TRUNC4 = CompressorCost("truncate", 4.0, LinearModel(0.05, 1e-4), 4.0)
+MIG4 = CompressorCost("mig", 4.0, LinearModel(0.08, 2e-4), 4.0)
+PROFILE = make_profile(TRUNC2, TRUNC4, MIG4)
+
+
+def test_skips_below_break_even() -> None:
+    n_star = min(PROFILE.break_even(c.compressor, c.ratio) or 10**9 for c in PROFILE.compressors)
+    decision = AutoPolicy(PROFILE).decide(n_star - 1)
+    assert not decision.compress
+    assert decision.compressor is None and decision.ratio is None
+    assert "break-even" in decision.reason
+    assert decision.predicted_s == decision.baseline_s == pytest.approx(0.1 + 1e-3 * (n_star - 1))
+    assert AutoPolicy(PROFILE).decide(n_star).compress
+
+
+def test_picks_the_fastest_candidate() -> None:
+    decision = AutoPolicy(PROFILE).decide(2000)
+    # truncate@4: 0.05+0.2+0.1+0.5 = 0.85; truncate@2: 0.25+0.1+1.0 = 1.35; mig@4: 0.48+0.6 = 1.08
+    assert (decision.compress, decision.compressor, decision.ratio) == (True, "truncate", 4.0)
+    assert decision.predicted_s == pytest.approx(0.85)
+    assert decision.baseline_s == pytest.approx(2.1)
+    assert decision.context_tokens == 2000
+
+
+def test_picks_the_fastest_that_meets_the_quality_floor() -> None:
+    quality = {("truncate", 4.0): 0.40, ("truncate", 2.0): 0.70, ("mig", 4.0): 0.65}
+    decision = AutoPolicy(PROFILE, quality, min_quality=0.6).decide(2000)
+    assert (decision.compressor, decision.ratio) == ("mig", 4.0)
+    decision = AutoPolicy(PROFILE, quality, min_quality=0.68).decide(2000)
+    assert (decision.compressor, decision.ratio) == ("truncate", 2.0)
+
+
+def test_none_meets_the_floor_skips_with_a_reason() -> None:
+    quality = {("truncate", 4.0): 0.40, ("truncate", 2.0): 0.50}  # mig@4 unknown
+    decision = AutoPolicy(PROFILE, quality, min_quality=0.9).decide(2000)
+    assert not decision.compress
+    assert "quality floor" in decision.reason
+    assert "mig@4 (unknown quality)" in decision.reason
+    assert "truncate@4 (quality 0.400 < 0.900)" in decision.reason
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ConfigError):
+        AutoPolicy(PROFILE, min_quality=1.5)
+    with pytest.raises(ConfigError, match="no compressors"):
+        AutoPolicy(make_profile())
+    with pytest.raises(InputError):
+        AutoPolicy(PROFILE).decide(-5)
+
+
+def write_eval(path: Path, rows: list[dict[str, object]]) -> Path:
+    doc = {"schema": "ragzip-eval/1", "compression": {"rows": rows}}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_load_quality_reads_answer_recall(tmp_path: Path) -> None:
+    path = write_eval(
+        tmp_path / "eval.json",
+        [
+            {"compressor": "truncate", "requested_ratio": 4, "answer_recall": 0.41},
+            {"compressor": "mig", "requested_ratio": 4.0, "answer_recall": 0.66},
+            {"compressor": "random", "requested_ratio": 2.0, "answer_recall": None},
+        ],
+    )
+    assert load_quality(path) == {("truncate", 4.0): 0.41, ("mig", 4.0): 0.66}
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"schema": "ragzip-eval/1", "compression": None}))
+    with pytest.raises(ConfigError, match="no compression results"):
+        load_quality(empty)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_quality(tmp_path / "missing.json")
+
+
+def test_policy_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ragzip.profiler.machine_key", lambda: MACHINE)
+    prof_path = save_profile(PROFILE, tmp_path / "profile.json")
+    eval_path = write_eval(
+        tmp_path / "eval.json",
+        [{"compressor": "mig", "requested_ratio": 4.0, "answer_recall": 0.7}],
+    )
+    policy = policy_from_files(prof_path, eval_path, min_quality=0.6)
+    assert policy.decide(2000).compressor == "mig"
+
+
+# -- the "auto" compressor over real compressors and a real tokenizer ------------------------------
+
+
+def _passages(data_dir: Path, count: int) -> list[str]:
+    from ragzip.profiler import load_nq_passages
+
+    return [p.text for p in load_nq_passages(data_dir / "nq_open_dev.jsonl.gz", limit=count)]
+
+
+def test_auto_compressor_skips_short_and_compresses_long(
+    data_dir: Path,
+    minilm_counter,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ragzip.profiler.machine_key", lambda: MACHINE)
+    profile = make_profile(
+        CompressorCost("truncate", 2.0, LinearModel(0.3, 1e-4), 2.0),
+        CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0),
+    )  # n* ≈ 460 tokens at 4x
+    path = save_profile(profile, tmp_path / "profile.json")
+    auto = create_compressor(
+        "auto", counter=minilm_counter, config={"profile_path": str(path), "eval_path": None}
+    )
+    assert isinstance(auto, AutoCompressor)
+    n_star = profile.break_even("truncate", 4)
+    assert n_star is not None
+
+    short = _passages(data_dir, 1)
+    res = auto.compress("who wrote it?", short, budget=Budget.compression(1.0))
+    assert res.original_tokens < n_star
+    assert res.compressed_tokens == res.original_tokens
+    assert res.texts == short
+    assert res.timings["decision_compress"] == 0.0
+    assert auto.last_decision is not None and not auto.last_decision.compress
+
+    long = _passages(data_dir, 12)
+    res = auto.compress("who wrote it?", long, budget=Budget.compression(1.0))
+    assert res.original_tokens >= n_star
+    assert res.compressor == "auto"
+    assert res.timings["decision_compress"] == 1.0
+    assert res.timings["decision_ratio"] == 4.0
+    assert res.timings["predicted_s"] < res.timings["baseline_s"]
+    assert 0 < res.compressed_tokens <= res.original_tokens // 4
+    assert auto.last_decision is not None
+    assert auto.last_decision.compressor == "truncate"
+    # the same choice made directly gives the same text
+    direct = create_compressor("truncate", counter=minilm_counter).compress(
+        "who wrote it?", long, budget=Budget.compression(4.0)
+    )
+    assert res.texts == direct.texts
+
+
+def test_auto_compressor_keeps_the_callers_budget_as_a_cap(
+    data_dir: Path,
+    minilm_counter,  # type: ignore[no-untyped-def]
+) -> None:
+    never = make_profile(CompressorCost("truncate", 2.0, LinearModel(10.0, 1e-4), 2.0))
+    auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(never))
+    short = _passages(data_dir, 2)
+    res = auto.compress("who wrote it?", short, budget=Budget.tokens(40))
+    assert res.timings["decision_compress"] == 0.0
+    assert res.compressed_tokens <= 40
+
+
+def test_auto_compressor_without_a_profile_is_a_config_error(
+    minilm_counter,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="ragzip profile"):
+        create_compressor(
+            "auto",
+            counter=minilm_counter,
+            config={"profile_path": str(tmp_path / "none.json"), "eval_path": None},
+        )
+
+
+def test_auto_compressor_rejects_candidates_on_another_counter(
+    minilm_counter,  # type: ignore[no-untyped-def]
+) -> None:
+    from ragzip.compressors.truncate import TruncateCompressor
+    from ragzip.tokenization import HFTokenCounter
+
+    other = HFTokenCounter(minilm_counter.tokenizer, name="other")
+    with pytest.raises(ConfigError, match="another counter"):
+        AutoCompressor(
+            counter=minilm_counter,
+            policy=AutoPolicy(make_profile(TRUNC2)),
+            candidates={"truncate": TruncateCompressor(counter=other)},
+        )
