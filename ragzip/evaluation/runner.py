@@ -494,7 +494,7 @@ def evaluate_retrieval(
     out: list[RetrievalModeResult] = []
     for mode in modes:
         t0 = time.perf_counter()
-        results = index.search_batch(queries, max(ks), mode=mode)
+        results = index.search_batch(queries, max(ks), mode=mode)  # type: ignore[arg-type]
         seconds = time.perf_counter() - t0
         ids = [_source_ids(r) for r in results]
         out.append(

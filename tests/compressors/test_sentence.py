@@ -157,6 +157,7 @@ def test_registered_under_its_name() -> None:
         {"threshold": float("nan")},
         {"threshold": True},
         {"batch_size": 0},
+        {"precision": "float16"},
         {"min_sentences": -1},
         {"thresold": 0.3},
     ],
@@ -385,6 +386,18 @@ def test_deterministic_with_the_trained_model(
     first = comp.compress(query, passages, budget=Budget.compression(2))
     second = comp.compress(query, passages, budget=Budget.compression(2))
     assert first.to_dict()["passages"] == second.to_dict()["passages"]
+
+
+def test_bfloat16_scores_stay_close(trained: SentenceScorer) -> None:
+    query, passages, _ = EASY
+    inputs = [
+        PassageSentences(p.title, tuple(p.text[s:e] for s, e in sentence_spans(p.text)))
+        for p in passages
+    ]
+    full = np.concatenate(trained.score(query, inputs))
+    half = np.concatenate(trained.score(query, inputs, precision="bfloat16"))
+    assert np.abs(full - half).max() < 0.05
+    assert int(np.argmax(full)) == int(np.argmax(half))
 
 
 @pytest.mark.slow
