@@ -51,12 +51,12 @@ if TYPE_CHECKING:
 
     from ragzip.compressor import Compressor
     from ragzip.generators.base import Generator
-    from ragzip.retrievers.index import HybridIndex
+    from ragzip.retrievers.index import HybridIndex, Mode
     from ragzip.tokenization import TokenCounter
 
 logger = logging.getLogger(__name__)
 
-RETRIEVAL_MODES = ("bm25", "dense", "hybrid")
+RETRIEVAL_MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 UNCOMPRESSED = "uncompressed"
 """Label of the generation row that sends the full top-k context."""
 
@@ -484,7 +484,7 @@ def evaluate_retrieval(
     gold: Mapping[int, frozenset[str]],
     *,
     ks: Sequence[int] = (1, 5, 10),
-    modes: Sequence[str] = RETRIEVAL_MODES,
+    modes: Sequence[Mode] = RETRIEVAL_MODES,
     bar: Progress | None = None,
 ) -> list[RetrievalModeResult]:
     """Recall@k of each search mode for ``questions`` (batched search)."""
@@ -494,7 +494,7 @@ def evaluate_retrieval(
     out: list[RetrievalModeResult] = []
     for mode in modes:
         t0 = time.perf_counter()
-        results = index.search_batch(queries, max(ks), mode=mode)  # type: ignore[arg-type]
+        results = index.search_batch(queries, max(ks), mode=mode)
         seconds = time.perf_counter() - t0
         ids = [_source_ids(r) for r in results]
         out.append(
