@@ -54,12 +54,16 @@ class CompressionOutput:
     Attributes:
         spans: For text compressors, the kept character spans of each passage (one sequence per
             passage, in order). The output text is cut from the original passages.
-        embeddings: For soft compressors, ``(n_vectors, hidden)`` input embeddings.
+        embeddings: For soft compressors, ``(n_vectors, hidden)`` input embeddings in the
+            generator's input-embedding space, rows grouped by passage in passage order.
+        vectors_per_passage: For soft compressors, how many rows of ``embeddings`` stand for each
+            passage (one entry per passage, summing to ``n_vectors``; 0 drops the passage).
         timings: Seconds per internal stage, merged into the result's timings.
     """
 
     spans: Sequence[Sequence[Span]] | None = None
     embeddings: np.ndarray | None = None
+    vectors_per_passage: Sequence[int] | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -190,11 +194,8 @@ class Compressor(ABC):
         self, request: CompressionRequest, output: CompressionOutput
     ) -> tuple[CompressedPassage, ...]:
         passages = request.passages
-        if output.spans is None:  # soft compressor: no text survives as such
-            return tuple(
-                CompressedPassage(p, "", (), n, 0)
-                for p, n in zip(passages, request.passage_tokens, strict=True)
-            )
+        if output.spans is None:  # soft compressor: no text survives, vectors stand in
+            return self._build_soft(request, output)
         if len(output.spans) != len(passages):
             msg = (
                 f"{self.name} returned spans for {len(output.spans)} passages, "
@@ -218,4 +219,33 @@ class Compressor(ABC):
             for p, (text, merged), n, t in zip(
                 passages, cut, request.passage_tokens, tokens, strict=True
             )
+        )
+
+    def _build_soft(
+        self, request: CompressionRequest, output: CompressionOutput
+    ) -> tuple[CompressedPassage, ...]:
+        """Per-passage results of a soft compressor: ``tokens`` counts the passage's vectors."""
+        passages = request.passages
+        if output.embeddings is None:
+            msg = f"{self.name} returned neither spans nor embeddings"
+            raise AssertionError(msg)
+        n_vectors = int(output.embeddings.shape[0])
+        counts = (
+            list(output.vectors_per_passage) if output.vectors_per_passage is not None else None
+        )
+        if counts is None or len(counts) != len(passages) or sum(counts) != n_vectors:
+            msg = (
+                f"{self.name} must give vectors_per_passage with one entry per passage "
+                f"({len(passages)}) summing to its {n_vectors} embedding rows, got {counts}"
+            )
+            raise AssertionError(msg)
+        if n_vectors > request.budget_tokens:
+            msg = (
+                f"{self.name} returned {n_vectors} vectors for a budget of "
+                f"{request.budget_tokens} tokens"
+            )
+            raise AssertionError(msg)
+        return tuple(
+            CompressedPassage(p, "", (), n, int(k))
+            for p, n, k in zip(passages, request.passage_tokens, counts, strict=True)
         )

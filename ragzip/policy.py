@@ -269,7 +269,10 @@ class AutoCompressor(Compressor):
         )
         out = chosen._compress(sub)
         return CompressionOutput(
-            spans=out.spans, embeddings=out.embeddings, timings={**out.timings, **stats}
+            spans=out.spans,
+            embeddings=out.embeddings,
+            vectors_per_passage=out.vectors_per_passage,
+            timings={**out.timings, **stats},
         )
 
 
