@@ -153,6 +153,8 @@ class MIGCompressor(Compressor):
         self.embedder = embedder
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
+        if request.budget_tokens >= request.original_tokens:  # nothing to compress: keep it all
+            return CompressionOutput(spans=[[(0, len(p.text))] for p in request.passages])
         t0 = time.perf_counter()
         units = split_units(
             [p.text for p in request.passages], self.counter, granularity=self.config.granularity

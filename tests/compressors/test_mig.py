@@ -195,3 +195,12 @@ def test_mig_beats_random_on_nq(nq_eval_cases: list[Any], smollm2_counter: Token
     print(f"recall@4x mig={mig:.3f} random={rnd:.3f} truncate={trunc:.3f}")
     assert mig >= rnd + 0.25
     assert mig >= trunc + 0.10
+
+
+def test_budget_covering_everything_keeps_it_verbatim(minilm_counter: TokenCounter) -> None:
+    """At 1x nothing needs compressing: even a repeated sentence stays, passages stay whole."""
+    mig = ragzip.create_compressor("mig", counter=minilm_counter, config={"max_similarity": 0.5})
+    passages = [TEXT, f"{DUPLICATE} {DUPLICATE}"]
+    result = mig.compress("Q?", passages, budget=Budget.compression(1))
+    assert [p.text for p in result.passages] == passages
+    assert result.compressed_tokens == result.original_tokens

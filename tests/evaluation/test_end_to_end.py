@@ -46,10 +46,6 @@ def test_retrieval(report: EvalReport) -> None:
     assert hybrid.recall[10] >= 0.6
 
 
-@pytest.mark.xfail(
-    reason="failed in the last full slow run; mig at 1x keeps ~96% of tokens",
-    strict=False,
-)
 def test_compression(report: EvalReport) -> None:
     c = report.compression
     assert c is not None
@@ -69,10 +65,6 @@ def test_compression(report: EvalReport) -> None:
     assert c.compressor_configs["mig"] is not None
 
 
-@pytest.mark.xfail(
-    reason="failed in the last full slow run; mig at 1x keeps ~96% of tokens",
-    strict=False,
-)
 def test_generation(report: EvalReport) -> None:
     g = report.generation
     assert g is not None
