@@ -60,7 +60,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data"
 RATIOS = (2.0, 4.0, 8.0)
-MODES = ("forward-fp32", "e2e-fp32", "e2e-fp32-nobucket", "forward-int8", "e2e-int8")
+MODES = (
+    "forward-fp32",
+    "e2e-fp32",
+    "e2e-fp32-nobucket",
+    "forward-int8",
+    "e2e-int8",
+    "e2e-int8-nobucket",
+)
+ORT_MODES = ("forward-ort-fp32", "forward-ort-int8")
+"""ONNX Runtime forward passes of the same model (export, then ORT's own dynamic int8
+quantisation); run only when asked for with ``--modes`` and ``onnxruntime`` + ``onnx`` are
+installed. Not a dependency of ragzip: they measure whether it would help."""
 
 
 def peak_rss_mb() -> float:
@@ -99,15 +110,26 @@ def run_mode(mode: str, threads: int, questions: int, repeats: int) -> dict[str,
     context_tokens = sum(sum(counter.count_batch(p)) for _, p in contexts)
     t0 = time.perf_counter()
     config = TokenCompressor.Config(
-        quantize="int8" if mode.endswith("int8") else "none",
+        quantize="int8" if "int8" in mode and "ort" not in mode else "none",
         length_bucketing=not mode.endswith("nobucket"),
     )
     compressor = TokenCompressor(config, counter=counter)
     load_s = time.perf_counter() - t0
-    encoder_tokens = 0
-    if mode.startswith("forward"):
-        batches = prepare_batches(compressor, contexts)
-        encoder_tokens = sum(int(m.sum()) for _, _, m in batches)
+    batches = prepare_batches(compressor, contexts)
+    encoder_tokens = sum(int(m.sum()) for _, _, m in batches)
+    flops = encoder_flops(compressor.model.config, batches)
+    if mode in ORT_MODES:
+        session = ort_session(compressor, batches[0], threads, int8=mode.endswith("int8"))
+        feeds = [
+            {"input_ids": i.numpy(), "attention_mask": m.numpy(), "token_type_ids": t.numpy()}
+            for i, t, m in batches
+        ]
+
+        def once() -> None:
+            for feed in feeds:
+                session.run(None, feed)
+
+    elif mode.startswith("forward"):
 
         def once() -> None:
             with torch.inference_mode():
@@ -133,7 +155,9 @@ def run_mode(mode: str, threads: int, questions: int, repeats: int) -> dict[str,
         "threads": threads,
         "questions": len(contexts),
         "context_tokens": context_tokens,
-        "encoder_tokens": encoder_tokens or None,
+        "encoder_tokens": encoder_tokens,
+        "encoder_gflop": round(flops / 1e9, 1),
+        "gflop_per_s_wall": round(flops / 1e9 / wall, 1),
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
         "tokens_per_s_wall": round(context_tokens / wall),
@@ -143,6 +167,67 @@ def run_mode(mode: str, threads: int, questions: int, repeats: int) -> dict[str,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "loadavg_end": os.getloadavg(),
     }
+
+
+def encoder_flops(config: Any, batches: Sequence[tuple[torch.Tensor, ...]]) -> float:
+    """Multiply-add FLOPs of the encoder over the real (unpadded) tokens of ``batches``.
+
+    Per token and layer: the four attention projections and the two feed-forward matrices
+    (``2 * (4 h^2 + 2 h i)``), plus ``4 n h`` for scores and weighted values over a window of
+    ``n`` tokens; the 2-class head and embeddings are negligible.
+    """
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * (4 * h * h + 2 * h * i) * layers
+    total = 0.0
+    for _, _, mask in batches:
+        for n in mask.sum(dim=1).tolist():
+            total += n * per_token + 4 * n * n * h * layers
+    return total
+
+
+def ort_session(
+    compressor: TokenCompressor,
+    example: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    threads: int,
+    *,
+    int8: bool,
+) -> Any:
+    """An ONNX Runtime session of the compressor's encoder (exported to a temporary file)."""
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+
+    folder = Path(tempfile.mkdtemp(prefix="ragzip-ort-"))
+    path = folder / "token.onnx"
+    ids, types, mask = example
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            compressor.model,
+            (ids, mask, types),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={k: {0: "batch", 1: "length"} for k in [*names, "logits"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            str(path),
+            str(folder / "token.int8.onnx"),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+        path = folder / "token.int8.onnx"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def prepare_batches(
@@ -200,28 +285,44 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
 def speed_markdown(report: dict[str, Any]) -> str:
     """The speed table."""
+    m = report["machine"]
     lines = [
         "# Token compressor speed (CPU)",
         "",
-        f"Machine: {report['machine']['processor']}, {report['machine']['cpus']} cores, "
-        f"torch {report['machine']['torch']}. {report['machine']['note']}.",
+        f"Machine: {m['processor']}, {m['cpus']} cores, torch {m['torch']}. {m['note']}.",
         "",
-        "| mode | threads | context tokens | tokens/s (wall) | tokens/s (CPU) | "
-        "ms/request (wall) | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | threads | context tokens | encoder tokens | tokens/s (wall) | "
+        "tokens/s (CPU) | encoder GFLOP/s | ms/request (wall) | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['mode']} | {r['threads']} | {r['context_tokens']} | "
-            f"{r['tokens_per_s_wall']} | {r['tokens_per_s_cpu']} | "
+            f"| {r['mode']} | {r['threads']} | {r['context_tokens']} | {r['encoder_tokens']} | "
+            f"{r['tokens_per_s_wall']} | {r['tokens_per_s_cpu']} | {r['gflop_per_s_wall']} | "
             f"{r['ms_per_request_wall']} | {r['peak_rss_mb']} |"
         )
+    first = report["rows"][0]
     lines += [
         "",
-        "tokens/s (CPU) = context tokens / process CPU seconds × threads: the rate the same "
-        "threads reach on otherwise idle cores.",
+        "Context tokens are counted in SmolLM2's tokenizer (the unit of budgets); encoder "
+        "tokens are the MiniLM tokens actually run, the question repeated in every window "
+        "included. tokens/s (CPU) = context tokens / process CPU seconds × threads: the rate "
+        "the same threads reach on otherwise idle cores. Encoder GFLOP/s counts the "
+        "multiply-adds of the real (unpadded) tokens: "
+        f"{first['encoder_gflop'] * 1e3 / first['context_tokens']:.1f} MFLOP per context "
+        "token here, so 10k tokens/s needs "
+        f"{first['encoder_gflop'] * 1e4 / first['context_tokens']:.0f} GFLOP/s.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def make_compressor(name: str, counter: Any) -> Any:
+    """A registered compressor; ``token-int8`` / ``token-fp32`` pin the token compressor's
+    quantisation."""
+    if name in ("token-int8", "token-fp32"):
+        quantize = "int8" if name == "token-int8" else "none"
+        return TokenCompressor(TokenCompressor.Config(quantize=quantize), counter=counter)
+    return ragzip.create_compressor(name, counter=counter)
 
 
 def quality_contexts(split: str, n: int, retrieved: int) -> list[tuple[str, list[str], list[str]]]:
@@ -260,14 +361,18 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     full = float(np.mean([answer_in_text(a, "\n\n".join(p)) for _, a, p in contexts]))
     rows = []
     for name in args.compressors:
-        compressor = ragzip.create_compressor(name, counter=counter)
+        compressor = make_compressor(name, counter)
         for ratio in RATIOS:
             hits, kept, orig, secs = 0, 0, 0, 0.0
-            for question, answers, passages in contexts:
+            answered = []
+            for i, (question, answers, passages) in enumerate(contexts):
                 t = time.perf_counter()
                 result = compressor.compress(question, passages, budget=Budget(ratio=ratio))
                 secs += time.perf_counter() - t
-                hits += answer_in_text(answers, result.context)
+                hit = answer_in_text(answers, result.context)
+                hits += hit
+                if hit:
+                    answered.append(i)
                 kept += result.compressed_tokens
                 orig += result.original_tokens
                 assert result.compressed_tokens <= result.budget_tokens
@@ -277,8 +382,9 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
                 "answer_recall": round(hits / len(contexts), 4),
                 "achieved_ratio": round(orig / max(1, kept), 3),
                 "ms_per_context_wall": round(1000 * secs / len(contexts), 1),
+                "answered": answered,
             }
-            print(json.dumps(row))
+            print(json.dumps({k: v for k, v in row.items() if k != "answered"}))
             rows.append(row)
     return {
         "part": "quality",
@@ -318,7 +424,7 @@ def kv(args: argparse.Namespace) -> dict[str, Any]:
     cases = load_kv(DATA)
     rows = []
     for name in args.compressors:
-        compressor = ragzip.create_compressor(name, counter=counter)
+        compressor = make_compressor(name, counter)
         hits, secs = 0, 0.0
         for case in cases:
             t = time.perf_counter()
@@ -370,9 +476,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_speed.add_argument("--threads", type=int, default=2)
     p_speed.add_argument("--questions", type=int, default=60)
     p_speed.add_argument("--repeats", type=int, default=3)
-    p_speed.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p_speed.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES + ORT_MODES)
     p_mode = sub.add_parser("_mode")
-    p_mode.add_argument("mode", choices=MODES)
+    p_mode.add_argument("mode", choices=MODES + ORT_MODES)
     p_mode.add_argument("--threads", type=int, default=2)
     p_mode.add_argument("--questions", type=int, default=60)
     p_mode.add_argument("--repeats", type=int, default=3)
@@ -391,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(run_mode(args.mode, args.threads, args.questions, args.repeats)))
     elif args.part == "speed":
         report = speed(args)
-        write(f"token_speed_{args.threads}t", report, speed_markdown(report))
+        write("token_speed", report, speed_markdown(report))
     elif args.part == "quality":
         report = quality(args)
         write(f"token_quality_{args.split}", report, quality_markdown(report))

@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -334,6 +336,9 @@ class SentenceScorer:
         limits: Input segment lengths (must match what the model was trained with).
         threshold: Default probability threshold of ``adaptive`` mode.
         device: Device to run on.
+        cache_size: Requests (question and passages) whose probabilities are remembered, so
+            the same context compressed at several budgets or in both modes is scored once;
+            0 remembers none. :meth:`reserve_cache` raises it.
     """
 
     def __init__(
@@ -344,11 +349,27 @@ class SentenceScorer:
         limits: InputLimits | None = None,
         threshold: float = 0.5,
         device: str = "cpu",
+        cache_size: int = 0,
     ) -> None:
         self.model = model.to(device).eval()
         self.featurizer = Featurizer(tokenizer, limits or InputLimits())
         self.threshold = float(threshold)
         self.device = device
+        self.cache_size = 0
+        self._cache: OrderedDict[bytes, list[np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.reserve_cache(cache_size)
+
+    def reserve_cache(self, size: int) -> None:
+        """Remember the probabilities of at least ``size`` requests (the cache never shrinks).
+
+        The cache belongs to the scorer, so compressors sharing one scorer share it.
+        """
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            msg = f"cache size must be an int >= 0, got {size!r}"
+            raise ConfigError(msg)
+        with self._lock:
+            self.cache_size = max(self.cache_size, size)
 
     @property
     def limits(self) -> InputLimits:
@@ -366,8 +387,16 @@ class SentenceScorer:
         """P(useful) of every sentence, one array per passage.
 
         All sentences of the call are scored together: sorted by input length, padded per batch,
-        run under ``torch.inference_mode()``, and put back in order.
+        run under ``torch.inference_mode()``, and put back in order. With a cache
+        (``cache_size > 0``) a request scored before is answered from it.
         """
+        key = _request_key(query, passages, batch_size, precision) if self.cache_size else None
+        if key is not None:
+            with self._lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    return [p.copy() for p in hit]
         encoded = self.featurizer.encode(query, passages)
         probs = self.predict(encoded, batch_size=batch_size, precision=precision)
         out: list[np.ndarray] = []
@@ -375,6 +404,11 @@ class SentenceScorer:
         for p in passages:
             out.append(probs[cursor : cursor + len(p.sentences)])
             cursor += len(p.sentences)
+        if key is not None:
+            with self._lock:
+                self._cache[key] = [p.copy() for p in out]
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
         return out
 
     def predict(
@@ -403,6 +437,17 @@ class SentenceScorer:
                 logits = self.model(pad_batch([encoded[i] for i in batch], self.device)).float()
                 probs[batch] = torch.sigmoid(logits).cpu().numpy()
         return probs
+
+
+def _request_key(
+    query: str, passages: Sequence[PassageSentences], batch_size: int, precision: str
+) -> bytes:
+    digest = hashlib.sha256(f"{batch_size}\x00{precision}\x00{query}\x00".encode())
+    for p in passages:
+        digest.update(f"\x01{p.title}\x02".encode())
+        for sentence in p.sentences:
+            digest.update(f"{sentence}\x03".encode())
+    return digest.digest()
 
 
 def _sha256(path: Path) -> str:
@@ -581,6 +626,10 @@ class SentenceCompressor(Compressor):
                 native bfloat16, probabilities within a few thousandths).
             device: Device of the default classifier (``None`` picks one).
             weights: Folder of another trained classifier (default: the shipped one).
+            cache_size: Requests whose sentence probabilities the scorer remembers (at least;
+                the cache is the scorer's, shared by the compressors using it), so a context
+                compressed at several budgets or in both modes is scored once, as in
+                evaluation sweeps. 0 adds no cache.
         """
 
         mode: Mode = "adaptive"
@@ -590,6 +639,7 @@ class SentenceCompressor(Compressor):
         precision: Precision = "float32"
         device: str | None = None
         weights: str | None = field(default=None)
+        cache_size: int = 0
 
         def __post_init__(self) -> None:
             if self.mode not in ("adaptive", "budgeted"):
@@ -606,7 +656,7 @@ class SentenceCompressor(Compressor):
             ):
                 msg = f"threshold must be a probability in [0, 1] or None, got {self.threshold!r}"
                 raise ConfigError(msg)
-            for key, low in (("min_sentences", 0), ("batch_size", 1)):
+            for key, low in (("min_sentences", 0), ("batch_size", 1), ("cache_size", 0)):
                 value = getattr(self, key)
                 if isinstance(value, bool) or not isinstance(value, int) or value < low:
                     msg = f"{key} must be an int >= {low}, got {value!r}"
@@ -624,6 +674,8 @@ class SentenceCompressor(Compressor):
         if scorer is None:
             scorer = load_scorer(self.config.weights, self.config.device)
         self.scorer = scorer
+        if self.config.cache_size:
+            scorer.reserve_cache(self.config.cache_size)
 
     @property
     def threshold(self) -> float:

@@ -50,8 +50,10 @@ import bisect
 import hashlib
 import json
 import re
+import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -561,6 +563,9 @@ class TokenCompressor(Compressor):
             drop_separators: Drop a separator-only word that follows another kept one.
             quantize: ``"int8"`` for dynamic int8 quantisation of the linear layers (CPU).
             device: Torch device; ``None`` picks the best.
+            cache_size: Requests (question and passages) whose word probabilities are
+                remembered, so one context compressed at several budgets is scored once
+                (evaluation sweeps); 0 turns the cache off.
         """
 
         weights: str | None = None
@@ -574,6 +579,7 @@ class TokenCompressor(Compressor):
         drop_separators: bool = True
         quantize: Quantize = "none"
         device: str | None = None
+        cache_size: int = 0
 
         def __post_init__(self) -> None:
             keep = self.force_keep
@@ -585,6 +591,7 @@ class TokenCompressor(Compressor):
                 ("max_window", 32, 512),
                 ("max_query_tokens", 1, 480),
                 ("batch_size", 1, 4096),
+                ("cache_size", 0, 1_000_000),
             ):
                 value = getattr(self, name)
                 if (
@@ -627,6 +634,8 @@ class TokenCompressor(Compressor):
             raise ConfigError(msg)
         self.model = model
         self.tokenizer = tokenizer
+        self._cache: OrderedDict[tuple[str, tuple[str, ...]], list[np.ndarray]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         texts = [p.text for p in request.passages]
@@ -636,7 +645,7 @@ class TokenCompressor(Compressor):
         words = [split_words(t) for t in texts]
         if request.budget_tokens <= 0:
             return CompressionOutput(spans=[[] for _ in texts])
-        probs = self.word_probabilities(request.query, texts, words)
+        probs = self._cached_probabilities(request.query, texts, words)
         t1 = time.perf_counter()
         priority = [
             np.where(
@@ -664,6 +673,25 @@ class TokenCompressor(Compressor):
         return CompressionOutput(spans=spans, timings={"score": t1 - t0, "select": t2 - t1})
 
     # -- scoring ---------------------------------------------------------------------------------
+
+    def _cached_probabilities(
+        self, query: str, texts: Sequence[str], words: Sequence[Sequence[Span]]
+    ) -> list[np.ndarray]:
+        size = self.config.cache_size
+        if not size:
+            return self.word_probabilities(query, texts, words)
+        key = (query, tuple(texts))
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        probs = self.word_probabilities(query, texts, words)
+        with self._cache_lock:
+            self._cache[key] = probs
+            while len(self._cache) > size:
+                self._cache.popitem(last=False)
+        return probs
 
     def word_probabilities(
         self, query: str, texts: Sequence[str], words: Sequence[Sequence[Span]] | None = None

@@ -1,4 +1,4 @@
-"""The ``ragzip`` command line: index, ask, compress, eval, serve."""
+"""The ``ragzip`` command line: index, ask, compress, eval, profile, serve, serve-model."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 DEFAULT_INDEX = Path(".ragzip/index")
+SPEC_HELP = (
+    "Compressor spec: a registered name, optionally with config settings as "
+    "NAME:KEY=VALUE;KEY=VALUE (quote it in the shell), e.g. 'sentence:mode=adaptive;threshold=0.4'."
+)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -87,7 +91,7 @@ def ask(
     index_path: Annotated[
         Path, typer.Option("--index", help="Index written by `ragzip index`.")
     ] = (DEFAULT_INDEX),
-    compressor: Annotated[str, typer.Option(help="Registered compressor name.")] = "mig",
+    compressor: Annotated[str, typer.Option(help=SPEC_HELP)] = "mig",
     budget: Annotated[str, typer.Option(help="Token budget ('256') or ratio ('4x').")] = "4x",
     k: Annotated[int, typer.Option(help="Passages to retrieve.")] = 5,
     option: Annotated[
@@ -142,7 +146,7 @@ def _pct(part: int, whole: int) -> str:
 
 @app.command()
 def compress(
-    compressor: Annotated[str, typer.Option(help="Registered compressor name.")] = "mig",
+    compressor: Annotated[str, typer.Option(help=SPEC_HELP)] = "mig",
     budget: Annotated[str | None, typer.Option(help="Overrides the input's budget.")] = None,
     option: Annotated[
         list[str], typer.Option("--option", "-o", help="Compressor config key=value.")
@@ -209,6 +213,28 @@ def serve(
     try:
         settings = Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})
         run_server(settings)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("serve-model")
+def serve_model(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    name: Annotated[
+        str | None, typer.Option(help="Model id clients send; the model's name by default.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, mps; the best by default.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the embedded SmolLM2 generator as an OpenAI-compatible API (streamed)."""
+    try:
+        from ragzip.generators.embedded import EmbeddedGenerator
+        from ragzip.server.model_app import serve_model as run_model_server
+
+        generator = EmbeddedGenerator(device=device)
+        console.print(f"serving {name or generator.name} on http://{host}:{port}/v1")
+        run_model_server(generator, host=host, port=port, model_name=name, log_level=log_level)
     except RagzipError as exc:
         raise _fail(exc) from exc
 

@@ -1,7 +1,10 @@
 """Retrieve → compress → generate, in one call, over one typed state.
 
 Data flows one way: a retriever (or the caller) supplies passages, a compressor cuts them to the
-budget, a generator answers from what is left. Each stage is timed.
+budget, a generator answers from what is left. Each stage is timed. Soft compressors (which
+return vectors, not text) need a generator that reads embeddings
+(:attr:`~ragzip.generators.base.Generator.accepts_embeddings`); the generation stage then splices
+the vectors into the prompt at placeholder tokens.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from ragzip.compressor import Compressor
 from ragzip.errors import ConfigError, InputError
-from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, build_messages
+from ragzip.prompts import DEFAULT_SYSTEM_PROMPT
 from ragzip.types import Budget, CompressionResult, Passage
 
 if TYPE_CHECKING:
     from ragzip.generators.base import Generation, Generator
+    from ragzip.policy import Decision
     from ragzip.retrievers.base import Retriever
 
 
@@ -33,7 +37,8 @@ class PipelineResult:
         retrieved: Passages from the retrieval stage (or given by the caller).
         compression: The compressor's result.
         generation: The generator's answer, or ``None`` when the pipeline has no generator.
-        prompt_tokens: Tokens of the full prompt sent to the generator (0 without one).
+        prompt_tokens: Tokens of the full prompt sent to the generator (0 without one); for a
+            soft compressor one per vector, template and question included.
         timings: Seconds per stage: ``retrieve``, ``compress``, ``generate``, ``total``.
     """
 
@@ -51,6 +56,13 @@ class PipelineResult:
     def answer(self) -> str:
         """The generated answer (empty without a generator)."""
         return self.generation.text if self.generation else ""
+
+    @property
+    def decision(self) -> Decision | None:
+        """With the ``"auto"`` compressor: whether and how it compressed, and why; else ``None``."""
+        from ragzip.policy import decision_of
+
+        return decision_of(self.compression)
 
 
 @dataclass(frozen=True)
@@ -216,10 +228,9 @@ class Pipeline:
             return state
         assert state.compression is not None
         t = time.perf_counter()
-        messages = build_messages(
-            state.query, state.compression.texts, system_prompt=self.system_prompt
+        generation = self.generator.generate_compressed(
+            state.compression, system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens
         )
-        generation = self.generator.generate(messages, max_new_tokens=self.max_new_tokens)
         return state.timed(
             "generate",
             time.perf_counter() - t,

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.errors import ConfigError, InputError
 from ragzip.profiler import Profile, load_profile
 from ragzip.tokenization import TokenCounter
+from ragzip.types import Budget, CompressionResult, Passage
 
 QualityKey = tuple[str, float]
 
@@ -47,6 +49,32 @@ class Decision:
     predicted_s: float
     baseline_s: float
     context_tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AutoCompressionResult(CompressionResult):
+    """A :class:`~ragzip.types.CompressionResult` of ``"auto"`` with the decision behind it.
+
+    Attributes:
+        decision: Whether the policy compressed, with which compressor and ratio, and why.
+    """
+
+    decision: Decision | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The base result's dict with ``decision`` added."""
+        out = super().to_dict()
+        out["decision"] = None if self.decision is None else self.decision.to_dict()
+        return out
+
+
+def decision_of(result: CompressionResult) -> Decision | None:
+    """The policy's decision carried by ``result`` (``None`` for other compressors)."""
+    return result.decision if isinstance(result, AutoCompressionResult) else None
 
 
 def load_quality(path: str | Path) -> dict[QualityKey, float]:
@@ -205,7 +233,8 @@ class AutoCompressor(Compressor):
 
         Attributes:
             profile_path: A profile JSON written by ``ragzip profile``.
-            eval_path: An ``eval.json`` of ``ragzip eval`` for quality, or ``None``.
+            eval_path: An ``eval.json`` of ``ragzip eval`` for quality, or ``None``. A missing
+                file means unknown quality, which is an error only with ``min_quality`` above 0.
             min_quality: Answer-in-context recall a candidate needs.
             generator: Which generator's profile to use when the file holds several.
         """
@@ -228,8 +257,9 @@ class AutoCompressor(Compressor):
         if policy is None:
             profile = load_profile(self.config.profile_path, generator=self.config.generator)
             quality: dict[QualityKey, float] = {}
-            if self.config.eval_path is not None:
-                quality = load_quality(self.config.eval_path)
+            eval_path = self.config.eval_path
+            if eval_path is not None and (Path(eval_path).is_file() or self.config.min_quality):
+                quality = load_quality(eval_path)
             policy = AutoPolicy(profile, quality, self.config.min_quality)
         self.policy = policy
         from ragzip.compressors.identity import IdentityCompressor
@@ -245,11 +275,38 @@ class AutoCompressor(Compressor):
                 raise ConfigError(msg)
         self.candidates: dict[str, Compressor] = built
         self._identity = IdentityCompressor(counter=counter)
-        self.last_decision: Decision | None = None
+        self._local = threading.local()
+
+    @property
+    def last_decision(self) -> Decision | None:
+        """The decision of this thread's latest call (prefer the result's ``decision``)."""
+        decision: Decision | None = getattr(self._local, "decision", None)
+        return decision
+
+    def compress(
+        self,
+        query: str,
+        passages: Sequence[Passage | str | Mapping[str, Any]],
+        *,
+        budget: Budget,
+    ) -> AutoCompressionResult:
+        """Decide from the context's length, then compress (or not) as decided.
+
+        Returns:
+            The result with the :class:`Decision` in ``decision``; ``compressor`` is ``"auto"``.
+        """
+        self._local.decision = None
+        result = super().compress(query, passages, budget=budget)
+        decision = self.last_decision
+        if decision is None:  # no passages: nothing was decided, nothing to compress
+            decision = Decision(False, None, None, "no context to compress", 0.0, 0.0, 0)
+            self._local.decision = decision
+        values = {f.name: getattr(result, f.name) for f in fields(CompressionResult)}
+        return AutoCompressionResult(**values, decision=decision)
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         decision = self.policy.decide(request.original_tokens)
-        self.last_decision = decision
+        self._local.decision = decision
         stats = {
             "decision_compress": 1.0 if decision.compress else 0.0,
             "decision_ratio": decision.ratio or 0.0,
@@ -289,4 +346,12 @@ def policy_from_files(
     return AutoPolicy(profile, quality, min_quality)
 
 
-__all__ = ["AutoCompressor", "AutoPolicy", "Decision", "load_quality", "policy_from_files"]
+__all__ = [
+    "AutoCompressionResult",
+    "AutoCompressor",
+    "AutoPolicy",
+    "Decision",
+    "decision_of",
+    "load_quality",
+    "policy_from_files",
+]

@@ -43,11 +43,14 @@ if TYPE_CHECKING:
     from ragzip.compressor import Compressor
     from ragzip.generators.base import Generator
     from ragzip.tokenization import TokenCounter
+    from ragzip.types import CompressionResult
 
 SCHEMA = "ragzip-profile/1"
 JSON_NAME = "profile.json"
 LATENCY_PLOT = "latency.png"
 SPEEDUP_PLOT = "speedup.png"
+CHECK_JSON = "check.json"
+CHECK_MD = "check.md"
 DEFAULT_DATA = Path("../shared/data/nq_open_dev.jsonl.gz")
 
 
@@ -93,43 +96,73 @@ def _check_xy(xs: Sequence[float], ys: Sequence[float], needed: int) -> tuple[An
     return x, y
 
 
-def fit_linear(xs: Sequence[float], ys: Sequence[float]) -> LinearModel:
+def _row_weights(y: np.ndarray, relative: bool) -> np.ndarray:
+    """``1 / y`` (least *relative* squares) when asked and every ``y`` is positive, else ones."""
+    if relative and bool((y > 0).all()):
+        return np.asarray(1.0 / y, dtype=float)
+    return np.ones_like(y)
+
+
+def fit_linear(xs: Sequence[float], ys: Sequence[float], *, relative: bool = False) -> LinearModel:
     """Least-squares line through ``(xs, ys)``.
 
     With one distinct ``x`` the line is flat through the mean (a constant cost).
+
+    Args:
+        xs: Lengths.
+        ys: Measured values.
+        relative: Minimise relative rather than absolute residuals, so short, fast points
+            weigh as much as long, slow ones (when every ``y`` is positive).
     """
     x, y = _check_xy(xs, ys, 1)
     if len(np.unique(x)) == 1:
         return LinearModel(float(y.mean()), 0.0)
-    design = np.stack([np.ones_like(x), x], axis=1)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    w = _row_weights(y, relative)
+    design = np.stack([np.ones_like(x), x], axis=1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(design, y * w, rcond=None)
     return LinearModel(float(coef[0]), float(coef[1]))
 
 
-def fit_quadratic(xs: Sequence[float], ys: Sequence[float]) -> QuadraticModel:
-    """Least-squares ``a + b·x + c·x²`` through ``(xs, ys)``; a line when only two lengths."""
+def fit_quadratic(
+    xs: Sequence[float], ys: Sequence[float], *, relative: bool = False
+) -> QuadraticModel:
+    """Least-squares ``a + b·x + c·x²`` through ``(xs, ys)``; a line when only two lengths.
+
+    Args:
+        xs: Lengths.
+        ys: Measured values.
+        relative: Minimise relative residuals (see :func:`fit_linear`).
+    """
     x, y = _check_xy(xs, ys, 2)
     if len(np.unique(x)) == 2:
-        line = fit_linear(xs, ys)
+        line = fit_linear(xs, ys, relative=relative)
         return QuadraticModel(line.intercept, line.slope, 0.0)
     scale = float(np.abs(x).max()) or 1.0  # condition the design matrix
     xn = x / scale
-    design = np.stack([np.ones_like(xn), xn, xn * xn], axis=1)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    w = _row_weights(y, relative)
+    design = np.stack([np.ones_like(xn), xn, xn * xn], axis=1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(design, y * w, rcond=None)
     return QuadraticModel(float(coef[0]), float(coef[1] / scale), float(coef[2] / scale**2))
 
 
-def fit_cost(xs: Sequence[float], ys: Sequence[float]) -> LinearModel:
+def fit_cost(xs: Sequence[float], ys: Sequence[float], *, relative: bool = False) -> LinearModel:
     """A line for a time cost: least squares, or through the origin when the intercept is negative.
 
     A negative intercept would predict free work for short inputs outside the measured range.
+
+    Args:
+        xs: Lengths.
+        ys: Measured seconds.
+        relative: Minimise relative residuals (see :func:`fit_linear`).
     """
-    line = fit_linear(xs, ys)
+    line = fit_linear(xs, ys, relative=relative)
     if line.intercept >= 0:
         return line
     x = np.asarray(xs, dtype=float)
     y = np.asarray(ys, dtype=float)
-    return LinearModel(0.0, float(x @ y / (x @ x)) if x @ x > 0 else 0.0)
+    w = _row_weights(y, relative) ** 2
+    xx = float((w * x) @ x)
+    return LinearModel(0.0, float((w * x) @ y) / xx if xx > 0 else 0.0)
 
 
 def fit_decode(xs: Sequence[float], ys: Sequence[float]) -> LinearModel:
@@ -207,7 +240,8 @@ class Prediction:
 
     Attributes:
         context_tokens: ``n``.
-        compressed_tokens: ``n / r`` (rounded down).
+        compressed_tokens: ``n / r`` (rounded down), with ``r`` the measured ratio when it is
+            higher than the requested one (soft compressors: the vector count).
         compression_s: ``T_c(n)``.
         baseline_ttft_s: ``TTFT(n)``.
         compressed_ttft_s: ``T_c(n) + TTFT(n / r)``.
@@ -244,6 +278,8 @@ class Profile:
         ttft: ``TTFT(p)`` over prompt tokens ``p``.
         decode: Decode seconds per token over prompt tokens.
         prompt_overhead_tokens: Prompt tokens beyond the context (template, instructions, question).
+        prompt_overhead_per_token: Further prompt tokens per context token (passage numbering and
+            titles grow with the context): prompt = context · (1 + this) + the fixed overhead.
         compressors: The fitted cost of each (compressor, ratio).
         expected_output_tokens: Answer length assumed for end-to-end predictions.
         kv_bytes_per_token: KV-cache bytes one prompt token takes (``None`` for remote models).
@@ -267,6 +303,7 @@ class Profile:
     generation_samples: tuple[GenerationSample, ...] = ()
     compression_samples: tuple[CompressionSample, ...] = ()
     created_at: str = ""
+    prompt_overhead_per_token: float = 0.0
 
     @property
     def key(self) -> str:
@@ -288,7 +325,7 @@ class Profile:
         raise ConfigError(msg)
 
     def _generation_s(self, context: np.ndarray, output_tokens: int) -> tuple[Any, Any]:
-        prompt = context + self.prompt_overhead_tokens
+        prompt = context * (1.0 + self.prompt_overhead_per_token) + self.prompt_overhead_tokens
         ttft = np.maximum(self.ttft(prompt), 0.0)
         decode = np.maximum(self.decode(prompt), 0.0) * max(output_tokens - 1, 0)
         return ttft, ttft + decode
@@ -318,7 +355,10 @@ class Profile:
             if expected_output_tokens is None
             else expected_output_tokens
         )
-        m = int(n // float(ratio))
+        # A soft compressor's vector count follows its passages, not the requested ratio: use
+        # the measured ratio where it compresses further than asked.
+        achieved = cost.achieved_ratio if math.isfinite(cost.achieved_ratio) else 0.0
+        m = int(n // max(float(ratio), achieved))
         tc = max(float(cost.cost(n)), 0.0)
         base_ttft, base = self._generation_s(np.asarray(float(n)), out)
         comp_ttft, comp = self._generation_s(np.asarray(float(m)), out)
@@ -424,6 +464,7 @@ class Profile:
                     CompressionSample(**s) for s in data.get("compression_samples", ())
                 ),
                 created_at=str(data.get("created_at", "")),
+                prompt_overhead_per_token=float(data.get("prompt_overhead_per_token", 0.0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"malformed profile: {exc!r}"
@@ -625,6 +666,21 @@ def _time_generation(
     return prompt_tokens, _median(ttfts), _median(decode)
 
 
+def _time_soft_prefill(
+    generator: Generator, result: CompressionResult, repeats: int
+) -> GenerationSample:
+    """TTFT of a prompt holding a soft compressor's vectors (one token generated: no decode)."""
+    ttfts = []
+    prompt_tokens = 0
+    for _ in range(repeats):
+        gen = generator.generate_compressed(result, max_new_tokens=1)
+        prompt_tokens = gen.prompt_tokens
+        ttfts.append(gen.ttft_s)
+    return GenerationSample(
+        result.compressed_tokens, prompt_tokens, _median(ttfts), math.nan, repeats
+    )
+
+
 def measure(
     generator: Generator,
     compressors: Mapping[str, Compressor],
@@ -635,12 +691,15 @@ def measure(
     repeats: int = 3,
     expected_output_tokens: int = 32,
     progress: Callable[[str], None] | None = None,
+    max_context_tokens: int | None = None,
 ) -> Profile:
     """Time compression and generation over a grid of lengths and ratios, and fit a profile.
 
     For every length ``n`` and ratio ``r`` each compressor compresses a real ``n``-token context;
-    the generator answers from contexts of ``n`` and of ``n / r`` tokens. One untimed warm-up run
-    precedes each kind of measurement; reported figures are medians over ``repeats``.
+    the generator answers from contexts of ``n`` and of ``n / r`` tokens. A soft compressor's
+    vectors are also prefilled as such (when the generator reads embeddings), adding a TTFT
+    sample at its vector count. One untimed warm-up run precedes each kind of measurement;
+    reported figures are medians over ``repeats``.
 
     Args:
         generator: Embedded or remote generator; budgets are counted in its tokenizer.
@@ -652,6 +711,8 @@ def measure(
         expected_output_tokens: ``max_new_tokens`` of each generation and the answer length
             assumed in end-to-end predictions.
         progress: Called with a line of text before each point.
+        max_context_tokens: The generator's context window, when it cannot be read from the
+            model (remote generators).
     """
     lengths = sorted({int(n) for n in lengths})
     ratios = sorted({float(r) for r in ratios})
@@ -687,6 +748,7 @@ def measure(
         gen_samples.append(GenerationSample(m, prompt, ttft, dec, repeats))
 
     comp_samples: list[CompressionSample] = []
+    soft_points: set[tuple[str, int]] = set()
     for name, comp in compressors.items():
         say(f"warm-up {name}")
         comp.compress(query, contexts[lengths[0]], budget=Budget.compression(ratios[0]))
@@ -700,15 +762,30 @@ def measure(
                     secs.append(float(res.timings["total"]))
                     kept = res.compressed_tokens
                 comp_samples.append(CompressionSample(name, r, n, kept, _median(secs), repeats))
+                soft = res.embeddings is not None and generator.accepts_embeddings
+                if soft and (name, kept) not in soft_points:  # the prefill at its vector count
+                    soft_points.add((name, kept))
+                    say(f"generate: {name}, {kept} vectors")
+                    gen_samples.append(_time_soft_prefill(generator, res, repeats))
     return fit_profile(
-        generator=generator.name,
+        generator=profile_name(generator),
         generation=gen_samples,
         compression=comp_samples,
         expected_output_tokens=expected_output_tokens,
         kv_bytes_per_token=kv_bytes_per_token(getattr(generator, "model", None)),
-        max_context_tokens=_context_window(generator),
+        max_context_tokens=max_context_tokens or _context_window(generator),
         peak_rss=peak_rss_bytes(),
     )
+
+
+def profile_name(generator: Generator) -> str:
+    """The name a profile files ``generator`` under: remote models carry their server's URL.
+
+    The same model served over HTTP and run in-process has different latencies, so
+    ``smollm2-135m-instruct`` and ``smollm2-135m-instruct@http://127.0.0.1:8001`` are kept apart.
+    """
+    base = getattr(generator, "base_url", None)
+    return f"{generator.name}@{base}" if isinstance(base, str) and base else generator.name
 
 
 def _context_window(generator: Generator) -> int | None:
@@ -734,7 +811,7 @@ def fit_profile(
         InputError: Too few distinct lengths for a model.
     """
     prompts = [s.prompt_tokens for s in generation]
-    ttft = fit_quadratic(prompts, [s.ttft_s for s in generation])
+    ttft = fit_quadratic(prompts, [s.ttft_s for s in generation], relative=True)
     dec_points = [(s.prompt_tokens, s.decode_s_per_token) for s in generation]
     dec_points = [(p, d) for p, d in dec_points if math.isfinite(d)]
     decode = (
@@ -743,6 +820,11 @@ def fit_profile(
         else LinearModel(0.0, 0.0)
     )
     overhead = round(statistics.median([s.prompt_tokens - s.context_tokens for s in generation]))
+    per_token = 0.0
+    if len({s.context_tokens for s in generation}) >= 2:
+        grow = fit_linear([s.context_tokens for s in generation], prompts)
+        if grow.slope >= 1.0 and grow.intercept >= 0.0:
+            overhead, per_token = round(grow.intercept), grow.slope - 1.0
     groups: dict[tuple[str, float], list[CompressionSample]] = {}
     for s in compression:
         groups.setdefault((s.compressor, s.ratio), []).append(s)
@@ -750,7 +832,7 @@ def fit_profile(
         CompressorCost(
             compressor=name,
             ratio=ratio,
-            cost=fit_cost([s.context_tokens for s in ss], [s.seconds for s in ss]),
+            cost=fit_cost([s.context_tokens for s in ss], [s.seconds for s in ss], relative=True),
             achieved_ratio=_median(
                 s.context_tokens / s.compressed_tokens for s in ss if s.compressed_tokens
             ),
@@ -771,6 +853,7 @@ def fit_profile(
         generation_samples=tuple(generation),
         compression_samples=tuple(compression),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        prompt_overhead_per_token=per_token,
     )
 
 
@@ -782,7 +865,14 @@ def summary_table(profile: Profile) -> Any:
     from rich.table import Table
 
     lengths = sorted({s.context_tokens for s in profile.compression_samples})
-    table = Table(title=f"{profile.generator} on {profile.machine}")
+    memory = []
+    if profile.peak_rss_bytes is not None:
+        memory.append(f"peak RSS {profile.peak_rss_bytes / 2**20:.0f} MiB")
+    if profile.kv_bytes_per_token is not None:
+        memory.append(f"KV cache {profile.kv_bytes_per_token / 1024:.1f} KiB/token")
+    table = Table(
+        title=f"{profile.generator} on {profile.machine}", caption="; ".join(memory) or None
+    )
     for col in ("compressor", "ratio", "T_c ms/1k tok", "n* TTFT", "n* end-to-end"):
         table.add_column(col, justify="right" if col != "compressor" else "left")
     for n in lengths:
@@ -816,7 +906,7 @@ def plot_profile(profile: Profile, out_dir: str | Path) -> list[Path]:
     names = sorted({c.compressor for c in profile.compressors})
     measured = [s.context_tokens for s in profile.compression_samples]
     n_hi = int(max(measured) * 1.5) if measured else 4096
-    ns = np.unique(np.linspace(16, n_hi, 200).astype(int))
+    ns = np.unique(np.geomspace(4, n_hi, 300).astype(int))  # log axis: small n* stay visible
 
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
@@ -856,11 +946,12 @@ def plot_profile(profile: Profile, out_dir: str | Path) -> list[Path]:
             label="measured (no compression)",
         )
         ax.set_title(f"{name}: end-to-end latency, {profile.expected_output_tokens}-token answer")
-        ax.set_xlabel("context tokens n")
+        ax.set_xscale("log")
+        ax.set_xlabel("context tokens n (log scale)")
         ax.set_ylabel("seconds")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{profile.generator} — {profile.machine}", fontsize=9)
+    fig.suptitle(f"{profile.generator}\n{profile.machine}", fontsize=8)
     fig.tight_layout()
     latency = out / LATENCY_PLOT
     fig.savefig(latency, dpi=110)
@@ -913,6 +1004,19 @@ def _csv(text: str, kind: Callable[[str], Any], what: str) -> list[Any]:
     return values
 
 
+def _build_generator(generator: str, model: str | None) -> Generator:
+    if generator == "embedded":
+        from ragzip.generators.embedded import EmbeddedGenerator
+
+        return EmbeddedGenerator()
+    if not model:
+        msg = "--model is needed with a remote --generator URL"
+        raise ConfigError(msg)
+    from ragzip.generators.openai_compat import OpenAIGenerator
+
+    return OpenAIGenerator(generator, model)
+
+
 def run_profile(
     *,
     compressors: Sequence[str],
@@ -924,8 +1028,17 @@ def run_profile(
     expected_output_tokens: int,
     data: str | Path = DEFAULT_DATA,
     progress: Callable[[str], None] | None = None,
+    max_context_tokens: int | None = None,
+    check_repeats: int = 0,
+    check_ratios: Sequence[float] | None = None,
 ) -> tuple[Profile, list[Path]]:
-    """Measure, fit, save ``profile.json`` and the plots under ``out_dir``."""
+    """Measure, fit, save ``profile.json`` and the plots under ``out_dir``.
+
+    With ``check_repeats`` above 0, the predictions are then checked at ``0.5``, ``1`` and
+    ``1.5`` times each break-even length (:func:`ragzip.profile_check.check_profile`) and the
+    report is written as ``check.json`` and ``check.md`` beside the profile (only the ratios in
+    ``check_ratios`` when given).
+    """
     from ragzip.registry import create_compressor
 
     pool = load_nq_passages(data, limit=max(50, max(lengths) // 40 + 50))
@@ -939,10 +1052,32 @@ def run_profile(
         repeats=repeats,
         expected_output_tokens=expected_output_tokens,
         progress=progress,
+        max_context_tokens=max_context_tokens,
     )
     out = Path(out_dir)
     path = save_profile(profile, out / JSON_NAME)
-    return profile, [path, *plot_profile(profile, out)]
+    files = [path, *plot_profile(profile, out)]
+    if check_repeats > 0:
+        from ragzip.profile_check import check_profile, render_check_markdown
+
+        report = check_profile(
+            profile,
+            generator,
+            built,
+            pool,
+            repeats=check_repeats,
+            ratios=check_ratios,
+            progress=progress,
+        )
+        check_json = out / CHECK_JSON
+        check_json.write_text(
+            json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n",
+            encoding="utf-8",
+        )
+        check_md = out / CHECK_MD
+        check_md.write_text(render_check_markdown([report]), encoding="utf-8")
+        files += [check_json, check_md]
+    return profile, files
 
 
 def profile_command(
@@ -965,6 +1100,10 @@ def profile_command(
     model: Annotated[
         str | None, typer.Option("--model", help="Served model name (remote generator).")
     ] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option("--context-window", help="The remote model's context window in tokens."),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports/profile"),
     expected_output_tokens: Annotated[
         int, typer.Option("--expected-output-tokens", help="Answer length for end-to-end latency.")
@@ -972,6 +1111,20 @@ def profile_command(
     data: Annotated[
         Path, typer.Option("--data", help="NQ-open jsonl.gz to build contexts from.")
     ] = (DEFAULT_DATA),
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Then measure again at 0.5, 1 and 1.5 times each n* and report the error.",
+        ),
+    ] = False,
+    check_repeats: Annotated[
+        int, typer.Option("--check-repeats", help="Timed runs per check point.")
+    ] = 5,
+    check_ratios: Annotated[
+        str | None,
+        typer.Option("--check-ratios", help="Check only these ratios (comma-separated)."),
+    ] = None,
 ) -> None:
     """Measure when compression speeds up answers: break-even context lengths per compressor."""
     from rich.console import Console
@@ -984,18 +1137,10 @@ def profile_command(
         if not Path(data).is_file():
             msg = f"no NQ data at {data} (pass --data PATH/nq_open_dev.jsonl.gz)"
             raise ConfigError(msg)
-        gen: Generator
-        if generator == "embedded":
-            from ragzip.generators.embedded import EmbeddedGenerator
-
-            gen = EmbeddedGenerator()
-        else:
-            if not model:
-                msg = "--model is needed with a remote --generator URL"
-                raise ConfigError(msg)
-            from ragzip.generators.openai_compat import OpenAIGenerator
-
-            gen = OpenAIGenerator(generator, model)
+        if check and check_repeats < 1:
+            msg = "--check-repeats must be >= 1"
+            raise ConfigError(msg)
+        gen = _build_generator(generator, model)
         profile, files = run_profile(
             compressors=names,
             lengths=grid_n,
@@ -1006,6 +1151,11 @@ def profile_command(
             expected_output_tokens=expected_output_tokens,
             data=data,
             progress=lambda line: console.log(line),
+            max_context_tokens=context_window,
+            check_repeats=check_repeats if check else 0,
+            check_ratios=None
+            if check_ratios is None
+            else _csv(check_ratios, float, "check-ratios"),
         )
     except RagzipError as exc:
         console.print(f"[bold red]error:[/] {exc}")
@@ -1037,6 +1187,7 @@ __all__ = [
     "measure",
     "plot_profile",
     "profile_command",
+    "profile_name",
     "run_profile",
     "save_profile",
     "summary_table",

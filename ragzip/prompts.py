@@ -1,18 +1,30 @@
 """The RAG prompt: how the question and the (compressed) context become chat messages.
 
 The question and the instructions are placed verbatim; only the context block comes from a
-compressor.
+compressor. A text compressor's context is its kept text. A soft compressor's context is a run
+of :data:`SOFT_PLACEHOLDER` tokens per passage, one per vector, that the generator replaces by
+the vectors themselves (as in xRAG: Cheng et al., 2024, "xRAG: Extreme Context Compression for
+Retrieval-augmented Generation with One Token").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from ragzip.errors import InputError
 from ragzip.generators.base import ChatMessage
+
+if TYPE_CHECKING:
+    from ragzip.types import CompressionResult
 
 DEFAULT_SYSTEM_PROMPT = (
     "Answer the question using the context. Reply with a short answer only, a few words."
 )
+
+SOFT_PLACEHOLDER = "<empty_output>"
+"""The token each soft vector takes the place of: a SmolLM2 special token (id 16), always
+exactly one token whatever surrounds it."""
 
 
 def format_context(texts: Sequence[str]) -> str:
@@ -35,3 +47,42 @@ def build_messages(
     """
     user = f"Context:\n{format_context(context)}\n\nQuestion: {query}" if context else query
     return [ChatMessage("system", system_prompt), ChatMessage("user", user)]
+
+
+def soft_context(result: CompressionResult) -> list[str]:
+    """The context strings of a soft compressor's result.
+
+    Passage ``i`` becomes :data:`SOFT_PLACEHOLDER` repeated once per vector that stands for it;
+    passages with no vector are left out, as dropped passages are for text compressors.
+
+    Args:
+        result: A result that carries ``embeddings``.
+
+    Raises:
+        InputError: The result has no embeddings, or its per-passage vector counts do not add up
+            to its embedding rows.
+    """
+    if result.embeddings is None:
+        msg = f"the {result.compressor!r} result holds text, not embeddings: use result.texts"
+        raise InputError(msg)
+    counts = [p.tokens for p in result.passages]
+    rows = int(result.embeddings.shape[0])
+    if sum(counts) != rows:
+        msg = (
+            f"the {result.compressor!r} result gives {sum(counts)} vectors over its passages "
+            f"but holds {rows} embedding rows"
+        )
+        raise InputError(msg)
+    return [SOFT_PLACEHOLDER * n for n in counts if n > 0]
+
+
+def result_context(result: CompressionResult) -> list[str]:
+    """The context strings of any result: kept texts, or placeholders for a soft result."""
+    return result.texts if result.embeddings is None else soft_context(result)
+
+
+def build_result_messages(
+    result: CompressionResult, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+) -> list[ChatMessage]:
+    """Chat messages for ``result.query`` over the result's context (text or soft)."""
+    return build_messages(result.query, result_context(result), system_prompt=system_prompt)

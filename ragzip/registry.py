@@ -3,15 +3,28 @@
 Nothing is imported until a compressor is asked for. An unknown name raises
 :class:`~ragzip.errors.RegistryError` listing the valid names; a missing optional dependency
 raises :class:`~ragzip.errors.MissingDependencyError` naming ``pip install 'ragzip[extra]'``.
+
+A compressor *spec* names a compressor and, optionally, settings of its ``Config``, as text for
+command lines and settings files::
+
+    NAME[:KEY=VALUE[;KEY=VALUE...]]      e.g.  sentence:mode=budgeted;threshold=0.4
+
+Several specs form a comma-separated list (``sentence:mode=adaptive,mig``), so values hold no
+``,`` or ``;``. Values are read by the field's declared type: ``true``/``false`` for booleans,
+numbers for ``int``/``float``, ``none`` for optional fields, one of the choices for ``Literal``
+fields, ``|``-separated items for tuples. :func:`parse_spec` reads one, :func:`parse_specs` a
+list; :func:`create_compressor` accepts a spec wherever it accepts a name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Union
 
 from ragzip.compressor import Compressor
 from ragzip.errors import ConfigError, MissingDependencyError, RegistryError
@@ -84,8 +97,213 @@ def get_class(name: str) -> type[Compressor]:
     return cls
 
 
+SPEC_SEPARATOR = ","
+"""Separates specs in a list (``--compressors``)."""
+OPTION_SEPARATOR = ";"
+"""Separates ``key=value`` settings within one spec."""
+_NONE_WORDS = ("none", "null")
+_TRUE_WORDS = ("true", "1", "yes", "on")
+_FALSE_WORDS = ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class CompressorSpec:
+    """A registered compressor name with config settings still as text.
+
+    Attributes:
+        name: Registry name.
+        options: ``key → value`` settings in the order given (values not yet typed).
+    """
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The spec in canonical text form, e.g. ``sentence:mode=budgeted;threshold=0.4``."""
+        if not self.options:
+            return self.name
+        return f"{self.name}:" + OPTION_SEPARATOR.join(f"{k}={v}" for k, v in self.options)
+
+    def __str__(self) -> str:
+        return self.label
+
+    def config_values(self) -> dict[str, Any]:
+        """The settings typed by the compressor's ``Config`` fields (imports the compressor).
+
+        Raises:
+            RegistryError: Unknown compressor.
+            MissingDependencyError: Its extra is not installed.
+            ConfigError: A key the ``Config`` lacks, or a value of the wrong type.
+        """
+        cls = get_class(self.name)
+        config_cls = getattr(cls, "Config", None)
+        if config_cls is None:
+            if self.options:
+                msg = f"compressor {self.name!r} takes no configuration, got {self.label!r}"
+                raise ConfigError(msg)
+            return {}
+        try:
+            return coerce_options(config_cls, dict(self.options))
+        except ConfigError as exc:
+            msg = f"compressor spec {self.label!r}: {exc}"
+            raise ConfigError(msg) from exc
+
+    def build_config(self) -> Any:
+        """The compressor's typed ``Config`` (``None`` for one without), checked."""
+        config_cls = getattr(get_class(self.name), "Config", None)
+        values = self.config_values()
+        if config_cls is None:
+            return None
+        try:
+            return build_config(config_cls, values)
+        except ConfigError as exc:
+            msg = f"compressor spec {self.label!r}: {exc}"
+            raise ConfigError(msg) from exc
+
+
+def parse_spec(text: str | CompressorSpec) -> CompressorSpec:
+    """Read ``NAME[:KEY=VALUE[;KEY=VALUE...]]`` (see the module docstring).
+
+    Only the syntax and the name are checked here; :meth:`CompressorSpec.build_config` types
+    and checks the values.
+
+    Raises:
+        ConfigError: Malformed spec (empty name or key, missing ``=``, repeated key, a ``,``).
+        RegistryError: Unknown compressor name (lists the valid ones).
+    """
+    if isinstance(text, CompressorSpec):
+        return text
+    if not isinstance(text, str):
+        msg = f"a compressor spec is a string, got {type(text).__name__}"
+        raise ConfigError(msg)
+    raw = text.strip()
+    name, colon, rest = raw.partition(":")
+    name = name.strip()
+    if not name:
+        msg = f"compressor spec {text!r} has no name; write NAME or NAME:KEY=VALUE;KEY=VALUE"
+        raise ConfigError(msg)
+    if "=" in name:
+        msg = (
+            f"{raw!r} is not a compressor name; a spec is NAME:KEY=VALUE;KEY=VALUE "
+            f"(settings of one compressor are separated by {OPTION_SEPARATOR!r}, "
+            f"compressors by {SPEC_SEPARATOR!r})"
+        )
+        raise ConfigError(msg)
+    if SPEC_SEPARATOR in raw:
+        msg = (
+            f"compressor spec {raw!r} holds {SPEC_SEPARATOR!r}; separate settings with "
+            f"{OPTION_SEPARATOR!r}, e.g. sentence:mode=adaptive;threshold=0.4"
+        )
+        raise ConfigError(msg)
+    get_entry(name)
+    options: dict[str, str] = {}
+    if colon:
+        items = [item.strip() for item in rest.split(OPTION_SEPARATOR)]
+        for item in items:
+            if not item:
+                continue
+            key, eq, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not key or not value:
+                msg = f"compressor spec {raw!r}: settings look like key=value, got {item!r}"
+                raise ConfigError(msg)
+            if key in options:
+                msg = f"compressor spec {raw!r} sets {key!r} twice"
+                raise ConfigError(msg)
+            options[key] = value
+    return CompressorSpec(name=name, options=tuple(options.items()))
+
+
+def parse_specs(text: str) -> list[CompressorSpec]:
+    """Read a comma-separated list of specs (repeats removed, order kept).
+
+    Raises:
+        ConfigError: An empty list or a malformed spec.
+        RegistryError: An unknown compressor name.
+    """
+    specs: dict[str, CompressorSpec] = {}
+    for item in text.split(SPEC_SEPARATOR):
+        if item.strip():
+            spec = parse_spec(item)
+            specs.setdefault(spec.label, spec)
+    if not specs:
+        msg = f"give at least one compressor (a {SPEC_SEPARATOR!r}-separated list of specs)"
+        raise ConfigError(msg)
+    return list(specs.values())
+
+
+def coerce_options(config_cls: type, options: Mapping[str, str]) -> dict[str, Any]:
+    """Type text ``options`` by the fields of the dataclass ``config_cls``.
+
+    Raises:
+        ConfigError: A key ``config_cls`` lacks (the valid ones listed) or a value that does not
+            read as the field's type.
+    """
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(options) - fields)
+    if unknown and not fields:
+        msg = f"{config_cls.__qualname__} takes no settings, got {unknown}"
+        raise ConfigError(msg)
+    if unknown:
+        msg = (
+            f"unknown {config_cls.__qualname__} keys {unknown}; "
+            f"valid keys: {', '.join(sorted(fields))}"
+        )
+        raise ConfigError(msg)
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except (NameError, TypeError) as exc:
+        msg = f"cannot read the field types of {config_cls.__name__}: {exc}"
+        raise ConfigError(msg) from exc
+    return {key: _coerce(value, hints[key], key) for key, value in options.items()}
+
+
+def _coerce(value: str, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    word = value.strip().lower()
+    if origin in (Union, types.UnionType):
+        if type(None) in args and word in _NONE_WORDS:
+            return None
+        problems: list[str] = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        msg = "; ".join(problems) or f"{key}: cannot read {value!r}"
+        raise ConfigError(msg)
+    if origin is Literal:
+        for choice in args:
+            if str(choice) == value:
+                return choice
+        msg = f"{key} must be one of {', '.join(map(str, args))}; got {value!r}"
+        raise ConfigError(msg)
+    if origin is tuple:
+        item_type = args[0] if args else str
+        return tuple(_coerce(v, item_type, key) for v in value.split("|") if v != "")
+    if hint is bool:
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        msg = f"{key} must be true or false, got {value!r}"
+        raise ConfigError(msg)
+    if hint in (int, float):
+        try:
+            return hint(value)
+        except ValueError:
+            what = "an integer" if hint is int else "a number"
+            msg = f"{key} must be {what}, got {value!r}"
+            raise ConfigError(msg) from None
+    if hint in (str, Any):
+        return value
+    msg = f"{key} (of type {hint}) cannot be set from a spec"
+    raise ConfigError(msg)
+
+
 def create_compressor(
-    name: str,
+    name: str | CompressorSpec,
     *,
     counter: TokenCounter,
     config: Mapping[str, Any] | Any | None = None,
@@ -94,25 +312,46 @@ def create_compressor(
     """Build a registered compressor.
 
     Args:
-        name: Registry name, e.g. ``"mig"``.
+        name: Registry name, e.g. ``"mig"``, or a spec such as ``"sentence:mode=budgeted"``
+            (:func:`parse_spec`).
         counter: Token counter of the generator's tokenizer.
-        config: The compressor's config dataclass, or a mapping of its fields.
+        config: The compressor's config dataclass, or a mapping of its fields. Settings in a
+            spec are applied on top of it; a key set in both is an error.
         **components: Injected models/tokenizers the compressor accepts (e.g. ``embedder``).
 
     Raises:
         RegistryError: Unknown name (lists the valid ones).
         MissingDependencyError: The compressor's extra is not installed.
-        ConfigError: Unknown or invalid config keys.
+        ConfigError: A malformed spec, or unknown or invalid config keys.
     """
-    cls = get_class(name)
+    spec = parse_spec(name)
+    cls = get_class(spec.name)
     config_cls = getattr(cls, "Config", None)
     kwargs: dict[str, Any] = dict(components)
     if config_cls is not None:
-        kwargs["config"] = build_config(config_cls, config)
-    elif config:
-        msg = f"compressor {name!r} takes no configuration, got {config!r}"
+        kwargs["config"] = _merge(config_cls, config, spec)
+    elif config or spec.options:
+        msg = f"compressor {spec.name!r} takes no configuration, got {config or spec.label!r}"
         raise ConfigError(msg)
     return cls(counter=counter, **kwargs)
+
+
+def _merge(config_cls: type, config: Mapping[str, Any] | Any | None, spec: CompressorSpec) -> Any:
+    values = spec.config_values()
+    if not values:
+        return build_config(config_cls, config)
+    if config is None:
+        return build_config(config_cls, values)
+    if isinstance(config, config_cls):
+        current = {f.name: getattr(config, f.name) for f in dataclasses.fields(config_cls)}
+        return build_config(config_cls, {**current, **values})
+    if isinstance(config, Mapping):
+        both = sorted(set(config) & set(values))
+        if both:
+            msg = f"{spec.label!r} and the config both set {both}"
+            raise ConfigError(msg)
+        return build_config(config_cls, {**config, **values})
+    return build_config(config_cls, config)  # raises the type error
 
 
 def build_config(config_cls: type, config: Mapping[str, Any] | Any | None) -> Any:
@@ -177,4 +416,17 @@ register(
     "ragzip.compressors.sentence:SentenceCompressor",
     extra="models",
     summary="whole sentences a trained context-aware classifier (EXIT) finds useful",
+)
+register(
+    "xrag",
+    "ragzip.compressors.xrag:XragCompressor",
+    extra="models",
+    summary="one soft token per passage: its MiniLM embedding projected into SmolLM2 (xRAG)",
+)
+register(
+    "merge",
+    "ragzip.compressors.merge:MergeCompressor",
+    extra="models",
+    summary="soft tokens: SmolLM2 token embeddings merged per sentence, budget shared by MIG "
+    "(COMI); needs a generator that reads embeddings",
 )

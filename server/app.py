@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from ragzip import __version__
+from ragzip.generators.openai_compat import PromptEmbedder
 from ragzip.registry import get_entry
 from ragzip.server.errors import install_error_handlers
 from ragzip.server.limits import BodySizeLimitMiddleware
@@ -24,6 +25,7 @@ def create_app(
     *,
     counter: TokenCounter | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    embedder: PromptEmbedder | None = None,
 ) -> FastAPI:
     """Build the OpenAI-compatible compression proxy.
 
@@ -32,6 +34,8 @@ def create_app(
         counter: Token counter of the upstream model's tokenizer; built from
             ``settings.tokenizer`` (or the embedded SmolLM2 tokenizer) when ``None``.
         transport: ``httpx`` transport to the upstream instead of the network (tests).
+        embedder: Renders prompts as the upstream model's input embeddings, for soft
+            compressors with ``upstream_prompt_embeds``; built from ``settings`` when ``None``.
 
     Returns:
         The app; ``app.state.service`` holds the :class:`~ragzip.server.service.ProxyService`,
@@ -45,7 +49,9 @@ def create_app(
     for name in [settings.default_compressor, *(settings.compressors or [])]:
         get_entry(name)
     metrics = Metrics()
-    service = ProxyService(settings, metrics, counter=counter, transport=transport)
+    service = ProxyService(
+        settings, metrics, counter=counter, transport=transport, embedder=embedder
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -150,11 +150,17 @@ class CompressResponse(BaseModel):
     context: str
     passages: list[CompressedPassageOut]
     timings: dict[str, float]
+    embeddings_shape: list[int] | None = None
 
     @classmethod
     def from_result(cls, result: CompressionResult) -> CompressResponse:
-        """Convert a core result."""
+        """Convert a core result.
+
+        A soft compressor's vectors are summarised by ``embeddings_shape``; its passages have no
+        text, ``tokens`` counts their vectors and only those without one are ``dropped``.
+        """
         ratio = result.ratio
+        soft = result.embeddings is not None
         return cls(
             compressor=result.compressor,
             query=result.query,
@@ -172,12 +178,35 @@ class CompressResponse(BaseModel):
                     spans=[(s, e) for s, e in p.spans],
                     original_tokens=p.original_tokens,
                     tokens=p.tokens,
-                    dropped=p.dropped,
+                    dropped=p.tokens == 0 if soft else p.dropped,
                 )
                 for p in result.passages
             ],
             timings=dict(result.timings),
+            embeddings_shape=(
+                list(result.embeddings.shape) if result.embeddings is not None else None
+            ),
         )
+
+
+class AutoDecisionOut(BaseModel):
+    """What the ``auto`` compressor decided for one request (see :class:`ragzip.policy.Decision`).
+
+    Attributes:
+        compress: Whether the context was compressed.
+        compressor: The compressor chosen (``None`` when not compressing).
+        ratio: The ratio chosen (``None`` when not compressing).
+        reason: Why, in one sentence.
+        predicted_s: Predicted end-to-end seconds of the chosen path.
+        baseline_s: Predicted end-to-end seconds without compression.
+    """
+
+    compress: bool
+    compressor: str | None
+    ratio: float | None
+    reason: str
+    predicted_s: float
+    baseline_s: float
 
 
 class RagzipUsage(BaseModel):
@@ -193,6 +222,7 @@ class RagzipUsage(BaseModel):
         kept_passages: Passages of which something was forwarded.
         compress_ms: Milliseconds spent compressing.
         fallback: The compressor failed and the context was forwarded uncompressed.
+        decision: With the ``auto`` compressor, what it decided and why.
     """
 
     compressor: str
@@ -204,6 +234,7 @@ class RagzipUsage(BaseModel):
     kept_passages: int
     compress_ms: float
     fallback: bool = False
+    decision: AutoDecisionOut | None = None
 
     def headers(self) -> dict[str, str]:
         """The ``x-ragzip-*`` response headers."""
@@ -215,6 +246,12 @@ class RagzipUsage(BaseModel):
         }
         if self.fallback:
             out["x-ragzip-fallback"] = "compression-failed"
+        if self.decision is not None:
+            d = self.decision
+            out["x-ragzip-decision"] = (
+                f"compress {d.compressor} {d.ratio:g}x" if d.compress and d.ratio else "skip"
+            )
+            out["x-ragzip-decision-reason"] = d.reason.encode("ascii", "replace").decode()
         return out
 
 

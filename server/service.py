@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from ragzip.errors import (
     RagzipError,
     RegistryError,
 )
+from ragzip.generators.openai_compat import PromptEmbedder, encode_prompt_embeds
+from ragzip.policy import decision_of
+from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.registry import create_compressor, get_entry
 from ragzip.server.context import (
     ContextPlan,
@@ -42,12 +46,14 @@ from ragzip.server.context import (
 from ragzip.server.errors import CompressorNotAllowedError
 from ragzip.server.metrics import Metrics
 from ragzip.server.protocol import (
+    AutoDecisionOut,
     ChatCompletionRequest,
     CompletionRequest,
     RagzipOptions,
     RagzipUsage,
 )
 from ragzip.server.settings import Settings
+from ragzip.server.soft import chat_from_completion, chat_stream, completion_body, render_soft_chat
 from ragzip.server.streaming import UpstreamStreamResponse, wait_for_disconnect
 from ragzip.server.upstream import UpstreamClient, UpstreamReply
 from ragzip.tokenization import HFTokenCounter, TokenCounter
@@ -92,6 +98,36 @@ def build_counter(settings: Settings) -> TokenCounter:
     return counter
 
 
+def build_embedder(settings: Settings) -> PromptEmbedder:
+    """The renderer of prompt embeddings for soft context (see ``upstream_prompt_embeds``).
+
+    Loads ``settings.embedding_model`` (or the ``tokenizer`` folder), else the embedded SmolLM2.
+
+    Raises:
+        ConfigError: The folder holds no loadable causal LM with a chat template.
+    """
+    from ragzip.generators.embedded import EmbeddedGenerator
+
+    folder = settings.embedding_model or settings.tokenizer
+    if not folder:
+        return EmbeddedGenerator(device="cpu")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragzip.models import offline
+
+    try:
+        with offline():
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        msg = (
+            f"upstream_prompt_embeds needs the upstream model's input embeddings, but no model "
+            f"loads from {folder!r} (set embedding_model to its folder): {exc}"
+        )
+        raise ConfigError(msg) from exc
+    return EmbeddedGenerator(model, tokenizer, device="cpu", name=Path(folder).name)
+
+
 def _dumps(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -105,6 +141,8 @@ class ProxyService:
         counter: Token counter of the upstream model's tokenizer; built from ``settings`` when
             not given.
         transport: An ``httpx`` transport to the upstream (tests); the network when ``None``.
+        embedder: Renders prompts as the upstream model's input embeddings for soft context;
+            built from ``settings`` on first use when not given.
     """
 
     def __init__(
@@ -114,12 +152,15 @@ class ProxyService:
         *,
         counter: TokenCounter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        embedder: PromptEmbedder | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.budget: Budget = settings.budget
         self.upstream = UpstreamClient(settings, metrics, transport=transport)
         self._counter = counter
+        self._embedder = embedder
+        self._embedder_lock = asyncio.Lock()
         self._compressors: dict[str, Compressor] = {}
         self._counter_lock = asyncio.Lock()
         self._compressor_lock = asyncio.Lock()
@@ -153,6 +194,15 @@ class ProxyService:
                     self._counter = await self._in_thread(build_counter, self.settings)
         assert self._counter is not None
         return self._counter
+
+    async def embedder(self) -> PromptEmbedder:
+        """The prompt-embedding renderer for soft context (loaded on first use)."""
+        if self._embedder is None:
+            async with self._embedder_lock:
+                if self._embedder is None:
+                    self._embedder = await self._in_thread(build_embedder, self.settings)
+        assert self._embedder is not None
+        return self._embedder
 
     async def compressor(self, name: str) -> Compressor:
         """The compressor registered as ``name`` (built on first use).
@@ -213,23 +263,40 @@ class ProxyService:
         return result
 
     async def _run_plan(
-        self, plan: ContextPlan, options: RagzipOptions | None
-    ) -> tuple[list[str], RagzipUsage]:
-        """Compress the plan's passages: the text to forward for each, and the usage report."""
+        self, plan: ContextPlan, options: RagzipOptions | None, *, soft_route: bool = False
+    ) -> tuple[list[str], RagzipUsage, CompressionResult | None]:
+        """Compress the plan's passages.
+
+        Args:
+            plan: The request's context.
+            options: The ``ragzip`` field.
+            soft_route: The route can send soft context upstream (chat completions).
+
+        Returns:
+            The text to forward for each passage, the usage report, and the result when it is
+            soft (vectors to send as prompt embeddings), else ``None``.
+
+        Raises:
+            ConfigError: A soft result that cannot be sent (see ``upstream_prompt_embeds``).
+        """
         name = (options.compressor if options else None) or self.settings.default_compressor
         budget = options.budget_or(self.budget) if options else self.budget
         query = options.query if options and options.query is not None else plan.default_query
         passages = plan.passages
         if not passages:
-            return [], RagzipUsage(
-                compressor=name,
-                original_tokens=0,
-                compressed_tokens=0,
-                saved_tokens=0,
-                budget_tokens=0,
-                passages=0,
-                kept_passages=0,
-                compress_ms=0.0,
+            return (
+                [],
+                RagzipUsage(
+                    compressor=name,
+                    original_tokens=0,
+                    compressed_tokens=0,
+                    saved_tokens=0,
+                    budget_tokens=0,
+                    passages=0,
+                    kept_passages=0,
+                    compress_ms=0.0,
+                ),
+                None,
             )
         if not query.strip():
             msg = (
@@ -241,23 +308,42 @@ class ProxyService:
         try:
             result = await self.compress(query, passages, budget=budget, compressor=name)
             if result.embeddings is not None:
-                msg = f"compressor {name!r} produces embeddings, which an OpenAI API cannot take"
-                raise ConfigError(msg)
+                self._check_soft(name, soft_route)
         except CLIENT_ERRORS:
             raise
         except RagzipError as exc:  # the server's failure (model, dependency, crash)
-            return await self._fallback(name, budget, passages, exc, start)
+            kept, usage = await self._fallback(name, budget, passages, exc, start)
+            return kept, usage, None
         kept = [p.text for p in result.passages]
-        return kept, RagzipUsage(
+        usage = RagzipUsage(
             compressor=name,
             original_tokens=result.original_tokens,
             compressed_tokens=result.compressed_tokens,
             saved_tokens=result.saved_tokens,
             budget_tokens=result.budget_tokens,
             passages=len(passages),
-            kept_passages=sum(1 for t in kept if t),
+            kept_passages=sum(1 for p in result.passages if p.text or p.tokens),
             compress_ms=round((time.perf_counter() - start) * 1000, 3),
+            decision=_decision_out(result),
         )
+        return kept, usage, (result if result.embeddings is not None else None)
+
+    def _check_soft(self, name: str, soft_route: bool) -> None:
+        """Refuse a soft result that this route or upstream cannot take (400)."""
+        if not self.settings.upstream_prompt_embeds:
+            msg = (
+                f"compressor {name!r} returns embeddings (soft context), which cannot be sent "
+                "as text; enable upstream_prompt_embeds (RAGZIP_UPSTREAM_PROMPT_EMBEDS=true) "
+                "when the upstream is vLLM started with --enable-prompt-embeds, or use a text "
+                "compressor"
+            )
+            raise ConfigError(msg)
+        if not soft_route:
+            msg = (
+                f"compressor {name!r} returns embeddings (soft context), which this proxy "
+                "sends only for /v1/chat/completions"
+            )
+            raise ConfigError(msg)
 
     async def _fallback(
         self,
@@ -298,7 +384,9 @@ class ProxyService:
         plan = plan_chat(raw["messages"], options.passage_list() if options else [])
         usage: RagzipUsage | None = None
         if plan.has_work:
-            kept, usage = await self._run_plan(plan, options)
+            kept, usage, soft = await self._run_plan(plan, options, soft_route=True)
+            if soft is not None:
+                return await self._forward_soft(raw, plan, soft, request, usage)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
             forward["messages"] = render_chat(
                 raw["messages"],
@@ -321,7 +409,7 @@ class ProxyService:
         plan = plan_completion(raw["prompt"], options.passage_list() if options else [])
         usage: RagzipUsage | None = None
         if plan.has_work:
-            kept, usage = await self._run_plan(plan, options)
+            kept, usage, _ = await self._run_plan(plan, options)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
             forward["prompt"] = render_completion(
                 raw["prompt"], plan, kept, header=self.settings.context_header
@@ -332,6 +420,68 @@ class ProxyService:
         else:
             content = await request.body()
         return await self._forward("completions", content, request, bool(body.stream), usage)
+
+    async def _forward_soft(
+        self,
+        raw: dict[str, Any],
+        plan: ContextPlan,
+        result: CompressionResult,
+        request: Request,
+        usage: RagzipUsage,
+    ) -> Response:
+        """Send a chat with soft context upstream as ``/v1/completions`` prompt embeddings."""
+        messages, rows = render_soft_chat(
+            raw["messages"],
+            plan,
+            result,
+            placement=self.settings.context_placement,
+            header=self.settings.context_header,
+        )
+        embedder = await self.embedder()
+        start = time.perf_counter()
+        embeds = await self._in_thread(
+            embedder.embed_messages, messages, placeholder=SOFT_PLACEHOLDER, replacements=rows
+        )
+        encoded, _ = await asyncio.to_thread(encode_prompt_embeds, embeds)
+        self.metrics.stage.labels("embed").observe(time.perf_counter() - start)
+        content = _dumps(completion_body(raw, encoded))
+        stream = bool(raw.get("stream"))
+        reply = await self._forward_reply("completions", content, request, stream)
+        if reply is None:
+            return Response(status_code=CLIENT_CLOSED)
+        out_headers = {**reply.headers, **usage.headers()}
+        if reply.stream is not None:
+            if reply.content_type.startswith("text/event-stream"):
+                reply = replace(
+                    reply, first_chunk=b"", stream=chat_stream(reply.first_chunk, reply.stream)
+                )
+            return UpstreamStreamResponse(
+                reply,
+                headers=out_headers,
+                metrics=self.metrics,
+                translate=self.upstream.translate_error,
+            )
+        body = reply.content
+        if 200 <= reply.status < 300:
+            with contextlib.suppress(ValueError):
+                body = _dumps(chat_from_completion(json.loads(body)))
+            body = _with_usage(body, usage)
+        return Response(body, status_code=reply.status, headers=out_headers)
+
+    async def _forward_reply(
+        self, path: str, content: bytes, request: Request, stream: bool
+    ) -> UpstreamReply | None:
+        headers = self.upstream.headers(request.headers)
+        start = time.perf_counter()
+        try:
+            return await self._until_disconnect(
+                request,
+                self.upstream.request(
+                    "POST", path, content=content, headers=headers, stream=stream
+                ),
+            )
+        finally:
+            self.metrics.stage.labels("upstream").observe(time.perf_counter() - start)
 
     async def models(self, request: Request) -> Response:
         """``GET /v1/models``, passed through."""
@@ -417,6 +567,21 @@ class ProxyService:
             logger.info("client disconnected before the upstream answered; request cancelled")
             return None
         return reply
+
+
+def _decision_out(result: CompressionResult) -> AutoDecisionOut | None:
+    """The ``auto`` compressor's decision for the usage report (``None`` for the others)."""
+    decision = decision_of(result)
+    if decision is None:
+        return None
+    return AutoDecisionOut(
+        compress=decision.compress,
+        compressor=decision.compressor,
+        ratio=decision.ratio,
+        reason=decision.reason,
+        predicted_s=decision.predicted_s,
+        baseline_s=decision.baseline_s,
+    )
 
 
 def _with_usage(content: bytes, usage: RagzipUsage) -> bytes:

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         max_upstream_connections: Size of the upstream connection pool.
         fallback_to_passthrough: When compression fails on the server's side, forward the
             context uncompressed instead of answering 500.
+        upstream_prompt_embeds: The upstream accepts vLLM-style ``prompt_embeds`` on
+            ``/v1/completions`` (``vllm serve --enable-prompt-embeds``). Needed by soft
+            compressors (vectors instead of text): their chat requests are then sent as prompt
+            embeddings and the answers converted back to chat completions. Off, a soft
+            compressor's requests are refused with 400.
+        embedding_model: Folder of the upstream model (Hugging Face format) whose input
+            embeddings render prompts for ``upstream_prompt_embeds``; ``None`` uses the
+            ``tokenizer`` folder when set, else the embedded SmolLM2.
         access_log: Let uvicorn log each request line.
         log_level: uvicorn's log level.
     """
@@ -97,6 +105,8 @@ class Settings(BaseSettings):
     retry_timeouts: bool = False
     max_upstream_connections: int = Field(default=256, ge=1)
     fallback_to_passthrough: bool = False
+    upstream_prompt_embeds: bool = False
+    embedding_model: str | None = None
 
     access_log: bool = True
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"

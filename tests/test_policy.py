@@ -208,3 +208,74 @@ def test_auto_compressor_rejects_candidates_on_another_counter(
             policy=AutoPolicy(make_profile(TRUNC2)),
             candidates={"truncate": TruncateCompressor(counter=other)},
         )
+
+
+def test_the_decision_travels_with_each_result(
+    data_dir: Path,
+    minilm_counter,  # type: ignore[no-untyped-def]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ragzip.policy import AutoCompressionResult, decision_of
+
+    profile = make_profile(CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0))
+    auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(profile))
+    short, long = _passages(data_dir, 1), _passages(data_dir, 12)
+    jobs = [short, long] * 8
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(lambda ps: auto.compress("who?", ps, budget=Budget.compression(1.0)), jobs)
+        )
+    for passages, res in zip(jobs, results, strict=True):
+        assert isinstance(res, AutoCompressionResult)
+        decision = decision_of(res)
+        assert decision is not None
+        assert decision.context_tokens == res.original_tokens
+        assert decision.compress is (passages is long)
+        assert (res.compressed_tokens < res.original_tokens) is decision.compress
+    as_json = json.loads(json.dumps(results[1].to_dict()))
+    assert as_json["decision"]["compressor"] == "truncate"
+    assert "predicted fastest" in as_json["decision"]["reason"]
+    plain = create_compressor("truncate", counter=minilm_counter).compress(
+        "who?", short, budget=Budget.compression(2.0)
+    )
+    assert decision_of(plain) is None
+
+
+def test_pipeline_result_has_the_auto_decision(
+    data_dir: Path,
+    minilm_counter,  # type: ignore[no-untyped-def]
+) -> None:
+    from ragzip.pipeline import Pipeline
+
+    profile = make_profile(CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0))
+    auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(profile))
+    pipe = Pipeline(auto, Budget.compression(1.0))
+    skipped = pipe.run("who wrote it?", _passages(data_dir, 1))
+    assert skipped.decision is not None and not skipped.decision.compress
+    assert "break-even" in skipped.decision.reason
+    chosen = pipe.run("who wrote it?", _passages(data_dir, 12))
+    assert chosen.decision is not None and chosen.decision.compress
+    assert (chosen.decision.compressor, chosen.decision.ratio) == ("truncate", 4.0)
+    plain = Pipeline(create_compressor("truncate", counter=minilm_counter), Budget.compression(2))
+    assert plain.run("who wrote it?", _passages(data_dir, 2)).decision is None
+
+
+def test_missing_default_eval_report_means_unknown_quality(
+    minilm_counter,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ragzip.profiler.machine_key", lambda: MACHINE)
+    path = save_profile(make_profile(TRUNC4), tmp_path / "profile.json")
+    missing = str(tmp_path / "no-eval.json")
+    auto = create_compressor(
+        "auto", counter=minilm_counter, config={"profile_path": str(path), "eval_path": missing}
+    )
+    assert isinstance(auto, AutoCompressor) and auto.policy.quality == {}
+    with pytest.raises(ConfigError, match="cannot read eval report"):
+        create_compressor(
+            "auto",
+            counter=minilm_counter,
+            config={"profile_path": str(path), "eval_path": missing, "min_quality": 0.5},
+        )

@@ -337,3 +337,23 @@ def test_tiny_real_profile_with_smollm2(data_dir: Path, tmp_path: Path) -> None:
     assert prof.kv_bytes_per_token == 2 * 30 * 3 * 64 * 4
     assert prof.peak_rss_bytes is not None and prof.peak_rss_bytes > 100 * 2**20
     assert (out / "latency.png").is_file() and (out / "speedup.png").is_file()
+
+
+def test_relative_fits_weigh_short_points_like_long_ones() -> None:
+    # A point 10 ms off at 2,000 tokens drags an absolute fit far off at 64 tokens.
+    x = [64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0]
+    y = [0.01 + 1e-4 * v for v in x]
+    y[-1] += 0.01
+    absolute = fit_quadratic(x, y)
+    relative = fit_quadratic(x, y, relative=True)
+    err_abs = abs(float(absolute(64.0)) / y[0] - 1)
+    err_rel = abs(float(relative(64.0)) / y[0] - 1)
+    assert err_rel < err_abs
+    assert err_rel < 0.01
+    exact = [0.02 + 3e-5 * v for v in x]
+    assert fit_cost(x, exact, relative=True).slope == pytest.approx(3e-5)
+    # a negative intercept: through the origin, minimising relative residuals
+    xs, ys = np.array([100.0, 200.0, 400.0]), np.array([0.01, 0.05, 0.13])
+    origin = fit_cost(xs.tolist(), ys.tolist(), relative=True)
+    assert origin.intercept == 0.0
+    assert origin.slope == pytest.approx(float(np.sum(xs / ys) / np.sum((xs / ys) ** 2)))

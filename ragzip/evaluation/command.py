@@ -24,6 +24,23 @@ def _split_list(text: str, what: str) -> list[str]:
     return items
 
 
+def parse_compressors(text: str) -> tuple[str, ...]:
+    """``"sentence:mode=budgeted,mig"`` → canonical spec labels (see :mod:`ragzip.registry`).
+
+    Names and settings are checked here (the compressors' modules are imported, no model is
+    loaded), so a typo fails before any expensive work.
+    """
+    from ragzip.registry import parse_specs
+
+    try:
+        specs = parse_specs(text)
+        for spec in specs:
+            spec.build_config()
+        return tuple(spec.label for spec in specs)
+    except RagzipError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 def parse_ratios(text: str) -> tuple[float, ...]:
     """``"1,2,4,8"`` or ``"1x,2x"`` → ``(1.0, 2.0, ...)``."""
     out: list[float] = []
@@ -62,7 +79,10 @@ def print_report(report: EvalReport, console: Console) -> None:
             )
         )
         for col in ("compressor", "ratio", "answer recall", "achieved", "violations", "ms/1k tok"):
-            table.add_column(col, justify="left" if col == "compressor" else "right")
+            if col == "compressor":
+                table.add_column(col, overflow="fold")
+            else:
+                table.add_column(col, justify="right")
         for row in c.rows:
             table.add_row(
                 row.compressor,
@@ -120,7 +140,12 @@ def eval_command(
     split: Annotated[str, typer.Option(help="NQ split: train, val, test or all.")] = "test",
     k: Annotated[int, typer.Option("--k", help="Passages retrieved per question.")] = 10,
     compressors: Annotated[
-        str, typer.Option(help="Comma-separated registered compressor names.")
+        str,
+        typer.Option(
+            help="Comma-separated compressor specs: a registered name, optionally with config "
+            "settings as NAME:KEY=VALUE;KEY=VALUE (quote it in the shell), e.g. "
+            "'sentence:mode=budgeted,sentence:mode=adaptive;threshold=0.4,mig'."
+        ),
     ] = "truncate,random,mig",
     ratios: Annotated[str, typer.Option(help="Comma-separated compression ratios.")] = "1,2,4,8",
     generate_n: Annotated[
@@ -162,7 +187,7 @@ def eval_command(
             split=split,
             questions=questions,
             k=k,
-            compressors=tuple(_split_list(compressors, "compressor")),
+            compressors=parse_compressors(compressors),
             ratios=parse_ratios(ratios),
             retrieval=retrieval,
             compression=compression,

@@ -78,7 +78,9 @@ class EvalConfig:
         split: NQ split to score (``test`` keeps training questions out of reports).
         questions: Questions of the split to use (the first ones, in file order).
         k: Passages retrieved per question as the context to compress.
-        compressors: Registry names of the compressors to compare.
+        compressors: Specs of the compressors to compare: registry names, optionally with
+            config settings (``sentence:mode=budgeted;threshold=0.4``, see
+            :mod:`ragzip.registry`); rows are labelled with the spec.
         ratios: Requested compression factors.
         retrieval_ks: Cut-offs for retrieval recall.
         retrieval: Run the retrieval stage.
@@ -577,10 +579,27 @@ def evaluate_generation(
     """EM/F1 of ``generator`` on uncompressed contexts and on each compressor's at ``ratio``.
 
     The uncompressed row sends every retrieved passage whole (the ``identity`` compressor at 1x),
-    through the same :class:`~ragzip.pipeline.Pipeline` as the compressed rows.
+    through the same :class:`~ragzip.pipeline.Pipeline` as the compressed rows. Soft compressors
+    (vectors instead of text) need a generator that reads embeddings; their rows count vectors as
+    context tokens, and the prompt length includes one placeholder per vector.
+
+    Raises:
+        ConfigError: A soft compressor with a generator that cannot read embeddings (found by
+            compressing the first question before any generation).
     """
     from ragzip.pipeline import Pipeline
     from ragzip.registry import create_compressor
+
+    if questions and not generator.accepts_embeddings:
+        first = (questions[0].question, contexts[0], Budget.compression(ratio))
+        for name, comp in compressors.items():
+            if comp.compress(first[0], first[1], budget=first[2]).embeddings is not None:
+                msg = (
+                    f"compressor {name!r} returns embeddings, and generator "
+                    f"{generator.name!r} cannot read them: "
+                    f"{generator.embeddings_unsupported_reason()}"
+                )
+                raise ConfigError(msg)
 
     settings: list[tuple[str, Compressor, float]] = [
         (UNCOMPRESSED, create_compressor("identity", counter=generator.counter), 1.0)
@@ -727,13 +746,14 @@ def run_eval(
     Raises:
         InputError: Missing or malformed data files.
         RegistryError: An unknown compressor name.
+        ConfigError: A malformed compressor spec or a bad setting in one.
     """
     from ragzip.evaluation.report import machine_info
-    from ragzip.registry import create_compressor, get_entry
+    from ragzip.registry import create_compressor, parse_spec
 
     started, t_start = _now(), time.perf_counter()
     for name in config.compressors:
-        get_entry(name)  # fail on unknown names before any expensive work
+        parse_spec(name).build_config()  # fail on bad names or settings before expensive work
     data_dir = resolve_data_dir(config.data_dir)
     all_nq = load_nq(data_dir)
     split = nq_split(config.split, examples=all_nq)

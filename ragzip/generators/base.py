@@ -4,6 +4,10 @@ A generator is the LLM that reads the (compressed) context. Its :attr:`Generator
 tokenizer budgets are counted in, so compressors and the model agree on what a token is.
 Subclasses implement :meth:`Generator._generate` only; the public :meth:`Generator.generate`
 validates the messages and ``max_new_tokens`` first.
+
+Soft compressors hand the generator vectors instead of text. A generator that can read them
+overrides :meth:`Generator._generate_soft` and :attr:`Generator.accepts_embeddings`;
+:meth:`Generator.generate_compressed` answers from any compression result, text or soft.
 """
 
 from __future__ import annotations
@@ -12,10 +16,16 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.tokenization import TokenCounter
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ragzip.types import CompressionResult
 
 Role = Literal["system", "user", "assistant"]
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
@@ -206,3 +216,121 @@ class Generator(ABC):
     def count_prompt_tokens(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> int:
         """Tokens of the prompt ``messages`` make, chat template included when known."""
         return count_templated_tokens(self.counter, validate_messages(messages))
+
+    # --- soft context ------------------------------------------------------------------------
+
+    @property
+    def accepts_embeddings(self) -> bool:
+        """Whether this generator can read soft context (vectors in place of tokens)."""
+        return False
+
+    def embeddings_unsupported_reason(self) -> str:
+        """Why :meth:`generate_soft` cannot be used here (empty when it can)."""
+        if self.accepts_embeddings:
+            return ""
+        return f"{type(self).__name__} sends text only"
+
+    def _generate_soft(
+        self,
+        messages: tuple[ChatMessage, ...],
+        embeddings: np.ndarray | torch.Tensor,
+        *,
+        placeholder: str,
+        max_new_tokens: int,
+    ) -> Generation:
+        """Generate from ``messages`` with ``embeddings`` spliced in at ``placeholder`` tokens."""
+        msg = (
+            f"generator {self.name!r} cannot read soft-compressed context (embeddings): "
+            f"{self.embeddings_unsupported_reason()}; use the embedded generator, or an "
+            "OpenAI-compatible server started with prompt embeddings enabled "
+            "(OpenAIGenerator(prompt_embeds=True)), or a text compressor"
+        )
+        raise ConfigError(msg)
+
+    def generate_soft(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        embeddings: np.ndarray | torch.Tensor,
+        *,
+        placeholder: str | None = None,
+        max_new_tokens: int = 64,
+    ) -> Generation:
+        """Answer a conversation whose placeholder tokens stand for given vectors.
+
+        Each occurrence of ``placeholder`` in the templated prompt is replaced, in order, by one
+        row of ``embeddings`` (vectors in the model's input-embedding space).
+
+        Args:
+            messages: The conversation, holding one placeholder per row of ``embeddings``.
+            embeddings: ``(n, hidden)`` vectors.
+            placeholder: The stand-in token; defaults to
+                :data:`ragzip.prompts.SOFT_PLACEHOLDER`.
+            max_new_tokens: The most tokens to generate.
+
+        Returns:
+            The generation; ``prompt_tokens`` is the full prompt length, one per vector.
+
+        Raises:
+            ConfigError: The generator cannot read embeddings, or ``max_new_tokens`` below 1.
+            InputError: Bad messages, or placeholders and vectors differ in number or width.
+            GenerationError: The model or server failed.
+        """
+        from ragzip.prompts import SOFT_PLACEHOLDER
+
+        items = validate_messages(messages)
+        max_new = validate_max_new_tokens(max_new_tokens)
+        if getattr(embeddings, "ndim", None) != 2:
+            shape = getattr(embeddings, "shape", None)
+            msg = f"embeddings must be a (n, hidden) array or tensor, got shape {shape}"
+            raise InputError(msg)
+        return self._generate_soft(
+            items,
+            embeddings,
+            placeholder=SOFT_PLACEHOLDER if placeholder is None else placeholder,
+            max_new_tokens=max_new,
+        )
+
+    def generate_compressed(
+        self,
+        result: CompressionResult,
+        *,
+        system_prompt: str | None = None,
+        max_new_tokens: int = 64,
+    ) -> Generation:
+        """Answer ``result.query`` from a compression result, text or soft.
+
+        A text result is sent as its kept passages; a soft result (``result.embeddings`` set)
+        as :func:`ragzip.prompts.soft_context` placeholders that :meth:`generate_soft` replaces
+        by the vectors.
+
+        Args:
+            result: What a compressor returned.
+            system_prompt: Instructions; defaults to :data:`ragzip.prompts.DEFAULT_SYSTEM_PROMPT`.
+            max_new_tokens: The most tokens to generate.
+
+        Raises:
+            ConfigError: A soft result and a generator that cannot read embeddings.
+        """
+        from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, build_result_messages
+
+        messages = build_result_messages(
+            result, system_prompt=DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
+        )
+        if result.embeddings is None:
+            return self.generate(messages, max_new_tokens=max_new_tokens)
+        return self.generate_soft(messages, result.embeddings, max_new_tokens=max_new_tokens)
+
+    async def agenerate_compressed(
+        self,
+        result: CompressionResult,
+        *,
+        system_prompt: str | None = None,
+        max_new_tokens: int = 64,
+    ) -> Generation:
+        """Async variant of :meth:`generate_compressed`; runs it in a worker thread."""
+        return await asyncio.to_thread(
+            self.generate_compressed,
+            result,
+            system_prompt=system_prompt,
+            max_new_tokens=max_new_tokens,
+        )

@@ -12,9 +12,11 @@ One Token").
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ragzip.errors import ConfigError, GenerationError, InputError, MissingDependencyError
@@ -49,6 +51,22 @@ def _stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     return frozenset(ids)
+
+
+@dataclass(frozen=True)
+class StreamedToken:
+    """One decoded token of :meth:`EmbeddedGenerator.stream`.
+
+    Attributes:
+        token_id: The token the model chose (a stop token included, as the last one).
+        text: Text this token adds to the answer; empty for a stop token and while a character
+            spread over several tokens is incomplete (it comes with the token that ends it).
+        finish_reason: ``None`` until the last token, then ``"stop"`` or ``"length"``.
+    """
+
+    token_id: int
+    text: str
+    finish_reason: str | None
 
 
 class EmbeddedGenerator(Generator):
@@ -144,6 +162,21 @@ class EmbeddedGenerator(Generator):
     def _generate(self, messages: tuple[ChatMessage, ...], *, max_new_tokens: int) -> Generation:
         ids = torch.tensor([self.prompt_ids(messages)], dtype=torch.long, device=self.device)
         return self._run({"input_ids": ids}, int(ids.shape[1]), max_new_tokens)
+
+    @property
+    def accepts_embeddings(self) -> bool:
+        return True
+
+    def _generate_soft(
+        self,
+        messages: tuple[ChatMessage, ...],
+        embeddings: np.ndarray | torch.Tensor,
+        *,
+        placeholder: str,
+        max_new_tokens: int,
+    ) -> Generation:
+        embeds = self.embed_messages(messages, placeholder=placeholder, replacements=embeddings)
+        return self._run({"inputs_embeds": embeds}, int(embeds.shape[1]), max_new_tokens)
 
     def embed_messages(
         self,
@@ -264,8 +297,76 @@ class EmbeddedGenerator(Generator):
             raise InputError(msg)
         return tensor.detach().to(device=self.device, dtype=model_dtype)
 
-    def _run(self, prefill: dict[str, torch.Tensor], prompt_len: int, max_new: int) -> Generation:
-        """Prefill, then greedy decoding with the KV cache until a stop token or the limit."""
+    def stream(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        *,
+        max_new_tokens: int = 64,
+    ) -> collections.abc.Generator[StreamedToken, None, None]:
+        """Greedy generation that hands out each token as soon as it is decoded.
+
+        The prompt is checked before this returns (so a too-long prompt fails here, not in the
+        first ``next``); the model runs as the iterator is consumed. Close the iterator (or
+        exhaust it) to release the model for other calls.
+
+        Args:
+            messages: The conversation, as for :meth:`generate`.
+            max_new_tokens: The most tokens to generate.
+
+        Raises:
+            InputError: Bad messages, or a prompt beyond the model's context window.
+            ConfigError: ``max_new_tokens`` below 1.
+        """
+        return self.stream_ids(self.prompt_ids(messages), max_new_tokens=max_new_tokens)
+
+    def stream_ids(
+        self, prompt_ids: Sequence[int], *, max_new_tokens: int = 64
+    ) -> collections.abc.Generator[StreamedToken, None, None]:
+        """:meth:`stream` from prompt token ids (no chat template applied).
+
+        Raises:
+            InputError: An empty prompt, ids outside the vocabulary, or a prompt beyond the
+                model's context window.
+            ConfigError: ``max_new_tokens`` below 1.
+        """
+        max_new = validate_max_new_tokens(max_new_tokens)
+        ids = [int(i) for i in prompt_ids]
+        if not ids:
+            msg = "the prompt holds no tokens"
+            raise InputError(msg)
+        if min(ids) < 0 or max(ids) >= len(self._tokenizer):
+            msg = "prompt token ids must lie inside the vocabulary"
+            raise InputError(msg)
+        tensor = torch.tensor([ids], dtype=torch.long, device=self.device)
+        steps = self._steps({"input_ids": tensor}, len(ids), max_new)
+        return self._detokenize(steps)
+
+    def _detokenize(
+        self, steps: collections.abc.Generator[tuple[int, str | None], None, None]
+    ) -> collections.abc.Generator[StreamedToken, None, None]:
+        """Text deltas of a token stream; bytes of a character split over tokens wait for it."""
+        tokens: list[int] = []
+        shown = ""
+        try:
+            for token, finish in steps:
+                if finish != "stop":
+                    tokens.append(token)
+                text = self._tokenizer.decode(tokens, skip_special_tokens=True)
+                delta = ""
+                if finish is not None or not text.endswith("\ufffd"):
+                    delta, shown = text[len(shown) :], text
+                yield StreamedToken(token_id=token, text=delta, finish_reason=finish)
+        finally:
+            steps.close()
+
+    def _steps(
+        self, prefill: dict[str, torch.Tensor], prompt_len: int, max_new: int
+    ) -> collections.abc.Generator[tuple[int, str | None], None, None]:
+        """Check the length now; the returned iterator prefills and decodes greedily.
+
+        It yields ``(token, finish_reason)``: ``None`` until the last token, then ``"stop"``
+        (a stop token, which is yielded too) or ``"length"``.
+        """
         if self._max_positions is not None:
             if prompt_len >= self._max_positions:
                 msg = (
@@ -274,30 +375,49 @@ class EmbeddedGenerator(Generator):
                 )
                 raise InputError(msg)
             max_new = min(max_new, self._max_positions - prompt_len)
-        tokens: list[int] = []
-        finish = "length"
-        with self._lock, torch.inference_mode():
-            t0 = time.perf_counter()
+        return self._decode(prefill, max_new)
+
+    def _decode(
+        self, prefill: dict[str, torch.Tensor], max_new: int
+    ) -> collections.abc.Generator[tuple[int, str | None], None, None]:
+        with self._lock:
             try:
-                out = self._model(**prefill, use_cache=True)
-                token = int(out.logits[0, -1].argmax())  # .item() waits for the device
-                ttft = time.perf_counter() - t0
+                with torch.inference_mode():
+                    out = self._model(**prefill, use_cache=True)
+                    token = int(out.logits[0, -1].argmax())  # .item() waits for the device
+                count = 1
                 while True:
-                    tokens.append(token)
                     if token in self._stop:
-                        finish = "stop"
-                        break
-                    if len(tokens) >= max_new:
-                        break
+                        yield token, "stop"
+                        return
+                    if count >= max_new:
+                        yield token, "length"
+                        return
+                    yield token, None
                     step = torch.tensor([[token]], dtype=torch.long, device=self.device)
-                    out = self._model(
-                        input_ids=step, past_key_values=out.past_key_values, use_cache=True
-                    )
-                    token = int(out.logits[0, -1].argmax())
+                    with torch.inference_mode():
+                        out = self._model(
+                            input_ids=step, past_key_values=out.past_key_values, use_cache=True
+                        )
+                        token = int(out.logits[0, -1].argmax())
+                    count += 1
             except RuntimeError as exc:
                 msg = f"{self._name} failed while generating: {exc}"
                 raise GenerationError(msg) from exc
-            total = time.perf_counter() - t0
+
+    def _run(self, prefill: dict[str, torch.Tensor], prompt_len: int, max_new: int) -> Generation:
+        """Prefill, then greedy decoding with the KV cache until a stop token or the limit."""
+        steps = self._steps(prefill, prompt_len, max_new)
+        tokens: list[int] = []
+        finish = "length"
+        ttft = 0.0
+        t0 = time.perf_counter()
+        for token, reason in steps:
+            if not tokens:
+                ttft = time.perf_counter() - t0
+            tokens.append(token)
+            finish = reason or finish
+        total = time.perf_counter() - t0
         text_ids = tokens[:-1] if finish == "stop" else tokens
         text = self._tokenizer.decode(text_ids, skip_special_tokens=True)
         return Generation(

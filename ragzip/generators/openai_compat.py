@@ -11,6 +11,17 @@ Budgets must be counted in the tokenizer of the *served* model. Pass ``counter=`
 :class:`~ragzip.tokenization.TokenCounter`) or ``tokenizer_path=`` (a local Hugging Face
 tokenizer folder); without either, SmolLM2's tokenizer is used, which is right only when the
 server runs SmolLM2.
+
+Soft context (vectors from a soft compressor) cannot travel as chat text. With
+``prompt_embeds=True`` the generator renders the chat template locally, embeds it with the
+served model's input-embedding table (an injected :class:`PromptEmbedder`; SmolLM2's by default),
+splices the vectors in at the placeholder tokens and sends the whole prompt as ``prompt_embeds``
+to ``POST /v1/completions``. The wire format follows vLLM (``vllm serve --enable-prompt-embeds``;
+docs/features/prompt_embeds.md and ``safe_load_prompt_embeds`` in vLLM's source): the
+base64 of ``torch.save`` of one ``(num_tokens, hidden_size)`` tensor, loaded server-side with
+``torch.load(weights_only=True)``; float32, bfloat16 and float16 are accepted (recent versions
+cast to the model's dtype) and ``hidden_size`` must equal the model's. The Completions API applies
+no chat template to ``prompt_embeds``, so the embeddings cover the fully templated prompt.
 """
 
 from __future__ import annotations
@@ -23,10 +34,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -94,6 +105,29 @@ class _Stream:
     completion_tokens: int | None
 
 
+class PromptEmbedder(Protocol):
+    """Renders chat messages as the served model's input embeddings, vectors spliced in.
+
+    :class:`~ragzip.generators.embedded.EmbeddedGenerator` is one: build it over the served
+    model's weights (or at least its tokenizer and input-embedding table).
+    """
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the input embeddings."""
+        ...
+
+    def embed_messages(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        placeholder: str | int | None = None,
+        replacements: torch.Tensor | np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """``(1, seq, hidden)`` embeddings of the templated prompt, each ``placeholder``
+        occurrence replaced by a row of ``replacements``."""
+        ...
+
+
 class _RetryableStatus(Exception):
     def __init__(self, error: UpstreamError, retry_after: float | None) -> None:
         super().__init__(str(error))
@@ -120,9 +154,16 @@ class OpenAIGenerator(Generator):
             servers that reject the field. Without usage, tokens are counted with ``counter``.
         client: An ``httpx.Client`` to use (its timeout is overridden per request; it is not
             closed by :meth:`close`). By default the generator owns one.
+        prompt_embeds: Declare that the server accepts vLLM-style ``prompt_embeds`` on
+            ``/v1/completions`` (``vllm serve --enable-prompt-embeds``), so soft context can be
+            sent (:meth:`generate_soft`).
+        embedder: Renders the templated prompt as the served model's input embeddings, for
+            ``prompt_embeds``; by default an embedded SmolLM2 on the CPU, loaded on first use
+            (right only when the server runs SmolLM2-135M-Instruct).
 
     Raises:
-        ConfigError: A malformed URL, an empty model name, or bad numbers.
+        ConfigError: A malformed URL, an empty model name, bad numbers, or an ``embedder``
+            without ``prompt_embeds``.
     """
 
     def __init__(
@@ -139,8 +180,13 @@ class OpenAIGenerator(Generator):
         temperature: float = 0.0,
         include_usage: bool = True,
         client: httpx.Client | None = None,
+        prompt_embeds: bool = False,
+        embedder: PromptEmbedder | None = None,
     ) -> None:
         self._base = _normalise_base_url(base_url)
+        if embedder is not None and not prompt_embeds:
+            msg = "an embedder is only used with prompt_embeds=True"
+            raise ConfigError(msg)
         if not isinstance(model, str) or not model.strip():
             msg = "model must be the non-empty name of the served model"
             raise ConfigError(msg)
@@ -169,6 +215,9 @@ class OpenAIGenerator(Generator):
         self._include_usage = bool(include_usage)
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=self._timeout)
+        self._prompt_embeds = bool(prompt_embeds)
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
 
     # --- identity and tokenizer --------------------------------------------------------------
 
@@ -212,6 +261,29 @@ class OpenAIGenerator(Generator):
             return HFTokenCounter(tokenizer, name=self._model)
         except TypeError as exc:
             raise ConfigError(str(exc)) from exc
+
+    @property
+    def accepts_embeddings(self) -> bool:
+        """Whether the server was declared to take ``prompt_embeds`` (see the constructor)."""
+        return self._prompt_embeds
+
+    def embeddings_unsupported_reason(self) -> str:
+        if self._prompt_embeds:
+            return ""
+        return (
+            f"the server at {self._base} is not declared to accept prompt embeddings "
+            "(start vLLM with --enable-prompt-embeds and pass prompt_embeds=True)"
+        )
+
+    @property
+    def embedder(self) -> PromptEmbedder:
+        """The local renderer of prompt embeddings; the default one is loaded on first use."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                from ragzip.generators.embedded import EmbeddedGenerator
+
+                self._embedder = EmbeddedGenerator(device="cpu")
+            return self._embedder
 
     def __repr__(self) -> str:
         key = ", api_key=***" if self._api_key else ""
@@ -265,10 +337,37 @@ class OpenAIGenerator(Generator):
         payload = self._payload(max_new)
         payload["prompt_embeds"] = encoded
         t0 = time.perf_counter()
-        result = self._call("POST", "/v1/completions", payload, lambda r: self._read(r, t0))
+        try:
+            result = self._call("POST", "/v1/completions", payload, lambda r: self._read(r, t0))
+        except UpstreamError as exc:
+            if exc.status_code in (400, 404, 405, 422):
+                msg = (
+                    f"the server refused prompt embeddings ({exc}); it must accept "
+                    "vLLM-style prompt_embeds on /v1/completions (vllm serve "
+                    "--enable-prompt-embeds) with the hidden size of the served model"
+                )
+                raise UpstreamError(msg, status_code=exc.status_code) from exc
+            raise
         total = time.perf_counter() - t0
         prompt = result.prompt_tokens if result.prompt_tokens is not None else rows
         return self._generation(result, prompt, total)
+
+    def _generate_soft(
+        self,
+        messages: tuple[ChatMessage, ...],
+        embeddings: np.ndarray | torch.Tensor,
+        *,
+        placeholder: str,
+        max_new_tokens: int,
+    ) -> Generation:
+        if not self._prompt_embeds:
+            super()._generate_soft(
+                messages, embeddings, placeholder=placeholder, max_new_tokens=max_new_tokens
+            )
+        embeds = self.embedder.embed_messages(
+            messages, placeholder=placeholder, replacements=embeddings
+        )
+        return self.complete_embeds(embeds, max_new_tokens=max_new_tokens)
 
     async def acomplete_embeds(
         self, prompt_embeds: torch.Tensor | np.ndarray, *, max_new_tokens: int = 64

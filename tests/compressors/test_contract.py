@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -106,6 +107,12 @@ def _check(
     assert result.compressed_tokens <= result.budget_tokens
     assert result.budget_tokens == budget.resolve(sum(counter.count(p.text) for p in originals))
     assert len(result.passages) == len(originals)
+    if result.embeddings is not None:  # soft compressor: vectors stand in for the text
+        _check_soft(result, originals, counter)
+        again = compressor.compress(query, passages, budget=budget)
+        assert again.embeddings is not None
+        assert np.array_equal(again.embeddings, result.embeddings)
+        return
     for out, original in zip(result.passages, originals, strict=True):
         assert out.passage == original  # same passages, same order
         spans = list(out.spans)
@@ -120,6 +127,18 @@ def _check(
     # deterministic on repeat
     again = compressor.compress(query, passages, budget=budget)
     assert [p.spans for p in again.passages] == [p.spans for p in result.passages]
+
+
+def _check_soft(result: Any, originals: list[Passage], counter: TokenCounter) -> None:
+    rows, _ = result.embeddings.shape
+    assert result.embeddings.dtype == np.float32
+    assert np.isfinite(result.embeddings).all()
+    assert rows == result.compressed_tokens == sum(p.tokens for p in result.passages)
+    for out, original in zip(result.passages, originals, strict=True):
+        assert out.passage == original
+        assert out.text == "" and out.spans == ()
+        assert out.tokens >= 0
+        assert out.original_tokens == counter.count(original.text)
 
 
 @settings(

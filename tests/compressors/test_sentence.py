@@ -53,8 +53,7 @@ def tokenizer() -> Any:
         return AutoTokenizer.from_pretrained(str(minilm_dir()))
 
 
-@pytest.fixture(scope="module")
-def tiny_scorer(tokenizer: Any) -> SentenceScorer:
+def _tiny_scorer(tokenizer: Any, *, cache_size: int = 0) -> SentenceScorer:
     """A 2-layer, 32-wide BERT with a random head: real code path, fast."""
     from transformers import BertConfig, BertModel
 
@@ -69,7 +68,14 @@ def tiny_scorer(tokenizer: Any) -> SentenceScorer:
     with torch.random.fork_rng():
         torch.manual_seed(1)
         model = SentenceClassifier(BertModel(config, add_pooling_layer=False), n_frozen=1)
-    return SentenceScorer(model, tokenizer, limits=InputLimits(), threshold=0.5)
+    return SentenceScorer(
+        model, tokenizer, limits=InputLimits(), threshold=0.5, cache_size=cache_size
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_scorer(tokenizer: Any) -> SentenceScorer:
+    return _tiny_scorer(tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +310,90 @@ def test_adaptive_falls_back_to_min_sentences(
     )
     result = comp.compress(query, passages, budget=Budget.tokens(smallest))
     assert _sentence_count(result) == 1
+
+
+def test_kept_whole_or_dropped_whole_on_nq_passages(
+    tiny_scorer: SentenceScorer, minilm_counter: TokenCounter, data_dir: Path
+) -> None:
+    """On real passages, at every budget and in both modes, no sentence is ever cut."""
+    from ragzip.evaluation.data import nq_split
+
+    questions = nq_split("val", data_dir)[:6]
+    passages = [Passage(text=q.text, title=q.title) for q in questions]
+    for mode in ("adaptive", "budgeted"):
+        config = SentenceCompressor.Config(mode=mode, threshold=0.5)
+        comp = SentenceCompressor(config, counter=minilm_counter, scorer=tiny_scorer)
+        for q in questions[:3]:
+            for budget in (Budget.compression(r) for r in (1.0, 1.5, 2.0, 4.0, 8.0)):
+                result = comp.compress(q.question, passages, budget=budget)
+                assert result.compressed_tokens <= result.budget_tokens
+                _assert_whole_sentences(result)
+
+
+def test_score_cache_reuses_probabilities(tokenizer: Any, minilm_counter: TokenCounter) -> None:
+    scorer = _tiny_scorer(tokenizer, cache_size=2)
+    calls: list[int] = []
+    predict = scorer.predict
+
+    def counting_predict(encoded: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(len(encoded))
+        return predict(encoded, **kwargs)
+
+    scorer.predict = counting_predict  # type: ignore[method-assign]
+    inputs = {
+        name: [PassageSentences(p.title, tuple(p.text[s:e] for s, e in sentence_spans(p.text)))]
+        for name, p in (("pride", PRIDE), ("bath", BATH), ("regency", REGENCY))
+    }
+    first = scorer.score(EASY[0], inputs["pride"])
+    again = scorer.score(EASY[0], inputs["pride"])
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first[0], again[0])
+    again[0][:] = -1  # callers get copies
+    np.testing.assert_array_equal(scorer.score(EASY[0], inputs["pride"])[0], first[0])
+    scorer.score("another question?", inputs["pride"])  # the question is part of the key
+    scorer.score(EASY[0], inputs["pride"], precision="bfloat16")  # and the precision
+    assert len(calls) == 3
+    scorer.score(EASY[0], inputs["bath"])
+    scorer.score(EASY[0], inputs["pride"])  # evicted: two requests remembered
+    assert len(calls) == 5
+    # a compressor asking for a cache makes it at least that large, never smaller
+    config = SentenceCompressor.Config(cache_size=8)
+    SentenceCompressor(config, counter=minilm_counter, scorer=scorer)
+    assert scorer.cache_size == 8
+    SentenceCompressor(
+        SentenceCompressor.Config(cache_size=1), counter=minilm_counter, scorer=scorer
+    )
+    assert scorer.cache_size == 8
+    # compressing at several budgets scores the context once, with the same selections
+    uncached = _tiny_scorer(tokenizer)
+    cached_comp = SentenceCompressor(
+        SentenceCompressor.Config(mode="budgeted"), counter=minilm_counter, scorer=scorer
+    )
+    plain_comp = SentenceCompressor(
+        SentenceCompressor.Config(mode="budgeted"), counter=minilm_counter, scorer=uncached
+    )
+    before = len(calls)
+    for ratio in (1.0, 2.0, 4.0):
+        budget = Budget.compression(ratio)
+        a = cached_comp.compress(EASY[0], [BATH, PRIDE, REGENCY], budget=budget)
+        b = plain_comp.compress(EASY[0], [BATH, PRIDE, REGENCY], budget=budget)
+        assert [p.spans for p in a.passages] == [p.spans for p in b.passages]
+    assert len(calls) == before + 1
+    with pytest.raises(ConfigError):
+        SentenceCompressor.Config(cache_size=-1)
+    with pytest.raises(ConfigError):
+        scorer.reserve_cache(-2)
+
+
+def test_spec_selects_the_mode(tiny_scorer: SentenceScorer, minilm_counter: TokenCounter) -> None:
+    comp = ragzip.create_compressor(
+        "sentence:mode=budgeted;threshold=0.4;batch_size=4",
+        counter=minilm_counter,
+        scorer=tiny_scorer,
+    )
+    assert isinstance(comp, SentenceCompressor)
+    assert comp.config == SentenceCompressor.Config(mode="budgeted", threshold=0.4, batch_size=4)
+    assert comp.threshold == 0.4
 
 
 # ---------------------------------------------------------------------------- trained model

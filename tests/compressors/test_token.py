@@ -200,6 +200,41 @@ def test_selection_is_a_global_threshold_within_the_budget(
         assert sum(smollm2_counter.count_batch(joined)) > budget
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    texts=st.lists(
+        st.lists(
+            st.sampled_from(["alpha", "beta,", "Paris", "1965", "東", "😀", "x_y", "naïve", "é"]),
+            max_size=30,
+        ).map(" ".join),
+        min_size=1,
+        max_size=4,
+    ),
+    budget=st.integers(min_value=0, max_value=120),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_selection_fills_the_budget_exactly(
+    smollm2_counter: TokenCounter, texts: list[str], budget: int, seed: int
+) -> None:
+    """With the slack filled word by word, no further word fits: the budget is met exactly up
+    to the cost of the cheapest word left out."""
+    rng = random.Random(seed)
+    words = [split_words(t) for t in texts]
+    prio = [np.array([rng.random() for _ in w]) for w in words]
+    kept = select_words(texts, words, prio, budget, smollm2_counter, max_refill=10_000)
+
+    def total(spans: Sequence[Sequence[tuple[int, int]]]) -> int:
+        joined = [join_spans(t, s)[0] for t, s in zip(texts, spans, strict=True)]
+        return sum(smollm2_counter.count_batch(joined))
+
+    assert total(kept) <= budget
+    for i, spans in enumerate(kept):
+        for w in set(words[i]) - set(spans):
+            trial = [list(s) for s in kept]
+            trial[i] = sorted([*spans, w])
+            assert total(trial) > budget, (i, w)
+
+
 _pieces = [
     "the", "river", "Paris", "1965", "naïve", "U.S.", "東京", "日本語の文章です。", "😀", "👩‍👩‍👧",
     "def f(x):", "return x**2;", "<b>x</b>", "|", "--", "123e4567-e89b-12d3-a456-426614174000",
@@ -288,6 +323,72 @@ def test_forced_words_survive_when_the_budget_allows(tiny_compressor: TokenCompr
     assert result.compressed_tokens <= need + 2
 
 
+_prose = [
+    "the",
+    "river",
+    "flows",
+    "past",
+    "old",
+    "towns",
+    "and",
+    "wide",
+    "fields",
+    ",",
+    "where",
+    "farmers",
+    "grow",
+    "wheat",
+]
+_identifiers = [
+    "123e4567-e89b-12d3-a456-426614174000",
+    "ops@example.org",
+    "https://example.com/a/b?c=1",
+    "max_retries",
+    "getValue()",
+    "os.path.join",
+    "PROJECT-ZEUS",
+]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    passages=st.lists(
+        st.lists(st.sampled_from(_prose + _identifiers), min_size=1, max_size=50).map(" ".join),
+        min_size=1,
+        max_size=4,
+    ),
+    extra=st.integers(min_value=0, max_value=60),
+)
+def test_forced_words_always_survive(
+    tiny_compressor: TokenCompressor, passages: list[str], extra: int
+) -> None:
+    """Identifiers and user strings are kept whole whenever the forced words alone fit."""
+    config = TokenCompressor.Config(force_keep=("PROJECT-ZEUS",))
+    compressor = TokenCompressor(
+        config,
+        counter=tiny_compressor.counter,
+        model=tiny_compressor.model,
+        tokenizer=tiny_compressor.tokenizer,
+    )
+    counter = compressor.counter
+    need = 0
+    for text in passages:
+        words = split_words(text)
+        forced = forced_mask(text, words, strings=config.force_keep)
+        need += counter.count(
+            join_spans(text, [w for w, f in zip(words, forced, strict=True) if f])[0]
+        )
+    result = compressor.compress("what?", passages, budget=Budget.tokens(need + extra))
+    assert result.compressed_tokens <= need + extra
+    for original, out in zip(passages, result.passages, strict=True):
+        for ident in _identifiers:
+            assert out.text.count(ident) == original.count(ident), ident
+
+
 def test_uuids_are_never_cut(smollm2_counter: TokenCounter, tiny_parts: tuple[Any, Any]) -> None:
     rng = random.Random(3)
     uuids = [
@@ -347,6 +448,29 @@ def test_repeat_runs_are_identical(tiny_compressor: TokenCompressor) -> None:
     assert a.to_dict()["passages"] == b.to_dict()["passages"]
 
 
+def test_score_cache_gives_the_same_output(
+    smollm2_counter: TokenCounter, tiny_parts: tuple[Any, Any], tiny: TokenCompressor.Config
+) -> None:
+    from dataclasses import replace
+
+    model, tokenizer = tiny_parts
+    plain = TokenCompressor(tiny, counter=smollm2_counter, model=model, tokenizer=tokenizer)
+    cached = TokenCompressor(
+        replace(tiny, cache_size=2), counter=smollm2_counter, model=model, tokenizer=tokenizer
+    )
+    requests = [
+        ("who sat?", ["The cat sat on the mat. " * 10, "Dogs bark. " * 12]),
+        ("who barked?", ["The cat sat on the mat. " * 10, "Dogs bark. " * 12]),
+        ("what is it?", ["A third passage about rivers and towns. " * 8]),
+    ]
+    for ratio in (2.0, 4.0, 8.0):
+        for question, passages in requests:
+            a = plain.compress(question, passages, budget=Budget(ratio=ratio))
+            b = cached.compress(question, passages, budget=Budget(ratio=ratio))
+            assert [p.spans for p in a.passages] == [p.spans for p in b.passages]
+    assert len(cached._cache) == 2  # least recently used request evicted
+
+
 def test_length_bucketing_does_not_change_the_result(
     smollm2_counter: TokenCounter, tiny_parts: tuple[Any, Any], tiny: TokenCompressor.Config
 ) -> None:
@@ -375,6 +499,7 @@ def test_length_bucketing_does_not_change_the_result(
         {"max_window": 600},
         {"max_window": 16},
         {"batch_size": 0},
+        {"cache_size": -1},
         {"quantize": "int4"},
         {"force_keep": "a single string"},
         {"max_window": 64, "max_query_tokens": 60},
@@ -426,6 +551,29 @@ def test_int8_quantisation_runs_within_budget(smollm2_counter: TokenCounter) -> 
     text = "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911."
     result = compressor.compress("when did curie win chemistry?", [text], budget=Budget(ratio=2))
     assert 0 < result.compressed_tokens <= result.budget_tokens
+    again = compressor.compress("when did curie win chemistry?", [text], budget=Budget(ratio=2))
+    assert again.passages[0].spans == result.passages[0].spans
+
+
+def test_shipped_model_gives_identical_output_on_repeat_runs(
+    shipped: TokenCompressor, smollm2_counter: TokenCounter
+) -> None:
+    """Repeat calls, and a second instance, keep the same spans (batching order included)."""
+    passages = [
+        "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911. " * 3,
+        "東京は日本の首都です。 😀 Call get_value() or see https://example.org/x.",
+        "The Seine flows through Paris. " * 40,
+    ]
+    question = "when did curie win the chemistry prize?"
+    first = shipped.compress(question, passages, budget=Budget(ratio=3))
+    second = shipped.compress(question, passages, budget=Budget(ratio=3))
+    fresh = TokenCompressor(counter=smollm2_counter).compress(
+        question, passages, budget=Budget(ratio=3)
+    )
+    spans = [p.spans for p in first.passages]
+    assert spans == [p.spans for p in second.passages] == [p.spans for p in fresh.passages]
+    assert "get_value()" in first.passages[1].text
+    assert "https://example.org/x." in first.passages[1].text
 
 
 # -- the trained model on real questions ----------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from ragzip.evaluation.command import eval_command, parse_ratios
+from ragzip.evaluation.command import eval_command, parse_compressors, parse_ratios
 
 app = typer.Typer()
 app.command("eval")(eval_command)
@@ -44,9 +45,24 @@ def test_parse_ratios() -> None:
         parse_ratios(" , ")
 
 
+def test_parse_compressors_gives_canonical_specs() -> None:
+    assert parse_compressors(
+        " sentence : mode=budgeted ,sentence:mode=adaptive; threshold=0.3,mig"
+    ) == (
+        "sentence:mode=budgeted",
+        "sentence:mode=adaptive;threshold=0.3",
+        "mig",
+    )
+    for bad in ("sentence:mode=greedy", "random:seed=x", "sentence:mode=adaptive,threshold=1", ","):
+        with pytest.raises(typer.BadParameter):
+            parse_compressors(bad)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--compressors", "sentence:mode=greedy"], "got 'greedy'"),
+        (["--compressors", "random:sed=1"], "valid keys"),
         (["--ratios", "0.5"], ">= 1"),
         (["--split", "dev"], "unknown split"),
         (["--ratios", "abc"], "cannot read ratio"),
@@ -98,6 +114,20 @@ def test_kv_only_run_writes_report(data_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Key-value" in result.output
     assert {p.name for p in out.iterdir()} == {"eval.json", "eval.md", "eval.png"}
+
+
+def test_report_rows_are_labelled_with_specs(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    specs = "random:seed=1,random:seed=2;granularity=word"
+    args = ["eval", "--data-dir", str(data_dir), "--out", str(out), "--no-retrieval"]
+    args += ["--no-compression", "--compressors", specs, "--ratios", "2", "--kv-cases", "3"]
+    result = runner.invoke(app, [*args, "--no-progress"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    labels = [row["compressor"] for row in report["kv"]["rows"]]
+    assert labels == ["random:seed=1", "random:seed=2;granularity=word"]
+    assert report["config"]["compressors"] == labels
+    assert "random:seed=2;granularity=word" in (out / "eval.md").read_text()
 
 
 def test_blocked_output_folder_fails_before_work(data_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,279 @@
+"""One soft token per passage: a projected sentence embedding stands in for the whole text.
+
+After xRAG (Cheng et al., 2024, *xRAG: Extreme Context Compression for Retrieval-augmented
+Generation with One Token*, NeurIPS 2024, arXiv:2405.13792). A passage's retrieval embedding
+(all-MiniLM-L6-v2, 384-d, unit norm) is mapped by a small trained MLP, the *projector*, to one
+vector in SmolLM2-135M-Instruct's input-embedding space (576-d). In the prompt the vector takes
+the place of one ``<empty_output>`` placeholder token, so a passage of a hundred-odd tokens costs
+the generator one position. Retriever and generator stay frozen; only the projector is trained
+(:mod:`ragzip.training.xrag`: paraphrase pretraining, then question answering with
+self-distillation from the same model reading the full text).
+
+Which passages get a vector: the first ``top_k`` non-empty passages in the order given, i.e.
+retrieval order. The retriever's ranking (hybrid BM25 + dense in ragzip) is already a relevance
+order, and ranking again by MiniLM similarity to the question would only repeat its dense half.
+The budget caps the count: at most ``budget_tokens`` vectors, so a budget of 0 keeps none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.errors import CompressionError, ConfigError, ModelError
+from ragzip.tokenization import TokenCounter
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "xrag"
+"""Folder of the shipped projector (``config.json``, ``model.safetensors``, ``training.json``)."""
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "ragzip-xrag-projector"
+FORMAT_VERSION = 1
+
+EMBED_DIM = 384
+"""Width of all-MiniLM-L6-v2 sentence embeddings."""
+HIDDEN_DIM = 576
+"""Width of SmolLM2-135M-Instruct's input embeddings."""
+
+
+class Embedder(Protocol):
+    """What xrag needs of a sentence embedder (a ``SentenceTransformer`` fits)."""
+
+    def encode(self, sentences: list[str], **kwargs: Any) -> Any:
+        """Embed ``sentences``; called with ``normalize_embeddings=True``, numpy output."""
+        ...
+
+
+def passage_input(title: str, text: str) -> str:
+    """The text embedded for a passage: its title, when it has one, then its text."""
+    title = title.strip()
+    return f"{title}. {text}" if title else text
+
+
+class Projector(nn.Module):
+    """Two-layer MLP from a sentence embedding to one input embedding of the generator.
+
+    The unit-norm input is scaled by ``sqrt(in_dim)`` so its entries have unit variance, as the
+    default initialisation of :class:`torch.nn.Linear` expects.
+
+    Args:
+        in_dim: Sentence-embedding width.
+        hidden: Width of the hidden layer.
+        out_dim: Generator input-embedding width.
+    """
+
+    def __init__(
+        self, in_dim: int = EMBED_DIM, hidden: int = 1536, out_dim: int = HIDDEN_DIM
+    ) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.hidden = hidden
+        self.out_dim = out_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project ``(n, in_dim)`` sentence embeddings to ``(n, out_dim)`` soft tokens."""
+        out: torch.Tensor = self.net(x * math.sqrt(self.in_dim))
+        return out
+
+
+def init_projector(hidden: int = 1536, *, seed: int = 0) -> Projector:
+    """A freshly initialised projector; the same ``seed`` gives the same weights."""
+    gen_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return Projector(hidden=hidden)
+    finally:
+        torch.random.set_rng_state(gen_state)
+
+
+def save_projector(
+    projector: Projector, folder: Path, *, extra: dict[str, Any] | None = None
+) -> None:
+    """Write ``projector`` in half precision to ``folder`` with its ``config.json``."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()
+    }
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "embedder": "all-MiniLM-L6-v2",
+        "generator": "smollm2-135m-instruct",
+        "in_dim": projector.in_dim,
+        "hidden": projector.hidden,
+        "out_dim": projector.out_dim,
+        "dtype": "float16",
+        **(extra or {}),
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+
+
+@lru_cache(maxsize=4)
+def load_projector(folder: str | None = None) -> Projector:
+    """The projector saved in ``folder`` (default: the shipped one), in float32, cached.
+
+    Treat the returned module as read-only: it is shared between callers.
+
+    Raises:
+        ModelError: Missing files, another format, or weights that do not fit.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(folder) if folder else WEIGHTS_DIR
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file() or not (path / WEIGHTS_FILE).is_file():
+        msg = f"no xrag projector in {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE}"
+        raise ModelError(msg)
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        msg = f"cannot read {config_path}: {exc}"
+        raise ModelError(msg) from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        msg = f"{config_path} is not a {FORMAT} config"
+        raise ModelError(msg)
+    if config.get("format_version") != FORMAT_VERSION:
+        msg = (
+            f"{config_path} has format version {config.get('format_version')}, "
+            f"expected {FORMAT_VERSION}"
+        )
+        raise ModelError(msg)
+    try:
+        projector = Projector(int(config["in_dim"]), int(config["hidden"]), int(config["out_dim"]))
+        state = load_file(str(path / WEIGHTS_FILE))
+        projector.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+    except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+        msg = f"cannot load the xrag projector from {path}: {exc}"
+        raise ModelError(msg) from exc
+    return projector.eval()
+
+
+class XragCompressor(Compressor):
+    """Replace each kept passage by one projected embedding (xRAG).
+
+    Args:
+        config: How many passages to keep, embedding batch size, device, weights folder.
+        counter: Token counter of the generator's tokenizer (budgets count vectors as tokens).
+        embedder: A sentence embedder; defaults to the packaged all-MiniLM-L6-v2
+            (:func:`ragzip.models.load_embedder`). The projector was trained on its embeddings.
+        projector: A projector; defaults to the one in ``config.weights`` (or the shipped one).
+    """
+
+    name: ClassVar[str] = "xrag"
+
+    @dataclass(frozen=True)
+    class Config:
+        """Settings of :class:`XragCompressor`.
+
+        Attributes:
+            top_k: Passages turned into a vector, the first ones in retrieval order.
+            batch_size: Embedding batch size.
+            device: Device of the default embedder and the projector (``None`` picks one).
+            weights: Folder of a trained projector; ``None`` uses the shipped one.
+        """
+
+        top_k: int = 1
+        batch_size: int = 32
+        device: str | None = None
+        weights: str | None = None
+
+        def __post_init__(self) -> None:
+            if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+                msg = f"top_k must be an int >= 1, got {self.top_k!r}"
+                raise ConfigError(msg)
+            if self.batch_size < 1:
+                msg = f"batch_size must be >= 1, got {self.batch_size}"
+                raise ConfigError(msg)
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        counter: TokenCounter,
+        embedder: Embedder | None = None,
+        projector: Projector | None = None,
+    ) -> None:
+        super().__init__(counter=counter)
+        self.config = config or XragCompressor.Config()
+        if projector is None:
+            projector = load_projector(self.config.weights)
+        if projector.in_dim != EMBED_DIM or projector.out_dim != HIDDEN_DIM:
+            msg = (
+                f"the projector maps {projector.in_dim} -> {projector.out_dim}, "
+                f"xrag needs {EMBED_DIM} -> {HIDDEN_DIM}"
+            )
+            raise ConfigError(msg)
+        self.projector = projector
+        if embedder is None:
+            from ragzip.models import load_embedder
+
+            embedder = load_embedder(self.config.device)
+        self.embedder = embedder
+
+    def _compress(self, request: CompressionRequest) -> CompressionOutput:
+        t0 = time.perf_counter()
+        n_keep = min(self.config.top_k, request.budget_tokens)
+        kept = [i for i, p in enumerate(request.passages) if p.text.strip()][: max(n_keep, 0)]
+        counts = [0] * len(request.passages)
+        if not kept:
+            return CompressionOutput(
+                embeddings=np.zeros((0, HIDDEN_DIM), dtype=np.float32), vectors_per_passage=counts
+            )
+        passages = [request.passages[i] for i in kept]
+        vectors = self.encode([passage_input(p.title, p.text) for p in passages])
+        t_embed = time.perf_counter()
+        soft = self.project(vectors)
+        t_project = time.perf_counter()
+        for i in kept:
+            counts[i] = 1
+        return CompressionOutput(
+            embeddings=soft,
+            vectors_per_passage=counts,
+            timings={"embed": t_embed - t0, "project": t_project - t_embed},
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-norm MiniLM embeddings ``(n, 384)`` of ``texts``.
+
+        Raises:
+            CompressionError: The embedder failed or returned the wrong shape.
+        """
+        try:
+            out = self.embedder.encode(
+                list(texts),
+                batch_size=self.config.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        except (RuntimeError, ValueError) as exc:
+            msg = f"the embedder failed on {len(texts)} texts: {exc}"
+            raise CompressionError(msg) from exc
+        vectors = np.asarray(out, dtype=np.float32)
+        if vectors.shape != (len(texts), EMBED_DIM):
+            msg = f"the embedder returned shape {vectors.shape} for {len(texts)} texts"
+            raise CompressionError(msg)
+        return vectors
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """Soft tokens ``(n, 576)``, float32, for sentence embeddings ``(n, 384)``."""
+        with torch.inference_mode():
+            x = torch.as_tensor(vectors, dtype=torch.float32)
+            param = next(self.projector.parameters())
+            out = self.projector(x.to(param.device, param.dtype))
+        return np.ascontiguousarray(out.float().cpu().numpy(), dtype=np.float32)

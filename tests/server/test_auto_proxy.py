@@ -1,0 +1,90 @@
+"""The proxy with compressor "auto": the policy's decision and reason reach the client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ragzip.profiler import CompressorCost, LinearModel, Profile, QuadraticModel, save_profile
+
+from .conftest import FakeUpstream, ServerThread
+
+MACHINE = "test-machine|2cpu"
+# TTFT(p) = 0.1 + 1e-3·p; truncate at 4x costs 0.05 s + 1e-4 s per token: n* is about 70 tokens.
+PROFILE = Profile(
+    machine=MACHINE,
+    generator="gen",
+    ttft=QuadraticModel(0.1, 1e-3, 0.0),
+    decode=LinearModel(0.0, 0.0),
+    prompt_overhead_tokens=0,
+    compressors=(CompressorCost("truncate", 4.0, LinearModel(0.05, 1e-4), 4.0),),
+    expected_output_tokens=1,
+    max_context_tokens=8192,
+)
+LONG = " ".join(
+    f"Passage sentence number {i} tells about the history of Warsaw and the Vistula."
+    for i in range(40)
+)
+
+
+@pytest.fixture
+def auto_proxy(
+    serve_proxy: Any,
+    upstream_server: ServerThread,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> ServerThread:
+    monkeypatch.setattr("ragzip.profiler.machine_key", lambda: MACHINE)
+    monkeypatch.chdir(tmp_path)  # the auto compressor's default paths are relative
+    save_profile(PROFILE, Path("reports/profile/profile.json"))
+    server: ServerThread = serve_proxy(
+        upstream_server.url, default_compressor="auto", default_budget="1x"
+    )
+    return server
+
+
+def _ask(server: ServerThread, passages: list[str], stream: bool = False) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={
+            "model": "m",
+            "stream": stream,
+            "messages": [{"role": "user", "content": "Which river flows through Warsaw?"}],
+            "ragzip": {"passages": passages},
+        },
+        timeout=30,
+    )
+
+
+def test_auto_decision_and_reason_in_the_response(
+    auto_proxy: ServerThread, upstream: FakeUpstream
+) -> None:
+    short = _ask(auto_proxy, ["Warsaw lies on the Vistula."])
+    assert short.status_code == 200, short.text
+    decision = short.json()["ragzip"]["decision"]
+    assert decision["compress"] is False and decision["compressor"] is None
+    assert "break-even" in decision["reason"]
+    assert short.headers["x-ragzip-decision"] == "skip"
+
+    long = _ask(auto_proxy, [LONG])
+    report = long.json()["ragzip"]
+    assert report["compressor"] == "auto"
+    assert report["decision"]["compress"] is True
+    assert (report["decision"]["compressor"], report["decision"]["ratio"]) == ("truncate", 4.0)
+    assert report["decision"]["predicted_s"] < report["decision"]["baseline_s"]
+    assert 0 < report["compressed_tokens"] <= report["original_tokens"] // 4
+    assert long.headers["x-ragzip-decision"] == "compress truncate 4x"
+    assert "predicted fastest" in long.headers["x-ragzip-decision-reason"]
+    forwarded = str(upstream.last()["json"]["messages"])
+    assert "number 39" not in forwarded  # the tail was cut before forwarding
+
+
+def test_auto_decision_in_stream_headers(auto_proxy: ServerThread) -> None:
+    reply = _ask(auto_proxy, [LONG], stream=True)
+    assert reply.status_code == 200
+    assert reply.headers["x-ragzip-decision"] == "compress truncate 4x"
+    assert reply.text.rstrip().endswith("data: [DONE]")
