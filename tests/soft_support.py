@@ -13,13 +13,16 @@ in the generator's input-embedding space) with the simplest methods that mean so
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.tokenization import TokenCounter
+
+if TYPE_CHECKING:
+    from ragzip.generators.embedded import EmbeddedGenerator
 
 HIDDEN = 576
 """Width of SmolLM2-135M's input embeddings, and of the tiny model below."""
@@ -105,6 +108,33 @@ class TokenEmbeddingCompressor(_TableCompressor):
                 rows.append(self.table[ids])
             counts.append(len(ids))
         return self._output(rows, counts)
+
+
+def small_generator(*, seed: int, max_positions: int, name: str = "tiny") -> EmbeddedGenerator:
+    """An ``EmbeddedGenerator`` over a 32-wide, two-layer random Llama and SmolLM2's tokenizer.
+
+    For tests that need a real, fast causal LM but not SmolLM2's embedding width.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ragzip.generators.embedded import EmbeddedGenerator
+    from ragzip.models import smollm2_counter
+
+    tokenizer = smollm2_counter().tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return EmbeddedGenerator(model, tokenizer, name=name)
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from ragzip.errors import ConfigError
 from ragzip.generators.embedded import EmbeddedGenerator
@@ -26,27 +25,12 @@ from ragzip.profiler import (
     profile_name,
 )
 from ragzip.registry import create_compressor
+from tests.soft_support import small_generator
 
 
 @pytest.fixture(scope="module")
 def tiny() -> EmbeddedGenerator:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ragzip.models import smollm2_counter
-
-    tokenizer = smollm2_counter().tokenizer
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return EmbeddedGenerator(LlamaForCausalLM(config), tokenizer, name="tiny")
+    return small_generator(seed=0, max_positions=1024, name="tiny")
 
 
 def _profile(overhead: int) -> Profile:

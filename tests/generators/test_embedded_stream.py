@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.generators.embedded import EmbeddedGenerator
+from tests.soft_support import small_generator
 
 MESSAGES = [{"role": "user", "content": "Name a river in France."}]
 
 
 @pytest.fixture(scope="module")
 def tiny() -> EmbeddedGenerator:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ragzip.models import smollm2_counter
-
-    tokenizer = smollm2_counter().tokenizer
-    torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return EmbeddedGenerator(LlamaForCausalLM(config), tokenizer, name="tiny")
+    return small_generator(seed=1, max_positions=256, name="tiny")
 
 
 def test_stream_yields_the_text_and_tokens_of_generate(tiny: EmbeddedGenerator) -> None:

@@ -12,36 +12,19 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 
 from ragzip.generators.embedded import EmbeddedGenerator
 from ragzip.generators.openai_compat import OpenAIGenerator
 from ragzip.server.model_app import create_model_app
 from tests.server.conftest import ServerThread
+from tests.soft_support import small_generator
 
 MODEL = "tiny-llama"
 
 
 @pytest.fixture(scope="module")
 def tiny_generator() -> EmbeddedGenerator:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ragzip.models import smollm2_counter
-
-    tokenizer = smollm2_counter().tokenizer
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    return EmbeddedGenerator(model, tokenizer, name=MODEL)
+    return small_generator(seed=0, max_positions=512, name=MODEL)
 
 
 @pytest.fixture(scope="module")
