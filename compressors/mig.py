@@ -71,6 +71,30 @@ class Embedder(Protocol):
         ...
 
 
+def encode_unit_norm(embedder: Embedder, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
+    """Unit-norm float32 embeddings ``(len(texts), d)`` of ``texts``.
+
+    Raises:
+        CompressionError: The embedder failed or returned one row per text in no 2-D array.
+    """
+    try:
+        out = embedder.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+    except (RuntimeError, ValueError) as exc:
+        msg = f"the embedder failed on {len(texts)} texts: {exc}"
+        raise CompressionError(msg) from exc
+    vectors = np.asarray(out, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+        msg = f"the embedder returned shape {vectors.shape} for {len(texts)} texts"
+        raise CompressionError(msg)
+    return vectors
+
+
 class MIGCompressor(Compressor):
     """Greedy sentence selection by Marginal Information Gain (COMI's coarse stage).
 
@@ -233,20 +257,5 @@ class MIGCompressor(Compressor):
         return torch.autocast(device, dtype=torch.bfloat16)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        try:
-            with self._autocast():
-                out = self.embedder.encode(
-                    list(texts),
-                    batch_size=self.config.batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-        except (RuntimeError, ValueError) as exc:
-            msg = f"the embedder failed on {len(texts)} texts: {exc}"
-            raise CompressionError(msg) from exc
-        vectors = np.asarray(out, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
-            msg = f"the embedder returned shape {vectors.shape} for {len(texts)} texts"
-            raise CompressionError(msg)
-        return vectors
+        with self._autocast():
+            return encode_unit_norm(self.embedder, texts, batch_size=self.config.batch_size)

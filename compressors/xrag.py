@@ -24,13 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.mig import Embedder, encode_unit_norm
 from ragzip.errors import CompressionError, ConfigError, ModelError
 from ragzip.tokenization import TokenCounter
 
@@ -45,14 +46,6 @@ EMBED_DIM = 384
 """Width of all-MiniLM-L6-v2 sentence embeddings."""
 HIDDEN_DIM = 576
 """Width of SmolLM2-135M-Instruct's input embeddings."""
-
-
-class Embedder(Protocol):
-    """What xrag needs of a sentence embedder (a ``SentenceTransformer`` fits)."""
-
-    def encode(self, sentences: list[str], **kwargs: Any) -> Any:
-        """Embed ``sentences``; called with ``normalize_embeddings=True``, numpy output."""
-        ...
 
 
 def passage_input(title: str, text: str) -> str:
@@ -253,18 +246,7 @@ class XragCompressor(Compressor):
         Raises:
             CompressionError: The embedder failed or returned the wrong shape.
         """
-        try:
-            out = self.embedder.encode(
-                list(texts),
-                batch_size=self.config.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        except (RuntimeError, ValueError) as exc:
-            msg = f"the embedder failed on {len(texts)} texts: {exc}"
-            raise CompressionError(msg) from exc
-        vectors = np.asarray(out, dtype=np.float32)
+        vectors = encode_unit_norm(self.embedder, texts, batch_size=self.config.batch_size)
         if vectors.shape != (len(texts), EMBED_DIM):
             msg = f"the embedder returned shape {vectors.shape} for {len(texts)} texts"
             raise CompressionError(msg)
