@@ -320,6 +320,7 @@ class MergeCompressor(Compressor):
     """
 
     name: ClassVar[str] = "merge"
+    soft: ClassVar[bool] = True
 
     @dataclass(frozen=True)
     class Config:

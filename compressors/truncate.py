@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.units import split_words, value_units
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Span
 
@@ -47,9 +48,10 @@ class TruncateCompressor(Compressor):
     """Keep the head of each passage; the budget is water-filled across passages.
 
     Every passage gets an equal share of the budget; passages shorter than their share are kept
-    whole and hand the rest to the longer ones. Each head is cut at a token boundary of the
-    generator's tokenizer (``counter.offsets``) and its length is re-counted exactly, so cutting
-    a word in two can never push the text over its share. Tokens a cut leaves unused are offered
+    whole and hand the rest to the longer ones. Each head ends at a whole word (a number over
+    several words, or a key with its value, counts as one; a CJK character is a word) and its
+    length is re-counted exactly in the generator's tokenizer, so no identifier or number is
+    ever cut in half and no head exceeds its share. Tokens a cut leaves unused are offered
     to the passages that were cut, in order.
 
     Args:
@@ -95,15 +97,18 @@ class TruncateCompressor(Compressor):
         return CompressionOutput(spans=spans)
 
     def _head(self, text: str, offsets: Sequence[Span], limit: int) -> tuple[list[Span], int]:
-        """The longest head cut at a token boundary whose exact count is within ``limit``.
+        """The longest head cut at a unit end whose exact count is within ``limit``.
 
-        Starts from the ``limit``-th token and steps back (or forward) over token boundaries
-        until the re-counted head fits (and the next boundary would not).
+        Units are words, with a number written over several words or a key and its value as
+        one (:func:`~ragzip.compressors.units.value_units`), so an identifier, a number or a
+        value is never cut in half. Starts from the ``limit``-th token and steps back (or
+        forward) over unit ends until the re-counted head fits (and the next one would not).
         """
         if limit <= 0 or not offsets:
             return [], 0
         start = offsets[0][0]
-        ends = sorted({e for _, e in offsets if e > start})
+        # cut only where a unit ends: never inside a word, number, identifier or key-value pair
+        ends = [e for _, e in value_units(text, split_words(text)) if e > start]
         if not ends:
             return [], 0
         # the boundary after the limit-th token (or the last one before it)

@@ -25,6 +25,89 @@ Granularity = Literal["sentence", "word"]
 
 _WORD_RE = re.compile(r"\S+")
 
+_CJK = (
+    "\u1100-\u11ff\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+)
+_CJK_WORD_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+_KEY_ENDS = (":", "=", "：", "=>", "->")
+_EDGE_PUNCT = "\"'()[]{},;.!?“”‘’«»<>"
+_MONTHS = frozenset(
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    ]
+)
+_QUANTITY_WORDS = frozenset(
+    [
+        "%",
+        "percent",
+        "million",
+        "billion",
+        "trillion",
+        "thousand",
+        "hundred",
+        "km",
+        "m",
+        "cm",
+        "mm",
+        "kg",
+        "g",
+        "mg",
+        "lb",
+        "lbs",
+        "oz",
+        "mi",
+        "ft",
+        "mph",
+        "km/h",
+        "kmh",
+        "°c",
+        "°f",
+        "c",
+        "f",
+        "usd",
+        "eur",
+        "gbp",
+        "jpy",
+        "chf",
+        "$",
+        "€",
+        "£",
+        "¥",
+        "bc",
+        "ad",
+        "bce",
+        "ce",
+        "am",
+        "pm",
+        "utc",
+        "gmt",
+    ]
+)
+
 
 @lru_cache(maxsize=8192)
 def sentence_spans(text: str) -> tuple[Span, ...]:
@@ -39,6 +122,93 @@ def sentence_spans(text: str) -> tuple[Span, ...]:
 def word_spans(text: str) -> tuple[Span, ...]:
     """Spans of the whitespace-separated words of ``text``."""
     return tuple(m.span() for m in _WORD_RE.finditer(text))
+
+
+def split_words(text: str) -> list[Span]:
+    """Word spans of ``text``: runs of non-space characters, each CJK character on its own.
+
+    Identifiers (UUIDs, URLs, e-mail addresses, ``snake_case``) contain no spaces, so they are
+    always one word and can never be cut.
+    """
+    return [m.span() for m in _CJK_WORD_RE.finditer(text)]
+
+
+def _bare(word: str) -> str:
+    return word.strip(_EDGE_PUNCT).lower()
+
+
+def _numeric(word: str) -> bool:
+    return any(c.isdigit() for c in word)
+
+
+def _joins_number(word: str) -> bool:
+    """A word that belongs to the number next to it: a digit group, month, unit or currency."""
+    bare = _bare(word)
+    return _numeric(word) or bare in _MONTHS or bare in _QUANTITY_WORDS or word in {"-", "–", "/"}
+
+
+def value_units(text: str, words: Sequence[Span], *, max_words: int = 8) -> list[Span]:
+    """Merge words that must be kept or dropped together into one span each.
+
+    A number written over several words (``+49 89 1234567``, ``12 May 2024``, ``41.7 km``,
+    ``$ 5 million``) is one unit, and so is a key with its value (``hotline: +49 89 1234567``,
+    ``"lat": 48.1374,``, ``id = 7f3c``): a compressor that keeps a unit keeps all of it, so a
+    value is never cut in half nor separated from the key that names it. A whole line of at
+    most ``max_words`` words that holds a number or a key is one unit (a record of a list or a
+    table row: ``Unit 17: SN-74694-FL``). Units never cross a line break and hold at most
+    ``max_words`` words; other words stay units of their own.
+
+    Args:
+        text: The passage.
+        words: Its word spans (:func:`split_words`), in order.
+        max_words: Longest unit, in words.
+
+    Returns:
+        Spans covering the words in order (each the first word's start to the last one's end).
+    """
+    units: list[Span] = []
+    n = len(words)
+
+    def word(k: int) -> str:
+        return text[words[k][0] : words[k][1]]
+
+    def same_line(k: int) -> bool:  # words k and k + 1
+        return "\n" not in text[words[k][1] : words[k + 1][0]]
+
+    i = 0
+    while i < n:
+        j = i
+        # a short line holding a number or a key is a record: "Unit 17: SN-74694-FL", a row
+        end = i
+        while end + 1 < n and end + 1 - i < max_words and same_line(end):
+            end += 1
+        if (
+            (i == 0 or not same_line(i - 1))
+            and (end + 1 == n or not same_line(end))
+            and end > i
+            and any(_numeric(word(k)) or word(k).endswith(_KEY_ENDS) for k in range(i, end + 1))
+        ):
+            units.append((words[i][0], words[end][1]))
+            i = end + 1
+            continue
+        first = word(i)
+        if first.endswith(_KEY_ENDS) and len(_bare(first)) > 0 and i + 1 < n and same_line(i):
+            j = i + 1  # a key takes its value
+        if any(_numeric(word(k)) for k in range(i, j + 1)) or (
+            _joins_number(word(j)) and j + 1 < n and same_line(j) and _numeric(word(j + 1))
+        ):
+            while (
+                j + 1 < n
+                and j + 1 - i < max_words
+                and same_line(j)
+                and _joins_number(word(j + 1))
+                and not word(j + 1).endswith(_KEY_ENDS)  # "a: 1, b: 2" stays two pairs
+                and (_numeric(word(j + 1)) or _numeric(word(j)))
+            ):
+                j += 1
+        units.append((words[i][0], words[j][1]))
+        i = j + 1
+    return units
 
 
 @dataclass(frozen=True)

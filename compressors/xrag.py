@@ -168,6 +168,7 @@ class XragCompressor(Compressor):
     """
 
     name: ClassVar[str] = "xrag"
+    soft: ClassVar[bool] = True
 
     @dataclass(frozen=True)
     class Config:

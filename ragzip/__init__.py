@@ -24,11 +24,21 @@ from ragzip.errors import (
 from ragzip.registry import available as available_compressors
 from ragzip.registry import create_compressor, register
 from ragzip.tokenization import HFTokenCounter, TokenCounter
-from ragzip.types import Budget, CompressedPassage, CompressionResult, Passage, Span
+from ragzip.types import (
+    PLAIN_CONTEXT,
+    Budget,
+    CompressedPassage,
+    CompressionResult,
+    ContextFormat,
+    ContextLayout,
+    Passage,
+    Span,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PLAIN_CONTEXT",
     "Budget",
     "BudgetError",
     "CompressedPassage",
@@ -38,6 +48,8 @@ __all__ = [
     "CompressionResult",
     "Compressor",
     "ConfigError",
+    "ContextFormat",
+    "ContextLayout",
     "GenerationError",
     "HFTokenCounter",
     "IndexCorruptedError",

@@ -18,9 +18,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ragzip.errors import InputError
+from ragzip.errors import BudgetError, InputError
 from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, CompressedPassage, CompressionResult, Passage, Span
+from ragzip.types import (
+    PLAIN_CONTEXT,
+    Budget,
+    CompressedPassage,
+    CompressionResult,
+    ContextLayout,
+    Passage,
+    Span,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +41,8 @@ class CompressionRequest:
         query: The user's question (non-empty).
         passages: The passages, in retrieval order.
         passage_tokens: Tokens of each passage in the generator's tokenizer.
-        budget_tokens: Total tokens the kept context may use.
+        budget_tokens: Total tokens the kept passage texts may use: the caller's budget less
+            what the context layout (separators, numbers, titles, template) costs around them.
     """
 
     query: str
@@ -109,9 +118,18 @@ class Compressor(ABC):
 
     Args:
         counter: Token counter of the generator's tokenizer; budgets are counted in it.
+
+    Attributes:
+        name: Registry name.
+        soft: The compressor returns embeddings, not text.
+        decides_amount: The compressor chooses how much to keep by itself and treats the budget
+            only as a cap, even one that covers the whole context (``auto``); every other text
+            compressor keeps the whole context when the budget covers it.
     """
 
     name: ClassVar[str] = "base"
+    soft: ClassVar[bool] = False
+    decides_amount: ClassVar[bool] = False
 
     def __init__(self, *, counter: TokenCounter) -> None:
         self.counter = counter
@@ -126,19 +144,25 @@ class Compressor(ABC):
         passages: Sequence[Passage | str | Mapping[str, Any]],
         *,
         budget: Budget,
+        layout: ContextLayout = PLAIN_CONTEXT,
     ) -> CompressionResult:
         """Compress ``passages`` for ``query`` within ``budget``.
 
         Args:
             query: The user's question; it is never altered or dropped.
             passages: Retrieved passages (``Passage``, plain strings or mappings with ``text``).
-            budget: Token budget or compression ratio, in the generator's tokenizer.
+            budget: Token budget or compression ratio, in the generator's tokenizer, over the
+                context as ``layout`` writes it.
+            layout: How kept passages are written into what is sent (default: texts joined by
+                blank lines); its separators and template text count against the budget.
 
         Returns:
-            A frozen result whose ``compressed_tokens`` never exceeds the resolved budget.
+            A frozen result whose ``compressed_tokens`` (the tokens of ``rendered``, the context
+            as sent) never exceeds the resolved budget.
 
         Raises:
             InputError: Empty or non-string query, or passages of the wrong type.
+            BudgetError: A budget that leaves no token of a non-empty context.
         """
         t0 = time.perf_counter()
         if not isinstance(query, str) or not query.strip():
@@ -152,16 +176,40 @@ class Compressor(ABC):
             raise InputError(msg)
         items = tuple(Passage.coerce(p) for p in passages)
         counts = tuple(self.counter.count_batch([p.text for p in items]))
+        if self.soft:  # vectors stand in for passages: the budget counts the passages alone
+            original = sum(counts)
+        else:
+            original = self._sent_tokens(layout, items, [p.text for p in items]) if items else 0
+        budget_tokens = budget.resolve(original)
+        if budget_tokens == 0 and original > 0:
+            msg = (
+                f"the budget ({budget}) leaves 0 of the context's {original} tokens: "
+                "give a smaller ratio or a larger token budget"
+            )
+            raise BudgetError(msg)
         t_count = time.perf_counter()
+        # What the layout adds around the passages is paid for before they share the rest.
+        framing = 0 if self.soft else max(0, original - sum(counts))
         request = CompressionRequest(
             query=query,
             passages=items,
             passage_tokens=counts,
-            budget_tokens=budget.resolve(sum(counts)),
+            budget_tokens=max(0, budget_tokens - framing),
         )
-        output = self._compress(request) if items else CompressionOutput(spans=[])
+        if not items:
+            output = CompressionOutput(spans=[])
+        elif budget_tokens >= original and not (self.soft or self.decides_amount):
+            output = CompressionOutput(spans=[[(0, len(p.text))] for p in items])
+        else:
+            output = self._compress(request)
         t_done = time.perf_counter()
-        result = self._build(request, output)
+        if output.embeddings is None:
+            result = self._build(request, output, layout, budget_tokens)
+            rendered = layout.render(items, [p.text for p in result])
+            compressed = self._sent_tokens(layout, items, [p.text for p in result])
+        else:
+            result = self._build_soft(request, output)
+            rendered, compressed = (), int(output.embeddings.shape[0])
         timings = {"count": t_count - t0, **output.timings}
         timings["total"] = time.perf_counter() - t0
         timings.setdefault("compress", t_done - t_count)
@@ -169,16 +217,20 @@ class Compressor(ABC):
             compressor=self.name,
             query=query,
             passages=result,
-            original_tokens=request.original_tokens,
-            compressed_tokens=(
-                sum(p.tokens for p in result)
-                if output.embeddings is None
-                else int(output.embeddings.shape[0])
-            ),
-            budget_tokens=request.budget_tokens,
+            original_tokens=original,
+            compressed_tokens=compressed,
+            budget_tokens=budget_tokens,
             timings=timings,
             embeddings=output.embeddings,
+            rendered=rendered,
         )
+
+    def _sent_tokens(
+        self, layout: ContextLayout, passages: Sequence[Passage], texts: Sequence[str]
+    ) -> int:
+        """Tokens of what ``layout`` sends for ``texts``."""
+        pieces = [p for p in layout.render(passages, texts) if p]
+        return int(sum(self.counter.count_batch(pieces))) if pieces else 0
 
     async def acompress(
         self,
@@ -186,16 +238,22 @@ class Compressor(ABC):
         passages: Sequence[Passage | str | Mapping[str, Any]],
         *,
         budget: Budget,
+        layout: ContextLayout = PLAIN_CONTEXT,
     ) -> CompressionResult:
         """Async variant of :meth:`compress`; runs it in a worker thread."""
-        return await asyncio.to_thread(self.compress, query, passages, budget=budget)
+        return await asyncio.to_thread(self.compress, query, passages, budget=budget, layout=layout)
 
     def _build(
-        self, request: CompressionRequest, output: CompressionOutput
+        self,
+        request: CompressionRequest,
+        output: CompressionOutput,
+        layout: ContextLayout,
+        budget_tokens: int,
     ) -> tuple[CompressedPassage, ...]:
         passages = request.passages
-        if output.spans is None:  # soft compressor: no text survives, vectors stand in
-            return self._build_soft(request, output)
+        if output.spans is None:
+            msg = f"{self.name} returned neither spans nor embeddings"
+            raise AssertionError(msg)
         if len(output.spans) != len(passages):
             msg = (
                 f"{self.name} returned spans for {len(output.spans)} passages, "
@@ -205,11 +263,16 @@ class Compressor(ABC):
         cut = [join_spans(p.text, s) for p, s in zip(passages, output.spans, strict=True)]
         spans = [list(s) for _, s in cut]
         tokens = self.counter.count_batch([t for t, _ in cut])
-        # Guarantee the budget whatever the method did: drop trailing spans of the largest
-        # passage until the total fits. Methods are tested never to need this.
-        while sum(tokens) > request.budget_tokens:
+        if sum(tokens) > request.budget_tokens:
             logger.warning("%s exceeded its budget; trimming", self.name)
-            i = max(range(len(tokens)), key=tokens.__getitem__)
+        # Guarantee the budget for what is sent, whatever the method did: drop trailing spans of
+        # the largest passage until the rendered context fits. Text joined at separators can
+        # tokenize a little differently than alone, so this may take a span off near the limit.
+        while self._sent_tokens(layout, passages, [t for t, _ in cut]) > budget_tokens:
+            left = [j for j in range(len(spans)) if spans[j]]
+            if not left:
+                break
+            i = max(left, key=tokens.__getitem__)
             spans[i] = spans[i][:-1]
             text, merged = join_spans(passages[i].text, spans[i])
             cut[i] = (text, merged)
@@ -226,9 +289,7 @@ class Compressor(ABC):
     ) -> tuple[CompressedPassage, ...]:
         """Per-passage results of a soft compressor: ``tokens`` counts the passage's vectors."""
         passages = request.passages
-        if output.embeddings is None:
-            msg = f"{self.name} returned neither spans nor embeddings"
-            raise AssertionError(msg)
+        assert output.embeddings is not None
         n_vectors = int(output.embeddings.shape[0])
         counts = (
             list(output.vectors_per_passage) if output.vectors_per_passage is not None else None

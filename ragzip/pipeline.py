@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragzip.compressor import Compressor
 from ragzip.errors import ConfigError, InputError
-from ragzip.prompts import DEFAULT_SYSTEM_PROMPT
+from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_CONTEXT
 from ragzip.types import Budget, CompressionResult, Passage
 
 if TYPE_CHECKING:
@@ -220,7 +220,10 @@ class Pipeline:
 
     def _compress(self, state: _State, budget: Budget) -> _State:
         t = time.perf_counter()
-        result = self.compressor.compress(state.query, state.passages, budget=budget)
+        # The budget counts the context exactly as the prompt writes it.
+        result = self.compressor.compress(
+            state.query, state.passages, budget=budget, layout=PROMPT_CONTEXT
+        )
         return state.timed("compress", time.perf_counter() - t, compression=result)
 
     def _generate(self, state: _State) -> _State:

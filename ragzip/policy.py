@@ -23,7 +23,7 @@ from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.errors import ConfigError, InputError
 from ragzip.profiler import Profile, load_profile
 from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, CompressionResult, Passage
+from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextLayout, Passage
 
 QualityKey = tuple[str, float]
 
@@ -226,6 +226,7 @@ class AutoCompressor(Compressor):
     """
 
     name: ClassVar[str] = "auto"
+    decides_amount: ClassVar[bool] = True
 
     @dataclass(frozen=True)
     class Config:
@@ -289,6 +290,7 @@ class AutoCompressor(Compressor):
         passages: Sequence[Passage | str | Mapping[str, Any]],
         *,
         budget: Budget,
+        layout: ContextLayout = PLAIN_CONTEXT,
     ) -> AutoCompressionResult:
         """Decide from the context's length, then compress (or not) as decided.
 
@@ -296,7 +298,7 @@ class AutoCompressor(Compressor):
             The result with the :class:`Decision` in ``decision``; ``compressor`` is ``"auto"``.
         """
         self._local.decision = None
-        result = super().compress(query, passages, budget=budget)
+        result = super().compress(query, passages, budget=budget, layout=layout)
         decision = self.last_decision
         if decision is None:  # no passages: nothing was decided, nothing to compress
             decision = Decision(False, None, None, "no context to compress", 0.0, 0.0, 0)

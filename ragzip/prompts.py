@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ragzip.errors import InputError
 from ragzip.generators.base import ChatMessage
+from ragzip.types import ContextFormat
 
 if TYPE_CHECKING:
     from ragzip.types import CompressionResult
@@ -27,9 +28,17 @@ SOFT_PLACEHOLDER = "<empty_output>"
 exactly one token whatever surrounds it."""
 
 
+PROMPT_CONTEXT = ContextFormat(
+    template="[{index}] {text}", prefix="Context:\n", suffix="\n\nQuestion: "
+)
+"""How :func:`build_messages` writes the context into the user turn, in front of the question.
+Pass it as ``layout`` to :meth:`~ragzip.compressor.Compressor.compress` so that the budget counts
+exactly what the prompt holds (the pipeline does)."""
+
+
 def format_context(texts: Sequence[str]) -> str:
     """Number the passages: ``[1] text`` blocks separated by blank lines."""
-    return "\n\n".join(f"[{i}] {t}" for i, t in enumerate(texts, start=1))
+    return ContextFormat(template="[{index}] {text}").render_texts(texts)
 
 
 def build_messages(
@@ -45,7 +54,7 @@ def build_messages(
         context: Passage texts (already compressed, or not), in order.
         system_prompt: Instructions, kept verbatim.
     """
-    user = f"Context:\n{format_context(context)}\n\nQuestion: {query}" if context else query
+    user = f"{PROMPT_CONTEXT.render_texts(context)}{query}"
     return [ChatMessage("system", system_prompt), ChatMessage("user", user)]
 
 

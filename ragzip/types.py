@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from ragzip.errors import BudgetError, InputError
+from ragzip.errors import BudgetError, ConfigError, InputError
 
 Span = tuple[int, int]
 """A half-open character range ``[start, end)`` into a passage's original text."""
@@ -89,12 +90,13 @@ _BUDGET_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<x>x?)\s*$", re.IGNORE
 class Budget:
     """How much context may remain after compression.
 
-    Counted in the *generator's* tokenizer, over the passage texts (each passage counted on its
-    own; the prompt template and separators are not context). When both limits are given the
-    tighter one wins.
+    Counted in the *generator's* tokenizer, over the context exactly as it is sent: the kept
+    passage texts with the separators, numbers, titles and template text around them (see
+    :class:`ContextFormat`). A budget that covers the whole context keeps it whole. When both
+    limits are given the tighter one wins.
 
     Args:
-        max_tokens: Keep at most this many tokens.
+        max_tokens: Keep at most this many tokens (at least 1).
         ratio: Compression factor ≥ 1: ``4.0`` keeps at most ``floor(original / 4)`` tokens.
     """
 
@@ -110,8 +112,11 @@ class Budget:
         ):
             msg = f"max_tokens must be an int, got {self.max_tokens!r}"
             raise BudgetError(msg)
-        if self.max_tokens is not None and self.max_tokens < 0:
-            msg = f"max_tokens must be >= 0, got {self.max_tokens}"
+        if self.max_tokens is not None and self.max_tokens < 1:
+            msg = (
+                f"a token budget must be at least 1, got {self.max_tokens}: a budget of 0 would "
+                "send no context at all (leave the compressor out, or give a budget like '4x')"
+            )
             raise BudgetError(msg)
         if self.ratio is not None and (not math.isfinite(self.ratio) or self.ratio < 1.0):
             msg = (
@@ -162,6 +167,80 @@ class Budget:
         return " and ".join(parts)
 
 
+class ContextLayout(Protocol):
+    """Writes kept passages into the context pieces that are sent; budgets count those pieces.
+
+    :class:`ContextFormat` is the usual one (one block); the proxy writes passages back into
+    several places of a request and so returns one piece per place.
+    """
+
+    def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
+        """The pieces sent for ``texts`` (kept text per passage; empty means dropped)."""
+        ...
+
+
+_FORMAT_FIELDS = frozenset({"index", "title", "text"})
+
+
+@dataclass(frozen=True)
+class ContextFormat:
+    """How kept passages are written into the one block of context that is sent.
+
+    The block is ``prefix``, then each kept passage through ``template`` (``title_template`` for
+    a passage with a title), joined by ``separator``, then ``suffix``; no passage kept gives an
+    empty block. Templates take the fields ``{index}`` (1-based among kept passages), ``{title}``
+    and ``{text}``. Budgets are counted over this block, so what is sent never exceeds them.
+
+    Args:
+        template: One passage without a title.
+        separator: Between passages.
+        prefix: Before the first passage (e.g. ``"Context:\\n"``).
+        suffix: After the last passage.
+        title_template: One passage with a title; ``None`` uses ``template``.
+
+    Raises:
+        ConfigError: A template without ``{text}`` or with an unknown field.
+    """
+
+    template: str = "{text}"
+    separator: str = "\n\n"
+    prefix: str = ""
+    suffix: str = ""
+    title_template: str | None = None
+
+    def __post_init__(self) -> None:
+        for tmpl in (self.template, self.title_template):
+            if tmpl is None:
+                continue
+            names = {f for _, f, _, _ in string.Formatter().parse(tmpl) if f is not None}
+            if "text" not in names or not names <= _FORMAT_FIELDS:
+                msg = (
+                    f"a context template needs {{text}} and may use only {sorted(_FORMAT_FIELDS)},"
+                    f" got {tmpl!r}"
+                )
+                raise ConfigError(msg)
+
+    def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
+        """The block for ``texts`` (kept text per passage; empty means dropped), as one piece."""
+        blocks = []
+        for passage, text in zip(passages, texts, strict=True):
+            if not text:
+                continue
+            tmpl = self.title_template if passage.title and self.title_template else self.template
+            blocks.append(tmpl.format(index=len(blocks) + 1, title=passage.title, text=text))
+        if not blocks:
+            return ("",)
+        return (f"{self.prefix}{self.separator.join(blocks)}{self.suffix}",)
+
+    def render_texts(self, texts: Sequence[str]) -> str:
+        """The block for plain texts (no titles)."""
+        return self.render([Passage(t) for t in texts], texts)[0]
+
+
+PLAIN_CONTEXT = ContextFormat()
+"""Kept passage texts joined by blank lines: ``CompressionResult.context`` by default."""
+
+
 @dataclass(frozen=True)
 class CompressedPassage:
     """One passage after compression.
@@ -195,12 +274,15 @@ class CompressionResult:
         query: The question the context was compressed for (never altered).
         passages: Per-passage results, in the input order (dropped passages included).
         original_tokens: Context tokens before compression (generator's tokenizer).
-        compressed_tokens: Context tokens after compression; for soft compressors the number of
-            embedding vectors handed to the generator.
+        compressed_tokens: Tokens of the context as sent (``rendered``, separators and template
+            included); for soft compressors the number of embedding vectors handed to the
+            generator.
         budget_tokens: The budget, resolved to tokens for this input.
         timings: Seconds per stage (e.g. ``count``, ``score``, ``select``, ``total``).
         embeddings: For soft compressors: an array ``(n_vectors, hidden)`` in the generator's
             input-embedding space; ``None`` for text compressors.
+        rendered: The context pieces exactly as they are sent, counted against the budget
+            (one piece for a :class:`ContextFormat`); empty for soft compressors.
     """
 
     compressor: str
@@ -211,9 +293,11 @@ class CompressionResult:
     budget_tokens: int
     timings: Mapping[str, float] = field(default_factory=dict)
     embeddings: np.ndarray | None = field(default=None, compare=False)
+    rendered: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timings", _frozen_mapping(self.timings))
+        object.__setattr__(self, "rendered", tuple(self.rendered))
 
     @property
     def ratio(self) -> float:
@@ -234,7 +318,9 @@ class CompressionResult:
 
     @property
     def context(self) -> str:
-        """The kept passages joined by blank lines."""
+        """The context as sent (``rendered`` joined); kept texts joined by blank lines if unset."""
+        if self.rendered:
+            return "".join(self.rendered)
         return "\n\n".join(self.texts)
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,11 +12,11 @@ On-disk format (version 1), a directory holding::
     bm25/           the bm25s index (``bm25s.BM25.save``)
     dense.faiss     the faiss index (``faiss.write_index``); vectors are stored, never recomputed
 
-:meth:`HybridIndex.save` writes everything into a hidden temporary sibling directory, fsyncs it,
-then swaps it into place with :func:`os.replace`; an existing index at the target is moved aside
-first and deleted only after the swap, so a crash leaves either the old or the new index (the
-old one possibly under a hidden ``.NAME.old-*`` sibling), never a mix. Only an empty directory or
-an existing ragzip index is ever replaced.
+:meth:`HybridIndex.save` writes a complete new version folder beside the index path, fsyncs it
+and swaps a link to it onto the path in one atomic rename (:mod:`ragzip.retrievers.store`): at
+every instant the path names the old index or the new one, never a mix or nothing; a crash at
+any step is recovered on the next load or save, and stale temporaries are removed. Only an
+empty directory or an existing ragzip index is ever replaced.
 
 :meth:`HybridIndex.load` checks, in order: the directory exists (:class:`IndexNotFoundError`);
 its manifest is a ragzip manifest of version 1 (:class:`IndexFormatError`); every listed file is
@@ -28,16 +28,13 @@ the size checks only, for very large indexes whose files are trusted.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -52,6 +49,7 @@ from ragzip.errors import (
     InputError,
     MissingDependencyError,
 )
+from ragzip.retrievers import store
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import (
@@ -438,15 +436,7 @@ class HybridIndex:
                 "(remove it or choose another path)"
             )
             raise IndexFormatError(msg)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
-        tmp.mkdir()
-        try:
-            self._write(tmp)
-            _swap_into_place(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        store.publish(target, self._write, is_complete=_is_index)
         return target
 
     def _write(self, folder: Path) -> None:
@@ -469,7 +459,7 @@ class HybridIndex:
         self._dense.save(folder / FAISS_FILE)
         files = {}
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            _fsync_file(file)
+            store.fsync_file(file)
             rel = file.relative_to(folder).as_posix()
             files[rel] = {"sha256": _sha256(file), "size": file.stat().st_size}
         manifest = {
@@ -484,9 +474,9 @@ class HybridIndex:
         }
         manifest_path = folder / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _fsync_file(manifest_path)
-        _fsync_dir(folder / BM25_DIR)
-        _fsync_dir(folder)
+        store.fsync_file(manifest_path)
+        store.fsync_dir(folder / BM25_DIR)
+        store.fsync_dir(folder)
 
     @classmethod
     def load(
@@ -512,7 +502,7 @@ class HybridIndex:
             ConfigError: ``embedder`` makes vectors of another size.
         """
         folder = Path(path)
-        if not folder.exists():
+        if not folder.exists() and not store.recover(folder, _is_index):
             msg = f"no index at {str(folder)!r}"
             raise IndexNotFoundError(msg)
         if not folder.is_dir():
@@ -634,46 +624,18 @@ def bm25_text(chunk: Passage) -> str:
     return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
 
 
+def _is_index(path: Path) -> bool:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
 def _replaceable(path: Path) -> bool:
     if path.is_dir():
-        if not any(path.iterdir()):
-            return True
-        try:
-            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+        return not any(path.iterdir()) or _is_index(path)
     return False
-
-
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-        os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.replace(old, target)
-            raise
-        _fsync_dir(target.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb+") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform/filesystem can fsync a directory
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _sha256(path: Path) -> str:

@@ -207,6 +207,38 @@ def context_block(
     return f"{header}\n{body}" if header else body
 
 
+@dataclass(frozen=True)
+class PlanLayout:
+    """The context a plan sends, piece by piece, so that the budget counts exactly that.
+
+    One piece for the ``ragzip`` field's block (with the blank line that joins it to the text
+    after it when it is a prefix) and one per tagged region.
+
+    Args:
+        plan: The request's context.
+        header: The block's header line.
+        prefix_block: The block is put in front of other text (user placement, completions).
+    """
+
+    plan: ContextPlan
+    header: str
+    prefix_block: bool
+
+    def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
+        """The context pieces sent for ``texts`` (one kept text per plan passage)."""
+        pieces = []
+        if self.plan.field_slot is not None:
+            block = context_block(self.plan.field_slot, texts, passages, self.header)
+            pieces.append(f"{block}\n\n" if block and self.prefix_block else block)
+        for _, marked in self.plan.edits:
+            pieces.extend(
+                "\n\n".join(seg.kept(texts, passages))
+                for seg in marked.segments
+                if isinstance(seg, Slot)
+            )
+        return tuple(pieces)
+
+
 # --- chat -----------------------------------------------------------------------------------
 
 

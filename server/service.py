@@ -38,6 +38,7 @@ from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.registry import create_compressor, get_entry
 from ragzip.server.context import (
     ContextPlan,
+    PlanLayout,
     plan_chat,
     plan_completion,
     render_chat,
@@ -57,7 +58,7 @@ from ragzip.server.soft import chat_from_completion, chat_stream, completion_bod
 from ragzip.server.streaming import UpstreamStreamResponse, wait_for_disconnect
 from ragzip.server.upstream import UpstreamClient, UpstreamReply
 from ragzip.tokenization import HFTokenCounter, TokenCounter
-from ragzip.types import Budget, CompressionResult, Passage
+from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextLayout, Passage
 
 logger = logging.getLogger("ragzip.server")
 
@@ -230,7 +231,13 @@ class ProxyService:
         return self._compressors[name]
 
     async def compress(
-        self, query: str, passages: Sequence[Passage], *, budget: Budget, compressor: str
+        self,
+        query: str,
+        passages: Sequence[Passage],
+        *,
+        budget: Budget,
+        compressor: str,
+        layout: ContextLayout = PLAIN_CONTEXT,
     ) -> CompressionResult:
         """Compress ``passages`` for ``query`` in the compression thread pool.
 
@@ -242,7 +249,7 @@ class ProxyService:
         start = time.perf_counter()
         try:
             result: CompressionResult = await asyncio.wait_for(
-                self._in_thread(comp.compress, query, list(passages), budget=budget),
+                self._in_thread(comp.compress, query, list(passages), budget=budget, layout=layout),
                 timeout=self.settings.compression_timeout,
             )
         except RagzipError:
@@ -263,14 +270,20 @@ class ProxyService:
         return result
 
     async def _run_plan(
-        self, plan: ContextPlan, options: RagzipOptions | None, *, soft_route: bool = False
+        self,
+        plan: ContextPlan,
+        options: RagzipOptions | None,
+        *,
+        soft_route: bool = False,
+        prefix_block: bool = True,
     ) -> tuple[list[str], RagzipUsage, CompressionResult | None]:
-        """Compress the plan's passages.
+        """Compress the plan's passages; the budget counts the context exactly as it is sent.
 
         Args:
             plan: The request's context.
             options: The ``ragzip`` field.
             soft_route: The route can send soft context upstream (chat completions).
+            prefix_block: The ``ragzip`` field's block goes in front of other text.
 
         Returns:
             The text to forward for each passage, the usage report, and the result when it is
@@ -306,7 +319,10 @@ class ProxyService:
             raise InputError(msg)
         start = time.perf_counter()
         try:
-            result = await self.compress(query, passages, budget=budget, compressor=name)
+            layout = PlanLayout(plan, self.settings.context_header, prefix_block)
+            result = await self.compress(
+                query, passages, budget=budget, compressor=name, layout=layout
+            )
             if result.embeddings is not None:
                 self._check_soft(name, soft_route)
         except CLIENT_ERRORS:
@@ -384,7 +400,12 @@ class ProxyService:
         plan = plan_chat(raw["messages"], options.passage_list() if options else [])
         usage: RagzipUsage | None = None
         if plan.has_work:
-            kept, usage, soft = await self._run_plan(plan, options, soft_route=True)
+            kept, usage, soft = await self._run_plan(
+                plan,
+                options,
+                soft_route=True,
+                prefix_block=self.settings.context_placement == "user",
+            )
             if soft is not None:
                 return await self._forward_soft(raw, plan, soft, request, usage)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}

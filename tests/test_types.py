@@ -14,7 +14,8 @@ def test_budget_resolve_tokens_ratio_and_both() -> None:
     assert Budget.compression(3).resolve(10) == 3
     assert Budget(max_tokens=100, ratio=2).resolve(1000) == 100
     assert Budget(max_tokens=600, ratio=2).resolve(1000) == 500
-    assert Budget.tokens(0).resolve(10) == 0
+    assert Budget.tokens(1).resolve(10) == 1
+    assert Budget.compression(100).resolve(10) == 0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ numbers in their metadata; the caller's documents are never modified.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from ragzip.compressor import Compressor
 from ragzip.errors import CompressionError, ConfigError, MissingDependencyError
 from ragzip.integrations.langchain_documents import document_to_passage
 from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, CompressionResult
+from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextFormat
 
 try:
     from langchain_core.callbacks import Callbacks
@@ -55,6 +56,11 @@ class RagzipCompressor(BaseDocumentCompressor):
     - ``ragzip_context_original_tokens`` / ``ragzip_context_compressed_tokens`` /
       ``ragzip_budget_tokens``: the same for the whole context, and the budget it was held to.
 
+    The budget counts the documents as a chain sends them: by default their texts joined by
+    blank lines (LangChain's stuff-documents default); give ``context_format`` when your prompt
+    writes them otherwise (numbers, titles, a header). Metadata is deep-copied: changing an
+    output document's metadata, nested values included, never changes the caller's documents.
+
     Args:
         compressor: A :class:`~ragzip.compressor.Compressor`, or a registry name such as
             ``"mig"`` (see ``ragzip.available_compressors()``).
@@ -85,6 +91,8 @@ class RagzipCompressor(BaseDocumentCompressor):
     """The wrapped compressor."""
     budget: Budget
     """The budget each call is held to."""
+    context_format: ContextFormat = PLAIN_CONTEXT
+    """How the chain writes the documents into the prompt; the budget counts that text."""
 
     def __init__(
         self,
@@ -145,7 +153,9 @@ class RagzipCompressor(BaseDocumentCompressor):
         if not documents:
             return []
         passages = [document_to_passage(d) for d in documents]
-        result = self.compressor.compress(query, passages, budget=self.budget)
+        result = self.compressor.compress(
+            query, passages, budget=self.budget, layout=self.context_format
+        )
         return self._documents(documents, result)
 
     async def acompress_documents(
@@ -158,7 +168,9 @@ class RagzipCompressor(BaseDocumentCompressor):
         if not documents:
             return []
         passages = [document_to_passage(d) for d in documents]
-        result = await self.compressor.acompress(query, passages, budget=self.budget)
+        result = await self.compressor.acompress(
+            query, passages, budget=self.budget, layout=self.context_format
+        )
         return self._documents(documents, result)
 
     def _documents(
@@ -180,7 +192,7 @@ class RagzipCompressor(BaseDocumentCompressor):
             if not kept.text.strip():  # dropped entirely
                 continue
             metadata = {
-                **doc.metadata,
+                **copy.deepcopy(doc.metadata),
                 f"{METADATA_PREFIX}compressor": result.compressor,
                 f"{METADATA_PREFIX}original_tokens": kept.original_tokens,
                 f"{METADATA_PREFIX}compressed_tokens": kept.tokens,

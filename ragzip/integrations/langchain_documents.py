@@ -1,10 +1,11 @@
 """Conversions between LangChain ``Document`` and ragzip :class:`~ragzip.types.Passage`.
 
-Both directions build new objects: the source's metadata is copied, never shared or altered.
+Both directions build new objects: the source's metadata is deep-copied, never shared or altered.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,7 @@ def passage_to_document(passage: Passage) -> Document:
     The passage's metadata is copied and ``id``, ``title`` and (when set) ``score`` are added, so
     they survive vector stores that keep metadata only. The document's ``id`` is the passage id.
     """
-    metadata: dict[str, Any] = dict(passage.metadata)
+    metadata: dict[str, Any] = copy.deepcopy(dict(passage.metadata))
     metadata["id"] = passage.id
     metadata["title"] = passage.title
     if passage.score is not None:
@@ -59,7 +60,7 @@ def document_to_passage(document: Document) -> Passage:
     if not isinstance(document, Document):
         msg = f"expected a langchain_core Document, got {type(document).__name__}"
         raise InputError(msg)
-    metadata = document.metadata or {}
+    metadata = copy.deepcopy(document.metadata or {})
     doc_id = document.id or metadata.get("id")
     title = metadata.get("title")
     return Passage(

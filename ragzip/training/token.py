@@ -76,9 +76,8 @@ from ragzip.compressors.token import (
     forced_mask,
     load_base_classifier,
     select_words,
-    split_words,
 )
-from ragzip.compressors.units import sentence_spans
+from ragzip.compressors.units import sentence_spans, split_words
 from ragzip.errors import ConfigError
 from ragzip.evaluation.data import NQExample, nq_split
 from ragzip.text import answer_in_text

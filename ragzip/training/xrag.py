@@ -450,6 +450,8 @@ class Setting:
     label: str
     compressor: Any
     budget: Any
+    with_context: bool = True
+    """``False``: the question alone (the no-context baseline)."""
 
 
 def prefill_gflops(model: Any, prompt_tokens: float) -> float:
@@ -487,7 +489,7 @@ def evaluate_answers(
         em, f1, acc, ctx, prompt, ttft, comp_ms, preds = ([] for _ in range(8))
         t0 = time.perf_counter()
         for q, passages in zip(questions, contexts, strict=True):
-            result = pipe.run(q.question, passages)
+            result = pipe.run(q.question, passages if setting.with_context else [])
             gen = result.generation
             assert gen is not None
             em.append(metrics.exact_match(gen.text, q.answers))
@@ -540,7 +542,8 @@ def time_prefill(
         for s in settings:
             best = math.inf
             for _ in range(repeats):
-                result = s.compressor.compress(q.question, passages, budget=s.budget)
+                context = passages if s.with_context else []
+                result = s.compressor.compress(q.question, context, budget=s.budget)
                 gen = generator.generate_compressed(result, max_new_tokens=1)
                 best = min(best, gen.ttft_s)
             per[s.label]["ttft"].append(best * 1000)
@@ -611,7 +614,7 @@ def run_comparison(
     full = Budget.compression(1)
     factories: dict[str, tuple[Any, Any]] = {
         "uncompressed": (lambda: make("identity"), full),
-        "no context": (lambda: make("identity"), Budget.tokens(0)),
+        "no context": (lambda: make("identity"), None),
         "xrag top1": (lambda: make("xrag", config={"top_k": 1}), full),
         "xrag top1 stage1": (lambda: make("xrag", config={"top_k": 1, "weights": stage1}), full),
         "xrag top1 untrained": (
@@ -637,7 +640,10 @@ def run_comparison(
     if unknown:
         msg = f"unknown settings {unknown}; choose from {sorted(factories)}"
         raise ConfigError(msg)
-    settings = [Setting(w, factories[w][0](), factories[w][1]) for w in wanted]
+    settings = [
+        Setting(w, factories[w][0](), factories[w][1] or full, factories[w][1] is not None)
+        for w in wanted
+    ]
     record: dict[str, Any] = {
         "split": "test",
         "questions": len(questions),

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import ragzip
 from ragzip import (
     Budget,
+    BudgetError,
     ConfigError,
     InputError,
     MissingDependencyError,
@@ -27,8 +28,10 @@ from ragzip import (
     RegistryError,
 )
 from ragzip.compressor import Compressor, join_spans
+from ragzip.prompts import PROMPT_CONTEXT
 from ragzip.registry import available
 from ragzip.tokenization import TokenCounter
+from ragzip.types import PLAIN_CONTEXT, ContextFormat
 
 NAMES = available()
 # ``auto`` needs a saved latency profile; the one measured for the embedded generator ships here.
@@ -85,12 +88,12 @@ _passages = st.lists(
     max_size=6,
 )
 _budgets = st.one_of(
-    st.integers(min_value=0, max_value=8).map(Budget.tokens),
-    st.integers(min_value=0, max_value=300).map(Budget.tokens),
+    st.integers(min_value=1, max_value=8).map(Budget.tokens),
+    st.integers(min_value=1, max_value=300).map(Budget.tokens),
     st.floats(min_value=1.0, max_value=20.0).map(Budget.compression),
     st.builds(
         lambda n, r: Budget(max_tokens=n, ratio=r),
-        st.integers(min_value=0, max_value=200),
+        st.integers(min_value=1, max_value=200),
         st.floats(min_value=1.0, max_value=10.0),
     ),
 )
@@ -100,22 +103,43 @@ _queries = st.one_of(
 )
 
 
+def _sent(counter: TokenCounter, layout: ContextFormat, passages: list[Passage], texts: Any) -> int:
+    """Tokens of what ``layout`` sends, counted independently of the compressor."""
+    block = layout.render(passages, list(texts))[0]
+    return counter.count(block) if block else 0
+
+
 def _check(
-    compressor: Compressor, query: str, passages: list[Any], budget: Budget, trims: list[str]
+    compressor: Compressor,
+    query: str,
+    passages: list[Any],
+    budget: Budget,
+    trims: list[str],
+    layout: ContextFormat = PLAIN_CONTEXT,
 ) -> None:
-    before = len(trims)
-    result = compressor.compress(query, passages, budget=budget)
-    assert len(trims) == before, f"{compressor.name} relied on the base class trim: {trims}"
     counter = compressor.counter
     originals = [Passage.coerce(p) for p in passages]
+    original = _sent(counter, layout, originals, [p.text for p in originals])
+    if budget.resolve(original) == 0 and original > 0:  # nothing could be sent: refused
+        with pytest.raises(BudgetError):
+            compressor.compress(query, passages, budget=budget, layout=layout)
+        return
+    before = len(trims)
+    result = compressor.compress(query, passages, budget=budget, layout=layout)
+    assert len(trims) == before, f"{compressor.name} relied on the base class trim: {trims}"
     assert result.query == query
     assert result.compressor == compressor.name
     assert result.compressed_tokens <= result.budget_tokens
-    assert result.budget_tokens == budget.resolve(sum(counter.count(p.text) for p in originals))
     assert len(result.passages) == len(originals)
+    if result.embeddings is None:  # what is sent, counted afresh, holds the budget
+        assert result.budget_tokens == budget.resolve(original)
+        assert result.original_tokens == original
+        sent = _sent(counter, layout, originals, [p.text for p in result.passages])
+        assert sent == result.compressed_tokens <= result.budget_tokens
+        assert result.context == layout.render(originals, [p.text for p in result.passages])[0]
     if result.embeddings is not None:  # soft compressor: vectors stand in for the text
         _check_soft(result, originals, counter)
-        again = compressor.compress(query, passages, budget=budget)
+        again = compressor.compress(query, passages, budget=budget, layout=layout)
         assert again.embeddings is not None
         assert np.array_equal(again.embeddings, result.embeddings)
         return
@@ -131,7 +155,7 @@ def _check(
         assert out.tokens == counter.count(out.text)
         assert out.original_tokens == counter.count(original.text)
     # deterministic on repeat
-    again = compressor.compress(query, passages, budget=budget)
+    again = compressor.compress(query, passages, budget=budget, layout=layout)
     assert [p.spans for p in again.passages] == [p.spans for p in result.passages]
 
 
@@ -175,9 +199,32 @@ _PROSE = [
 ]
 
 
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=_queries, passages=_passages, budget=_budgets)
+def test_budget_counts_the_prompt_as_sent(
+    compressor: Compressor,
+    trim_warnings: list[str],
+    query: str,
+    passages: list[Any],
+    budget: Budget,
+) -> None:
+    """With the pipeline's prompt layout (header, numbers, question line) and a titled layout."""
+    _check(compressor, query, passages, budget, trim_warnings, PROMPT_CONTEXT)
+    _check(compressor, query, passages, budget, trim_warnings, _TITLED)
+
+
+_TITLED = ContextFormat(
+    template="{text}", title_template="## {title}\n{text}", separator="\n---\n", prefix="Docs:\n"
+)
+
+
 @pytest.mark.parametrize(
     "budget",
-    [Budget.tokens(0), Budget.tokens(1), Budget.tokens(7), Budget.compression(1.0),
+    [Budget.tokens(1), Budget.tokens(7), Budget.compression(1.0),
      Budget.compression(2.0), Budget.compression(4.0), Budget.compression(1000.0),
      Budget(max_tokens=20, ratio=2.0)],
     ids=str,
@@ -186,10 +233,28 @@ def test_fixed_inputs(compressor: Compressor, budget: Budget, trim_warnings: lis
     _check(compressor, "who wrote yesterday?", _PROSE, budget, trim_warnings)
 
 
-def test_zero_budget_keeps_nothing(compressor: Compressor) -> None:
-    result = compressor.compress("who wrote yesterday?", _PROSE, budget=Budget.tokens(0))
-    assert result.compressed_tokens == 0
-    assert not any(p.text.strip() for p in result.passages)
+def test_impossible_budget_is_refused(compressor: Compressor) -> None:
+    with pytest.raises(BudgetError, match="leaves 0 of the context's"):
+        compressor.compress("who wrote yesterday?", _PROSE, budget=Budget.compression(1000))
+    with pytest.raises(BudgetError, match="at least 1"):
+        Budget.tokens(0)
+    with pytest.raises(BudgetError, match="at least 1"):
+        Budget.parse("0")
+
+
+@pytest.mark.parametrize("layout", [PLAIN_CONTEXT, PROMPT_CONTEXT, _TITLED], ids=str)
+@pytest.mark.parametrize("budget", [Budget.compression(1), Budget.tokens(100_000)], ids=str)
+def test_budget_covering_the_context_keeps_it_whole(
+    compressor: Compressor, budget: Budget, layout: ContextFormat
+) -> None:
+    """``1x`` (or any budget the whole context fits) is no compression, in every text compressor;
+    ``auto`` alone decides by itself how much to keep below such a cap."""
+    if compressor.soft or compressor.decides_amount:
+        pytest.skip(f"{compressor.name} does not keep text whole by design")
+    passages = [Passage(t, title=f"T{i}" if i % 2 else "") for i, t in enumerate(_PROSE)]
+    result = compressor.compress("who wrote yesterday?", passages, budget=budget, layout=layout)
+    assert [p.text for p in result.passages] == [p.text for p in passages]
+    assert result.compressed_tokens == result.original_tokens
 
 
 def test_generous_budget_is_used(compressor: Compressor) -> None:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ragzip
-from ragzip import Budget, ConfigError, InputError, Passage
+from ragzip import Budget, BudgetError, ConfigError, InputError, Passage
 from ragzip.compressor import join_spans
 from ragzip.compressors.sentence import (
     CONTEXT,
@@ -286,8 +286,10 @@ def test_contract_properties(
 def test_empty_and_zero_budget(tiny_scorer: SentenceScorer, minilm_counter: TokenCounter) -> None:
     comp = SentenceCompressor(counter=minilm_counter, scorer=tiny_scorer)
     assert comp.compress("q", [], budget=Budget.tokens(10)).passages == ()
-    result = comp.compress("q", ["", "  \n", PRIDE], budget=Budget.tokens(0))
-    assert result.compressed_tokens == 0 and all(p.dropped for p in result.passages)
+    with pytest.raises(BudgetError):
+        comp.compress("q", ["", "  \n", PRIDE], budget=Budget.compression(10_000))
+    result = comp.compress("q", ["", "  \n"], budget=Budget.tokens(1))
+    assert all(p.dropped for p in result.passages)
 
 
 def test_adaptive_falls_back_to_min_sentences(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ragzip
-from ragzip import Budget, ConfigError, InputError, ModelError
+from ragzip import Budget, BudgetError, ConfigError, InputError, ModelError
 from ragzip.compressors.xrag import (
     EMBED_DIM,
     HIDDEN_DIM,
@@ -94,9 +94,8 @@ def test_zero_budget_and_empty_passages_give_no_vectors(
     smollm2_counter: TokenCounter, embedder: Any, untrained: Projector
 ) -> None:
     comp = make(smollm2_counter, embedder, untrained, top_k=4)
-    zero = comp.compress(QUERY, PASSAGES, budget=Budget.tokens(0))
-    assert zero.embeddings is not None and zero.embeddings.shape == (0, HIDDEN_DIM)
-    assert [p.tokens for p in zero.passages] == [0, 0, 0, 0]
+    with pytest.raises(BudgetError):
+        comp.compress(QUERY, PASSAGES, budget=Budget.compression(10_000))
     blank = comp.compress(QUERY, ["", " \n"], budget=Budget.tokens(10))
     assert blank.embeddings is not None and blank.embeddings.shape == (0, HIDDEN_DIM)
 

@@ -138,7 +138,7 @@ def test_generate_compressed_of_text_equals_generate(gen) -> None:
 
 
 def test_zero_vectors_answer_from_the_question_alone(gen, mean_comp) -> None:
-    result = mean_comp.compress(QUERY, PASSAGES, budget=Budget.tokens(0))
+    result = mean_comp.compress(QUERY, ["", ""], budget=Budget.tokens(1))
     assert result.embeddings is not None and result.embeddings.shape == (0, HIDDEN)
     assert soft_context(result) == []
     out = gen.generate_compressed(result, max_new_tokens=3)

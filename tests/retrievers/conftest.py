@@ -157,3 +157,11 @@ def load_nq(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
             if limit is not None and len(rows) >= limit:
                 break
     return rows
+
+
+def beside(parent: Path, name: str = "idx") -> list[str]:
+    """What a folder holds besides an index's live version and lock file: after a save, only
+    the index path itself (no temporary, no old copy)."""
+    index = parent / name
+    live = index.resolve().name if index.is_symlink() else None
+    return sorted(p.name for p in parent.iterdir() if p.name not in {live, f".{name}.lock"})

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from ragzip.retrievers.fusion import RRF_K
 from ragzip.retrievers.index import MODES
 from ragzip.types import Passage
 
-from .conftest import QUESTIONS, CountingEmbedder, corpus_passages
+from .conftest import QUESTIONS, CountingEmbedder, beside, corpus_passages
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +359,7 @@ def test_save_replaces_an_existing_index_atomically(
     small = HybridIndex.build(corpus_passages()[:3], embedder=embedder, progress=False)
     small.save(target)
     assert len(HybridIndex.load(target, embedder=embedder)) == len(small)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no temp or old siblings
+    assert beside(tmp_path) == ["idx"]  # no temp or old siblings
 
 
 def test_failed_save_leaves_the_old_index_intact(
@@ -380,7 +379,7 @@ def test_failed_save_leaves_the_old_index_intact(
         other.save(target)
     after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     assert after == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    assert beside(tmp_path) == ["idx"]
     monkeypatch.undo()
     assert len(HybridIndex.load(target, embedder=embedder)) == len(index)
 
@@ -405,7 +404,7 @@ def test_unserialisable_metadata_is_a_clear_error(embedder: Any, tmp_path: Path)
     idx = HybridIndex.build([doc], embedder=embedder, progress=False)
     with pytest.raises(InputError, match="metadata JSON cannot hold"):
         idx.save(tmp_path / "idx")
-    assert list(tmp_path.iterdir()) == []
+    assert beside(tmp_path) == []
 
 
 # ---------------------------------------------------------------- progress
@@ -430,8 +429,7 @@ def test_load_is_quiet(saved: Path, embedder: Any, capfd: pytest.CaptureFixture[
 
 
 def test_no_stray_files_after_save(saved: Path) -> None:
-    names = sorted(os.listdir(saved.parent))
-    assert names == ["index"]
+    assert beside(saved.parent, "index") == ["index"]
 
 
 # ---------------------------------------------------------------- precision
