@@ -43,12 +43,15 @@ class CompressionRequest:
         passage_tokens: Tokens of each passage in the generator's tokenizer.
         budget_tokens: Total tokens the kept passage texts may use: the caller's budget less
             what the context layout (separators, numbers, titles, template) costs around them.
+        framing_tokens: What that layout costs around the whole context (so the context as
+            sent holds ``original_tokens + framing_tokens`` tokens).
     """
 
     query: str
     passages: tuple[Passage, ...]
     passage_tokens: tuple[int, ...]
     budget_tokens: int
+    framing_tokens: int = 0
 
     @property
     def original_tokens(self) -> int:
@@ -195,6 +198,7 @@ class Compressor(ABC):
             passages=items,
             passage_tokens=counts,
             budget_tokens=max(0, budget_tokens - framing),
+            framing_tokens=framing,
         )
         if not items:
             output = CompressionOutput(spans=[])

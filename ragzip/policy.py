@@ -15,13 +15,13 @@ import json
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.errors import ConfigError, InputError
-from ragzip.profiler import Profile, load_profile
+from ragzip.profiler import Profile, find_profile, load_profile
 from ragzip.tokenization import TokenCounter
 from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextLayout, Passage
 
@@ -233,15 +233,18 @@ class AutoCompressor(Compressor):
         """Where the policy's inputs live.
 
         Attributes:
-            profile_path: A profile JSON written by ``ragzip profile``.
-            eval_path: An ``eval.json`` of ``ragzip eval`` for quality, or ``None``. A missing
-                file means unknown quality, which is an error only with ``min_quality`` above 0.
+            profile_path: A profile JSON written by ``ragzip profile``; ``None`` uses this
+                machine's profile in the user cache folder, else the shipped portable default
+                (with a warning; see :func:`~ragzip.profiler.find_profile`).
+            eval_path: An ``eval.json`` of ``ragzip eval`` for quality, or ``None`` (unknown
+                quality). A missing file means unknown quality, which is an error only with
+                ``min_quality`` above 0.
             min_quality: Answer-in-context recall a candidate needs.
             generator: Which generator's profile to use when the file holds several.
         """
 
-        profile_path: str = "reports/profile/profile.json"
-        eval_path: str | None = "reports/eval/eval.json"
+        profile_path: str | None = None
+        eval_path: str | None = None
         min_quality: float = 0.0
         generator: str | None = None
 
@@ -256,7 +259,7 @@ class AutoCompressor(Compressor):
         super().__init__(counter=counter)
         self.config = config or AutoCompressor.Config()
         if policy is None:
-            profile = load_profile(self.config.profile_path, generator=self.config.generator)
+            profile = find_profile(self.config.profile_path, generator=self.config.generator)
             quality: dict[QualityKey, float] = {}
             eval_path = self.config.eval_path
             if eval_path is not None and (Path(eval_path).is_file() or self.config.min_quality):
@@ -318,14 +321,11 @@ class AutoCompressor(Compressor):
         if not decision.compress or decision.compressor is None or decision.ratio is None:
             out = self._identity._compress(request)
             return CompressionOutput(spans=out.spans, timings={**out.timings, **stats})
-        budget = min(request.budget_tokens, math.floor(request.original_tokens / decision.ratio))
+        sent = request.original_tokens + request.framing_tokens  # the ratio is of what is sent
+        allowed = math.floor(sent / decision.ratio) - request.framing_tokens
+        budget = max(0, min(request.budget_tokens, allowed))
         chosen = self.candidates[decision.compressor]
-        sub = CompressionRequest(
-            query=request.query,
-            passages=request.passages,
-            passage_tokens=request.passage_tokens,
-            budget_tokens=budget,
-        )
+        sub = replace(request, budget_tokens=budget)
         out = chosen._compress(sub)
         return CompressionOutput(
             spans=out.spans,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ragzip.errors import ConfigError
-from ragzip.profiler import Profile, build_context, peak_rss_bytes
+from ragzip.profiler import Profile, build_context, kept_context_tokens, peak_rss_bytes
 from ragzip.prompts import build_messages
 from ragzip.types import Budget, Passage
 
@@ -222,7 +222,7 @@ def check_profile(
                 result = comp.compress(query, context, budget=budget)
                 seconds = float(result.timings["total"])
                 comp_s.append(seconds)
-                kept.append(result.compressed_tokens)
+                kept.append(kept_context_tokens(result))
                 with_comp.append(seconds + _ttft(generator, query, result.texts or [""]))
             pred = profile.predict(cost.compressor, cost.ratio, n)
             kept_tokens = round(_median([float(k) for k in kept]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
 import os
 import platform
@@ -45,13 +46,49 @@ if TYPE_CHECKING:
     from ragzip.tokenization import TokenCounter
     from ragzip.types import CompressionResult
 
+logger = logging.getLogger(__name__)
+
 SCHEMA = "ragzip-profile/1"
 JSON_NAME = "profile.json"
+SHIPPED_PROFILE = Path(__file__).resolve().parent / "data" / "default_profile.json"
+"""The portable default: the embedded generator profiled on a 2-core x86-64 CPU, used by
+``auto`` (with a warning) until ``ragzip profile`` has measured this machine."""
+
+
+def user_profile_path() -> Path:
+    """Where ``ragzip profile`` saves, and ``auto`` first looks: the user cache folder."""
+    from ragzip.models import cache_dir
+
+    return cache_dir() / "profile" / JSON_NAME
+
+
+def find_profile(path: str | Path | None = None, *, generator: str | None = None) -> Profile:
+    """The profile ``auto`` uses.
+
+    Args:
+        path: A profile file to use as it is (this machine's profile must be in it). ``None``:
+            this machine's profile in :func:`user_profile_path`, else the shipped portable
+            default (:data:`SHIPPED_PROFILE`), with a warning that it was measured elsewhere.
+        generator: The generator's name, when the file holds several.
+
+    Raises:
+        ConfigError: No usable profile.
+    """
+    if path is not None:
+        return load_profile(path, generator=generator)
+    mine = user_profile_path()
+    if mine.is_file():
+        try:
+            return load_profile(mine, generator=generator)
+        except ConfigError:
+            pass  # another machine's or generator's: fall through to the portable default
+    return load_profile(SHIPPED_PROFILE, generator=generator, any_machine=True)
+
+
 LATENCY_PLOT = "latency.png"
 SPEEDUP_PLOT = "speedup.png"
 CHECK_JSON = "check.json"
 CHECK_MD = "check.md"
-DEFAULT_DATA = Path("../shared/data/nq_open_dev.jsonl.gz")
 
 
 # -- cost models ------------------------------------------------------------------------------
@@ -263,9 +300,24 @@ class Prediction:
         return self.baseline_s / self.compressed_s if self.compressed_s > 0 else math.inf
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware")):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_key() -> str:
-    """Platform and CPU count, the machine part of a profile's key."""
-    return f"{platform.platform()}|{os.cpu_count()}cpu"
+    """What decides compression and prefill speed on this machine: OS, CPU model and count.
+
+    Kernel builds, host names and library patch levels are left out, so a profile stays valid
+    across updates of the same machine (and on identical machines).
+    """
+    return f"{platform.system()}-{platform.machine()}|{_cpu_model()}|{os.cpu_count()}cpu"
 
 
 @dataclass(frozen=True)
@@ -522,7 +574,11 @@ def _read_doc(path: Path) -> dict[str, Any]:
 
 
 def load_profile(
-    path: str | Path, *, generator: str | None = None, machine: str | None = None
+    path: str | Path,
+    *,
+    generator: str | None = None,
+    machine: str | None = None,
+    any_machine: bool = False,
 ) -> Profile:
     """Read a profile from a file written by :func:`save_profile`.
 
@@ -531,6 +587,8 @@ def load_profile(
         generator: The generator's name; may be left out when the file holds one profile for
             the machine.
         machine: A :func:`machine_key`; defaults to this machine's.
+        any_machine: When the file holds no profile of this machine, take the generator's
+            profile measured on another one (with a warning that says so) instead of failing.
 
     Raises:
         ConfigError: No such file, a foreign file, or no (unique) profile for the machine and
@@ -542,11 +600,17 @@ def load_profile(
         raise ConfigError(msg)
     profiles: dict[str, Any] = _read_doc(path)["profiles"]
     machine = machine or machine_key()
-    found = [
-        p
-        for p in profiles.values()
-        if p.get("machine") == machine and (generator is None or p.get("generator") == generator)
-    ]
+    mine = [p for p in profiles.values() if generator is None or p.get("generator") == generator]
+    found = [p for p in mine if p.get("machine") == machine]
+    if not found and any_machine and len(mine) == 1:
+        logger.warning(
+            "no latency profile of this machine (%s) in %s: using the one measured on %s; "
+            "run `ragzip profile` to calibrate `auto` here",
+            machine,
+            path,
+            mine[0].get("machine"),
+        )
+        found = mine
     if len(found) != 1:
         what = "no profile" if not found else "several profiles"
         msg = (
@@ -560,7 +624,7 @@ def load_profile(
 # -- measuring --------------------------------------------------------------------------------
 
 
-def load_nq_passages(path: str | Path = DEFAULT_DATA, *, limit: int = 400) -> list[Passage]:
+def load_nq_passages(path: str | Path, *, limit: int = 400) -> list[Passage]:
     """Gold passages of NQ-open questions, in file order, with the question in metadata."""
     path = Path(path)
     if not path.is_file():
@@ -581,6 +645,45 @@ def load_nq_passages(path: str | Path = DEFAULT_DATA, *, limit: int = 400) -> li
         msg = f"{path} holds no passages"
         raise ConfigError(msg)
     return out
+
+
+def calibration_passages() -> list[Passage]:
+    """The calibration corpus that ships with ragzip: the prose of its own docstrings.
+
+    About 20k SmolLM2 tokens of English in paragraphs of 200 characters or more, present
+    wherever ragzip is installed, so ``ragzip profile`` needs no data download.
+    """
+    import ast
+    import importlib.util
+
+    out: list[Passage] = []
+    for package in ("ragzip", "ragzip.compressors", "ragzip.retrievers", "ragzip.server"):
+        spec = importlib.util.find_spec(package)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            for file in sorted(Path(folder).rglob("*.py")):
+                tree = ast.parse(file.read_text(encoding="utf-8"))
+                for node in ast.walk(tree):
+                    if isinstance(
+                        node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+                    ):
+                        doc = ast.get_docstring(node)
+                        if doc and len(doc) >= 200:
+                            out.append(Passage(" ".join(doc.split()), title=file.stem))
+    return list(dict.fromkeys(out))
+
+
+def calibration_pool(
+    data: str | Path | None = None, index: str | Path | None = None, *, limit: int = 400
+) -> list[Passage]:
+    """Passages to build profiling contexts from: NQ data, an index's chunks, or the shipped
+    corpus (:func:`calibration_passages`) when neither is given."""
+    if data is not None:
+        return load_nq_passages(data, limit=limit)
+    if index is not None:
+        from ragzip.retrievers.index import HybridIndex
+
+        return list(HybridIndex.load(index).chunks[:limit])
+    return calibration_passages()
 
 
 def build_context(pool: Sequence[Passage], n: int, counter: TokenCounter) -> list[Passage]:
@@ -664,6 +767,15 @@ def _time_generation(
         rate = gen.decode_tokens_per_s
         decode.append(1.0 / rate if rate > 0 else math.nan)
     return prompt_tokens, _median(ttfts), _median(decode)
+
+
+def kept_context_tokens(result: CompressionResult) -> int:
+    """Context tokens a result keeps, in the profile's unit: passage text without the layout's
+    separators and template (those are part of the modelled prompt overhead); vectors for a
+    soft result."""
+    if result.embeddings is not None:
+        return result.compressed_tokens
+    return sum(p.tokens for p in result.passages)
 
 
 def _time_soft_prefill(
@@ -760,7 +872,7 @@ def measure(
                 for _ in range(repeats):
                     res = comp.compress(query, contexts[n], budget=Budget.compression(r))
                     secs.append(float(res.timings["total"]))
-                    kept = res.compressed_tokens
+                    kept = kept_context_tokens(res)
                 comp_samples.append(CompressionSample(name, r, n, kept, _median(secs), repeats))
                 soft = res.embeddings is not None and generator.accepts_embeddings
                 if soft and (name, kept) not in soft_points:  # the prefill at its vector count
@@ -1026,7 +1138,8 @@ def run_profile(
     generator: Generator,
     out_dir: str | Path,
     expected_output_tokens: int,
-    data: str | Path = DEFAULT_DATA,
+    data: str | Path | None = None,
+    index: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     max_context_tokens: int | None = None,
     check_repeats: int = 0,
@@ -1041,7 +1154,7 @@ def run_profile(
     """
     from ragzip.registry import create_compressor
 
-    pool = load_nq_passages(data, limit=max(50, max(lengths) // 40 + 50))
+    pool = calibration_pool(data, index, limit=max(50, max(lengths) // 40 + 50))
     built = {name: create_compressor(name, counter=generator.counter) for name in compressors}
     profile = measure(
         generator,
@@ -1104,13 +1217,26 @@ def profile_command(
         int | None,
         typer.Option("--context-window", help="The remote model's context window in tokens."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports/profile"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Output folder (default: the user cache folder, where auto looks)."
+        ),
+    ] = None,
     expected_output_tokens: Annotated[
         int, typer.Option("--expected-output-tokens", help="Answer length for end-to-end latency.")
     ] = 32,
     data: Annotated[
-        Path, typer.Option("--data", help="NQ-open jsonl.gz to build contexts from.")
-    ] = (DEFAULT_DATA),
+        Path | None,
+        typer.Option("--data", help="NQ-open jsonl.gz to build contexts from."),
+    ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            help="Build contexts from this index's chunks (default: a corpus shipped with ragzip).",
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -1134,7 +1260,7 @@ def profile_command(
         names = _csv(compressors, str, "compressors")
         grid_n = _csv(lengths, int, "lengths")
         grid_r = _csv(ratios, float, "ratios")
-        if not Path(data).is_file():
+        if data is not None and not Path(data).is_file():
             msg = f"no NQ data at {data} (pass --data PATH/nq_open_dev.jsonl.gz)"
             raise ConfigError(msg)
         if check and check_repeats < 1:
@@ -1147,9 +1273,10 @@ def profile_command(
             ratios=grid_r,
             repeats=repeats,
             generator=gen,
-            out_dir=out,
+            out_dir=out if out is not None else user_profile_path().parent,
             expected_output_tokens=expected_output_tokens,
             data=data,
+            index=index,
             progress=lambda line: console.log(line),
             max_context_tokens=context_window,
             check_repeats=check_repeats if check else 0,
@@ -1174,7 +1301,10 @@ __all__ = [
     "Profile",
     "QuadraticModel",
     "build_context",
+    "calibration_passages",
+    "calibration_pool",
     "candidate_key",
+    "find_profile",
     "fit_cost",
     "fit_decode",
     "fit_linear",
@@ -1191,4 +1321,5 @@ __all__ = [
     "run_profile",
     "save_profile",
     "summary_table",
+    "user_profile_path",
 ]

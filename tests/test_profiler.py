@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from ragzip.profiler import (
     Profile,
     QuadraticModel,
     build_context,
+    calibration_passages,
+    find_profile,
     fit_cost,
     fit_decode,
     fit_linear,
@@ -26,9 +29,11 @@ from ragzip.profiler import (
     kv_bytes_per_token,
     load_nq_passages,
     load_profile,
+    machine_key,
     plot_profile,
     save_profile,
     summary_table,
+    user_profile_path,
 )
 
 
@@ -357,3 +362,54 @@ def test_relative_fits_weigh_short_points_like_long_ones() -> None:
     origin = fit_cost(xs.tolist(), ys.tolist(), relative=True)
     assert origin.intercept == 0.0
     assert origin.slope == pytest.approx(float(np.sum(xs / ys) / np.sum((xs / ys) ** 2)))
+
+
+# -- a fresh machine ---------------------------------------------------------------------------
+
+
+def test_machine_key_leaves_out_kernel_builds() -> None:
+    import platform
+
+    key = machine_key()
+    assert platform.release() not in key  # a kernel update must not orphan a profile
+    assert key.endswith(f"|{os.cpu_count()}cpu")
+
+
+def test_another_machines_profile_is_used_only_when_asked_with_a_notice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = save_profile(synthetic_profile(), tmp_path / "profile.json")
+    with pytest.raises(ConfigError, match="no profile for machine"):
+        load_profile(path, machine="elsewhere")
+    with caplog.at_level("WARNING"):
+        prof = load_profile(path, machine="elsewhere", any_machine=True)
+    assert prof == synthetic_profile()
+    assert "run `ragzip profile`" in caplog.text
+
+
+def test_auto_finds_a_profile_on_a_fresh_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No cache, another machine: the shipped portable profile, with a notice; once this
+    machine is profiled into the user cache, its own profile wins."""
+    monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("ragzip.profiler.machine_key", lambda: "Plan9-vax|Some CPU|64cpu")
+    with caplog.at_level("WARNING"):
+        shipped = find_profile(None)
+    assert shipped.generator == "smollm2-135m-instruct"
+    assert "Plan9-vax" in caplog.text
+    own = Profile(**{**synthetic_profile().__dict__, "machine": "Plan9-vax|Some CPU|64cpu"})
+    save_profile(own, user_profile_path())
+    assert user_profile_path().is_absolute()
+    assert find_profile(None) == own
+
+
+def test_calibration_corpus_ships_with_the_package() -> None:
+    from ragzip.models import smollm2_counter as make_counter
+
+    smollm2_counter = make_counter()
+    pool = calibration_passages()
+    assert len(pool) > 50
+    assert sum(smollm2_counter.count_batch([p.text for p in pool])) > 4096
+    context = build_context(pool, 3072, smollm2_counter)
+    assert sum(smollm2_counter.count_batch([p.text for p in context])) <= 3072

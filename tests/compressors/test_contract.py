@@ -8,7 +8,6 @@ must be cut from the original passages, and bad input must raise ``InputError``.
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,9 +33,6 @@ from ragzip.tokenization import TokenCounter
 from ragzip.types import PLAIN_CONTEXT, ContextFormat
 
 NAMES = available()
-# ``auto`` needs a saved latency profile; the one measured for the embedded generator ships here.
-PROFILE = Path(__file__).resolve().parents[2] / "benchmarks/results/profile/embedded/profile.json"
-_CONFIGS: dict[str, dict[str, Any]] = {"auto": {"profile_path": str(PROFILE)}}
 
 _compressors: dict[tuple[str, str], Compressor] = {}
 
@@ -47,9 +43,7 @@ def compressor(request: pytest.FixtureRequest, counter: TokenCounter) -> Compres
     key = (request.param, counter.name)
     if key not in _compressors:
         try:
-            _compressors[key] = ragzip.create_compressor(
-                request.param, counter=counter, config=_CONFIGS.get(request.param)
-            )
+            _compressors[key] = ragzip.create_compressor(request.param, counter=counter)
         except (MissingDependencyError, ModelError, ConfigError) as exc:
             # e.g. a policy that needs a profile file, or weights not installed here; shown by -ra
             pytest.skip(f"{request.param!r} cannot be built with its defaults here: {exc}")

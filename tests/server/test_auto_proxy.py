@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from ragzip.profiler import CompressorCost, LinearModel, Profile, QuadraticModel, save_profile
+from ragzip.profiler import (
+    CompressorCost,
+    LinearModel,
+    Profile,
+    QuadraticModel,
+    save_profile,
+    user_profile_path,
+)
 
 from .conftest import FakeUpstream, ServerThread
 
@@ -39,8 +46,8 @@ def auto_proxy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> ServerThread:
     monkeypatch.setattr("ragzip.profiler.machine_key", lambda: MACHINE)
-    monkeypatch.chdir(tmp_path)  # the auto compressor's default paths are relative
-    save_profile(PROFILE, Path("reports/profile/profile.json"))
+    monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path))  # where auto finds this machine's
+    save_profile(PROFILE, user_profile_path())
     server: ServerThread = serve_proxy(
         upstream_server.url, default_compressor="auto", default_budget="1x"
     )
