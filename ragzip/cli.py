@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +30,45 @@ SPEC_HELP = (
     "Compressor spec: a registered name, optionally with config settings as "
     "NAME:KEY=VALUE;KEY=VALUE (quote it in the shell), e.g. 'sentence:mode=adaptive;threshold=0.4'."
 )
+
+
+def _quiet_libraries() -> None:
+    """Silence the progress bars and warnings of the libraries ragzip drives.
+
+    The commands show one progress display of their own (``--no-progress`` turns it off);
+    bars of transformers, sentence-transformers, huggingface_hub, bm25s and faiss, and the
+    deprecation warnings of those libraries, say nothing a user of ragzip can act on.
+    """
+    for name, value in (
+        ("TQDM_DISABLE", "1"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
+        os.environ.setdefault(name, value)
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+@contextmanager
+def _activity(progress: bool, what: str) -> Iterator[None]:
+    """A spinner on stderr while ``what`` runs (nothing with ``--no-progress``)."""
+    if not progress:
+        yield
+        return
+    with console.status(what):
+        yield
+
+
+def _check_compressor(spec: str, options: dict[str, Any]) -> None:
+    """Fail on a misspelt compressor name or setting before any model loads."""
+    from ragzip.registry import resolve_config
+
+    try:
+        resolve_config(spec, options or None)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -63,25 +106,48 @@ def index(
     ),
     max_words: Annotated[int, typer.Option(help="Chunk size in words.")] = 120,
     overlap_words: Annotated[int, typer.Option(help="Overlap between chunks in words.")] = 24,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
 ) -> None:
     """Chunk documents and build a hybrid (BM25 + dense) index on disk."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     from ragzip.retrievers.chunking import ChunkConfig
-    from ragzip.retrievers.documents import load_documents
+    from ragzip.retrievers.documents import read_documents
     from ragzip.retrievers.index import HybridIndex
 
+    labels = {"chunk": "chunking documents", "embed": "embedding chunks", "bm25": "indexing"}
+    display = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        stage = "bm25" if stage == "faiss" else stage
+        if stage not in tasks:
+            tasks[stage] = display.add_task(labels[stage], total=total)
+        display.update(tasks[stage], completed=done, total=total)
+
     try:
-        docs = load_documents(paths)
-        built = HybridIndex.build(
-            docs,
-            chunking=ChunkConfig(max_words=max_words, overlap_words=overlap_words),
-            progress=progress,
-        )
-        built.save(index_path)
+        config = ChunkConfig(max_words=max_words, overlap_words=overlap_words)
+        with display:
+            found = read_documents(paths)
+            built = HybridIndex.build(found.passages, chunking=config, progress=report)
+            built.save(index_path)
     except RagzipError as exc:
         raise _fail(exc) from exc
+    if found.skipped:
+        console.print(f"[yellow]skipped {len(found.skipped)} file(s):[/]")
+        for where, reason in found.skipped:
+            console.print(f"  {where}: {reason}", markup=False, highlight=False)
     console.print(
-        f"indexed [bold]{len(docs)}[/] documents as [bold]{len(built)}[/] chunks → {index_path}"
+        f"indexed [bold]{len(found.passages)}[/] documents as [bold]{len(built)}[/] chunks "
+        f"→ {index_path}"
     )
 
 
@@ -99,21 +165,22 @@ def ask(
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 32,
     show_context: Annotated[bool, typer.Option(help="Print the compressed context.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
 ) -> None:
     """Retrieve, compress and answer with the embedded generator."""
     from ragzip.pipeline import Pipeline
 
     parsed = _parse_budget(budget)
+    options = _parse_options(option)
+    _check_compressor(compressor, options)
     try:
-        pipe = Pipeline.from_defaults(
-            index_path,
-            compressor=compressor,
-            budget=parsed,
-            compressor_config=_parse_options(option),
-            k=k,
-        )
+        with _activity(progress, "loading models"):
+            pipe = Pipeline.from_defaults(
+                index_path, compressor=compressor, budget=parsed, compressor_config=options, k=k
+            )
         pipe.max_new_tokens = max_new_tokens
-        result = pipe.run(question)
+        with _activity(progress, "retrieving, compressing, answering"):
+            result = pipe.run(question)
     except RagzipError as exc:
         raise _fail(exc) from exc
     comp = result.compression
@@ -151,6 +218,7 @@ def compress(
     option: Annotated[
         list[str], typer.Option("--option", "-o", help="Compressor config key=value.")
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
 ) -> None:
     """Compress JSON from stdin to JSON on stdout.
 
@@ -167,11 +235,12 @@ def compress(
     if not isinstance(payload, dict) or "query" not in payload or "passages" not in payload:
         raise _fail(ValueError('input must be a JSON object with "query" and "passages"'))
     parsed = _parse_budget(budget or str(payload.get("budget", "4x")))
+    options = _parse_options(option)
+    _check_compressor(compressor, options)
     try:
-        comp = create_compressor(
-            compressor, counter=smollm2_counter(), config=_parse_options(option)
-        )
-        result = comp.compress(payload["query"], payload["passages"], budget=parsed)
+        with _activity(progress, f"compressing with {compressor}"):
+            comp = create_compressor(compressor, counter=smollm2_counter(), config=options)
+            result = comp.compress(payload["query"], payload["passages"], budget=parsed)
     except RagzipError as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -250,6 +319,7 @@ def _register_optional_commands() -> None:
 _register_optional_commands()
 
 
-def main() -> None:  # pragma: no cover - console script entry
-    """Console-script entry point."""
+def main() -> None:
+    """Console-script entry point: quiets the libraries, then runs the command."""
+    _quiet_libraries()
     app()

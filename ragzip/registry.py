@@ -324,16 +324,35 @@ def create_compressor(
         MissingDependencyError: The compressor's extra is not installed.
         ConfigError: A malformed spec, or unknown or invalid config keys.
     """
+    cls, built = resolve_config(name, config)
+    kwargs: dict[str, Any] = dict(components)
+    if built is not None:
+        kwargs["config"] = built
+    return cls(counter=counter, **kwargs)
+
+
+def resolve_config(
+    name: str | CompressorSpec, config: Mapping[str, Any] | Any | None = None
+) -> tuple[type[Compressor], Any | None]:
+    """The compressor class of a spec and its typed config, without building any model.
+
+    Commands call it first, so a misspelt name or setting fails in a moment, before models
+    load.
+
+    Raises:
+        RegistryError: Unknown name (lists the valid ones).
+        MissingDependencyError: The compressor's extra is not installed.
+        ConfigError: A malformed spec, or unknown or invalid config keys.
+    """
     spec = parse_spec(name)
     cls = get_class(spec.name)
     config_cls = getattr(cls, "Config", None)
-    kwargs: dict[str, Any] = dict(components)
     if config_cls is not None:
-        kwargs["config"] = _merge(config_cls, config, spec)
-    elif config or spec.options:
+        return cls, _merge(config_cls, config, spec)
+    if config or spec.options:
         msg = f"compressor {spec.name!r} takes no configuration, got {config or spec.label!r}"
         raise ConfigError(msg)
-    return cls(counter=counter, **kwargs)
+    return cls, None
 
 
 def _merge(config_cls: type, config: Mapping[str, Any] | Any | None, spec: CompressorSpec) -> Any:

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ragzip.errors import InputError
@@ -35,8 +36,26 @@ _FRONT_MATTER = re.compile(r"\A---\r?\n.*?\r?\n(---|\.\.\.)\r?\n", re.DOTALL)
 PathArg = str | os.PathLike[str]
 
 
+@dataclass(frozen=True)
+class Documents:
+    """What :func:`read_documents` found.
+
+    Attributes:
+        passages: The documents, as :func:`load_documents` returns them.
+        skipped: ``(path, reason)`` of every file or record left out (empty, binary, not UTF-8).
+    """
+
+    passages: tuple[Passage, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
 def load_documents(paths: Sequence[PathArg] | PathArg) -> list[Passage]:
-    """Read every supported document under ``paths``.
+    """Read every supported document under ``paths`` (see :func:`read_documents`)."""
+    return list(read_documents(paths).passages)
+
+
+def read_documents(paths: Sequence[PathArg] | PathArg) -> Documents:
+    """Read every supported document under ``paths``, and say which files were skipped.
 
     Args:
         paths: Files and/or folders. Folders are searched recursively.
@@ -56,6 +75,7 @@ def load_documents(paths: Sequence[PathArg] | PathArg) -> list[Passage]:
         msg = "no paths given: pass at least one file or folder"
         raise InputError(msg)
     passages: list[Passage] = []
+    skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     for raw in paths:
         root = Path(raw)
@@ -73,7 +93,7 @@ def load_documents(paths: Sequence[PathArg] | PathArg) -> list[Passage]:
                 raise InputError(msg)
             files = [root]
         for file in files:
-            loaded = _load_file(file, explicit=file is root)
+            loaded = _load_file(file, explicit=file is root, skipped=skipped)
             for passage in loaded:
                 if passage.id in seen:
                     msg = f"duplicate document id {passage.id!r} (from {str(file)!r})"
@@ -88,7 +108,7 @@ def load_documents(paths: Sequence[PathArg] | PathArg) -> list[Passage]:
             "files are skipped)"
         )
         raise InputError(msg)
-    return passages
+    return Documents(tuple(passages), tuple(skipped))
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -103,7 +123,7 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield path
 
 
-def _read_text(path: Path, *, explicit: bool) -> str | None:
+def _read_text(path: Path, *, explicit: bool, skipped: list[tuple[str, str]]) -> str | None:
     """The file's text, or ``None`` (skipped) for binary files found while walking a folder."""
     try:
         data = path.read_bytes()
@@ -112,7 +132,7 @@ def _read_text(path: Path, *, explicit: bool) -> str | None:
         raise InputError(msg) from exc
     reason = ""
     if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
-        reason = "contains NUL bytes"
+        reason = "contains NUL bytes (binary)"
     else:
         try:
             return data.decode("utf-8-sig")
@@ -122,17 +142,19 @@ def _read_text(path: Path, *, explicit: bool) -> str | None:
         msg = f"{str(path)!r} looks binary: it {reason}"
         raise InputError(msg)
     logger.info("skipping %s: it %s", path, reason)
+    skipped.append((str(path), reason))
     return None
 
 
-def _load_file(path: Path, *, explicit: bool) -> list[Passage]:
-    text = _read_text(path, explicit=explicit)
+def _load_file(path: Path, *, explicit: bool, skipped: list[tuple[str, str]]) -> list[Passage]:
+    text = _read_text(path, explicit=explicit, skipped=skipped)
     if text is None:
         return []
     if path.suffix.lower() in JSONL_SUFFIXES:
-        return _load_jsonl(path, text)
+        return _load_jsonl(path, text, skipped)
     if not text.strip():
         logger.info("skipping %s: empty", path)
+        skipped.append((str(path), "is empty"))
         return []
     return [
         Passage(
@@ -144,7 +166,7 @@ def _load_file(path: Path, *, explicit: bool) -> list[Passage]:
     ]
 
 
-def _load_jsonl(path: Path, text: str) -> list[Passage]:
+def _load_jsonl(path: Path, text: str, skipped: list[tuple[str, str]]) -> list[Passage]:
     passages: list[Passage] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -164,6 +186,7 @@ def _load_jsonl(path: Path, text: str) -> list[Passage]:
             raise InputError(msg)
         if not body.strip():
             logger.info("skipping %s: empty text", where)
+            skipped.append((where, "has an empty text"))
             continue
         title = record.get("title", path.stem)
         if not isinstance(title, str):

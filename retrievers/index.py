@@ -35,7 +35,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -63,6 +63,11 @@ from ragzip.retrievers.dense import (
 )
 from ragzip.retrievers.fusion import RRF_K, reciprocal_rank_fusion
 from ragzip.types import Passage
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: how far an index build is."""
+EMBED_SLICE = 512
+"""Chunks embedded between two progress reports."""
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +129,7 @@ class HybridIndex:
         *,
         chunking: ChunkConfig | None = ChunkConfig(),  # noqa: B008 - frozen, never mutated
         embedder: Any | None = None,
-        progress: bool = True,
+        progress: bool | ProgressFn = True,
         dense_kind: DenseKind | None = None,
         bm25_config: BM25Config | None = None,
         dense_config: DenseConfig | None = None,
@@ -136,7 +141,10 @@ class HybridIndex:
             chunking: How to cut documents into chunks; ``None`` indexes each passage whole.
             embedder: A sentence-transformers model (anything with its ``encode``); the
                 embedded all-MiniLM-L6-v2 when ``None``.
-            progress: Show progress bars while indexing.
+            progress: Show the libraries' progress bars while indexing (``True``), nothing
+                (``False``), or report to a function ``progress(stage, done, total)`` called
+                as documents are chunked (``"chunk"``), chunks embedded (``"embed"``) and
+                the two indexes built (``"bm25"``, ``"faiss"``), with no other output.
             dense_kind: ``"auto"`` (the default), ``"flat"`` or ``"hnsw"``; overrides
                 ``dense_config.kind``.
             bm25_config: BM25 parameters (defaults of :class:`BM25Config`).
@@ -153,8 +161,14 @@ class HybridIndex:
                 msg = f"two documents share the id {doc.id!r}; ids must be unique"
                 raise InputError(msg)
             seen.add(doc.id)
+        report = progress if callable(progress) else None
+        bars = progress is True
         if chunking is not None:
-            chunks = chunk_passages(docs, chunking)
+            chunks = []
+            for i, doc in enumerate(docs):
+                chunks.extend(chunk_passages([doc], chunking))
+                if report:
+                    report("chunk", i + 1, len(docs))
         else:
             chunks = [_as_whole_chunk(doc) for doc in docs if doc.text.strip()]
         if not chunks:
@@ -164,24 +178,37 @@ class HybridIndex:
         if embedder is None:
             embedder = _default_embedder()
         dense_config = dense_config or DenseConfig()
-        vectors = embed_texts(
-            embedder,
-            [embedding_text(c) for c in chunks],
-            batch_size=dense_config.batch_size,
-            progress=progress,
-            precision=dense_config.precision,
-        )
+        texts = [embedding_text(c) for c in chunks]
+        step = len(texts) if report is None else EMBED_SLICE
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(
+                embed_texts(
+                    embedder,
+                    texts[start : start + step],
+                    batch_size=dense_config.batch_size,
+                    progress=bars,
+                    precision=dense_config.precision,
+                )
+            )
+            if report:
+                report("embed", min(len(texts), start + step), len(texts))
+        vectors = np.concatenate(parts)
         t_embed = time.perf_counter()
+        if report:
+            report("bm25", 0, 1)
         index = cls.from_embeddings(
             chunks,
             vectors,
             embedder=embedder,
-            progress=progress,
+            progress=bars,
             dense_kind=dense_kind,
             bm25_config=bm25_config,
             dense_config=dense_config,
             chunk_config=chunking,
         )
+        if report:
+            report("faiss", 1, 1)
         index.build_timings = {
             "chunk": t_chunk - t0,
             "embed": t_embed - t_chunk,

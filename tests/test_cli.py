@@ -1,9 +1,13 @@
-"""``ragzip compress`` / ``ragzip ask``: compressors given as specs."""
+"""The ``ragzip`` command line: compressor specs, early checks, a quiet output."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ragzip.cli import app
@@ -52,3 +56,54 @@ def test_bad_specs_exit_2_with_the_reason() -> None:
     code, output = _compress("--compressor", "random:seed=1", "-o", "seed=2")
     assert code == 2
     assert "both set ['seed']" in " ".join(output.split())
+
+
+def test_bad_names_and_budgets_fail_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("models were loaded before the arguments were checked")
+
+    monkeypatch.setattr("ragzip.pipeline.Pipeline.from_defaults", no_models)
+    monkeypatch.setattr("ragzip.models.smollm2_counter", no_models)
+    for args, message in (
+        (["ask", "q?", "--compressor", "nosuch"], "unknown compressor 'nosuch'"),
+        (["ask", "q?", "--compressor", "mig:bogus=1"], "valid keys"),
+        (["ask", "q?", "--budget", "0"], "at least 1"),
+    ):
+        result = runner.invoke(app, args, terminal_width=200)
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split())
+    result = runner.invoke(app, ["compress", "--compressor", "nosuch"], input=PAYLOAD)
+    assert result.exit_code == 2 and "unknown compressor" in result.output
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    ragzip = Path(sys.executable).with_name("ragzip")
+    return subprocess.run(
+        [str(ragzip), *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+NOISE = ("it/s]", "Batches", "Loading weights", "Warning", "warn(", "%|")
+
+
+@pytest.mark.slow
+def test_cli_is_quiet_and_reports_skipped_files(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "seine.md").write_text("# Seine\n\nThe Seine is 777 km long and flows through Paris.")
+    (docs / "empty.md").write_text("")
+    (docs / "binary.md").write_bytes(b"PK\x03\x04\x00\x00zip")
+    (docs / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    index = _run("index", "docs", "--index", "idx", "--no-progress", cwd=tmp_path)
+    assert index.returncode == 0, index.stderr
+    assert not any(n in index.stderr for n in NOISE), index.stderr
+    report = " ".join(index.stderr.split())
+    assert "skipped 3 file(s)" in report
+    for reason in ("empty.md: is empty", "binary.md: contains NUL", "latin1.txt: is not UTF-8"):
+        assert reason in report
+    ask = _run("ask", "How long is the Seine?", "--index", "idx", "--no-progress", cwd=tmp_path)
+    assert ask.returncode == 0, ask.stderr
+    assert ask.stdout.strip()
+    assert not any(n in ask.stderr for n in NOISE), ask.stderr

@@ -457,3 +457,17 @@ def test_bfloat16_embeddings_match_float32(
 def test_unknown_precision_is_refused() -> None:
     with pytest.raises(ConfigError, match="precision"):
         DenseConfig(precision="int4")  # type: ignore[arg-type]
+
+
+def test_progress_function_hears_every_stage_and_nothing_prints(
+    embedder: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    docs = corpus_passages()
+    seen: list[tuple[str, int, int]] = []
+    capfd.readouterr()
+    built = HybridIndex.build(docs, embedder=embedder, progress=lambda *a: seen.append(a))
+    out = capfd.readouterr()
+    assert out.out == "" and out.err == ""
+    assert [s for s in seen if s[0] == "chunk"][-1] == ("chunk", len(docs), len(docs))
+    assert [s for s in seen if s[0] == "embed"][-1] == ("embed", len(built), len(built))
+    assert {s[0] for s in seen} == {"chunk", "embed", "bm25", "faiss"}
