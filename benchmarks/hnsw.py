@@ -1,0 +1,152 @@
+"""HNSW parameters for large indexes: agreement with exact search against query time.
+
+The corpus is the one of ``benchmarks/retrieval.py`` (the NQ chunks plus synthetic chunks with
+composed MiniLM vectors, up to ``--size``); queries are NQ questions. For each graph built
+(``M``, ``efConstruction``) and each ``efSearch``, it reports recall@10 against the exact
+(flat) top-10 and the single-query search time. The default is the cheapest setting that
+keeps at least 99% of the exact top-10 with a p50 search time under ``--budget-ms``.
+
+    python benchmarks/hnsw.py --threads 1
+
+Writes ``benchmarks/results/hnsw.json`` and ``hnsw.md``. Needs ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retrieval import (
+    DEFAULT_DATA,
+    cached_embeddings,
+    compose,
+    load_embedder,
+    load_nq,
+    nq_docs,
+    synthesize,
+)
+
+from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
+from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
+from ragzip.retrievers.index import embedding_text
+from ragzip.text import split_sentences
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRAPHS = [(32, 80), (32, 200)]
+EF_SEARCH = [64, 128, 256, 384, 512]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def corpus(args: argparse.Namespace, embedder: Any) -> np.ndarray:
+    rows = load_nq(args.data_dir)
+    chunks = chunk_passages(nq_docs(rows), ChunkConfig())
+    vectors = cached_embeddings(
+        args.cache_dir, "nq-chunks", [embedding_text(c) for c in chunks], embedder
+    )
+    sentences = [r["text"][s:e] for r in rows for s, e in split_sentences(r["text"])]
+    sentence_vectors = cached_embeddings(args.cache_dir, "nq-sentences", sentences, embedder, 64)
+    _, members, _ = synthesize(sentences, args.size - len(chunks), args.seed)
+    return np.concatenate([vectors, compose(sentence_vectors, members)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/ragzip-bench"))
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--budget-ms", type=float, default=2.0)
+    args = parser.parse_args()
+    import faiss
+    import torch
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    embedder = load_embedder()
+    vectors = corpus(args, embedder)
+    questions = [r["question"] for r in load_nq(args.data_dir)][: args.queries]
+    queries = embed_texts(embedder, questions, batch_size=64)
+    flat = DenseIndex.build(vectors, DenseConfig(kind="flat"))
+    exact = [set(ids.tolist()) for ids, _ in flat.search(queries, 10)]
+    rows = []
+    for m, ef_c in GRAPHS:
+        log(f"building HNSW M={m} efConstruction={ef_c} over {len(vectors)} vectors")
+        t0 = time.perf_counter()
+        graph = DenseIndex.build(vectors, DenseConfig(kind="hnsw", hnsw_m=m, ef_construction=ef_c))
+        build_s = time.perf_counter() - t0
+        for ef in EF_SEARCH:
+            graph.faiss_index.hnsw.efSearch = ef
+            found = graph.search(queries, 10)
+            recall = np.mean(
+                [len(set(i.tolist()) & e) / 10 for (i, _), e in zip(found, exact, strict=True)]
+            )
+            times = []
+            for q in queries:
+                t = time.perf_counter()
+                graph.search(q[None, :], 10)
+                times.append((time.perf_counter() - t) * 1000)
+            row = {
+                "M": m,
+                "ef_construction": ef_c,
+                "ef_search": ef,
+                "build_s": round(build_s, 1),
+                "recall@10_vs_flat": round(float(recall), 4),
+                "p50_ms": round(float(np.percentile(times, 50)), 3),
+                "p95_ms": round(float(np.percentile(times, 95)), 3),
+            }
+            rows.append(row)
+            log(str(row))
+    flat_times = []
+    for q in queries:
+        t = time.perf_counter()
+        flat.search(q[None, :], 10)
+        flat_times.append((time.perf_counter() - t) * 1000)
+    ok = [r for r in rows if r["recall@10_vs_flat"] >= 0.99 and r["p50_ms"] <= args.budget_ms]
+    chosen = min(ok, key=lambda r: (r["build_s"], r["p50_ms"])) if ok else None
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "vectors": len(vectors),
+        "queries": len(questions),
+        "threads": args.threads,
+        "flat_p50_ms": round(float(np.percentile(flat_times, 50)), 3),
+        "rows": rows,
+        "budget_ms": args.budget_ms,
+        "chosen": chosen,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "hnsw.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "# HNSW parameters at 100k chunks",
+        "",
+        f"Run {report['date']}, {report['vectors']} vectors (NQ chunks + synthetic, as in "
+        f"`benchmarks/retrieval.py`), {report['queries']} NQ questions, {args.threads} thread(s). "
+        f"Exact (flat) search p50: {report['flat_p50_ms']} ms. Command: "
+        "`python benchmarks/hnsw.py --threads 1`.",
+        "",
+        "| M | efConstruction | efSearch | build s | recall@10 vs flat | p50 ms | p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['M']} | {r['ef_construction']} | {r['ef_search']} | {r['build_s']} | "
+        f"{r['recall@10_vs_flat']} | {r['p50_ms']} | {r['p95_ms']} |"
+        for r in rows
+    ]
+    lines += ["", f"Chosen (recall ≥ 0.99, p50 ≤ {args.budget_ms} ms): {chosen}", ""]
+    (RESULTS / "hnsw.md").write_text("\n".join(lines))
+    log(f"chosen: {chosen}")
+
+
+if __name__ == "__main__":
+    main()
