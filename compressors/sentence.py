@@ -615,8 +615,10 @@ class SentenceCompressor(Compressor):
         """Settings of :class:`SentenceCompressor`.
 
         Attributes:
-            mode: ``"adaptive"`` (sentences with P ≥ threshold, capped by the budget) or
-                ``"budgeted"`` (most probable sentences until the budget is full).
+            mode: ``"budgeted"`` (most probable sentences until the budget is full; a budget
+                covering the whole context keeps it whole) or ``"adaptive"`` (sentences with
+                P ≥ threshold: the compressor decides how much to keep and the budget only caps
+                it, so ``1x`` lets it choose freely).
             threshold: Probability a sentence needs in adaptive mode; ``None`` uses the
                 threshold chosen on the validation split and stored with the weights.
             min_sentences: Adaptive mode keeps at least this many sentences (the most probable)
@@ -632,7 +634,7 @@ class SentenceCompressor(Compressor):
                 evaluation sweeps. 0 adds no cache.
         """
 
-        mode: Mode = "adaptive"
+        mode: Mode = "budgeted"
         threshold: float | None = None
         min_sentences: int = 1
         batch_size: int = 32
@@ -676,6 +678,11 @@ class SentenceCompressor(Compressor):
         self.scorer = scorer
         if self.config.cache_size:
             scorer.reserve_cache(self.config.cache_size)
+
+    @property
+    def decides_amount(self) -> bool:
+        """In adaptive mode the threshold decides how much to keep; the budget only caps it."""
+        return self.config.mode == "adaptive"
 
     @property
     def threshold(self) -> float:

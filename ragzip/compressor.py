@@ -125,17 +125,20 @@ class Compressor(ABC):
     Attributes:
         name: Registry name.
         soft: The compressor returns embeddings, not text.
-        decides_amount: The compressor chooses how much to keep by itself and treats the budget
-            only as a cap, even one that covers the whole context (``auto``); every other text
-            compressor keeps the whole context when the budget covers it.
     """
 
     name: ClassVar[str] = "base"
     soft: ClassVar[bool] = False
-    decides_amount: ClassVar[bool] = False
 
     def __init__(self, *, counter: TokenCounter) -> None:
         self.counter = counter
+
+    @property
+    def decides_amount(self) -> bool:
+        """Whether the compressor chooses by itself how much to keep, treating the budget only
+        as a cap even when it covers the whole context (``auto``, ``sentence`` in adaptive
+        mode). Every other text compressor keeps the whole context when the budget covers it."""
+        return False
 
     @abstractmethod
     def _compress(self, request: CompressionRequest) -> CompressionOutput:

@@ -226,7 +226,6 @@ class AutoCompressor(Compressor):
     """
 
     name: ClassVar[str] = "auto"
-    decides_amount: ClassVar[bool] = True
 
     @dataclass(frozen=True)
     class Config:
@@ -280,6 +279,11 @@ class AutoCompressor(Compressor):
         self.candidates: dict[str, Compressor] = built
         self._identity = IdentityCompressor(counter=counter)
         self._local = threading.local()
+
+    @property
+    def decides_amount(self) -> bool:
+        """``auto`` decides whether and how much to compress; the budget only caps it."""
+        return True
 
     @property
     def last_decision(self) -> Decision | None:

@@ -22,7 +22,35 @@ import numpy as np
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
 
 DenseKind = Literal["auto", "flat", "hnsw"]
-Precision = Literal["float32", "bfloat16"]
+Precision = Literal["auto", "float32", "bfloat16"]
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+"""CPU features that make bfloat16 embedding faster than float32 (1.8-2.2x measured)."""
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (Linux ``/proc/cpuinfo`` flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return bool(BF16_CPU_FLAGS & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: Precision, device: str = "cpu") -> Literal["float32", "bfloat16"]:
+    """``"auto"``: bfloat16 where the hardware computes it natively (CPUs with AVX512-BF16 or
+    AMX, CUDA devices that support it), float32 elsewhere; other values as they are."""
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device == "cpu" and cpu_has_bf16() else "float32"
+
+
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -47,9 +75,11 @@ class DenseConfig:
         ef_construction: HNSW build-time search depth.
         ef_search: HNSW query-time search depth (recall/speed trade-off).
         batch_size: Texts per embedding batch.
-        precision: ``"float32"``, or ``"bfloat16"`` to run the embedder under torch autocast —
-            about 1.8x faster on CPUs with AVX512-BF16/AMX (cosine to float32 vectors > 0.9999
-            on NQ passages), slower on CPUs without them. Queries use the index's precision.
+        precision: ``"float32"``, ``"bfloat16"`` to run the embedder under torch autocast —
+            about 2x faster on CPUs with AVX512-BF16/AMX with the same retrieval recall on NQ
+            (``benchmarks/results/fusion.md``), slower on CPUs without them — or ``"auto"``
+            (the default): bfloat16 where the hardware has it (:func:`resolve_precision`).
+            An index records the precision it was built with; queries use the same.
     """
 
     kind: DenseKind = "auto"
@@ -58,14 +88,14 @@ class DenseConfig:
     ef_construction: int = 80
     ef_search: int = 128
     batch_size: int = 32
-    precision: Precision = "float32"
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in ("auto", "flat", "hnsw"):
             msg = f"dense index kind must be 'auto', 'flat' or 'hnsw', got {self.kind!r}"
             raise ConfigError(msg)
-        if self.precision not in ("float32", "bfloat16"):
-            msg = f"precision must be 'float32' or 'bfloat16', got {self.precision!r}"
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            msg = f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}"
             raise ConfigError(msg)
         for name in ("hnsw_threshold", "hnsw_m", "ef_construction", "ef_search", "batch_size"):
             value = getattr(self, name)
@@ -155,14 +185,14 @@ def embed_texts(
 
 
 def _autocast(embedder: Any, precision: Precision) -> contextlib.AbstractContextManager[Any]:
-    if precision == "float32":
+    device = getattr(getattr(embedder, "device", None), "type", "cpu")
+    if resolve_precision(precision, str(device)) == "float32":
         return contextlib.nullcontext()
     try:
         import torch
     except ModuleNotFoundError as exc:
         msg = "bfloat16 embedding needs torch: pip install 'ragzip[models]'"
         raise MissingDependencyError(msg, name="torch") from exc
-    device = getattr(getattr(embedder, "device", None), "type", "cpu")
     return torch.autocast(device_type=str(device), dtype=torch.bfloat16)
 
 

@@ -19,6 +19,14 @@ T = TypeVar("T", bound=Hashable)
 RRF_K = 60
 """The constant of Cormack et al. (2009)."""
 
+HYBRID_RRF_K = 5
+"""The constant hybrid search uses by default: chosen on NQ-open val questions and the
+key-value set (``benchmarks/fusion.py``), where it is the only setting at least as good as the
+better single retriever on both: NQ recall@10 1.000 on val, 0.994 on test (dense 0.990 / 0.994,
+BM25 0.953 / 0.936, k = 60: 0.983 / 0.974); key-value recall@1 1.00 (BM25 1.00, dense 0.95).
+A small constant lets a first-ranked hit of either retriever stand out, as an exact key match in
+BM25 does."""
+
 
 def reciprocal_rank_fusion(
     rankings: Sequence[Sequence[T]],

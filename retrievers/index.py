@@ -60,8 +60,9 @@ from ragzip.retrievers.dense import (
     embedder_name,
     embedding_dim,
     normalize,
+    resolve_precision,
 )
-from ragzip.retrievers.fusion import RRF_K, reciprocal_rank_fusion
+from ragzip.retrievers.fusion import HYBRID_RRF_K, reciprocal_rank_fusion
 from ragzip.types import Passage
 
 ProgressFn = Callable[[str, int, int], None]
@@ -178,6 +179,11 @@ class HybridIndex:
         if embedder is None:
             embedder = _default_embedder()
         dense_config = dense_config or DenseConfig()
+        # record the precision actually used, so queries are embedded the same way anywhere
+        device = str(getattr(getattr(embedder, "device", None), "type", "cpu"))
+        dense_config = dataclasses.replace(
+            dense_config, precision=resolve_precision(dense_config.precision, device)
+        )
         texts = [embedding_text(c) for c in chunks]
         step = len(texts) if report is None else EMBED_SLICE
         parts = []
@@ -337,7 +343,7 @@ class HybridIndex:
         mode: Mode = "hybrid",
         weights: tuple[float, float] = (1.0, 1.0),
         depth: int = FUSION_DEPTH,
-        rrf_k: float = RRF_K,
+        rrf_k: float = HYBRID_RRF_K,
     ) -> list[Passage]:
         """The top ``k`` chunks for ``query``.
 
@@ -370,7 +376,7 @@ class HybridIndex:
         mode: Mode = "hybrid",
         weights: tuple[float, float] = (1.0, 1.0),
         depth: int = FUSION_DEPTH,
-        rrf_k: float = RRF_K,
+        rrf_k: float = HYBRID_RRF_K,
     ) -> list[list[Passage]]:
         """:meth:`search` for many queries, embedding them in batches; one list per query."""
         _check_queries(queries)

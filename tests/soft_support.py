@@ -54,6 +54,8 @@ def tiny_llama(tokenizer: Any, *, seed: int = 0) -> Any:
 class _TableCompressor(Compressor):
     """Base of the test compressors: token ids from the counter's tokenizer, rows of a table."""
 
+    soft = True
+
     def __init__(self, *, counter: TokenCounter, table: torch.Tensor | np.ndarray) -> None:
         super().__init__(counter=counter)
         tokenizer = getattr(counter, "tokenizer", None)

@@ -113,7 +113,10 @@ def _check(
 ) -> None:
     counter = compressor.counter
     originals = [Passage.coerce(p) for p in passages]
-    original = _sent(counter, layout, originals, [p.text for p in originals])
+    if compressor.soft:  # vectors stand in for passages: the budget counts the passages alone
+        original = sum(counter.count(p.text) for p in originals)
+    else:
+        original = _sent(counter, layout, originals, [p.text for p in originals])
     if budget.resolve(original) == 0 and original > 0:  # nothing could be sent: refused
         with pytest.raises(BudgetError):
             compressor.compress(query, passages, budget=budget, layout=layout)

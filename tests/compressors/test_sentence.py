@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ragzip
-from ragzip import Budget, BudgetError, ConfigError, InputError, Passage
+from ragzip import PLAIN_CONTEXT, Budget, BudgetError, ConfigError, InputError, Passage
 from ragzip.compressor import join_spans
 from ragzip.compressors.sentence import (
     CONTEXT,
@@ -242,7 +242,7 @@ _passage = st.one_of(
     st.text(max_size=120),
 )
 _budget = st.one_of(
-    st.integers(min_value=0, max_value=250).map(Budget.tokens),
+    st.integers(min_value=1, max_value=250).map(Budget.tokens),
     st.floats(min_value=1.0, max_value=16.0).map(Budget.compression),
 )
 
@@ -271,11 +271,22 @@ def test_contract_properties(
 ) -> None:
     config = SentenceCompressor.Config(mode=mode, threshold=threshold)
     comp = SentenceCompressor(config, counter=minilm_counter, scorer=tiny_scorer)
+    sent = (
+        PLAIN_CONTEXT.render(
+            [Passage.coerce(p) for p in passages], [Passage.coerce(p).text for p in passages]
+        )[0]
+        if passages
+        else ""
+    )
+    if sent and budget.resolve(minilm_counter.count(sent)) == 0:
+        with pytest.raises(BudgetError):
+            comp.compress(query, passages, budget=budget)
+        return
     result = comp.compress(query, passages, budget=budget)
     assert not trim_warnings
     assert result.query == query
     assert result.compressor == "sentence"
-    recount = sum(minilm_counter.count(p.text) for p in result.passages)
+    recount = minilm_counter.count(result.context) if result.context else 0
     assert recount == result.compressed_tokens <= result.budget_tokens
     assert len(result.passages) == len(passages)
     _assert_whole_sentences(result)
@@ -289,7 +300,7 @@ def test_empty_and_zero_budget(tiny_scorer: SentenceScorer, minilm_counter: Toke
     with pytest.raises(BudgetError):
         comp.compress("q", ["", "  \n", PRIDE], budget=Budget.compression(10_000))
     result = comp.compress("q", ["", "  \n"], budget=Budget.tokens(1))
-    assert all(p.dropped for p in result.passages)
+    assert result.compressed_tokens == 0
 
 
 def test_adaptive_falls_back_to_min_sentences(
@@ -298,7 +309,7 @@ def test_adaptive_falls_back_to_min_sentences(
     passages = [PRIDE, BATH]
     query = EASY[0]
     for minimum in (0, 1, 2):
-        config = SentenceCompressor.Config(threshold=1.0, min_sentences=minimum)
+        config = SentenceCompressor.Config(mode="adaptive", threshold=1.0, min_sentences=minimum)
         comp = SentenceCompressor(config, counter=minilm_counter, scorer=tiny_scorer)
         result = comp.compress(query, passages, budget=Budget.compression(1))
         assert _sentence_count(result) == minimum
@@ -308,7 +319,9 @@ def test_adaptive_falls_back_to_min_sentences(
         minilm_counter.count(p.text[s:e]) for p in passages for s, e in sentence_spans(p.text)
     )
     comp = SentenceCompressor(
-        SentenceCompressor.Config(threshold=1.0), counter=minilm_counter, scorer=tiny_scorer
+        SentenceCompressor.Config(mode="adaptive", threshold=1.0),
+        counter=minilm_counter,
+        scorer=tiny_scorer,
     )
     result = comp.compress(query, passages, budget=Budget.tokens(smallest))
     assert _sentence_count(result) == 1
@@ -420,20 +433,25 @@ def test_budgeted_fills_the_budget(trained: SentenceScorer, gen_counter: TokenCo
         result = comp.compress(query, passages, budget=Budget.compression(ratio))
         assert result.compressed_tokens <= result.budget_tokens
         _assert_whole_sentences(result)
-        # no dropped sentence would still fit in what is left
+        # no dropped sentence would still fit in what is left for the passages once the
+        # separators are paid (``original_tokens`` counts them, the passages' own do not)
+        framing = result.original_tokens - sum(p.original_tokens for p in result.passages)
+        kept = sum(p.tokens for p in result.passages)
         for cp in result.passages:
             for s, e in sentence_spans(cp.passage.text):
                 if any(a <= s and e <= b for a, b in cp.spans):
                     continue
                 trial = gen_counter.count(join_spans(cp.passage.text, [*cp.spans, (s, e)])[0])
-                assert result.compressed_tokens - cp.tokens + trial > result.budget_tokens
+                assert kept - cp.tokens + trial > result.budget_tokens - framing
 
 
 def test_adaptive_keeps_less_for_an_easy_question(
     trained: SentenceScorer, gen_counter: TokenCounter
 ) -> None:
     query, passages, answer = EASY
-    adaptive = SentenceCompressor(counter=gen_counter, scorer=trained)
+    adaptive = SentenceCompressor(
+        SentenceCompressor.Config(mode="adaptive"), counter=gen_counter, scorer=trained
+    )
     budgeted = SentenceCompressor(
         SentenceCompressor.Config(mode="budgeted"), counter=gen_counter, scorer=trained
     )
@@ -450,7 +468,9 @@ def test_adaptive_over_budget_keeps_the_most_probable_that_fit(
 ) -> None:
     query, passages, _ = EASY
     comp = SentenceCompressor(
-        SentenceCompressor.Config(threshold=0.0), counter=gen_counter, scorer=trained
+        SentenceCompressor.Config(mode="adaptive", threshold=0.0),
+        counter=gen_counter,
+        scorer=trained,
     )
     result = comp.compress(query, passages, budget=Budget.tokens(20))
     assert 0 < result.compressed_tokens <= 20
@@ -466,7 +486,8 @@ def test_adaptive_over_budget_keeps_the_most_probable_that_fit(
     flat = [(i, s, e) for i, p in enumerate(passages) for s, e in sentence_spans(p.text)]
     best = int(np.argmax(probs))
     i, s, e = flat[best]
-    if gen_counter.count(passages[i].text[s:e]) <= 20:
+    framing = result.original_tokens - sum(p.original_tokens for p in result.passages)
+    if gen_counter.count(passages[i].text[s:e]) <= 20 - framing:
         assert (s, e) in result.passages[i].spans
 
 

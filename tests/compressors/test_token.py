@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ragzip
-from ragzip import Budget, ConfigError
+from ragzip import PLAIN_CONTEXT, Budget, BudgetError, ConfigError
 from ragzip.compressor import join_spans
 from ragzip.compressors.token import (
     WEIGHTS_DIR,
@@ -34,7 +34,7 @@ from ragzip.compressors.token import (
     load_base_classifier,
     select_words,
 )
-from ragzip.compressors.units import split_words
+from ragzip.compressors.units import split_words, value_units
 from ragzip.text import answer_in_text
 from ragzip.tokenization import TokenCounter
 
@@ -262,16 +262,21 @@ _pieces = [
         max_size=5,
     ),
     budget=st.one_of(
-        st.integers(min_value=0, max_value=200).map(Budget.tokens),
+        st.integers(min_value=1, max_value=200).map(Budget.tokens),
         st.sampled_from([1.0, 1.5, 2.0, 3.0, 4.0, 8.0, 20.0]).map(Budget.compression),
     ),
 )
 def test_budget_never_exceeded(
     tiny_compressor: TokenCompressor, passages: list[str], budget: Budget
 ) -> None:
-    result = tiny_compressor.compress("who wrote it?", passages, budget=budget)
     counter = tiny_compressor.counter
-    recount = sum(counter.count(p.text) for p in result.passages)
+    sent = PLAIN_CONTEXT.render_texts(passages)
+    if sent and budget.resolve(counter.count(sent)) == 0:
+        with pytest.raises(BudgetError):
+            tiny_compressor.compress("who wrote it?", passages, budget=budget)
+        return
+    result = tiny_compressor.compress("who wrote it?", passages, budget=budget)
+    recount = counter.count(result.context) if result.context else 0
     assert recount == result.compressed_tokens <= result.budget_tokens
     if result.budget_tokens >= result.original_tokens:
         assert [p.text for p in result.passages] == passages
@@ -380,15 +385,16 @@ def test_forced_words_always_survive(
         tokenizer=tiny_compressor.tokenizer,
     )
     counter = compressor.counter
-    need = 0
+    # what the compressor must fit: its forced units (a value with its key) and the separators
+    need = counter.count("\n\n".join(passages)) - sum(counter.count_batch(passages))
     for text in passages:
-        words = split_words(text)
-        forced = forced_mask(text, words, strings=config.force_keep)
+        units = value_units(text, split_words(text))
+        forced = forced_mask(text, units, strings=config.force_keep)
         need += counter.count(
-            join_spans(text, [w for w, f in zip(words, forced, strict=True) if f])[0]
+            join_spans(text, [u for u, f in zip(units, forced, strict=True) if f])[0]
         )
-    result = compressor.compress("what?", passages, budget=Budget.tokens(need + extra))
-    assert result.compressed_tokens <= need + extra
+    result = compressor.compress("what?", passages, budget=Budget.tokens(max(1, need + extra)))
+    assert result.compressed_tokens <= max(1, need + extra)
     for original, out in zip(passages, result.passages, strict=True):
         for ident in _identifiers:
             assert out.text.count(ident) == original.count(ident), ident

@@ -22,6 +22,7 @@ from ragzip.errors import ConfigError, IndexNotFoundError, InputError
 from ragzip.integrations import LangChainRetriever, RagzipRetriever
 from ragzip.integrations.langchain_retriever import SearchMode
 from ragzip.pipeline import Pipeline
+from ragzip.prompts import PROMPT_CONTEXT
 from ragzip.retrievers.base import Retriever
 from ragzip.types import Budget, Passage
 
@@ -163,8 +164,9 @@ def test_langchain_retriever_as_the_retrieval_stage_of_a_pipeline(
     )
     result = pipeline.run(QUESTION)
     assert [p.id for p in result.retrieved] == [p.id for p in retriever.retrieve(QUESTION, 4)]
-    assert result.compression.original_tokens == sum(
-        counter.count_batch([p.text for p in result.retrieved])
+    # the budget counts the context as the prompt holds it
+    assert result.compression.original_tokens == counter.count(
+        PROMPT_CONTEXT.render_texts([p.text for p in result.retrieved])
     )
     assert 0 < result.compression.compressed_tokens <= result.compression.budget_tokens
     assert result.compression.budget_tokens == result.compression.original_tokens // 2

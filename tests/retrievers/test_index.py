@@ -16,8 +16,8 @@ from ragzip.errors import (
 )
 from ragzip.retrievers import HybridIndex, Retriever
 from ragzip.retrievers.chunking import ChunkConfig
-from ragzip.retrievers.dense import DenseConfig, DenseIndex
-from ragzip.retrievers.fusion import RRF_K
+from ragzip.retrievers.dense import DenseConfig, DenseIndex, cpu_has_bf16, embed_texts
+from ragzip.retrievers.fusion import HYBRID_RRF_K
 from ragzip.retrievers.index import MODES
 from ragzip.types import Passage
 
@@ -83,9 +83,9 @@ def test_hybrid_score_is_the_fusion_of_the_reported_ranks(index: HybridIndex) ->
             meta = passage.metadata
             expected = 0.0
             if "bm25_rank" in meta:
-                expected += 1.0 / (RRF_K + meta["bm25_rank"])
+                expected += 1.0 / (HYBRID_RRF_K + meta["bm25_rank"])
             if "dense_rank" in meta:
-                expected += 0.5 / (RRF_K + meta["dense_rank"])
+                expected += 0.5 / (HYBRID_RRF_K + meta["dense_rank"])
             assert passage.score == pytest.approx(expected)
             assert meta["title"] == passage.title
             assert passage.text == index.chunks[_position(index, passage.id)].text
@@ -98,9 +98,10 @@ def _position(index: HybridIndex, chunk_id: str) -> int:
 def test_single_mode_scores_are_the_retrievers_own(index: HybridIndex) -> None:
     question = QUESTIONS["jupiter"]
     dense = index.search(question, 3, mode="dense")
-    vector = index.embedder.encode([question], normalize_embeddings=True)[0]
+    precision = index.dense.config.precision  # embedded as the index was
+    vector = embed_texts(index.embedder, [question], precision=precision)[0]
     for p in dense:
-        chunk_vec = index.embedder.encode([f"{p.title}\n{p.text}"], normalize_embeddings=True)[0]
+        chunk_vec = embed_texts(index.embedder, [f"{p.title}\n{p.text}"], precision=precision)[0]
         assert p.score == pytest.approx(float(vector @ chunk_vec), abs=1e-4)
     bm25 = index.search(question, 3, mode="bm25")
     assert all(p.score == p.metadata["bm25_score"] > 0 for p in bm25)
@@ -112,8 +113,11 @@ def test_search_batch_equals_one_by_one(index: HybridIndex) -> None:
         batch = index.search_batch(questions, 4, mode=mode)
         single = [index.search(q, 4, mode=mode) for q in questions]
         assert [[p.id for p in r] for r in batch] == [[p.id for p in r] for r in single]
+        # bfloat16 query vectors (the default on CPUs with native bfloat16) differ in the last
+        # bits between a batch and a single query; float32 ones agree to 1e-5
+        tol = 1e-3 if index.dense.config.precision == "bfloat16" else 1e-5
         for rb, rs in zip(batch, single, strict=True):
-            assert [p.score for p in rb] == pytest.approx([p.score for p in rs], abs=1e-5)
+            assert [p.score for p in rb] == pytest.approx([p.score for p in rs], abs=tol)
 
 
 def test_zero_weight_skips_that_retriever(index: HybridIndex) -> None:
@@ -438,20 +442,29 @@ def test_no_stray_files_after_save(saved: Path) -> None:
 def test_bfloat16_embeddings_match_float32(
     index: HybridIndex, embedder: Any, tmp_path: Path
 ) -> None:
-    bf16 = HybridIndex.build(
-        corpus_passages(),
-        embedder=embedder,
-        progress=False,
-        dense_config=DenseConfig(precision="bfloat16"),
+    bf16, f32 = (
+        HybridIndex.build(
+            corpus_passages(),
+            embedder=embedder,
+            progress=False,
+            dense_config=DenseConfig(precision=precision),
+        )
+        for precision in ("bfloat16", "float32")
     )
-    cosines = np.sum(bf16.dense.vectors() * index.dense.vectors(), axis=1)
+    cosines = np.sum(bf16.dense.vectors() * f32.dense.vectors(), axis=1)
     assert cosines.min() > 0.999
-    assert not np.array_equal(bf16.dense.vectors(), index.dense.vectors())  # really bf16
+    assert not np.array_equal(bf16.dense.vectors(), f32.dense.vectors())  # really bf16
     loaded = HybridIndex.load(bf16.save(tmp_path / "bf16"), embedder=embedder)
     assert loaded.dense.config.precision == "bfloat16"
     question = QUESTIONS["vaccines"]
     assert np.array_equal(loaded.embed_queries([question]), bf16.embed_queries([question]))
-    assert [p.id for p in loaded.search(question, 3)] == [p.id for p in index.search(question, 3)]
+    assert [p.id for p in loaded.search(question, 3)] == [p.id for p in f32.search(question, 3)]
+
+
+def test_auto_precision_is_resolved_and_recorded(index: HybridIndex, saved: Path) -> None:
+    expected = "bfloat16" if cpu_has_bf16() else "float32"
+    assert index.dense.config.precision == expected
+    assert json.loads((saved / "manifest.json").read_text())["dense"]["precision"] == expected
 
 
 def test_unknown_precision_is_refused() -> None:
