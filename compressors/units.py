@@ -147,11 +147,21 @@ def _joins_number(word: str) -> bool:
     return _numeric(word) or bare in _MONTHS or bare in _QUANTITY_WORDS or word in {"-", "–", "/"}
 
 
+def _names_value(word: str, *, key: bool) -> bool:
+    """A word that can be part of the name of the value after it (not a clause end, no digit;
+    before a bare number only a content word of three letters or more)."""
+    if word.endswith((".", ",", ";", "!", "?", ":", "=")) or _numeric(word):
+        return False
+    bare = _bare(word)
+    return bool(bare) and (key or (bare.isalpha() and len(bare) >= 3))
+
+
 def value_units(text: str, words: Sequence[Span], *, max_words: int = 8) -> list[Span]:
     """Merge words that must be kept or dropped together into one span each.
 
     A number written over several words (``+49 89 1234567``, ``12 May 2024``, ``41.7 km``,
-    ``$ 5 million``) is one unit, and so is a key with its value (``hotline: +49 89 1234567``,
+    ``$ 5 million``) is one unit with the word naming it (``latitude 48.1374``), and so is a key
+    with its value and up to three words of its name (``Inspection hotline: +49 89 1234567``,
     ``"lat": 48.1374,``, ``id = 7f3c``): a compressor that keeps a unit keeps all of it, so a
     value is never cut in half nor separated from the key that names it. A whole line of at
     most ``max_words`` words that holds a number or a key is one unit (a record of a list or a
@@ -192,21 +202,38 @@ def value_units(text: str, words: Sequence[Span], *, max_words: int = 8) -> list
             i = end + 1
             continue
         first = word(i)
-        if first.endswith(_KEY_ENDS) and len(_bare(first)) > 0 and i + 1 < n and same_line(i):
+        start = i
+        is_key = first.endswith(_KEY_ENDS) and len(_bare(first)) > 0
+        if is_key and i + 1 < n and same_line(i):
             j = i + 1  # a key takes its value
-        if any(_numeric(word(k)) for k in range(i, j + 1)) or (
+        valued = any(_numeric(word(k)) for k in range(i, j + 1)) or (
             _joins_number(word(j)) and j + 1 < n and same_line(j) and _numeric(word(j + 1))
-        ):
+        )
+        if is_key or valued:  # and the words that name it: "Inspection hotline:", "latitude"
+            reach = 3 if is_key else 1
+            while (
+                reach
+                and units
+                and start > 0
+                and units[-1] == words[start - 1]
+                and same_line(start - 1)
+                and _names_value(word(start - 1), key=is_key)
+                and j + 1 - (start - 1) <= max_words
+            ):
+                units.pop()
+                start -= 1
+                reach -= 1
+        if valued:
             while (
                 j + 1 < n
-                and j + 1 - i < max_words
+                and j + 1 - start < max_words
                 and same_line(j)
                 and _joins_number(word(j + 1))
                 and not word(j + 1).endswith(_KEY_ENDS)  # "a: 1, b: 2" stays two pairs
                 and (_numeric(word(j + 1)) or _numeric(word(j)))
             ):
                 j += 1
-        units.append((words[i][0], words[j][1]))
+        units.append((words[start][0], words[j][1]))
         i = j + 1
     return units
 

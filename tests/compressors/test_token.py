@@ -659,3 +659,37 @@ def test_trained_model_beats_an_untrained_head(
     trained_recall = _recall(shipped, contexts, 4.0)
     untrained_recall = _recall(untrained, contexts, 4.0)
     assert trained_recall >= untrained_recall + 0.15, (trained_recall, untrained_recall)
+
+
+def test_numbers_and_records_survive_with_their_labels(
+    smollm2_counter: TokenCounter,
+) -> None:
+    """The shipped classifier keeps a value with its label, and the record a question names."""
+    comp = TokenCompressor(counter=smollm2_counter)
+    rng = random.Random(0)
+    serials = {i: f"SN-{rng.randint(10000, 99999)}-{rng.choice('ABCDEFGH')}" for i in range(1, 41)}
+    listing = "\n".join(f"Unit {i}: {s}" for i, s in serials.items())
+    depot = "Maintenance log of the northern depot. All units were inspected in March."
+    for i in (3, 17, 38):
+        result = comp.compress(
+            f"What is the serial number of unit {i}?", [depot, listing], budget=Budget(ratio=4)
+        )
+        assert f"Unit {i}: {serials[i]}" in result.context
+    facts = (
+        "Inspection hotline: +49 89 1234567. The station sits at latitude 48.1374 and the tower "
+        "is 41.7 m tall. It was built long ago by many people who worked hard every day."
+    )
+    record = '{"station": "Munich Nord", "lat": 48.1374, "lon": 11.5755, "height_m": 41.7}'
+    for ratio in (2.0, 4.0):
+        result = comp.compress(
+            "What is the inspection hotline number?", [facts, record], budget=Budget(ratio=ratio)
+        )
+        text = result.context
+        if ratio == 2.0:
+            assert "hotline: +49 89 1234567" in text
+        for value in ("48.1374", "41.7", "11.5755", "1234567"):  # never half a number
+            for token in re.findall(r"[\d.]+", text):
+                assert not (token != value and value.startswith(token) and len(token) > 2)
+        for key in ('"lat":', '"lon":', '"height_m":'):  # a kept key keeps its value
+            if key in text:
+                assert re.search(re.escape(key) + r" [\d.]+", text), text

@@ -76,3 +76,19 @@ def test_shares_are_even(minilm_counter: TokenCounter) -> None:
     result = truncate.compress("q?", [long, long, long], budget=Budget.tokens(90))
     assert [p.tokens for p in result.passages] == [30, 30, 30]
     assert result.passages[0].text == " ".join(["word"] * 30)
+
+
+def test_never_cuts_an_identifier_or_a_number(counter: TokenCounter) -> None:
+    comp = ragzip.create_compressor("truncate", counter=counter)
+    uuid = "7f3c9a1b-1111-2222-3333-444455556666"
+    passages = [
+        f"The sensor id is {uuid} and it was installed in 2019 by the city.",
+        "Inspection hotline: +49 89 1234567. The station sits at latitude 48.1374 today.",
+    ]
+    for n in range(1, 60):
+        result = comp.compress("id?", passages, budget=Budget.tokens(n))
+        for out in result.passages:
+            kept, text = out.text, out.passage.text
+            assert text.startswith(kept)
+            assert len(kept) == len(text) or not kept or text[len(kept)].isspace(), kept
+            assert not kept.endswith(("+49", "+49 89", "hotline:")), kept

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from ragzip.compressor import join_spans
-from ragzip.compressors.units import greedy_fill, sentence_spans, split_units, word_spans
+from ragzip.compressors.units import (
+    greedy_fill,
+    sentence_spans,
+    split_units,
+    split_words,
+    value_units,
+    word_spans,
+)
 from ragzip.errors import ConfigError
 from ragzip.text import split_sentences
 from ragzip.tokenization import TokenCounter
@@ -88,3 +95,51 @@ def test_selection_tokens_match_the_base_count(counter: TokenCounter) -> None:
             counter.count(join_spans(t, s)[0]) for t, s in zip(TEXTS, sel.spans, strict=True)
         )
         assert sel.tokens == exact <= budget
+
+
+def _units(text: str) -> list[str]:
+    return [text[s:e] for s, e in value_units(text, split_words(text))]
+
+
+LONG = " with more words after it on the same long line"
+JSON = '{"lat": 48.1374, "lon": 11.5755, "name": "Munich", "kind": "station", "open": true}'
+
+
+@pytest.mark.parametrize(
+    ("text", "unit"),
+    [
+        (
+            "Call the inspection hotline: +49 89 1234567." + LONG,
+            "Call the inspection hotline: +49 89 1234567.",
+        ),
+        (JSON, '{"lat": 48.1374,'),
+        (JSON, '"lon": 11.5755,'),
+        ("Unit 16: SN-1\nUnit 17: SN-74694-FL\nUnit 18: SN-3", "Unit 17: SN-74694-FL"),
+        ("It opened on 12 May 2024 in Munich" + LONG, "12 May 2024"),
+        ("The station sits at latitude 48.1374 today" + LONG, "latitude 48.1374"),
+        ("The tower is 41.7 m tall" + LONG, "41.7 m"),
+        ("It was built in 2019 by the city" + LONG, "2019"),
+        ("It cost $ 5 million in total" + LONG, "cost $ 5 million"),
+        ("Revenue 2023: 41.7, 2024: 42.1 and more" + LONG, "2024: 42.1"),
+        (
+            "id = 7f3c9a1b-1111-2222-3333-444455556666 done" + LONG,
+            "id = 7f3c9a1b-1111-2222-3333-444455556666",
+        ),
+        ("Short line 7: kept as one record", "Short line 7: kept as one record"),
+    ],
+)
+def test_values_stay_with_their_keys_and_whole(text: str, unit: str) -> None:
+    assert unit in _units(text)
+
+
+def test_value_units_cover_every_word_and_respect_lines() -> None:
+    text = "Plain words here.\nA table row: 1 2 3 4 5 6 7 8 9 10 11 12 13 14\n\nkey:\nvalue"
+    words = split_words(text)
+    units = value_units(text, words)
+    starts = {s for s, _ in words}
+    ends = {e for _, e in words}
+    assert all(s in starts and e in ends for s, e in units)
+    assert sum(len(split_words(text[s:e])) for s, e in units) == len(words)
+    assert all("\n" not in text[s:e] for s, e in units)
+    assert all(len(split_words(text[s:e])) <= 8 for s, e in units)
+    assert "key:" in _units(text)  # a key does not take a value from the next line

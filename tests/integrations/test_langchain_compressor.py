@@ -252,3 +252,14 @@ def test_in_an_lcel_chain(index: Any, counter: Any) -> None:
     out = chain.invoke("Which generators are there?")
     assert 0 < sum(d.metadata[f"{METADATA_PREFIX}compressed_tokens"] for d in out) <= 64
     assert sum(counter.count_batch([d.page_content for d in out])) <= 64
+
+
+def test_outputs_never_share_nested_metadata_with_the_inputs(counter: Any) -> None:
+    docs = [
+        Document(page_content=d.page_content, metadata={**d.metadata, "tags": ["a"], "m": {"k": 1}})
+        for d in _documents()
+    ]
+    out = RagzipCompressor("identity", "1x", counter=counter).compress_documents(docs, QUERY)
+    out[0].metadata["tags"].append("changed")
+    out[0].metadata["m"]["k"] = 2
+    assert docs[0].metadata["tags"] == ["a"] and docs[0].metadata["m"] == {"k": 1}
