@@ -222,7 +222,7 @@ class ContextFormat:
 
     def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
         """The block for ``texts`` (kept text per passage; empty means dropped), as one piece."""
-        blocks = []
+        blocks: list[str] = []
         for passage, text in zip(passages, texts, strict=True):
             if not text:
                 continue

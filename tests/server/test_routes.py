@@ -107,7 +107,7 @@ async def test_validation_errors_are_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_ragzip_field_compressed_and_removed_unknown_fields_untouched(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, minilm_counter: Any
 ) -> None:
     extra = {
         "temperature": 0.25,
@@ -127,6 +127,8 @@ async def test_ragzip_field_compressed_and_removed_unknown_fields_untouched(
     assert sent["messages"][1]["role"] == "system"
     assert sent["messages"][1]["content"].startswith("Context:\n[1] Curie\nMarie Curie won")
     report = response.json()["ragzip"]
+    # the budget counts the block exactly as it was forwarded, header and numbers included
+    assert minilm_counter.count(sent["messages"][1]["content"]) == report["compressed_tokens"]
     assert report["compressor"] == "truncate" and report["budget_tokens"] == 40
     assert 0 < report["compressed_tokens"] <= 40 < report["original_tokens"]
     assert report["saved_tokens"] == report["original_tokens"] - report["compressed_tokens"]
