@@ -3,8 +3,8 @@
 The corpus is the one of ``benchmarks/retrieval.py`` (the NQ chunks plus synthetic chunks with
 composed MiniLM vectors, up to ``--size``); queries are NQ questions. For each graph built
 (``M``, ``efConstruction``) and each ``efSearch``, it reports recall@10 against the exact
-(flat) top-10 and the single-query search time. The default is the cheapest setting that
-keeps at least 99% of the exact top-10 with a p50 search time under ``--budget-ms``.
+(flat) top-10 and the single-query search time. The default is the setting with the fastest
+queries that keeps at least 99% of the exact top-10 (p50 under ``--budget-ms``).
 
     python benchmarks/hnsw.py --threads 1
 
@@ -79,7 +79,11 @@ def main() -> None:
     questions = [r["question"] for r in load_nq(args.data_dir)][: args.queries]
     queries = embed_texts(embedder, questions, batch_size=64)
     flat = DenseIndex.build(vectors, DenseConfig(kind="flat"))
-    exact = [set(ids.tolist()) for ids, _ in flat.search(queries, 10)]
+    exact_hits = flat.search(queries, 10)
+    exact = [set(ids.tolist()) for ids, _ in exact_hits]
+    # the 10th exact similarity: a result at least this similar is a true top-10 hit even when
+    # it is not the one flat search listed (the composed corpus has exact ties)
+    tenth = [float(scores[-1]) for _, scores in exact_hits]
     rows = []
     for m, ef_c in GRAPHS:
         log(f"building HNSW M={m} efConstruction={ef_c} over {len(vectors)} vectors")
@@ -92,6 +96,9 @@ def main() -> None:
             recall = np.mean(
                 [len(set(i.tolist()) & e) / 10 for (i, _), e in zip(found, exact, strict=True)]
             )
+            tie_recall = np.mean(
+                [float(np.sum(s >= t - 1e-6)) / 10 for (_, s), t in zip(found, tenth, strict=True)]
+            )
             times = []
             for q in queries:
                 t = time.perf_counter()
@@ -103,6 +110,7 @@ def main() -> None:
                 "ef_search": ef,
                 "build_s": round(build_s, 1),
                 "recall@10_vs_flat": round(float(recall), 4),
+                "recall@10_ties_counted": round(float(tie_recall), 4),
                 "p50_ms": round(float(np.percentile(times, 50)), 3),
                 "p95_ms": round(float(np.percentile(times, 95)), 3),
             }
@@ -113,8 +121,10 @@ def main() -> None:
         t = time.perf_counter()
         flat.search(q[None, :], 10)
         flat_times.append((time.perf_counter() - t) * 1000)
-    ok = [r for r in rows if r["recall@10_vs_flat"] >= 0.99 and r["p50_ms"] <= args.budget_ms]
-    chosen = min(ok, key=lambda r: (r["build_s"], r["p50_ms"])) if ok else None
+    ok = [r for r in rows if r["recall@10_ties_counted"] >= 0.99 and r["p50_ms"] <= args.budget_ms]
+    # the fastest queries that keep 99%: the graph's build time is small next to embedding the
+    # chunks (100k chunks embed in tens of minutes on a CPU), so it does not decide
+    chosen = min(ok, key=lambda r: (r["p50_ms"], r["build_s"])) if ok else None
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "vectors": len(vectors),
@@ -135,15 +145,25 @@ def main() -> None:
         f"Exact (flat) search p50: {report['flat_p50_ms']} ms. Command: "
         "`python benchmarks/hnsw.py --threads 1`.",
         "",
-        "| M | efConstruction | efSearch | build s | recall@10 vs flat | p50 ms | p95 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "Recall counts a result as a true top-10 hit when it is at least as similar as the 10th",
+        "exact result (the composed corpus has exact ties, which make id overlap undercount).",
+        "",
+        "| M | efConstruction | efSearch | build s | recall@10 vs flat (ids) | recall@10 (ties "
+        "counted) | p50 ms | p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r['M']} | {r['ef_construction']} | {r['ef_search']} | {r['build_s']} | "
-        f"{r['recall@10_vs_flat']} | {r['p50_ms']} | {r['p95_ms']} |"
+        f"{r['recall@10_vs_flat']} | {r['recall@10_ties_counted']} | {r['p50_ms']} | "
+        f"{r['p95_ms']} |"
         for r in rows
     ]
-    lines += ["", f"Chosen (recall ≥ 0.99, p50 ≤ {args.budget_ms} ms): {chosen}", ""]
+    lines += [
+        "",
+        f"Chosen (recall ≥ 0.99 with ties counted, fastest p50 within {args.budget_ms} ms): "
+        f"{chosen}",
+        "",
+    ]
     (RESULTS / "hnsw.md").write_text("\n".join(lines))
     log(f"chosen: {chosen}")
 
