@@ -4,7 +4,7 @@ The corpus is the one of ``benchmarks/retrieval.py`` (the NQ chunks plus synthet
 composed MiniLM vectors, up to ``--size``); queries are NQ questions. For each graph built
 (``M``, ``efConstruction``) and each ``efSearch``, it reports recall@10 against the exact
 (flat) top-10 and the single-query search time. The default is the setting with the fastest
-queries that keeps at least 99% of the exact top-10 (p50 under ``--budget-ms``).
+queries that keeps at least 99.25% of the exact top-10 (the 99% aim with a margin).
 
     python benchmarks/hnsw.py --threads 1
 
@@ -41,6 +41,9 @@ from ragzip.text import split_sentences
 RESULTS = Path(__file__).resolve().parent / "results"
 GRAPHS = [(32, 80), (32, 200)]
 EF_SEARCH = [64, 128, 256, 384, 512]
+MIN_RECALL = 0.9925
+"""The aim is 99% of the exact top-10; the default keeps a margin above it, since a natural
+corpus may be harder than this one."""
 
 
 def log(msg: str) -> None:
@@ -121,8 +124,12 @@ def main() -> None:
         t = time.perf_counter()
         flat.search(q[None, :], 10)
         flat_times.append((time.perf_counter() - t) * 1000)
-    ok = [r for r in rows if r["recall@10_ties_counted"] >= 0.99 and r["p50_ms"] <= args.budget_ms]
-    # the fastest queries that keep 99%: the graph's build time is small next to embedding the
+    ok = [
+        r
+        for r in rows
+        if r["recall@10_ties_counted"] >= MIN_RECALL and r["p50_ms"] <= args.budget_ms
+    ]
+    # the fastest queries that keep the recall: the graph's build time is small next to embedding the
     # chunks (100k chunks embed in tens of minutes on a CPU), so it does not decide
     chosen = min(ok, key=lambda r: (r["p50_ms"], r["build_s"])) if ok else None
     report = {
@@ -160,7 +167,8 @@ def main() -> None:
     ]
     lines += [
         "",
-        f"Chosen (recall ≥ 0.99 with ties counted, fastest p50 within {args.budget_ms} ms): "
+        f"Chosen (recall ≥ {MIN_RECALL} with ties counted: the 99% aim with a margin; fastest "
+        f"p50 within {args.budget_ms} ms): "
         f"{chosen}",
         "",
     ]
