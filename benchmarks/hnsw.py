@@ -129,8 +129,8 @@ def main() -> None:
         for r in rows
         if r["recall@10_ties_counted"] >= MIN_RECALL and r["p50_ms"] <= args.budget_ms
     ]
-    # the fastest queries that keep the recall: the graph's build time is small next to embedding the
-    # chunks (100k chunks embed in tens of minutes on a CPU), so it does not decide
+    # the fastest queries that keep the recall: the graph's build time is small next to
+    # embedding the chunks (100k chunks embed in tens of minutes on a CPU), so it does not decide
     chosen = min(ok, key=lambda r: (r["p50_ms"], r["build_s"])) if ok else None
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
