@@ -297,6 +297,19 @@ def test_ratio_budgets_are_met_exactly_on_prose(tiny_compressor: TokenCompressor
         assert result.budget_tokens - result.compressed_tokens <= 3, ratio
 
 
+def forced_need(counter: TokenCounter, passages: list[str], **force: Any) -> int:
+    """Tokens the forced units of ``passages`` (a value with the words naming it) take, plus
+    the separators between passages, which the budget pays first."""
+    need = counter.count("\n\n".join(passages)) - sum(counter.count_batch(passages))
+    for text in passages:
+        units = value_units(text, split_words(text))
+        forced = forced_mask(text, units, **force)
+        need += counter.count(
+            join_spans(text, [u for u, f in zip(units, forced, strict=True) if f])[0]
+        )
+    return need
+
+
 def test_forced_words_survive_when_the_budget_allows(tiny_compressor: TokenCompressor) -> None:
     counter = tiny_compressor.counter
     text = (
@@ -323,9 +336,7 @@ def test_forced_words_survive_when_the_budget_allows(tiny_compressor: TokenCompr
         "2019",
         "long discussion",
     ]
-    words = split_words(text)
-    forced = forced_mask(text, words, strings=config.force_keep, numbers=True)
-    need = counter.count(join_spans(text, [w for w, f in zip(words, forced, strict=True) if f])[0])
+    need = forced_need(counter, [text, filler], strings=config.force_keep, numbers=True)
     result = compressor.compress("what?", [text, filler], budget=Budget.tokens(need + 2))
     kept = result.passages[0].text
     for s in must:
@@ -385,14 +396,7 @@ def test_forced_words_always_survive(
         tokenizer=tiny_compressor.tokenizer,
     )
     counter = compressor.counter
-    # what the compressor must fit: its forced units (a value with its key) and the separators
-    need = counter.count("\n\n".join(passages)) - sum(counter.count_batch(passages))
-    for text in passages:
-        units = value_units(text, split_words(text))
-        forced = forced_mask(text, units, strings=config.force_keep)
-        need += counter.count(
-            join_spans(text, [u for u, f in zip(units, forced, strict=True) if f])[0]
-        )
+    need = forced_need(counter, passages, strings=config.force_keep)
     result = compressor.compress("what?", passages, budget=Budget.tokens(max(1, need + extra)))
     assert result.compressed_tokens <= max(1, need + extra)
     for original, out in zip(passages, result.passages, strict=True):
