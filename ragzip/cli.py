@@ -265,19 +265,48 @@ def serve(
     upstream: Annotated[
         str | None, typer.Option(help="Upstream OpenAI-compatible base URL.")
     ] = None,
-    compressor: Annotated[str | None, typer.Option(help="Default compressor.")] = None,
+    compressor: Annotated[str | None, typer.Option(help="Default compressor (a spec).")] = None,
     budget: Annotated[str | None, typer.Option(help="Default budget ('256' or '4x').")] = None,
+    auth_token: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-token",
+            envvar="RAGZIP_AUTH_TOKEN",
+            help="Token clients must send as 'Authorization: Bearer TOKEN' to /v1/*, /metrics, "
+            "/readyz and /docs (only /healthz stays open). Prefer the environment variable.",
+            show_envvar=True,
+        ),
+    ] = None,
+    allow_anonymous: Annotated[
+        bool,
+        typer.Option(
+            "--allow-anonymous",
+            help="Serve without --auth-token although RAGZIP_UPSTREAM_API_KEY is set (anyone "
+            "reaching the port is then served on that key); refused otherwise.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the OpenAI-compatible proxy that compresses context on the way upstream."""
+    """Run the OpenAI-compatible proxy that compresses context on the way upstream.
+
+    Safe defaults: it listens on 127.0.0.1 only.
+
+    With RAGZIP_UPSTREAM_API_KEY set it refuses to start unless clients must authenticate (--auth-token / RAGZIP_AUTH_TOKEN) or --allow-anonymous says otherwise.
+
+    Credentials never appear in responses, health reports, metrics or logs.
+
+    Example: RAGZIP_AUTH_TOKEN=$(openssl rand -hex 24) ragzip serve --upstream URL
+    """  # noqa: E501 - typer rewraps the help text; one line per paragraph reads best
     from ragzip.server import Settings
     from ragzip.server import serve as run_server
 
-    overrides = {
+    overrides: dict[str, Any] = {
         "host": host,
         "port": port,
         "upstream_base_url": upstream,
         "default_compressor": compressor,
         "default_budget": budget,
+        "auth_token": auth_token,
+        "allow_anonymous": allow_anonymous or None,
     }
     try:
         settings = Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})

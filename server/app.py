@@ -10,11 +10,11 @@ from fastapi import FastAPI
 
 from ragzip import __version__
 from ragzip.generators.openai_compat import PromptEmbedder
-from ragzip.registry import get_entry
+from ragzip.registry import get_entry, parse_spec, resolve_config
 from ragzip.server.errors import install_error_handlers
 from ragzip.server.limits import BodySizeLimitMiddleware
 from ragzip.server.metrics import Metrics, MetricsMiddleware
-from ragzip.server.routes import api, ops
+from ragzip.server.routes import api, docs_router, ops, protected_ops
 from ragzip.server.service import ProxyService
 from ragzip.server.settings import Settings
 from ragzip.tokenization import TokenCounter
@@ -44,10 +44,16 @@ def create_app(
 
     Raises:
         RegistryError: ``default_compressor`` (or a name in ``compressors``) is not registered.
+        ConfigError: ``default_compressor`` is badly configured, or the settings would serve the
+            operator's upstream key to anonymous clients
+            (:meth:`~ragzip.server.settings.Settings.check_safe`).
     """
     settings = settings if settings is not None else Settings.load()
-    for name in [settings.default_compressor, *(settings.compressors or [])]:
-        get_entry(name)
+    settings.check_safe()
+    # the server's own configuration: checked now, never blamed on a client later
+    resolve_config(settings.default_compressor)
+    for name in settings.compressors or []:
+        get_entry(parse_spec(name).name)
     metrics = Metrics()
     service = ProxyService(
         settings, metrics, counter=counter, transport=transport, embedder=embedder
@@ -66,6 +72,9 @@ def create_app(
         version=__version__,
         summary="OpenAI-compatible proxy that compresses retrieved context before the LLM.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -73,6 +82,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(api)
     app.include_router(ops)
+    app.include_router(protected_ops)
+    app.include_router(docs_router(app))
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes, metrics=metrics
     )

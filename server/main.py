@@ -25,7 +25,7 @@ def serve(settings: Settings | None = None) -> None:
         "ragzip proxy on http://%s:%d → %s (compressor %s, budget %s)",
         settings.host,
         settings.port,
-        settings.upstream_base_url,
+        settings.upstream_display,
         settings.default_compressor,
         settings.default_budget,
     )

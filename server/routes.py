@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from ragzip import __version__
 from ragzip.server.errors import AuthenticationError
@@ -56,6 +57,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 api = APIRouter(prefix="/v1", dependencies=[Depends(require_auth)], responses=ERRORS)
 ops = APIRouter()
+protected_ops = APIRouter(dependencies=[Depends(require_auth)])
 
 
 @api.post("/chat/completions", response_model=None, summary="Chat completion, context compressed")
@@ -78,7 +80,9 @@ async def compress(body: CompressRequest, request: Request) -> CompressResponse:
         body.query,
         body.passage_list(),
         budget=body.budget_or(service.budget),
-        compressor=body.compressor or service.settings.default_compressor,
+        compressor=(
+            body.compressor if body.compressor is not None else service.settings.default_compressor
+        ),
     )
     return CompressResponse.from_result(result)
 
@@ -96,13 +100,37 @@ async def healthz(request: Request) -> Health:
     return Health(
         status="ok",
         version=__version__,
-        upstream=settings.upstream_base_url,
+        upstream=settings.upstream_display,
         default_compressor=settings.default_compressor,
     )
 
 
-@ops.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@protected_ops.get("/readyz", summary="Readiness", response_model=None)
+async def readyz(request: Request) -> Response:
+    """Whether the proxy can serve: the tokenizer and the default compressor are loaded and the
+    upstream answers ``GET /models`` (503 with the reason otherwise)."""
+    ready, reason = await service_of(request).readiness()
+    body = {"status": "ready" if ready else "not ready", "reason": reason}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@protected_ops.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus exposition text of this app's metrics."""
     body, content_type = request.app.state.metrics.render()
     return Response(body, media_type=content_type)
+
+
+def docs_router(app: FastAPI) -> APIRouter:
+    """``/openapi.json`` and ``/docs`` behind the same auth as the API."""
+    router = APIRouter(dependencies=[Depends(require_auth)], include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs")
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ragzip proxy")
+
+    return router

@@ -35,7 +35,7 @@ from ragzip.errors import (
 from ragzip.generators.openai_compat import PromptEmbedder, encode_prompt_embeds
 from ragzip.policy import decision_of
 from ragzip.prompts import SOFT_PLACEHOLDER
-from ragzip.registry import create_compressor, get_entry
+from ragzip.registry import create_compressor, parse_spec, resolve_config
 from ragzip.server.context import (
     ContextPlan,
     PlanLayout,
@@ -44,7 +44,7 @@ from ragzip.server.context import (
     render_chat,
     render_completion,
 )
-from ragzip.server.errors import CompressorNotAllowedError
+from ragzip.server.errors import CompressorNotAllowedError, UpstreamTimeoutError
 from ragzip.server.metrics import Metrics
 from ragzip.server.protocol import (
     AutoDecisionOut,
@@ -176,6 +176,27 @@ class ProxyService:
         self.upstream.start()
         await self.compressor(self.settings.default_compressor)
 
+    async def readiness(self) -> tuple[bool, str]:
+        """Whether requests can be served now, and why not.
+
+        Ready means: the tokenizer and the default compressor are loaded, and the upstream
+        answers ``GET /models`` with a 2xx within ``readiness_timeout`` seconds.
+        """
+        if self._counter is None or self.settings.default_compressor not in self._compressors:
+            return False, "models are still loading"
+        try:
+            reply = await asyncio.wait_for(
+                self.upstream.request(
+                    "GET", "models", content=None, headers=self.upstream.headers({})
+                ),
+                timeout=self.settings.readiness_timeout,
+            )
+        except (RagzipError, TimeoutError) as exc:
+            return False, f"upstream unreachable: {exc}"
+        if reply.status >= 300:
+            return False, f"upstream answered {reply.status} to GET /models"
+        return True, "ok"
+
     async def aclose(self) -> None:
         """Close the upstream pool and the compression threads."""
         await self.upstream.aclose()
@@ -206,16 +227,19 @@ class ProxyService:
         return self._embedder
 
     async def compressor(self, name: str) -> Compressor:
-        """The compressor registered as ``name`` (built on first use).
+        """The compressor of a spec, ``NAME`` or ``NAME:KEY=VALUE;...`` as on the command line
+        (built on first use, one per spec).
 
         Raises:
-            CompressorNotAllowedError: ``name`` is not in ``settings.compressors``.
+            CompressorNotAllowedError: The name is not in ``settings.compressors``.
             RegistryError: Unknown name.
+            ConfigError: A malformed spec or bad settings (empty name included).
             MissingDependencyError: Its extra is not installed.
         """
-        get_entry(name)  # an unknown name reads as such, allowed or not
+        spec = parse_spec(name)  # an unknown name reads as such, allowed or not
+        resolve_config(spec)  # a bad setting is the client's error, found before building
         allowed = self.settings.compressors
-        if allowed is not None and name not in allowed:
+        if allowed is not None and name not in allowed and spec.name not in allowed:
             enabled = ", ".join(allowed)
             msg = f"compressor {name!r} is not enabled on this server; enabled: {enabled}"
             raise CompressorNotAllowedError(msg)
@@ -292,7 +316,9 @@ class ProxyService:
         Raises:
             ConfigError: A soft result that cannot be sent (see ``upstream_prompt_embeds``).
         """
-        name = (options.compressor if options else None) or self.settings.default_compressor
+        name = self.settings.default_compressor
+        if options is not None and options.compressor is not None:
+            name = options.compressor  # "" is an error, never silently the default
         budget = options.budget_or(self.budget) if options else self.budget
         query = options.query if options and options.query is not None else plan.default_query
         passages = plan.passages
@@ -507,9 +533,17 @@ class ProxyService:
     async def models(self, request: Request) -> Response:
         """``GET /v1/models``, passed through."""
         headers = self.upstream.headers(request.headers)
-        reply = await self._until_disconnect(
-            request, self.upstream.request("GET", "models", content=None, headers=headers)
-        )
+        listing = self.upstream.request("GET", "models", content=None, headers=headers)
+        try:
+            reply = await self._until_disconnect(
+                request, asyncio.wait_for(listing, timeout=self.settings.models_timeout)
+            )
+        except TimeoutError as exc:
+            msg = (
+                f"the upstream server {self.settings.upstream_display} did not list its models "
+                f"within {self.settings.models_timeout:g} s"
+            )
+            raise UpstreamTimeoutError(msg) from exc
         if reply is None:
             return Response(status_code=CLIENT_CLOSED)
         return Response(reply.content, status_code=reply.status, headers=reply.headers)

@@ -31,7 +31,11 @@ class Settings(BaseSettings):
         upstream_api_key: Bearer key sent upstream. When unset and ``auth_token`` is unset too,
             the client's own ``Authorization`` header is forwarded instead.
         auth_token: When set, clients must send ``Authorization: Bearer <auth_token>`` to
-            ``/v1/*`` routes (``/healthz`` and ``/metrics`` stay open).
+            ``/v1/*``, ``/metrics``, ``/readyz`` and the OpenAPI pages (``/docs``,
+            ``/openapi.json``); only the liveness check ``/healthz`` stays open.
+        allow_anonymous: Serve without ``auth_token`` although ``upstream_api_key`` is set, so
+            that anyone who reaches the port is served on the operator's key. Off, such a
+            proxy refuses to start.
         host: Interface :func:`ragzip.server.main.serve` binds to.
         port: Port :func:`ragzip.server.main.serve` listens on.
         default_compressor: Registry name used when a request names none.
@@ -49,7 +53,10 @@ class Settings(BaseSettings):
         context_header: Line put above the inserted context block.
         max_request_bytes: Larger request bodies are refused with 413.
         connect_timeout: Seconds to open a connection upstream.
-        read_timeout: Seconds to wait for upstream bytes (per chunk when streaming).
+        read_timeout: Seconds to wait for upstream bytes (per chunk when streaming) of a
+            completion: long prompts on a busy server take a while to start.
+        models_timeout: Seconds the whole ``GET /v1/models`` may take (a listing: short).
+        readiness_timeout: Seconds ``/readyz`` waits for the upstream's ``GET /models``.
         write_timeout: Seconds to send the request upstream.
         pool_timeout: Seconds to wait for a free upstream connection.
         max_retries: Extra attempts after a connection failure or a retryable status
@@ -82,6 +89,7 @@ class Settings(BaseSettings):
     upstream_base_url: str = "http://127.0.0.1:8000/v1"
     upstream_api_key: SecretStr | None = None
     auth_token: SecretStr | None = None
+    allow_anonymous: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
 
@@ -97,6 +105,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=300.0, gt=0)
+    models_timeout: float = Field(default=10.0, gt=0)
+    readiness_timeout: float = Field(default=5.0, gt=0)
     write_timeout: float = Field(default=30.0, gt=0)
     pool_timeout: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
@@ -136,6 +146,44 @@ class Settings(BaseSettings):
             msg = f"only 5xx statuses can be retried, got {bad}"
             raise ValueError(msg)
         return value
+
+    @property
+    def upstream_display(self) -> str:
+        """``upstream_base_url`` with any credentials in it masked (for logs and reports)."""
+        from ragzip.server.redact import redact_url
+
+        return redact_url(self.upstream_base_url)
+
+    def secret_values(self) -> list[str]:
+        """Every secret of the settings, as plain strings (to mask them wherever they echo)."""
+        import httpx
+
+        values = [
+            s.get_secret_value() for s in (self.upstream_api_key, self.auth_token) if s is not None
+        ]
+        url = httpx.URL(self.upstream_base_url)
+        values += [v for v in (url.password, url.userinfo.decode()) if v]
+        return values
+
+    def check_safe(self) -> None:
+        """Refuse a configuration that would serve the operator's upstream key to anyone.
+
+        Raises:
+            ConfigError: ``upstream_api_key`` set, no ``auth_token`` and no
+                ``allow_anonymous``.
+        """
+        if (
+            self.upstream_api_key is not None
+            and self.auth_token is None
+            and not (self.allow_anonymous)
+        ):
+            msg = (
+                "refusing to start: upstream_api_key is set but auth_token is not, so anyone who "
+                "reaches the proxy would be served on your key. Set an auth token "
+                "(--auth-token / RAGZIP_AUTH_TOKEN) that clients send as 'Authorization: Bearer "
+                "...', or pass --allow-anonymous (RAGZIP_ALLOW_ANONYMOUS=true) to accept that"
+            )
+            raise ConfigError(msg)
 
     @property
     def budget(self) -> Budget:

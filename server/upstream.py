@@ -21,6 +21,7 @@ import httpx
 from ragzip.errors import UpstreamError
 from ragzip.server.errors import UpstreamTimeoutError
 from ragzip.server.metrics import Metrics
+from ragzip.server.redact import MAX_UPSTREAM_BODY, Redactor, redact_url
 from ragzip.server.settings import Settings
 
 logger = logging.getLogger("ragzip.server")
@@ -118,8 +119,7 @@ class UpstreamClient:
             write=settings.write_timeout,
             pool=settings.pool_timeout,
         ).as_dict()
-        key = settings.upstream_api_key
-        self._secret = key.get_secret_value().encode() if key is not None else b""
+        self.redactor = Redactor(settings.secret_values())
 
     def _pool(self) -> httpx.AsyncBaseTransport:
         """The next connection pool, round robin over :data:`POOL_SHARDS` (made on first use)."""
@@ -180,11 +180,18 @@ class UpstreamClient:
             out["authorization"] = client_headers["authorization"]
         return out
 
-    def scrub(self, data: bytes) -> bytes:
-        """``data`` with the upstream key replaced, for bodies passed back to the client."""
-        if self._secret and self._secret in data:
-            return data.replace(self._secret, b"***")
-        return data
+    def scrub(self, data: bytes, status: int = 200) -> bytes:
+        """A body passed back to the client: the configured secrets masked; for an error
+        answer (4xx/5xx) also anything that looks like a bearer token, key or URL password,
+        and cut to :data:`~ragzip.server.redact.MAX_UPSTREAM_BODY` bytes."""
+        if status < 400:
+            return self.redactor.secrets_only(data)
+        if len(data) <= MAX_UPSTREAM_BODY:
+            return self.redactor.mask(data)
+        # too long to pass on whole: an OpenAI-shaped error holding its (masked) beginning
+        head = self.redactor.mask_text(data[:MAX_UPSTREAM_BODY].decode("utf-8", "replace"))
+        error = {"message": f"upstream error (truncated): {head}", "type": "upstream_error"}
+        return json.dumps({"error": {**error, "param": None, "code": None}}).encode()
 
     async def request(
         self,
@@ -235,9 +242,10 @@ class UpstreamClient:
                     reply.stream, reply._response = iterator, response
                     response = None  # the caller owns it now
                 else:
-                    reply.content = self.scrub(await response.aread())
+                    reply.content = self.scrub(await response.aread(), response.status_code)
                 if reply.status >= 500:
-                    raise UpstreamError(_describe_status(reply), status_code=reply.status)
+                    detail = _describe_status(reply, self.redactor)
+                    raise UpstreamError(detail, status_code=reply.status)
                 return reply
             except httpx.HTTPError as exc:
                 error = self.translate_error(exc)
@@ -260,7 +268,7 @@ class UpstreamClient:
 
     def translate_error(self, exc: httpx.HTTPError) -> UpstreamError:
         """The :class:`~ragzip.errors.UpstreamError` (or timeout) to report for an httpx error."""
-        url = self.settings.upstream_base_url
+        url = redact_url(self.settings.upstream_base_url)
         if isinstance(exc, httpx.TimeoutException):
             what = {
                 httpx.ConnectTimeout: "connecting to",
@@ -279,8 +287,8 @@ class UpstreamClient:
         return UpstreamError(msg)
 
 
-def _describe_status(reply: UpstreamReply) -> str:
-    """A short message for an upstream 5xx (its own error message when it sent one)."""
+def _describe_status(reply: UpstreamReply, redactor: Redactor) -> str:
+    """A short message for an upstream 5xx (its own error message, secrets masked)."""
     detail = ""
     try:
         data = json.loads(reply.content)
@@ -289,5 +297,5 @@ def _describe_status(reply: UpstreamReply) -> str:
             detail = str(err.get("message", "")) if isinstance(err, dict) else str(err)
     except ValueError:
         detail = reply.content[:200].decode("utf-8", "replace")
-    detail = " ".join(detail.split())[:300]
+    detail = redactor.mask_text(" ".join(detail.split()))
     return f"upstream server answered {reply.status}" + (f": {detail}" if detail else "")

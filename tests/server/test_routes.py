@@ -237,7 +237,9 @@ async def test_auth_token(minilm_counter: Any) -> None:
 
 async def test_upstream_key_sent_but_never_echoed(minilm_counter: Any) -> None:
     fake = FakeUpstream()
-    async with open_proxy(minilm_counter, fake, upstream_api_key="sk-secret-123") as c:
+    async with open_proxy(
+        minilm_counter, fake, upstream_api_key="sk-secret-123", allow_anonymous=True
+    ) as c:
         ok = await c.post(
             "/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer client-key"}
         )

@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 pytestmark = pytest.mark.slow
+TOKEN = "schemathesis-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +33,15 @@ def api_schema(minilm_counter: Any) -> Iterator[Any]:
     with ServerThread(build_fake_upstream(fake)) as upstream:
         app = create_app(
             proxy_settings(
-                upstream.url, compressors=["truncate", "identity"], max_request_bytes=64 * 1024
+                upstream.url,
+                compressors=["truncate", "identity"],
+                max_request_bytes=64 * 1024,
+                auth_token=TOKEN,  # the protected app: its schema and every route behind auth
             ),
             counter=minilm_counter,
         )
         with ServerThread(app) as proxy:
-            yield schemathesis.openapi.from_url(proxy.url + "/openapi.json")
+            yield schemathesis.openapi.from_url(proxy.url + "/openapi.json", headers=AUTH)
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
@@ -59,10 +64,11 @@ def test_no_server_errors(api_schema: Any, mode: str) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:
-            response = case.call(timeout=30)
+            response = case.call(headers=AUTH, timeout=30)
             statuses[response.status_code] += 1
             case.validate_response(response, checks=[not_a_server_error])
 
         run()
     assert "POST /v1/chat/completions" in labels and "POST /v1/compress" in labels
+    assert "GET /readyz" in labels and "GET /metrics" in labels
     assert statuses[200 if mode == "positive" else 400] > 0, statuses
