@@ -45,6 +45,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
+from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
 from ragzip.errors import CompressionError, ConfigError
@@ -63,6 +64,10 @@ def native_bf16_cpu() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+ENCODE_SLICE = 256
+"""Texts embedded between two cancellation checkpoints (length sorting works within a slice)."""
+
+
 class Embedder(Protocol):
     """What MIG needs of a sentence embedder (a ``SentenceTransformer`` fits)."""
 
@@ -77,18 +82,23 @@ def encode_unit_norm(embedder: Embedder, texts: Sequence[str], *, batch_size: in
     Raises:
         CompressionError: The embedder failed or returned one row per text in no 2-D array.
     """
-    try:
-        out = embedder.encode(
-            list(texts),
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-    except (RuntimeError, ValueError) as exc:
-        msg = f"the embedder failed on {len(texts)} texts: {exc}"
-        raise CompressionError(msg) from exc
-    vectors = np.asarray(out, dtype=np.float32)
+    parts = []
+    step = max(batch_size, ENCODE_SLICE)
+    for start in range(0, len(texts), step):
+        checkpoint()  # a cancelled request stops between slices
+        try:
+            out = embedder.encode(
+                list(texts[start : start + step]),
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        except (RuntimeError, ValueError) as exc:
+            msg = f"the embedder failed on {len(texts)} texts: {exc}"
+            raise CompressionError(msg) from exc
+        parts.append(np.asarray(out, dtype=np.float32))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(texts):
         msg = f"the embedder returned shape {vectors.shape} for {len(texts)} texts"
         raise CompressionError(msg)

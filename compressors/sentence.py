@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Selection, Units, greedy_fill, split_units
 from ragzip.errors import CompressionError, ConfigError, ModelError
@@ -434,6 +435,7 @@ class SentenceScorer:
         )
         with torch.inference_mode(), autocast:
             for batch in batches:
+                checkpoint()  # a cancelled request stops between batches
                 logits = self.model(pad_batch([encoded[i] for i in batch], self.device)).float()
                 probs[batch] = torch.sigmoid(logits).cpu().numpy()
         return probs

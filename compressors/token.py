@@ -62,6 +62,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor, join_spans
 from ragzip.compressors.units import sentence_spans, split_words, value_units
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
@@ -770,6 +771,7 @@ class TokenCompressor(Compressor):
         device = next(self.model.parameters()).device if _has_params(self.model) else None
         with torch.inference_mode():
             for b in range(0, len(order), cfg.batch_size):
+                checkpoint()  # a cancelled request stops between batches
                 batch = order[b : b + cfg.batch_size]
                 width = max(lengths[j] for j in batch)
                 ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ragzip.cancellation import checkpoint
 from ragzip.errors import BudgetError, InputError
 from ragzip.tokenization import TokenCounter
 from ragzip.types import (
@@ -208,7 +209,9 @@ class Compressor(ABC):
         elif budget_tokens >= original and not (self.soft or self.decides_amount):
             output = CompressionOutput(spans=[[(0, len(p.text))] for p in items])
         else:
+            checkpoint()
             output = self._compress(request)
+            checkpoint()
         t_done = time.perf_counter()
         if output.embeddings is None:
             result = self._build(request, output, layout, budget_tokens)

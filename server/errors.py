@@ -14,7 +14,8 @@ request validation (pydantic), bad JSON     400     invalid_request_error     in
 :class:`~ragzip.errors.MissingDependencyError`  400 invalid_request_error     compressor_unavailable
 :class:`AuthenticationError`                401     authentication_error      invalid_api_key
 unknown route / method                      404/405 invalid_request_error     not_found / ...
-:class:`RequestTooLargeError`               413     invalid_request_error     request_too_large
+:class:`RequestTooLargeError` (and limits)  413     invalid_request_error     request_too_large
+:class:`ServerBusyError` (``Retry-After``)  503     server_error              server_busy
 :class:`~ragzip.errors.CompressionError`    500     server_error              compression_failed
 :class:`UpstreamTimeoutError`               504     upstream_error            upstream_timeout
 :class:`~ragzip.errors.UpstreamError`       502     upstream_error            upstream_error
@@ -59,6 +60,18 @@ class RequestTooLargeError(InputError):
     """The request body is larger than ``max_request_bytes``."""
 
 
+class ServerBusyError(RagzipError):
+    """The compression queue is full; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestLimitError(RequestTooLargeError):
+    """The request's context exceeds a per-request limit (passages or characters)."""
+
+
 class CompressorNotAllowedError(ConfigError):
     """The request named a compressor outside the server's allow-list."""
 
@@ -79,6 +92,7 @@ class ErrorSpec:
 # Most specific first: the first matching entry wins.
 ERROR_SPECS: tuple[tuple[type[BaseException], ErrorSpec], ...] = (
     (AuthenticationError, ErrorSpec(401, "authentication_error", "invalid_api_key")),
+    (ServerBusyError, ErrorSpec(503, "server_error", "server_busy")),
     (RequestTooLargeError, ErrorSpec(413, "invalid_request_error", "request_too_large")),
     (CompressorNotAllowedError, ErrorSpec(400, "invalid_request_error", "compressor_not_allowed")),
     (BudgetError, ErrorSpec(400, "invalid_request_error", "invalid_budget")),
@@ -134,7 +148,9 @@ async def _ragzip_error(request: Request, exc: Exception) -> JSONResponse:
     spec = spec_for(exc)
     _count(request, spec.code)
     headers = {"WWW-Authenticate": "Bearer"} if spec.status == 401 else None
-    if spec.status >= 500:
+    if isinstance(exc, ServerBusyError):
+        headers = {"Retry-After": str(exc.retry_after)}
+    if spec.status >= 500 and not isinstance(exc, ServerBusyError):
         logger.warning(
             "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
         )

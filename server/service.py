@@ -14,15 +14,15 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import Request
 from starlette.responses import Response
 
+from ragzip.cancellation import CancelToken
 from ragzip.compressor import Compressor
 from ragzip.errors import (
     CompressionError,
@@ -44,7 +44,8 @@ from ragzip.server.context import (
     render_chat,
     render_completion,
 )
-from ragzip.server.errors import CompressorNotAllowedError, UpstreamTimeoutError
+from ragzip.server.errors import CompressorNotAllowedError, RequestLimitError, UpstreamTimeoutError
+from ragzip.server.lanes import Lanes
 from ragzip.server.metrics import Metrics
 from ragzip.server.protocol import (
     AutoDecisionOut,
@@ -61,6 +62,7 @@ from ragzip.tokenization import HFTokenCounter, TokenCounter
 from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextLayout, Passage
 
 logger = logging.getLogger("ragzip.server")
+T = TypeVar("T")
 
 # Errors caused by the request itself: answered as 400, never hidden by the fallback.
 CLIENT_ERRORS = (InputError, ConfigError, RegistryError)
@@ -165,9 +167,7 @@ class ProxyService:
         self._compressors: dict[str, Compressor] = {}
         self._counter_lock = asyncio.Lock()
         self._compressor_lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(
-            max_workers=settings.compression_workers, thread_name_prefix="ragzip-compress"
-        )
+        self.lanes = Lanes(settings)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -200,13 +200,13 @@ class ProxyService:
     async def aclose(self) -> None:
         """Close the upstream pool and the compression threads."""
         await self.upstream.aclose()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.lanes.shutdown()
 
     # --- compression --------------------------------------------------------------------------
 
     async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        """Short work (model loading, prompt rendering) on the small lane's threads."""
+        return await self.lanes.submit_plain(functools.partial(fn, *args, **kwargs))
 
     async def counter(self) -> TokenCounter:
         """The token counter (loaded on first use)."""
@@ -269,19 +269,25 @@ class ProxyService:
             InputError, BudgetError, RegistryError, CompressorNotAllowedError: Bad request.
             CompressionError: The compressor failed (or crashed) on valid input.
         """
+        self._check_limits(passages)
         comp = await self.compressor(compressor)
         start = time.perf_counter()
+        lane = self.lanes.lane_for(passages)
+        token = CancelToken()
+
+        def work() -> CompressionResult:
+            return comp.compress(query, list(passages), budget=budget, layout=layout)
+
         try:
             result: CompressionResult = await asyncio.wait_for(
-                self._in_thread(comp.compress, query, list(passages), budget=budget, layout=layout),
-                timeout=self.settings.compression_timeout,
+                self.lanes.run(lane, work, token), timeout=self.settings.compression_timeout
             )
         except RagzipError:
             raise
         except TimeoutError as exc:
             msg = (
                 f"compressor {compressor!r} took longer than "
-                f"{self.settings.compression_timeout:g} s"
+                f"{self.settings.compression_timeout:g} s (stopped)"
             )
             raise CompressionError(msg) from exc
         except Exception as exc:
@@ -292,6 +298,20 @@ class ProxyService:
         self.metrics.tokens.labels("original").inc(result.original_tokens)
         self.metrics.tokens.labels("compressed").inc(result.compressed_tokens)
         return result
+
+    def _check_limits(self, passages: Sequence[Passage]) -> None:
+        """Refuse, naming the limit, a context larger than one request may send (413)."""
+        s = self.settings
+        if len(passages) > s.max_passages:
+            msg = f"{len(passages)} passages exceed the limit of {s.max_passages} (max_passages)"
+            raise RequestLimitError(msg)
+        chars = sum(len(p.text) for p in passages)
+        if chars > s.max_context_chars:
+            msg = (
+                f"{chars} characters of context exceed the limit of {s.max_context_chars} "
+                "(max_context_chars)"
+            )
+            raise RequestLimitError(msg)
 
     async def _run_plan(
         self,
@@ -426,12 +446,18 @@ class ProxyService:
         plan = plan_chat(raw["messages"], options.passage_list() if options else [])
         usage: RagzipUsage | None = None
         if plan.has_work:
-            kept, usage, soft = await self._run_plan(
-                plan,
-                options,
-                soft_route=True,
-                prefix_block=self.settings.context_placement == "user",
+            done = await self._until_disconnect(  # a client gone stops its compression
+                request,
+                self._run_plan(
+                    plan,
+                    options,
+                    soft_route=True,
+                    prefix_block=self.settings.context_placement == "user",
+                ),
             )
+            if done is None:
+                return Response(status_code=CLIENT_CLOSED)
+            kept, usage, soft = done
             if soft is not None:
                 return await self._forward_soft(raw, plan, soft, request, usage)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
@@ -456,7 +482,10 @@ class ProxyService:
         plan = plan_completion(raw["prompt"], options.passage_list() if options else [])
         usage: RagzipUsage | None = None
         if plan.has_work:
-            kept, usage, _ = await self._run_plan(plan, options)
+            done = await self._until_disconnect(request, self._run_plan(plan, options))
+            if done is None:
+                return Response(status_code=CLIENT_CLOSED)
+            kept, usage, _ = done
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
             forward["prompt"] = render_completion(
                 raw["prompt"], plan, kept, header=self.settings.context_header
@@ -584,9 +613,7 @@ class ProxyService:
             body = _with_usage(body, usage)
         return Response(body, status_code=reply.status, headers=out_headers)
 
-    async def _until_disconnect(
-        self, request: Request, work: Awaitable[UpstreamReply]
-    ) -> UpstreamReply | None:
+    async def _until_disconnect(self, request: Request, work: Awaitable[T]) -> T | None:
         """Await ``work``; cancel it and return ``None`` if the client disconnects first.
 
         A watcher task waits for the client's ``http.disconnect`` and cancels this task; the
@@ -603,7 +630,7 @@ class ProxyService:
             current.cancel()
 
         watcher = asyncio.create_task(watch())
-        reply: UpstreamReply | None = None
+        reply: T | None = None
         try:
             reply = await work
         except asyncio.CancelledError:
@@ -617,9 +644,11 @@ class ProxyService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.sleep(0)
                 current.uncancel()
-                await reply.aclose()
+                close = getattr(reply, "aclose", None)
+                if close is not None:
+                    await close()
             self.metrics.disconnects.inc()
-            logger.info("client disconnected before the upstream answered; request cancelled")
+            logger.info("client disconnected before the answer; request cancelled")
             return None
         return reply
 

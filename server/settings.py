@@ -43,10 +43,15 @@ class Settings(BaseSettings):
         compressors: Names clients may ask for; ``None`` allows every registered compressor.
         tokenizer: Folder of a Hugging Face tokenizer of the upstream model, in which budgets
             are counted; ``None`` uses the embedded SmolLM2 tokenizer.
-        compression_workers: Threads that run compressors (compressions beyond it queue). Keep
-            1 unless the compressors in use are thread-safe.
+        compression_workers: Threads per compression lane (there are two: small and large
+            requests, so a heavy request never queues in front of small ones).
         compression_timeout: Seconds one compression may take (queueing included) before it
-            counts as failed (then 500, or the fallback).
+            counts as failed (then 500, or the fallback); the work itself is then stopped.
+        max_queued_compressions: Compressions one lane holds (running or waiting); a request
+            beyond it is answered 503 with ``Retry-After`` at once.
+        small_request_chars: Context characters up to which a request takes the small lane.
+        max_passages: Passages one request may mark as context (413 beyond).
+        max_context_chars: Characters of context one request may send (413 beyond).
         context_placement: Where context from the ``ragzip`` request field goes in a chat:
             ``"system"`` inserts a system message before the last user message, ``"user"``
             prefixes the last user message (for chat templates that allow one system message).
@@ -98,7 +103,11 @@ class Settings(BaseSettings):
     compressors: list[str] | None = None
     tokenizer: str | None = None
     compression_workers: int = Field(default=1, ge=1, le=64)
-    compression_timeout: float = Field(default=120.0, gt=0)
+    compression_timeout: float = Field(default=60.0, gt=0)
+    max_queued_compressions: int = Field(default=8, ge=1)
+    small_request_chars: int = Field(default=20_000, ge=1)
+    max_passages: int = Field(default=2_000, ge=1)
+    max_context_chars: int = Field(default=2_000_000, ge=1)
     context_placement: Literal["system", "user"] = "system"
     context_header: str = "Context:"
 

@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ragzip.cancellation import Cancelled, checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.registry import register
 from ragzip.server import Settings, create_app
@@ -48,7 +49,29 @@ class StuckCompressor(Compressor):
         return CompressionOutput(spans=[[] for _ in request.passages])
 
 
+class SpinningCompressor(Compressor):
+    """A compressor that works for 20 s unless cancelled, reporting what happened in
+    ``SPINS[query]`` (``"running"``, ``"cancelled"`` or ``"finished"``)."""
+
+    name = "test-spinning"
+
+    def _compress(self, request: CompressionRequest) -> CompressionOutput:
+        SPINS[request.query] = "running"
+        try:
+            for _ in range(2000):
+                checkpoint()
+                time.sleep(0.01)
+        except Cancelled:
+            SPINS[request.query] = "cancelled"
+            raise
+        SPINS[request.query] = "finished"
+        return CompressionOutput(spans=[[] for _ in request.passages])
+
+
+SPINS: dict[str, str] = {}
+
 register("test-failing", f"{__name__}:FailingCompressor", summary="tests: always fails")
+register("test-spinning", f"{__name__}:SpinningCompressor", summary="tests: spins")
 register("test-stuck", f"{__name__}:StuckCompressor", summary="tests: hangs")
 
 # --- fake upstream --------------------------------------------------------------------------

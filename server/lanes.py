@@ -1,0 +1,99 @@
+"""Where compression runs: bounded, size-classed worker lanes with cancellation.
+
+A request's compression runs on one of two lanes, each a thread pool of its own: *small*
+requests (at most ``small_request_chars`` characters of context) and *large* ones, so a heavy
+request never queues in front of small ones. Each lane admits at most
+``max_queued_compressions`` pieces of work (running or waiting); beyond that the request is
+answered at once with 503 and ``Retry-After`` instead of waiting without bound. Work whose
+client went away or whose deadline passed is cancelled cooperatively
+(:mod:`ragzip.cancellation`): it stops at its next checkpoint and frees the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ragzip.cancellation import CancelToken, cancellable
+from ragzip.server.errors import ServerBusyError
+from ragzip.server.settings import Settings
+from ragzip.types import Passage
+
+T = TypeVar("T")
+
+
+class Lane:
+    """One thread pool and its admission count."""
+
+    def __init__(self, name: str, workers: int, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.admitted = 0
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ragzip-{name}")
+        self.seconds_per_job = 1.0  # running estimate, for Retry-After
+
+    def _release(self, seconds: float) -> None:
+        self.admitted -= 1
+        self.seconds_per_job = 0.8 * self.seconds_per_job + 0.2 * seconds
+
+
+class Lanes:
+    """The small and large lanes of one proxy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        workers, capacity = settings.compression_workers, settings.max_queued_compressions
+        self.small = Lane("small", workers, capacity)
+        self.large = Lane("large", workers, capacity)
+
+    def lane_for(self, passages: Sequence[Passage]) -> Lane:
+        """The lane of a request by its context size."""
+        chars = sum(len(p.text) for p in passages)
+        return self.small if chars <= self.settings.small_request_chars else self.large
+
+    async def run(self, lane: Lane, fn: Callable[[], T], token: CancelToken) -> T:
+        """Run ``fn`` on ``lane`` under ``token``; the awaiting task's cancellation (a client
+        gone, a deadline) cancels the work too.
+
+        Raises:
+            ServerBusyError: The lane already holds ``capacity`` pieces of work.
+        """
+        if lane.admitted >= lane.capacity:
+            retry = max(1, math.ceil(lane.seconds_per_job * lane.admitted / max(1, self._workers)))
+            msg = (
+                f"the proxy is busy: {lane.admitted} {lane.name} compressions are queued or "
+                f"running (max_queued_compressions={lane.capacity}); retry in {retry} s"
+            )
+            raise ServerBusyError(msg, retry)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        def work() -> T:
+            with cancellable(token):
+                return fn()
+
+        lane.admitted += 1
+        future = loop.run_in_executor(lane.executor, work)
+        future.add_done_callback(lambda _f: lane._release(loop.time() - started))
+        try:
+            return await asyncio.shield(future)
+        except BaseException:
+            token.cancel("the request was abandoned (client gone or deadline passed)")
+            raise
+
+    @property
+    def _workers(self) -> int:
+        return self.settings.compression_workers
+
+    def submit_plain(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run model loading and other short work on the small lane, outside admission."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self.small.executor, lambda: fn(*args))
+
+    def shutdown(self) -> None:
+        """Stop the threads; queued work is dropped."""
+        for lane in (self.small, self.large):
+            lane.executor.shutdown(wait=False, cancel_futures=True)
