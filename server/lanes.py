@@ -77,7 +77,12 @@ class Lanes:
 
         lane.admitted += 1
         future = loop.run_in_executor(lane.executor, work)
-        future.add_done_callback(lambda _f: lane._release(loop.time() - started))
+        def done(f: asyncio.Future[T]) -> None:
+            lane._release(loop.time() - started)
+            if not f.cancelled():
+                f.exception()  # seen: abandoned work that stopped (Cancelled) is not an error
+
+        future.add_done_callback(done)
         try:
             return await asyncio.shield(future)
         except BaseException:
