@@ -3,8 +3,10 @@
 A request's compression runs on one of two lanes, each a thread pool of its own: *small*
 requests (at most ``small_request_chars`` characters of context) and *large* ones, so a heavy
 request never queues in front of small ones. Each lane admits at most
-``max_queued_compressions`` pieces of work (running or waiting); beyond that the request is
-answered at once with 503 and ``Retry-After`` instead of waiting without bound. Work whose
+``max_queued_compressions`` pieces of work (running or waiting) and no more than
+``max_queue_seconds`` of estimated work (a running average of recent jobs' durations); beyond
+that the request is answered at once with 503 and ``Retry-After`` instead of waiting without
+bound. Fast compressions can thus queue deep, slow ones only a little. Work whose
 client went away or whose deadline passed is cancelled cooperatively
 (:mod:`ragzip.cancellation`): it stops at its next checkpoint and frees the thread.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -33,7 +36,7 @@ class Lane:
         self.capacity = capacity
         self.admitted = 0
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ragzip-{name}")
-        self.seconds_per_job = 1.0  # running estimate, for Retry-After
+        self.seconds_per_job = 0.1  # running estimate, for admission and Retry-After
 
     def _release(self, seconds: float) -> None:
         self.admitted -= 1
@@ -61,24 +64,32 @@ class Lanes:
         Raises:
             ServerBusyError: The lane already holds ``capacity`` pieces of work.
         """
-        if lane.admitted >= lane.capacity:
-            retry = max(1, math.ceil(lane.seconds_per_job * lane.admitted / max(1, self._workers)))
+        wait = lane.seconds_per_job * lane.admitted / max(1, self._workers)
+        if lane.admitted >= lane.capacity or wait > self.settings.max_queue_seconds:
+            retry = max(1, math.ceil(wait))
             msg = (
                 f"the proxy is busy: {lane.admitted} {lane.name} compressions are queued or "
-                f"running (max_queued_compressions={lane.capacity}); retry in {retry} s"
+                f"running, about {wait:.1f} s of work (limits: max_queued_compressions="
+                f"{lane.capacity}, max_queue_seconds={self.settings.max_queue_seconds:g}); "
+                f"retry in {retry} s"
             )
             raise ServerBusyError(msg, retry)
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        ran = [0.0]  # seconds the work itself ran (queueing left out of the estimate)
 
         def work() -> T:
-            with cancellable(token):
-                return fn()
+            started = time.perf_counter()
+            try:
+                with cancellable(token):
+                    return fn()
+            finally:
+                ran[0] = time.perf_counter() - started
 
         lane.admitted += 1
         future = loop.run_in_executor(lane.executor, work)
+
         def done(f: asyncio.Future[T]) -> None:
-            lane._release(loop.time() - started)
+            lane._release(ran[0])
             if not f.cancelled():
                 f.exception()  # seen: abandoned work that stopped (Cancelled) is not an error
 

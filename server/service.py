@@ -276,6 +276,11 @@ class ProxyService:
         token = CancelToken()
 
         def work() -> CompressionResult:
+            tokens = sum(comp.counter.count_batch([p.text for p in passages]))
+            if tokens > self.settings.max_context_tokens:
+                limit = self.settings.max_context_tokens
+                msg = f"{tokens} tokens of context exceed the limit of {limit} (max_context_tokens)"
+                raise RequestLimitError(msg)
             return comp.compress(query, list(passages), budget=budget, layout=layout)
 
         try:

@@ -49,9 +49,13 @@ class Settings(BaseSettings):
             counts as failed (then 500, or the fallback); the work itself is then stopped.
         max_queued_compressions: Compressions one lane holds (running or waiting); a request
             beyond it is answered 503 with ``Retry-After`` at once.
+        max_queue_seconds: Estimated seconds of queued work one lane accepts (from the
+            running average duration of its jobs); beyond it, 503 with ``Retry-After``.
         small_request_chars: Context characters up to which a request takes the small lane.
         max_passages: Passages one request may mark as context (413 beyond).
         max_context_chars: Characters of context one request may send (413 beyond).
+        max_context_tokens: Tokens of context one request may send (413 beyond; counted in the
+            compression lane, before any model runs).
         context_placement: Where context from the ``ragzip`` request field goes in a chat:
             ``"system"`` inserts a system message before the last user message, ``"user"``
             prefixes the last user message (for chat templates that allow one system message).
@@ -104,10 +108,12 @@ class Settings(BaseSettings):
     tokenizer: str | None = None
     compression_workers: int = Field(default=1, ge=1, le=64)
     compression_timeout: float = Field(default=60.0, gt=0)
-    max_queued_compressions: int = Field(default=8, ge=1)
+    max_queued_compressions: int = Field(default=256, ge=1)
+    max_queue_seconds: float = Field(default=10.0, gt=0)
     small_request_chars: int = Field(default=20_000, ge=1)
     max_passages: int = Field(default=2_000, ge=1)
     max_context_chars: int = Field(default=2_000_000, ge=1)
+    max_context_tokens: int = Field(default=400_000, ge=1)
     context_placement: Literal["system", "user"] = "system"
     context_header: str = "Context:"
 

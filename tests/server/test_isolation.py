@@ -55,11 +55,14 @@ async def wait_for(state: str, key: str, seconds: float = 10.0) -> None:
 
 
 async def test_limits_are_named(minilm_counter: Any) -> None:
-    async with proxy(minilm_counter, max_passages=3, max_context_chars=1000) as client:
+    limits = {"max_passages": 3, "max_context_chars": 1000, "max_context_tokens": 50}
+    async with proxy(minilm_counter, **limits) as client:
         many = await client.post("/v1/chat/completions", json=chat("q?", ["a"] * 4))
         assert many.status_code == 413 and "max_passages" in many.text
         long = await client.post("/v1/chat/completions", json=chat("q?", ["x" * 1001]))
         assert long.status_code == 413 and "max_context_chars" in long.text
+        wordy = await client.post("/v1/chat/completions", json=chat("q?", ["word " * 60]))
+        assert wordy.status_code == 413 and "max_context_tokens" in wordy.text
         ok = await client.post("/v1/chat/completions", json=chat("q?", ["a b c"] * 3))
         assert ok.status_code == 200
 
