@@ -23,7 +23,7 @@ from ragzip.evaluation.data import nq_corpus
 from ragzip.evaluation.metrics import answer_accuracy
 from ragzip.integrations import RagzipChatModel, RagzipCompressor, RagzipRetriever
 from ragzip.pipeline import Pipeline
-from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, format_context
+from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_CONTEXT, format_context
 from ragzip.types import Budget
 
 classic = pytest.importorskip("langchain_classic.retrievers")
@@ -72,7 +72,10 @@ def test_answer_stays_right_under_compression(
     question = example.question
     assert question == QUESTIONS[line]
     retriever = RagzipRetriever(index=nq_index, k=K)
-    compressor = RagzipCompressor("mig", BUDGET, counter=generator.counter)
+    # the chain writes the context as build_messages does: the budget counts exactly that
+    compressor = RagzipCompressor(
+        "mig", BUDGET, counter=generator.counter, context_format=PROMPT_CONTEXT
+    )
     compressed_retriever = classic.ContextualCompressionRetriever(
         base_compressor=compressor, base_retriever=retriever
     )
@@ -94,8 +97,12 @@ def test_answer_stays_right_under_compression(
 
     # the compressed context is within budget and much shorter
     kept = compressed_retriever.invoke(question)
-    original = sum(generator.counter.count_batch([d.page_content for d in retrieved]))
-    kept_tokens = sum(generator.counter.count_batch([d.page_content for d in kept]))
+    original = generator.counter.count(
+        PROMPT_CONTEXT.render_texts([d.page_content for d in retrieved])
+    )
+    kept_tokens = generator.counter.count(
+        PROMPT_CONTEXT.render_texts([d.page_content for d in kept])
+    )
     assert 0 < kept_tokens <= Budget.parse(BUDGET).resolve(original)
     assert kept[0].metadata["ragzip_context_original_tokens"] == original
 
