@@ -14,6 +14,8 @@ client went away or whose deadline passed is cancelled cooperatively
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +28,25 @@ from ragzip.server.settings import Settings
 from ragzip.types import Passage
 
 T = TypeVar("T")
+
+
+def _libc_trim() -> Callable[[], object] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to hand back explicitly
+        return None
+    return lambda: trim(0)
+
+
+_TRIM = _libc_trim()
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system after a large job (glibc ``malloc_trim``), so
+    the proxy's memory returns to its baseline instead of keeping its high-water mark."""
+    if _TRIM is not None:
+        _TRIM()
 
 
 class Lane:
@@ -84,6 +105,8 @@ class Lanes:
                     return fn()
             finally:
                 ran[0] = time.perf_counter() - started
+                if lane is self.large:
+                    release_memory()
 
         lane.admitted += 1
         future = loop.run_in_executor(lane.executor, work)

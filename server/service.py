@@ -554,13 +554,19 @@ class ProxyService:
     ) -> UpstreamReply | None:
         headers = self.upstream.headers(request.headers)
         start = time.perf_counter()
+        limit = self.settings.response_timeout
+        answer = self.upstream.request(
+            "POST", path, content=content, headers=headers, stream=stream
+        )
         try:
-            return await self._until_disconnect(
-                request,
-                self.upstream.request(
-                    "POST", path, content=content, headers=headers, stream=stream
-                ),
+            return await self._until_disconnect(request, asyncio.wait_for(answer, timeout=limit))
+        except TimeoutError as exc:
+            what = "its first chunk" if stream else "an answer"
+            msg = (
+                f"the upstream server {self.settings.upstream_display} sent no {what} "
+                f"within {limit:g} s (response_timeout)"
             )
+            raise UpstreamTimeoutError(msg) from exc
         finally:
             self.metrics.stage.labels("upstream").observe(time.perf_counter() - start)
 
@@ -590,17 +596,7 @@ class ProxyService:
         stream: bool,
         usage: RagzipUsage | None,
     ) -> Response:
-        headers = self.upstream.headers(request.headers)
-        start = time.perf_counter()
-        try:
-            reply = await self._until_disconnect(
-                request,
-                self.upstream.request(
-                    "POST", path, content=content, headers=headers, stream=stream
-                ),
-            )
-        finally:
-            self.metrics.stage.labels("upstream").observe(time.perf_counter() - start)
+        reply = await self._forward_reply(path, content, request, stream)
         if reply is None:
             return Response(status_code=CLIENT_CLOSED)
         out_headers = dict(reply.headers)

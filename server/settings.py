@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         connect_timeout: Seconds to open a connection upstream.
         read_timeout: Seconds to wait for upstream bytes (per chunk when streaming) of a
             completion: long prompts on a busy server take a while to start.
+        response_timeout: Seconds a completion may take in all until its answer (not
+            streamed) or its first chunk (streamed), retries included; later chunks each wait
+            up to ``read_timeout``.
         models_timeout: Seconds the whole ``GET /v1/models`` may take (a listing: short).
         readiness_timeout: Seconds ``/readyz`` waits for the upstream's ``GET /models``.
         write_timeout: Seconds to send the request upstream.
@@ -121,6 +124,7 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=300.0, gt=0)
     models_timeout: float = Field(default=10.0, gt=0)
+    response_timeout: float = Field(default=600.0, gt=0)
     readiness_timeout: float = Field(default=5.0, gt=0)
     write_timeout: float = Field(default=30.0, gt=0)
     pool_timeout: float = Field(default=10.0, gt=0)

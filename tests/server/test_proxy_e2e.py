@@ -188,6 +188,19 @@ def test_upstream_timeout_is_504(
     assert wait_for(lambda: "disconnected" in upstream.events)  # and the upstream was let go
 
 
+def test_response_timeout_bounds_the_whole_answer(
+    serve_proxy: Any, upstream_server: ServerThread, upstream: FakeUpstream
+) -> None:
+    """A generous per-read timeout does not let an answer take longer than response_timeout."""
+    proxy = serve_proxy(upstream_server.url, read_timeout=30, response_timeout=0.5)
+    upstream.delay = 3.0
+    start = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as info:
+        ask(proxy)
+    assert time.monotonic() - start < 2.0
+    assert info.value.status_code == 504 and "response_timeout" in info.value.message
+
+
 def test_connection_refused_is_502(serve_proxy: Any) -> None:
     proxy = serve_proxy(f"http://127.0.0.1:{closed_port()}", max_retries=2)
     start = time.monotonic()
