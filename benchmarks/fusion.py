@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,14 @@ def precision_throughput(embedder: Any, texts: list[str], rounds: int) -> dict[s
     return {k: round(v, 1) for k, v in best.items()}
 
 
-def fusion_rows(index: HybridIndex, questions: list[str], gold: list[frozenset[str]]) -> list:
+def grid_rows(
+    search: Callable[[tuple[float, float], float], list[list[Any]]], gold: list[frozenset[str]]
+) -> list[dict[str, Any]]:
+    """Recall of every (weights, rrf k) of the grid; ``search(weights, rrf_k)`` ranks."""
     rows = []
     for wb, wd in WEIGHTS:
         for rrf_k in RRF_KS if wb and wd else RRF_KS[:1]:
-            res = index.search_batch(questions, 10, weights=(wb, wd), rrf_k=rrf_k)
+            res = search((wb, wd), rrf_k)
             rows.append(
                 {
                     "weights": [wb, wd],
@@ -76,6 +80,10 @@ def fusion_rows(index: HybridIndex, questions: list[str], gold: list[frozenset[s
                 }
             )
     return rows
+
+
+def fusion_rows(index: HybridIndex, questions: list[str], gold: list[frozenset[str]]) -> list:
+    return grid_rows(lambda w, k: index.search_batch(questions, 10, weights=w, rrf_k=k), gold)
 
 
 def kv_rows(embedder: Any, n_cases: int) -> list[dict[str, Any]]:
@@ -89,22 +97,12 @@ def kv_rows(embedder: Any, n_cases: int) -> list[dict[str, Any]]:
         )
         questions.append(case.query)
         gold.append(frozenset({passages[case.gold_position].id}))
-    rows = []
-    for wb, wd in WEIGHTS:
-        for rrf_k in RRF_KS if wb and wd else RRF_KS[:1]:
-            res = [
-                idx.search(q, 10, weights=(wb, wd), rrf_k=rrf_k)
-                for idx, q in zip(indexes, questions, strict=True)
-            ]
-            rows.append(
-                {
-                    "weights": [wb, wd],
-                    "rrf_k": rrf_k,
-                    "recall@1": doc_recall(res, gold, 1),
-                    "recall@10": doc_recall(res, gold, 10),
-                }
-            )
-    return rows
+
+    def search(weights: tuple[float, float], rrf_k: float) -> list[list[Any]]:
+        pairs = zip(indexes, questions, strict=True)
+        return [idx.search(q, 10, weights=weights, rrf_k=rrf_k) for idx, q in pairs]
+
+    return grid_rows(search, gold)
 
 
 def choose(val: list[dict], kv: list[dict]) -> dict[str, Any]:

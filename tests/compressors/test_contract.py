@@ -168,11 +168,16 @@ def _check_soft(result: Any, originals: list[Passage], counter: TokenCounter) ->
         assert out.original_tokens == counter.count(original.text)
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+def _examples(n: int) -> Any:
+    """Hypothesis settings of the property tests below (``n`` examples each)."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+@_examples(30)
 @given(query=_queries, passages=_passages, budget=_budgets)
 def test_budget_and_cut_from_original(
     compressor: Compressor,
@@ -196,11 +201,7 @@ _PROSE = [
 ]
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_examples(15)
 @given(query=_queries, passages=_passages, budget=_budgets)
 def test_budget_counts_the_prompt_as_sent(
     compressor: Compressor,
