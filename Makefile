@@ -26,7 +26,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ragzip index docs --index $(DEMO_INDEX)
-	$(BIN)/ragzip ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --compressor mig --budget 4x
+	$(BIN)/ragzip ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --compressor sentence --budget 4x
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
