@@ -276,9 +276,12 @@ class ProxyService:
         token = CancelToken()
 
         def work() -> CompressionResult:
-            tokens = sum(comp.counter.count_batch([p.text for p in passages]))
-            if tokens > self.settings.max_context_tokens:
-                limit = self.settings.max_context_tokens
+            texts = [p.text for p in passages]
+            limit = self.settings.max_context_tokens
+            # no tokenizer makes more tokens than UTF-8 bytes: below the limit, nothing to count
+            small = sum(len(t.encode()) for t in texts) <= limit
+            tokens = 0 if small else sum(comp.counter.count_batch(texts))
+            if tokens > limit:
                 msg = f"{tokens} tokens of context exceed the limit of {limit} (max_context_tokens)"
                 raise RequestLimitError(msg)
             return comp.compress(query, list(passages), budget=budget, layout=layout)
