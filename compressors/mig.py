@@ -39,8 +39,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
@@ -49,19 +47,10 @@ from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
 from ragzip.errors import CompressionError, ConfigError
+from ragzip.models import native_bf16_cpu
 from ragzip.tokenization import TokenCounter
 
 Precision = Literal["auto", "float32", "bfloat16"]
-
-
-@lru_cache(maxsize=1)
-def native_bf16_cpu() -> bool:
-    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), read on Linux only."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 ENCODE_SLICE = 256

@@ -90,6 +90,16 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("ragzip"))
 
 
+@lru_cache(maxsize=1)
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), read on Linux only."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def resolve_device(device: str | None = None) -> str:
     """``"cuda"`` when asked for and available, else ``"cpu"``; ``None`` picks the best."""
     try:

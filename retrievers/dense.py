@@ -20,23 +20,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.models import native_bf16_cpu
 
 DenseKind = Literal["auto", "flat", "hnsw"]
 Precision = Literal["auto", "float32", "bfloat16"]
-BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-"""CPU features that make bfloat16 embedding faster than float32 (1.8-2.2x measured)."""
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (Linux ``/proc/cpuinfo`` flags)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return bool(BF16_CPU_FLAGS & set(line.split(":", 1)[1].split()))
-    except OSError:
-        pass
-    return False
 
 
 def resolve_precision(precision: Precision, device: str = "cpu") -> Literal["float32", "bfloat16"]:
@@ -48,7 +35,7 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> Literal["flo
         import torch
 
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if device == "cpu" and cpu_has_bf16() else "float32"
+    return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
 
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"

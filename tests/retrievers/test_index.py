@@ -14,9 +14,10 @@ from ragzip.errors import (
     IndexNotFoundError,
     InputError,
 )
+from ragzip.models import native_bf16_cpu
 from ragzip.retrievers import HybridIndex, Retriever
 from ragzip.retrievers.chunking import ChunkConfig
-from ragzip.retrievers.dense import DenseConfig, DenseIndex, cpu_has_bf16, embed_texts
+from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
 from ragzip.retrievers.fusion import HYBRID_RRF_K
 from ragzip.retrievers.index import MODES
 from ragzip.types import Passage
@@ -462,7 +463,7 @@ def test_bfloat16_embeddings_match_float32(
 
 
 def test_auto_precision_is_resolved_and_recorded(index: HybridIndex, saved: Path) -> None:
-    expected = "bfloat16" if cpu_has_bf16() else "float32"
+    expected = "bfloat16" if native_bf16_cpu() else "float32"
     assert index.dense.config.precision == expected
     assert json.loads((saved / "manifest.json").read_text())["dense"]["precision"] == expected
 
