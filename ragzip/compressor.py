@@ -214,9 +214,8 @@ class Compressor(ABC):
             checkpoint()
         t_done = time.perf_counter()
         if output.embeddings is None:
-            result = self._build(request, output, layout, budget_tokens)
+            result, compressed = self._build(request, output, layout, budget_tokens)
             rendered = layout.render(items, [p.text for p in result])
-            compressed = self._sent_tokens(layout, items, [p.text for p in result])
         else:
             result = self._build_soft(request, output)
             rendered, compressed = (), int(output.embeddings.shape[0])
@@ -259,7 +258,8 @@ class Compressor(ABC):
         output: CompressionOutput,
         layout: ContextLayout,
         budget_tokens: int,
-    ) -> tuple[CompressedPassage, ...]:
+    ) -> tuple[tuple[CompressedPassage, ...], int]:
+        """The kept passages and the tokens of the context ``layout`` sends for them."""
         passages = request.passages
         if output.spans is None:
             msg = f"{self.name} returned neither spans nor embeddings"
@@ -278,7 +278,8 @@ class Compressor(ABC):
         # Guarantee the budget for what is sent, whatever the method did: drop trailing spans of
         # the largest passage until the rendered context fits. Text joined at separators can
         # tokenize a little differently than alone, so this may take a span off near the limit.
-        while self._sent_tokens(layout, passages, [t for t, _ in cut]) > budget_tokens:
+        sent = self._sent_tokens(layout, passages, [t for t, _ in cut])
+        while sent > budget_tokens:
             left = [j for j in range(len(spans)) if spans[j]]
             if not left:
                 break
@@ -287,12 +288,14 @@ class Compressor(ABC):
             text, merged = join_spans(passages[i].text, spans[i])
             cut[i] = (text, merged)
             tokens[i] = self.counter.count(text)
-        return tuple(
+            sent = self._sent_tokens(layout, passages, [t for t, _ in cut])
+        kept = tuple(
             CompressedPassage(p, text, merged, n, t)
             for p, (text, merged), n, t in zip(
                 passages, cut, request.passage_tokens, tokens, strict=True
             )
         )
+        return kept, sent
 
     def _build_soft(
         self, request: CompressionRequest, output: CompressionOutput
