@@ -1,6 +1,6 @@
 """The contract every registered compressor keeps, checked with real tokenizers.
 
-Parametrised over ``ragzip.registry.available()``: a newly registered compressor is tested here
+Parametrised over ragzip's own registered compressors: a newly registered one is tested here
 without edits. Its budget must hold on its own (the base class's trim must never fire), output
 must be cut from the original passages, and bad input must raise ``InputError``.
 """
@@ -28,11 +28,13 @@ from ragzip import (
 )
 from ragzip.compressor import Compressor, join_spans
 from ragzip.prompts import PROMPT_CONTEXT
-from ragzip.registry import available
+from ragzip.registry import entries
 from ragzip.tokenization import TokenCounter
 from ragzip.types import PLAIN_CONTEXT, ContextFormat
 
-NAMES = available()
+# ragzip's own compressors: test modules register doubles (failing, hanging ones) whose import
+# before this one must not put them under the contract
+NAMES = [e.name for e in entries() if e.target.startswith("ragzip.")]
 
 _compressors: dict[tuple[str, str], Compressor] = {}
 
