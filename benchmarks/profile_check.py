@@ -77,16 +77,10 @@ def model_server(port: int) -> Iterator[str]:
 
 def refit_and_check(args: Any, out: Path, common: dict[str, Any]) -> tuple[Any, list[Path]]:
     """Refit the profile in ``out`` from its measured samples, then measure the check again."""
-    from ragzip.profile_check import check_profile, render_check_markdown
-    from ragzip.profiler import (
-        CHECK_JSON,
-        CHECK_MD,
-        Profile,
-        fit_profile,
-        load_nq_passages,
-        plot_profile,
-        save_profile,
-    )
+    from ragzip.profiling.check import check_profile, render_check_markdown
+    from ragzip.profiling.measure import fit_profile, load_nq_passages
+    from ragzip.profiling.output import CHECK_JSON, CHECK_MD, plot_profile
+    from ragzip.profiling.profile import Profile, save_profile
     from ragzip.registry import create_compressor
 
     doc = json.loads((out / "profile.json").read_text(encoding="utf-8"))
@@ -131,10 +125,10 @@ def refit_and_check(args: Any, out: Path, common: dict[str, Any]) -> tuple[Any, 
             OpenAIGenerator(url, SMOLLM2_NAME, counter=smollm2_counter()) as remote,
         ):
             report = check(remote)
-    from ragzip.profiler import _finite
+    from ragzip.reporting import json_ready
 
     (out / CHECK_JSON).write_text(
-        json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        json.dumps(json_ready(report.to_dict()), indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
     (out / CHECK_MD).write_text(render_check_markdown([report]), encoding="utf-8")
     return profile, [*files, out / CHECK_JSON, out / CHECK_MD]
@@ -176,7 +170,7 @@ def _summary(profile: Any, report: Any) -> dict[str, Any]:
 
 
 def _render(doc: dict[str, Any]) -> str:
-    from ragzip.profile_check import CheckPoint, CheckReport, render_check_markdown
+    from ragzip.profiling.check import CheckPoint, CheckReport, render_check_markdown
 
     lines = [
         "# Break-even profile check",
@@ -257,7 +251,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from ragzip.profiler import run_profile
+    from ragzip.profiling.command import run_profile
 
     out = RESULTS / "profile" / args.generator
     common = {

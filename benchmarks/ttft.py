@@ -56,11 +56,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from ragzip.evaluation.data import load_nq, nq_corpus, nq_split
+    from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import answer_accuracy
-    from ragzip.evaluation.runner import load_or_build_index
     from ragzip.generators.embedded import EmbeddedGenerator
+    from ragzip.machine import peak_rss_bytes
     from ragzip.pipeline import Pipeline
-    from ragzip.profiler import kv_bytes_per_token, peak_rss_bytes
+    from ragzip.profiling.measure import kv_bytes_per_token
     from ragzip.registry import create_compressor
     from ragzip.types import Budget
 

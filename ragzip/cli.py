@@ -339,7 +339,7 @@ def serve_model(
 
 def _register_optional_commands() -> None:
     from ragzip.evaluation.command import eval_command
-    from ragzip.profiler import profile_command
+    from ragzip.profiling.command import profile_command
 
     app.command("eval")(eval_command)
     app.command("profile")(profile_command)

@@ -27,6 +27,7 @@ from ragzip.types import (
     CompressedPassage,
     CompressionResult,
     ContextLayout,
+    Decision,
     Passage,
     Span,
 )
@@ -72,12 +73,14 @@ class CompressionOutput:
         vectors_per_passage: For soft compressors, how many rows of ``embeddings`` stand for each
             passage (one entry per passage, summing to ``n_vectors``; 0 drops the passage).
         timings: Seconds per internal stage, merged into the result's timings.
+        decision: What a compressor that decides the amount (``auto``) chose, and why.
     """
 
     spans: Sequence[Sequence[Span]] | None = None
     embeddings: np.ndarray | None = None
     vectors_per_passage: Sequence[int] | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    decision: Decision | None = None
 
 
 def join_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]:
@@ -145,6 +148,17 @@ class Compressor(ABC):
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         """Choose what to keep. Must not exceed ``request.budget_tokens``."""
 
+    def compress_request(self, request: CompressionRequest) -> CompressionOutput:
+        """Run this compressor's method on a request another compressor has prepared.
+
+        What composite compressors (``auto``) call to delegate: the request's passages are
+        already counted and its budget already excludes the layout's framing.
+        """
+        checkpoint()
+        output = self._compress(request)
+        checkpoint()
+        return output
+
     def compress(
         self,
         query: str,
@@ -209,9 +223,7 @@ class Compressor(ABC):
         elif budget_tokens >= original and not (self.soft or self.decides_amount):
             output = CompressionOutput(spans=[[(0, len(p.text))] for p in items])
         else:
-            checkpoint()
-            output = self._compress(request)
-            checkpoint()
+            output = self.compress_request(request)
         t_done = time.perf_counter()
         if output.embeddings is None:
             result, compressed = self._build(request, output, layout, budget_tokens)
@@ -232,6 +244,7 @@ class Compressor(ABC):
             timings=timings,
             embeddings=output.embeddings,
             rendered=rendered,
+            decision=output.decision,
         )
 
     def _sent_tokens(

@@ -425,7 +425,7 @@ register(
 )
 register(
     "auto",
-    "ragzip.policy:AutoCompressor",
+    "ragzip.compressors.auto:AutoCompressor",
     extra="models",
     summary="compress only above the profiled break-even length, with the fastest candidate "
     "that meets a quality floor",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -266,6 +267,33 @@ class CompressedPassage:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """What the policy chose for one context.
+
+    Attributes:
+        compress: Whether to compress at all.
+        compressor: The chosen compressor's registry name (``None`` when not compressing).
+        ratio: The chosen compression factor (``None`` when not compressing).
+        reason: Why, in one sentence.
+        predicted_s: Predicted end-to-end seconds of the chosen path.
+        baseline_s: Predicted end-to-end seconds without compression.
+        context_tokens: The context length decided on.
+    """
+
+    compress: bool
+    compressor: str | None
+    ratio: float | None
+    reason: str
+    predicted_s: float
+    baseline_s: float
+    context_tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class CompressionResult:
     """What a compressor returns. Frozen; numbers are numbers.
 
@@ -283,6 +311,8 @@ class CompressionResult:
             input-embedding space; ``None`` for text compressors.
         rendered: The context pieces exactly as they are sent, counted against the budget
             (one piece for a :class:`ContextFormat`); empty for soft compressors.
+        decision: For a compressor that decides whether and how much to compress (``auto``):
+            what it chose and why; ``None`` otherwise.
     """
 
     compressor: str
@@ -294,6 +324,7 @@ class CompressionResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     embeddings: np.ndarray | None = field(default=None, compare=False)
     rendered: tuple[str, ...] = ()
+    decision: Decision | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timings", _frozen_mapping(self.timings))
@@ -346,4 +377,5 @@ class CompressionResult:
                 }
                 for p in self.passages
             ],
+            **({"decision": self.decision.to_dict()} if self.decision is not None else {}),
         }

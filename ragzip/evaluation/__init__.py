@@ -1,13 +1,15 @@
 """The evaluation harness behind ``ragzip eval``.
 
 Loads NQ-open and key-value retrieval data (:mod:`~ragzip.evaluation.data`), scores retrieval,
-compression and generation (:mod:`~ragzip.evaluation.metrics`, :mod:`~ragzip.evaluation.runner`)
+compression and generation (:mod:`~ragzip.evaluation.metrics`, :mod:`~ragzip.evaluation.stages`,
+:mod:`~ragzip.evaluation.runner`)
 and writes JSON, Markdown and a plot (:mod:`~ragzip.evaluation.report`). Model-heavy modules are
 imported only when a stage runs.
 """
 
 from __future__ import annotations
 
+from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.data import (
     KVCase,
     NQExample,
@@ -24,7 +26,8 @@ from ragzip.evaluation.metrics import (
     recall_at_k,
 )
 from ragzip.evaluation.report import write_report
-from ragzip.evaluation.runner import EvalConfig, EvalReport, run_eval
+from ragzip.evaluation.results import EvalReport
+from ragzip.evaluation.runner import run_eval
 
 __all__ = [
     "EvalConfig",

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ragzip.errors import ConfigError, RagzipError
-from ragzip.evaluation.runner import EvalConfig, EvalReport
+from ragzip.evaluation.config import EvalConfig
+from ragzip.evaluation.results import EvalReport
 
 
 def _split_list(text: str, what: str) -> list[str]:

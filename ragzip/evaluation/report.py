@@ -1,4 +1,4 @@
-"""Write an :class:`~ragzip.evaluation.runner.EvalReport` as JSON, Markdown and a PNG plot.
+"""Write an :class:`~ragzip.evaluation.results.EvalReport` as JSON, Markdown and a PNG plot.
 
 * ``eval.json`` — every number, the configuration, machine information and timestamps
   (``schema`` names the layout; NaN and infinity are written as ``null``).
@@ -9,90 +9,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
-import platform
-import subprocess
-import sys
-from collections.abc import Mapping, Sequence
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ragzip.errors import ConfigError
-from ragzip.evaluation.runner import EvalReport
+from ragzip.evaluation.results import EvalReport
+from ragzip.reporting import json_ready, markdown_table
 
 SCHEMA = "ragzip-eval/1"
 JSON_NAME = "eval.json"
 MARKDOWN_NAME = "eval.md"
 PLOT_NAME = "eval.png"
 
-_VERSIONED = ("ragzip", "torch", "transformers", "sentence-transformers", "bm25s", "faiss-cpu")
-
-
-def _git(*args: str) -> str | None:
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), *args],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU count, Python and library versions, git commit and uncommitted-changes flag."""
-    versions: dict[str, str | None] = {}
-    for dist in _VERSIONED:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    torch_threads: int | None = None
-    if "torch" in sys.modules:  # report torch's intra-op threads only when torch is in use
-        torch_threads = int(sys.modules["torch"].get_num_threads())
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "torch_threads": torch_threads,
-        "versions": versions,
-        "git_commit": _git("rev-parse", "HEAD") or None,
-        "git_dirty": None if (status := _git("status", "--porcelain")) is None else bool(status),
-    }
-
-
-def _clean(value: Any) -> Any:
-    """Make ``value`` JSON-ready: dataclasses to dicts, tuples to lists, NaN/inf to ``None``."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _clean(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
 
 def report_to_dict(report: EvalReport) -> dict[str, Any]:
     """The JSON document of ``report``."""
     out: dict[str, Any] = {"schema": SCHEMA}
-    out.update(_clean(report))
-    out["config"] = _clean(report.config.to_dict())
+    out.update(json_ready(report))
+    out["config"] = json_ready(report.config.to_dict())
     return out
 
 
@@ -117,12 +54,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _pct(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{100 * value:.1f}%"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def render_markdown(report: EvalReport) -> str:
@@ -156,7 +87,7 @@ def render_markdown(report: EvalReport) -> str:
             f"{r.index_units} units over {r.corpus_documents} passages "
             f"({r.index_source}, {r.index_seconds:.1f} s).",
             "",
-            _table(
+            markdown_table(
                 ["mode", *[f"recall@{k}" for k in ks], "ms/query"],
                 [
                     [m.mode, *[_pct(m.recall[k]) for k in ks], _fmt(m.ms_per_query, 1)]
@@ -174,7 +105,7 @@ def render_markdown(report: EvalReport) -> str:
             f"context holds an answer for {_pct(c.context_answer_recall)} and the gold passage "
             f"for {_pct(c.gold_in_context)} of questions.",
             "",
-            _table(
+            markdown_table(
                 [
                     "compressor",
                     "requested",
@@ -213,7 +144,7 @@ def render_markdown(report: EvalReport) -> str:
             f"{g.generator} (`{g.tokenizer}`), greedy answers of at most {g.max_new_tokens} "
             "tokens. EM/F1 as in SQuAD; accuracy: an accepted answer occurs in the answer.",
             "",
-            _table(
+            markdown_table(
                 [
                     "context",
                     "ratio",
@@ -256,7 +187,7 @@ def render_markdown(report: EvalReport) -> str:
             f'{kv.cases} cases of {kv.records_per_case:.0f} `"key": "value"` passages; '
             "does the asked value survive verbatim?",
             "",
-            _table(
+            markdown_table(
                 [
                     "compressor",
                     "requested",

@@ -141,12 +141,12 @@ def retrieve_contexts(
         all_nq: All 2,000 NQ examples (the corpus).
         k: Passages per question.
         index_cache: Where the index is cached (see
-            :func:`ragzip.evaluation.runner.load_or_build_index`).
+            :func:`ragzip.evaluation.indexing.load_or_build_index`).
         ensure_gold: Put the gold passage in place of the last one when retrieval missed it.
     """
     from ragzip.evaluation.data import gold_doc_ids
+    from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import source_id
-    from ragzip.evaluation.runner import load_or_build_index
 
     cache = Path(index_cache).expanduser() if index_cache is not None else None
     index, _, _ = load_or_build_index(nq_corpus(all_nq), cache=cache, chunk=False, progress=False)

@@ -583,8 +583,8 @@ def run_comparison(
     """
     from ragzip.compressors.xrag import init_projector
     from ragzip.evaluation.data import gold_doc_ids, nq_corpus
+    from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import source_id
-    from ragzip.evaluation.runner import load_or_build_index
     from ragzip.generators.embedded import EmbeddedGenerator
     from ragzip.registry import available, create_compressor
     from ragzip.types import Budget

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ragzip.evaluation.config import UNCOMPRESSED, EvalConfig
 from ragzip.evaluation.report import write_report
-from ragzip.evaluation.runner import UNCOMPRESSED, EvalConfig, EvalReport, run_eval
+from ragzip.evaluation.results import EvalReport
+from ragzip.evaluation.runner import run_eval
 
 pytestmark = pytest.mark.slow
 

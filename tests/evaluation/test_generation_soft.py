@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ragzip.errors import ConfigError
+from ragzip.evaluation.config import UNCOMPRESSED
 from ragzip.evaluation.data import NQExample
-from ragzip.evaluation.runner import UNCOMPRESSED, evaluate_generation
+from ragzip.evaluation.stages import evaluate_generation
 from ragzip.generators import OpenAIGenerator
 from ragzip.prompts import build_messages, soft_context
 from ragzip.types import Budget, Passage

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from ragzip.errors import ConfigError, RegistryError
+from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.report import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, SCHEMA, write_report
-from ragzip.evaluation.runner import EvalConfig, EvalReport, run_eval
+from ragzip.evaluation.results import EvalReport
+from ragzip.evaluation.runner import run_eval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -89,7 +91,7 @@ def test_write_report_files(kv_report: EvalReport, tmp_path: Path) -> None:
 def test_json_has_no_nan(kv_report: EvalReport, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from ragzip.evaluation.runner import KVStage
+    from ragzip.evaluation.results import KVStage
 
     assert kv_report.kv is not None
     row = replace(kv_report.kv.rows[0], ms_per_1k_tokens=math.nan, achieved_ratio=math.inf)

@@ -8,14 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ragzip.profiler import (
-    CompressorCost,
-    LinearModel,
-    Profile,
-    QuadraticModel,
-    save_profile,
-    user_profile_path,
-)
+from ragzip.profiling.fit import LinearModel, QuadraticModel
+from ragzip.profiling.profile import Profile, save_profile, user_profile_path
+from ragzip.profiling.samples import CompressorCost
 
 from .conftest import FakeUpstream, ServerThread
 
@@ -45,7 +40,7 @@ def auto_proxy(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> ServerThread:
-    monkeypatch.setattr("ragzip.profiler.machine_key", lambda: MACHINE)
+    monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
     monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path))  # where auto finds this machine's
     save_profile(PROFILE, user_profile_path())
     server: ServerThread = serve_proxy(

@@ -11,30 +11,31 @@ import numpy as np
 import pytest
 
 from ragzip.errors import ConfigError, InputError
-from ragzip.profiler import (
-    CompressionSample,
-    CompressorCost,
-    GenerationSample,
+from ragzip.machine import machine_key
+from ragzip.profiling.fit import (
     LinearModel,
-    Profile,
     QuadraticModel,
-    build_context,
-    calibration_passages,
-    find_profile,
     fit_cost,
     fit_decode,
     fit_linear,
-    fit_profile,
     fit_quadratic,
+)
+from ragzip.profiling.measure import (
+    build_context,
+    calibration_passages,
+    fit_profile,
     kv_bytes_per_token,
     load_nq_passages,
+)
+from ragzip.profiling.output import plot_profile, summary_table
+from ragzip.profiling.profile import (
+    Profile,
+    find_profile,
     load_profile,
-    machine_key,
-    plot_profile,
     save_profile,
-    summary_table,
     user_profile_path,
 )
+from ragzip.profiling.samples import CompressionSample, CompressorCost, GenerationSample
 
 
 def synthetic_profile(
@@ -284,7 +285,7 @@ def test_cli_rejects_bad_lists_before_loading_a_model(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from ragzip.profiler import profile_command
+    from ragzip.profiling.command import profile_command
 
     app = typer.Typer()
     app.command("profile")(profile_command)
@@ -302,7 +303,7 @@ def test_tiny_real_profile_with_smollm2(data_dir: Path, tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from ragzip.profiler import profile_command
+    from ragzip.profiling.command import profile_command
 
     app = typer.Typer()
     app.command("profile")(profile_command)
@@ -393,7 +394,7 @@ def test_auto_finds_a_profile_on_a_fresh_machine(
     """No cache, another machine: the shipped portable profile, with a notice; once this
     machine is profiled into the user cache, its own profile wins."""
     monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr("ragzip.profiler.machine_key", lambda: "Plan9-vax|Some CPU|64cpu")
+    monkeypatch.setattr("ragzip.machine.machine_key", lambda: "Plan9-vax|Some CPU|64cpu")
     with caplog.at_level("WARNING"):
         shipped = find_profile(None)
     assert shipped.generator == "smollm2-135m-instruct"

@@ -9,21 +9,17 @@ import pytest
 
 from ragzip.errors import ConfigError
 from ragzip.generators.embedded import EmbeddedGenerator
-from ragzip.profile_check import (
+from ragzip.profiling.check import (
     MIN_CHECK_TOKENS,
     CheckPoint,
     CheckReport,
     check_profile,
     render_check_markdown,
 )
-from ragzip.profiler import (
-    CompressorCost,
-    LinearModel,
-    Profile,
-    QuadraticModel,
-    load_nq_passages,
-    profile_name,
-)
+from ragzip.profiling.fit import LinearModel, QuadraticModel
+from ragzip.profiling.measure import load_nq_passages, profile_name
+from ragzip.profiling.profile import Profile
+from ragzip.profiling.samples import CompressorCost
 from ragzip.registry import create_compressor
 from tests.soft_support import small_generator
 

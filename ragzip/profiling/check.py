@@ -1,6 +1,7 @@
 """Check a latency profile's predictions against fresh measurements around the break-even length.
 
-A fitted :class:`~ragzip.profiler.Profile` predicts, per (compressor, ratio), the break-even
+A fitted :class:`~ragzip.profiling.profile.Profile` predicts, per (compressor, ratio), the
+break-even
 context length ``n*`` where ``T_c(n) + TTFT(n/r)`` falls below ``TTFT(n)`` (Jha et al., 2025,
 "Prompt Compression in the Wild: Measuring Latency, Rate Adherence, and Quality for Faster LLM
 Inference"). :func:`check_profile` measures both sides again at ``n*·0.5``, ``n*`` and
@@ -11,14 +12,16 @@ first token on what it kept — and reports predicted against measured seconds a
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ragzip.errors import ConfigError
-from ragzip.profiler import Profile, build_context, kept_context_tokens, peak_rss_bytes
+from ragzip.machine import peak_rss_bytes
+from ragzip.profiling.measure import build_context, kept_context_tokens
+from ragzip.profiling.profile import Profile
 from ragzip.prompts import build_messages
+from ragzip.reporting import finite_median
 from ragzip.types import Budget, Passage
 
 if TYPE_CHECKING:
@@ -137,10 +140,6 @@ class CheckReport:
         }
 
 
-def _median(values: Sequence[float]) -> float:
-    return float(statistics.median(values))
-
-
 def _ttft(generator: Generator, query: str, texts: list[str]) -> float:
     return generator.generate(build_messages(query, texts), max_new_tokens=1).ttft_s
 
@@ -225,7 +224,7 @@ def check_profile(
                 kept.append(kept_context_tokens(result))
                 with_comp.append(seconds + _ttft(generator, query, result.texts or [""]))
             pred = profile.predict(cost.compressor, cost.ratio, n)
-            kept_tokens = round(_median([float(k) for k in kept]))
+            kept_tokens = round(finite_median([float(k) for k in kept]))
             kv = profile.kv_bytes_per_token
             points.append(
                 CheckPoint(
@@ -236,10 +235,10 @@ def check_profile(
                     context_tokens=n,
                     compressed_tokens=kept_tokens,
                     predicted_baseline_s=pred.baseline_ttft_s,
-                    measured_baseline_s=_median(base),
+                    measured_baseline_s=finite_median(base),
                     predicted_compressed_s=pred.compressed_ttft_s,
-                    measured_compressed_s=_median(with_comp),
-                    measured_compression_s=_median(comp_s),
+                    measured_compressed_s=finite_median(with_comp),
+                    measured_compression_s=finite_median(comp_s),
                     kv_bytes_saved=None if kv is None else kv * (n - kept_tokens),
                 )
             )

@@ -1,0 +1,115 @@
+"""What an evaluation run measures and how: :class:`EvalConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragzip.errors import ConfigError
+from ragzip.evaluation.data import (
+    SPLIT_SIZES,
+)
+
+if TYPE_CHECKING:
+    from ragzip.retrievers.index import Mode
+
+
+RETRIEVAL_MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
+UNCOMPRESSED = "uncompressed"
+"""Label of the generation row that sends the full top-k context."""
+
+
+def _positive_ratio(value: float) -> float:
+    ratio = float(value)
+    if not (math.isfinite(ratio) and ratio >= 1.0):
+        msg = f"ratios are compression factors >= 1, got {value!r}"
+        raise ConfigError(msg)
+    return ratio
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate.
+
+    Attributes:
+        data_dir: Folder with the NQ and KV files; ``None`` means ``../shared/data``.
+        split: NQ split to score (``test`` keeps training questions out of reports).
+        questions: Questions of the split to use (the first ones, in file order).
+        k: Passages retrieved per question as the context to compress.
+        compressors: Specs of the compressors to compare: registry names, optionally with
+            config settings (``sentence:mode=budgeted;threshold=0.4``, see
+            :mod:`ragzip.registry`); rows are labelled with the spec.
+        ratios: Requested compression factors.
+        retrieval_ks: Cut-offs for retrieval recall.
+        retrieval: Run the retrieval stage.
+        compression: Run the compression stage.
+        generate_n: Questions to answer with the generator (0 skips the stage).
+        generate_ratio: Compression factor for the generation stage.
+        max_new_tokens: Answer length limit for the generator.
+        kv: Run the key-value stage.
+        kv_cases: Key-value cases to use (``None`` for all).
+        index_cache: Folder to load the NQ index from, or to save it to after building.
+        chunk: Chunk passages when indexing (NQ passages are already passage-sized).
+    """
+
+    data_dir: Path | None = None
+    split: str = "test"
+    questions: int = 500
+    k: int = 10
+    compressors: tuple[str, ...] = ("truncate", "random", "mig")
+    ratios: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    retrieval_ks: tuple[int, ...] = (1, 5, 10)
+    retrieval: bool = True
+    compression: bool = True
+    generate_n: int = 0
+    generate_ratio: float = 4.0
+    max_new_tokens: int = 32
+    kv: bool = True
+    kv_cases: int | None = None
+    index_cache: Path | None = None
+    chunk: bool = False
+
+    def __post_init__(self) -> None:
+        if self.split not in (*SPLIT_SIZES, "all"):
+            msg = f"unknown split {self.split!r}; choose one of: {', '.join([*SPLIT_SIZES, 'all'])}"
+            raise ConfigError(msg)
+        for name in ("questions", "k"):
+            if getattr(self, name) < 1:
+                msg = f"{name} must be >= 1, got {getattr(self, name)}"
+                raise ConfigError(msg)
+        if self.generate_n < 0:
+            msg = f"generate_n must be >= 0, got {self.generate_n}"
+            raise ConfigError(msg)
+        if self.max_new_tokens < 1:
+            msg = f"max_new_tokens must be >= 1, got {self.max_new_tokens}"
+            raise ConfigError(msg)
+        if self.kv_cases is not None and self.kv_cases < 1:
+            msg = f"kv_cases must be >= 1, got {self.kv_cases}"
+            raise ConfigError(msg)
+        if not self.ratios:
+            msg = "give at least one ratio"
+            raise ConfigError(msg)
+        ratios = tuple(sorted({_positive_ratio(r) for r in self.ratios}))
+        object.__setattr__(self, "ratios", ratios)
+        object.__setattr__(self, "generate_ratio", _positive_ratio(self.generate_ratio))
+        if not self.retrieval_ks or any(int(k) < 1 for k in self.retrieval_ks):
+            msg = f"retrieval cut-offs must be >= 1, got {self.retrieval_ks}"
+            raise ConfigError(msg)
+        object.__setattr__(self, "retrieval_ks", tuple(sorted({int(k) for k in self.retrieval_ks})))
+        names = tuple(dict.fromkeys(c.strip() for c in self.compressors if c.strip()))
+        if (self.compression or self.kv or self.generate_n) and not names:
+            msg = "give at least one compressor"
+            raise ConfigError(msg)
+        object.__setattr__(self, "compressors", names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        out = dataclasses.asdict(self)
+        for key in ("data_dir", "index_cache"):
+            out[key] = str(out[key]) if out[key] is not None else None
+        for key in ("compressors", "ratios", "retrieval_ks"):
+            out[key] = list(out[key])
+        return out
