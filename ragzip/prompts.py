@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ragzip.errors import InputError
-from ragzip.generators.base import ChatMessage
+from ragzip.messages import ChatMessage
 from ragzip.types import ContextFormat
 
 if TYPE_CHECKING:

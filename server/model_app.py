@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Generator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -28,7 +28,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ragzip import __version__
 from ragzip.errors import ConfigError, GenerationError, RagzipError
+from ragzip.messages import Role
 from ragzip.server.errors import error_body, install_error_handlers, spec_for
+from ragzip.server.protocol import WireMessage
 from ragzip.server.streaming import DONE
 
 if TYPE_CHECKING:
@@ -37,10 +39,10 @@ if TYPE_CHECKING:
 DEFAULT_MAX_TOKENS = 256
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Message(WireMessage):
+    """The embedded generator reads text turns of the three chat roles only."""
 
-    role: Literal["system", "user", "assistant"]
+    role: Role
     content: str
 
 

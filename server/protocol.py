@@ -74,8 +74,10 @@ class RagzipOptions(BaseModel):
         return default if self.budget is None else Budget.parse(str(self.budget))
 
 
-class ChatMessage(BaseModel):
-    """One chat message; fields beyond ``role`` and ``content`` pass through."""
+class WireMessage(BaseModel):
+    """One chat message as the OpenAI API sends it (any role, text or content parts); fields
+    beyond ``role`` and ``content`` pass through. Generators get
+    :class:`ragzip.messages.ChatMessage`."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -89,7 +91,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[WireMessage] = Field(min_length=1)
     stream: bool | None = False
     ragzip: RagzipOptions | None = None
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ragzip.errors import CompressionError, InputError
-from ragzip.generators.base import ROLES, ChatMessage
+from ragzip.messages import ROLES, ChatMessage
 from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.server.context import ContextPlan, render_chat
 from ragzip.types import CompressionResult

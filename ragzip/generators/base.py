@@ -16,9 +16,11 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ragzip.errors import ConfigError, InputError
+from ragzip.messages import ChatMessage, validate_messages
+from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, SOFT_PLACEHOLDER, build_result_messages
 from ragzip.tokenization import TokenCounter
 
 if TYPE_CHECKING:
@@ -26,51 +28,6 @@ if TYPE_CHECKING:
     import torch
 
     from ragzip.types import CompressionResult
-
-Role = Literal["system", "user", "assistant"]
-ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    """One chat turn.
-
-    Args:
-        role: ``"system"``, ``"user"`` or ``"assistant"``.
-        content: The text of the turn.
-
-    Raises:
-        InputError: An unknown role or non-string content.
-    """
-
-    role: Role
-    content: str
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            msg = f"message role must be one of {sorted(ROLES)}, got {self.role!r}"
-            raise InputError(msg)
-        if not isinstance(self.content, str):
-            msg = f"message content must be str, got {type(self.content).__name__}"
-            raise InputError(msg)
-
-    @classmethod
-    def coerce(cls, value: ChatMessage | Mapping[str, Any]) -> ChatMessage:
-        """A message from a ``ChatMessage`` or an OpenAI-style ``{"role", "content"}`` mapping."""
-        if isinstance(value, ChatMessage):
-            return value
-        if isinstance(value, Mapping):
-            missing = {"role", "content"} - set(value)
-            if missing:
-                msg = f"a message mapping needs 'role' and 'content', missing {sorted(missing)}"
-                raise InputError(msg)
-            return cls(role=value["role"], content=value["content"])
-        msg = f"cannot make a ChatMessage from {type(value).__name__}"
-        raise InputError(msg)
-
-    def to_dict(self) -> dict[str, str]:
-        """The OpenAI wire form ``{"role": ..., "content": ...}``."""
-        return {"role": self.role, "content": self.content}
 
 
 @dataclass(frozen=True)
@@ -102,27 +59,6 @@ class Generation:
         if self.completion_tokens < 2 or decode_s <= 0:
             return 0.0
         return (self.completion_tokens - 1) / decode_s
-
-
-def validate_messages(
-    messages: Sequence[ChatMessage | Mapping[str, Any]],
-) -> tuple[ChatMessage, ...]:
-    """Coerce and check a conversation.
-
-    Raises:
-        InputError: Not a sequence, empty, a bad message, or no message with any text.
-    """
-    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
-        msg = f"messages must be a sequence of chat messages, got {type(messages).__name__}"
-        raise InputError(msg)
-    if not messages:
-        msg = "messages must not be empty"
-        raise InputError(msg)
-    items = tuple(ChatMessage.coerce(m) for m in messages)
-    if not any(m.content.strip() for m in items):
-        msg = "every message is empty: there is nothing to answer"
-        raise InputError(msg)
-    return items
 
 
 def validate_max_new_tokens(max_new_tokens: int) -> int:
@@ -275,7 +211,6 @@ class Generator(ABC):
             InputError: Bad messages, or placeholders and vectors differ in number or width.
             GenerationError: The model or server failed.
         """
-        from ragzip.prompts import SOFT_PLACEHOLDER
 
         items = validate_messages(messages)
         max_new = validate_max_new_tokens(max_new_tokens)
@@ -311,7 +246,6 @@ class Generator(ABC):
         Raises:
             ConfigError: A soft result and a generator that cannot read embeddings.
         """
-        from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, build_result_messages
 
         messages = build_result_messages(
             result, system_prompt=DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt

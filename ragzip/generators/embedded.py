@@ -20,13 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ragzip.errors import ConfigError, GenerationError, InputError, MissingDependencyError
-from ragzip.generators.base import (
-    ChatMessage,
-    Generation,
-    Generator,
-    validate_max_new_tokens,
-    validate_messages,
-)
+from ragzip.generators.base import Generation, Generator, validate_max_new_tokens
+from ragzip.messages import ChatMessage, validate_messages
 from ragzip.models import SMOLLM2_NAME, load_smollm2, resolve_device
 from ragzip.tokenization import HFTokenCounter, TokenCounter
 

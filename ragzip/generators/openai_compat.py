@@ -43,12 +43,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ragzip.errors import ConfigError, InputError, MissingDependencyError, UpstreamError
-from ragzip.generators.base import (
-    ChatMessage,
-    Generation,
-    Generator,
-    validate_max_new_tokens,
-)
+from ragzip.generators.base import Generation, Generator, validate_max_new_tokens
+from ragzip.messages import ChatMessage
 from ragzip.tokenization import TokenCounter
 
 if TYPE_CHECKING:

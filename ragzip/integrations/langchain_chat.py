@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from ragzip.errors import ConfigError, InputError, MissingDependencyError
-from ragzip.generators.base import ROLES, ChatMessage, Generation, Generator
+from ragzip.generators.base import Generation, Generator
+from ragzip.messages import ROLES, ChatMessage
 
 try:
     from langchain_core.callbacks import (

@@ -8,13 +8,8 @@ import pytest
 
 import ragzip.generators as generators
 from ragzip.errors import ConfigError, InputError
-from ragzip.generators.base import (
-    ChatMessage,
-    Generation,
-    count_templated_tokens,
-    validate_max_new_tokens,
-    validate_messages,
-)
+from ragzip.generators.base import Generation, count_templated_tokens, validate_max_new_tokens
+from ragzip.messages import ChatMessage, validate_messages
 
 
 def test_exported_members() -> None:

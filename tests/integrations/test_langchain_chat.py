@@ -20,9 +20,9 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 from pydantic import ValidationError
 
 from ragzip.errors import ConfigError, InputError
-from ragzip.generators.base import ChatMessage as RagzipMessage
 from ragzip.integrations import RagzipChatModel
 from ragzip.integrations.langchain_chat import _cut_at_stop, to_chat_messages
+from ragzip.messages import ChatMessage as RagzipMessage
 
 # -- conversion (no model) -----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ragzip.generators.base import ChatMessage
+from ragzip.messages import ChatMessage
 from ragzip.registry import register
 from ragzip.server import create_app
 from tests.soft_support import (
