@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from ragzip import __version__
-from ragzip.generators.openai_compat import PromptEmbedder
+from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.registry import get_entry, parse_spec, resolve_config
 from ragzip.server.errors import install_error_handlers
 from ragzip.server.limits import BodySizeLimitMiddleware

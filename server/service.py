@@ -32,7 +32,7 @@ from ragzip.errors import (
     RagzipError,
     RegistryError,
 )
-from ragzip.generators.openai_compat import PromptEmbedder, encode_prompt_embeds
+from ragzip.generators.prompt_embeds import PromptEmbedder, encode_prompt_embeds
 from ragzip.policy import decision_of
 from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.registry import create_compressor, parse_spec, resolve_config

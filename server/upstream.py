@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 from ragzip.errors import UpstreamError
+from ragzip.retry import Backoff
 from ragzip.server.errors import UpstreamTimeoutError
 from ragzip.server.metrics import Metrics
 from ragzip.server.redact import MAX_UPSTREAM_BODY, Redactor, redact_url
@@ -221,7 +222,7 @@ class UpstreamClient:
         for attempt in range(attempts):
             if attempt:
                 self.metrics.retries.inc()
-                await asyncio.sleep(s.retry_backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(Backoff(s.retry_backoff).delay(attempt - 1))
             last = attempt == attempts - 1
             response: httpx.Response | None = None
             try:

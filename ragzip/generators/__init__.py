@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ragzip.generators.base import Generation, Generator
-from ragzip.generators.openai_compat import OpenAIGenerator, iter_sse_data
+from ragzip.generators.openai_compat import OpenAIGenerator
+from ragzip.generators.openai_wire import iter_sse_data
 from ragzip.messages import ChatMessage
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import torch
 
 from ragzip.errors import ConfigError, InputError, UpstreamError
 from ragzip.generators import ChatMessage, OpenAIGenerator, iter_sse_data
-from ragzip.generators.openai_compat import encode_prompt_embeds
+from ragzip.generators.prompt_embeds import encode_prompt_embeds
 
 MODEL = "fake-model"
 QUESTION = [

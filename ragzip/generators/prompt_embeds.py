@@ -1,0 +1,96 @@
+"""Soft context over HTTP: prompts as input embeddings in vLLM's ``prompt_embeds`` wire format.
+
+A :class:`PromptEmbedder` renders the templated chat prompt as the served model's input
+embeddings with vectors spliced in at placeholders; :func:`encode_prompt_embeds` packs them as
+vLLM's ``--enable-prompt-embeds`` expects.
+
+Soft context (vectors from a soft compressor) cannot travel as chat text. With
+``prompt_embeds=True`` the generator renders the chat template locally, embeds it with the
+served model's input-embedding table (an injected :class:`PromptEmbedder`; SmolLM2's by default),
+splices the vectors in at the placeholder tokens and sends the whole prompt as ``prompt_embeds``
+to ``POST /v1/completions``. The wire format follows vLLM (``vllm serve --enable-prompt-embeds``;
+docs/features/prompt_embeds.md and ``safe_load_prompt_embeds`` in vLLM's source): the
+base64 of ``torch.save`` of one ``(num_tokens, hidden_size)`` tensor, loaded server-side with
+``torch.load(weights_only=True)``; float32, bfloat16 and float16 are accepted (recent versions
+cast to the model's dtype) and ``hidden_size`` must equal the model's. The Completions API applies
+no chat template to ``prompt_embeds``, so the embeddings cover the fully templated prompt.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ragzip.errors import InputError, MissingDependencyError
+from ragzip.messages import ChatMessage
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+class PromptEmbedder(Protocol):
+    """Renders chat messages as the served model's input embeddings, vectors spliced in.
+
+    :class:`~ragzip.generators.embedded.EmbeddedGenerator` is one: build it over the served
+    model's weights (or at least its tokenizer and input-embedding table).
+    """
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the input embeddings."""
+        ...
+
+    def embed_messages(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        placeholder: str | int | None = None,
+        replacements: torch.Tensor | np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """``(1, seq, hidden)`` embeddings of the templated prompt, each ``placeholder``
+        occurrence replaced by a row of ``replacements``."""
+        ...
+
+
+def encode_prompt_embeds(prompt_embeds: torch.Tensor | np.ndarray) -> tuple[str, int]:
+    """Base64 of ``torch.save`` of a ``(seq, hidden)`` tensor, as vLLM's ``prompt_embeds`` wants.
+
+    The tensor is copied to compact CPU memory first (``torch.save`` of a view would ship the
+    whole underlying storage). float64 input is sent as float32.
+
+    Returns:
+        The encoded string and the number of prompt vectors.
+
+    Raises:
+        InputError: Not a float tensor of shape ``(seq, hidden)`` / ``(1, seq, hidden)``, empty,
+            or holding non-finite values.
+    """
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        msg = "torch is needed to send prompt embeddings: pip install 'ragzip[models]'"
+        raise MissingDependencyError(msg, name="torch") from exc
+    try:
+        tensor = torch.as_tensor(prompt_embeds)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        msg = f"prompt_embeds must be a tensor or array: {exc}"
+        raise InputError(msg) from exc
+    if tensor.ndim == 3 and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    if tensor.ndim != 2 or tensor.shape[0] == 0 or tensor.shape[1] == 0:
+        shape = tuple(tensor.shape)
+        msg = f"prompt_embeds must have shape (seq, hidden) or (1, seq, hidden), got {shape}"
+        raise InputError(msg)
+    if not tensor.is_floating_point():
+        msg = f"prompt_embeds must be floating point, got {tensor.dtype}"
+        raise InputError(msg)
+    if tensor.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        tensor = tensor.to(torch.float32)
+    if not bool(torch.isfinite(tensor).all()):
+        msg = "prompt_embeds holds NaN or infinite values"
+        raise InputError(msg)
+    buffer = io.BytesIO()
+    torch.save(tensor.detach().to("cpu").contiguous().clone(), buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii"), int(tensor.shape[0])
