@@ -40,13 +40,9 @@ import numpy as np
 import torch
 
 from ragzip import Budget, Passage
-from ragzip.compressors.sentence import (
-    PassageSentences,
-    Precision,
-    SentenceCompressor,
-    SentenceScorer,
-    load_scorer,
-)
+from ragzip.compressors.sentence.compressor import SentenceCompressor
+from ragzip.compressors.sentence.features import PassageSentences, Precision
+from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import sentence_spans
 from ragzip.evaluation.data import NQExample, load_nq, nq_split
 from ragzip.text import answer_in_text

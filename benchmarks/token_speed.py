@@ -51,7 +51,8 @@ import torch
 
 import ragzip
 from ragzip import Budget
-from ragzip.compressors.token import TokenCompressor, cut_windows
+from ragzip.compressors.token.compressor import TokenCompressor
+from ragzip.compressors.token.model import cut_windows
 from ragzip.evaluation.data import load_kv, load_nq, nq_split
 from ragzip.models import smollm2_counter
 from ragzip.text import answer_in_text

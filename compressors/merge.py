@@ -47,7 +47,6 @@ so ``budget_tokens`` of a 4x budget is a quarter of the context's tokens.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -60,6 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ragzip.artefacts import read_artefact_config, read_tensors, write_artefact
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import sentence_spans
 from ragzip.errors import CompressionError, ConfigError, ModelError
@@ -67,8 +67,6 @@ from ragzip.tokenization import TokenCounter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "merge"
 """Folder of the shipped adapter (``config.json``, ``model.safetensors``, ``training.json``)."""
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 FORMAT = "ragzip-merge-adapter"
 FORMAT_VERSION = 1
 
@@ -109,20 +107,9 @@ class Adapter(nn.Module):
 
     def save(self, folder: Path, *, extra: dict[str, Any] | None = None) -> None:
         """Write ``config.json`` and ``model.safetensors`` (float32) to ``folder``."""
-        from safetensors.torch import save_file
-
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "dim": self.dim,
-            "rank": self.rank,
-            "scale": self.scale,
-            **(extra or {}),
-        }
-        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        state = {k: v.detach().contiguous().float() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE))
+        config = {"dim": self.dim, "rank": self.rank, "scale": self.scale, **(extra or {})}
+        state = {k: v.float() for k, v in self.state_dict().items()}
+        write_artefact(folder, kind=FORMAT, version=FORMAT_VERSION, tensors=state, config=config)
 
     @classmethod
     def load(cls, folder: Path) -> Adapter:
@@ -131,24 +118,14 @@ class Adapter(nn.Module):
         Raises:
             ModelError: Missing files, another format, or weights that do not fit.
         """
-        from safetensors.torch import load_file
-
+        config = read_artefact_config(
+            folder, kind=FORMAT, version=FORMAT_VERSION, what="merge adapter"
+        )
+        state = read_tensors(folder)
         try:
-            config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-            state = load_file(str(folder / WEIGHTS_FILE))
-        except (OSError, ValueError) as exc:
-            msg = f"cannot read a merge adapter from {folder}: {exc}"
-            raise ModelError(msg) from exc
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            msg = f"{folder / CONFIG_FILE} is not a {FORMAT} config"
-            raise ModelError(msg)
-        if config.get("version") != FORMAT_VERSION:
-            msg = f"{folder} holds adapter format {config.get('version')}, need {FORMAT_VERSION}"
-            raise ModelError(msg)
-        adapter = cls(int(config["dim"]), int(config["rank"]), float(config["scale"]))
-        try:
+            adapter = cls(int(config["dim"]), int(config["rank"]), float(config["scale"]))
             adapter.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             msg = f"the adapter weights in {folder} do not fit its config: {exc}"
             raise ModelError(msg) from exc
         return adapter.eval()

@@ -17,7 +17,6 @@ The budget caps the count: at most ``budget_tokens`` vectors, so a budget of 0 k
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ragzip.artefacts import read_artefact_config, read_tensors, write_artefact
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.mig import Embedder, encode_unit_norm
 from ragzip.errors import CompressionError, ConfigError, ModelError
@@ -37,8 +37,6 @@ from ragzip.tokenization import TokenCounter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "xrag"
 """Folder of the shipped projector (``config.json``, ``model.safetensors``, ``training.json``)."""
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 FORMAT = "ragzip-xrag-projector"
 FORMAT_VERSION = 1
 
@@ -95,16 +93,8 @@ def save_projector(
     projector: Projector, folder: Path, *, extra: dict[str, Any] | None = None
 ) -> None:
     """Write ``projector`` in half precision to ``folder`` with its ``config.json``."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()
-    }
-    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+    state = {k: v.to(torch.float16) for k, v in projector.state_dict().items()}
     config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
         "embedder": "all-MiniLM-L6-v2",
         "generator": "smollm2-135m-instruct",
         "in_dim": projector.in_dim,
@@ -113,7 +103,7 @@ def save_projector(
         "dtype": "float16",
         **(extra or {}),
     }
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    write_artefact(folder, kind=FORMAT, version=FORMAT_VERSION, tensors=state, config=config)
 
 
 @lru_cache(maxsize=4)
@@ -125,32 +115,13 @@ def load_projector(folder: str | None = None) -> Projector:
     Raises:
         ModelError: Missing files, another format, or weights that do not fit.
     """
-    from safetensors.torch import load_file
-
     path = Path(folder) if folder else WEIGHTS_DIR
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file() or not (path / WEIGHTS_FILE).is_file():
-        msg = f"no xrag projector in {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE}"
-        raise ModelError(msg)
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"cannot read {config_path}: {exc}"
-        raise ModelError(msg) from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        msg = f"{config_path} is not a {FORMAT} config"
-        raise ModelError(msg)
-    if config.get("format_version") != FORMAT_VERSION:
-        msg = (
-            f"{config_path} has format version {config.get('format_version')}, "
-            f"expected {FORMAT_VERSION}"
-        )
-        raise ModelError(msg)
+    config = read_artefact_config(path, kind=FORMAT, version=FORMAT_VERSION, what="xrag projector")
+    state = read_tensors(path)
     try:
         projector = Projector(int(config["in_dim"]), int(config["hidden"]), int(config["out_dim"]))
-        state = load_file(str(path / WEIGHTS_FILE))
         projector.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-    except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         msg = f"cannot load the xrag projector from {path}: {exc}"
         raise ModelError(msg) from exc
     return projector.eval()

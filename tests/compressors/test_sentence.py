@@ -20,22 +20,23 @@ from hypothesis import strategies as st
 import ragzip
 from ragzip import PLAIN_CONTEXT, Budget, BudgetError, ConfigError, InputError, Passage
 from ragzip.compressor import join_spans
-from ragzip.compressors.sentence import (
+from ragzip.compressors.sentence.compressor import SentenceCompressor
+from ragzip.compressors.sentence.features import (
     CONTEXT,
     QUESTION,
     SENTENCE,
     SPECIAL,
-    WEIGHTS_DIR,
     Featurizer,
     InputLimits,
     PassageSentences,
+)
+from ragzip.compressors.sentence.model import (
+    WEIGHTS_DIR,
     SentenceClassifier,
-    SentenceCompressor,
-    SentenceScorer,
     load_base,
-    load_scorer,
     read_config,
 )
+from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import sentence_spans
 from ragzip.errors import ModelError
 from ragzip.registry import get_class
@@ -548,7 +549,7 @@ def test_trained_ranks_answer_sentences_above_an_untrained_head(
 
 
 def test_missing_weights_folder_is_a_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no sentence classifier"):
+    with pytest.raises(ModelError, match="no trained sentence classifier"):
         load_scorer(str(tmp_path))
 
 

@@ -24,16 +24,10 @@ from hypothesis import strategies as st
 import ragzip
 from ragzip import PLAIN_CONTEXT, Budget, BudgetError, ConfigError
 from ragzip.compressor import join_spans
-from ragzip.compressors.token import (
-    WEIGHTS_DIR,
-    TokenCompressor,
-    aggregate_words,
-    cut_windows,
-    forced_mask,
-    is_separator,
-    load_base_classifier,
-    select_words,
-)
+from ragzip.compressors.token.compressor import TokenCompressor, aggregate_words
+from ragzip.compressors.token.model import WEIGHTS_DIR, cut_windows, load_base_classifier
+from ragzip.compressors.token.selection import select_words
+from ragzip.compressors.token.words import forced_mask, is_separator
 from ragzip.compressors.units import split_words, value_units
 from ragzip.text import answer_in_text
 from ragzip.tokenization import TokenCounter
@@ -540,7 +534,7 @@ def test_shipped_artefact_is_small_and_described() -> None:
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir())
     assert size <= 25 * 1024 * 1024
     config = json.loads((WEIGHTS_DIR / "config.json").read_text())
-    assert config["kind"] == "ragzip-token-classifier"
+    assert config["format"] == "ragzip-token-classifier" and config["format_version"] == 1
     curve = json.loads((WEIGHTS_DIR / "training.json").read_text())["validation_curve"]
     assert curve[0]["epoch"] == 0 and len(curve) >= 2
 
@@ -548,14 +542,14 @@ def test_shipped_artefact_is_small_and_described() -> None:
 def test_bad_artefact_folder_raises(smollm2_counter: TokenCounter, tmp_path: Path) -> None:
     from ragzip.errors import ModelError
 
-    with pytest.raises(ModelError, match="holds no trained"):
+    with pytest.raises(ModelError, match="no trained token classifier"):
         TokenCompressor(TokenCompressor.Config(weights=str(tmp_path)), counter=smollm2_counter)
     # an artefact trained on other base weights is refused, not silently misused
     config = json.loads((WEIGHTS_DIR / "config.json").read_text())
     config["base_sha256"] = "0" * 64
     (tmp_path / "config.json").write_text(json.dumps(config))
     shutil.copy(WEIGHTS_DIR / "model.safetensors", tmp_path / "model.safetensors")
-    with pytest.raises(ModelError, match="other MiniLM weights"):
+    with pytest.raises(ModelError, match="another all-MiniLM-L6-v2"):
         TokenCompressor(TokenCompressor.Config(weights=str(tmp_path)), counter=smollm2_counter)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelError, match="cannot read"):

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import ragzip
 from ragzip import Budget
 from ragzip.compressors.truncate import water_fill
+from ragzip.compressors.units import split_words, value_units
 from ragzip.tokenization import TokenCounter
 
 
@@ -62,9 +63,22 @@ def test_keeps_heads_and_fills_the_budget(counter: TokenCounter, ratio: float) -
             start, end = out.spans[0]
             assert not out.passage.text[:start].strip()  # only whitespace before the head
             assert out.text == out.passage.text[start:end]
-    # at most one token per cut passage is lost to boundaries that do not re-count exactly
-    cut = sum(out.tokens < out.original_tokens for out in result.passages)
-    assert result.budget_tokens - cut <= result.compressed_tokens <= result.budget_tokens
+    # the budget is filled: what the passages leave unused is too little for the next whole
+    # unit of any cut passage (heads end at unit ends, so a cut can leave more than one token
+    # unused; the layout's separators are paid for all passages first)
+    assert result.compressed_tokens <= result.budget_tokens
+    framing = result.original_tokens - sum(out.original_tokens for out in result.passages)
+    slack = result.budget_tokens - framing - sum(out.tokens for out in result.passages)
+    assert slack >= 0
+    for out in result.passages:
+        if out.tokens < out.original_tokens:
+            text = out.passage.text
+            start = out.spans[0][0] if out.spans else len(text) - len(text.lstrip())
+            end = out.spans[0][1] if out.spans else start
+            ends = [e for _, e in value_units(text, split_words(text)) if e > end]
+            if ends:
+                longer = counter.count(text[start : ends[0]])
+                assert longer > out.tokens + slack
     # the short passage is kept whole and its leftover goes to the others
     short = result.passages[1]
     assert short.text == "Short one." or result.budget_tokens < 4 * short.original_tokens

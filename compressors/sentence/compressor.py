@@ -1,0 +1,181 @@
+"""The ``sentence`` compressor: keep the sentences the trained classifier finds useful, adaptive
+or within a budget; see :mod:`ragzip.compressors.sentence`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.sentence.features import PassageSentences, Precision
+from ragzip.compressors.sentence.model import Mode
+from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
+from ragzip.compressors.units import Selection, Units, greedy_fill, split_units
+from ragzip.errors import CompressionError, ConfigError
+from ragzip.tokenization import TokenCounter
+
+
+class SentenceCompressor(Compressor):
+    """Keep whole sentences that a trained context-aware classifier finds useful (EXIT).
+
+    Args:
+        config: Mode, threshold, batching, device and weights folder.
+        counter: Token counter of the generator's tokenizer; budgets are counted in it.
+        scorer: A :class:`SentenceScorer`; defaults to the shipped classifier
+            (:func:`load_scorer`).
+    """
+
+    name: ClassVar[str] = "sentence"
+
+    @dataclass(frozen=True)
+    class Config:
+        """Settings of :class:`SentenceCompressor`.
+
+        Attributes:
+            mode: ``"budgeted"`` (most probable sentences until the budget is full; a budget
+                covering the whole context keeps it whole) or ``"adaptive"`` (sentences with
+                P ≥ threshold: the compressor decides how much to keep and the budget only caps
+                it, so ``1x`` lets it choose freely).
+            threshold: Probability a sentence needs in adaptive mode; ``None`` uses the
+                threshold chosen on the validation split and stored with the weights.
+            min_sentences: Adaptive mode keeps at least this many sentences (the most probable)
+                when fewer reach the threshold, budget permitting.
+            batch_size: Sentences per forward pass.
+            precision: ``"float32"`` or ``"bfloat16"`` (autocast; about 2x faster on CPUs with
+                native bfloat16, probabilities within a few thousandths).
+            device: Device of the default classifier (``None`` picks one).
+            weights: Folder of another trained classifier (default: the shipped one).
+            cache_size: Requests whose sentence probabilities the scorer remembers (at least;
+                the cache is the scorer's, shared by the compressors using it), so a context
+                compressed at several budgets or in both modes is scored once, as in
+                evaluation sweeps. 0 adds no cache.
+        """
+
+        mode: Mode = "budgeted"
+        threshold: float | None = None
+        min_sentences: int = 1
+        batch_size: int = 32
+        precision: Precision = "float32"
+        device: str | None = None
+        weights: str | None = field(default=None)
+        cache_size: int = 0
+
+        def __post_init__(self) -> None:
+            if self.mode not in ("adaptive", "budgeted"):
+                msg = f"mode must be 'adaptive' or 'budgeted', got {self.mode!r}"
+                raise ConfigError(msg)
+            if self.precision not in ("float32", "bfloat16"):
+                msg = f"precision must be 'float32' or 'bfloat16', got {self.precision!r}"
+                raise ConfigError(msg)
+            if self.threshold is not None and (
+                isinstance(self.threshold, bool)
+                or not isinstance(self.threshold, int | float)
+                or not math.isfinite(self.threshold)
+                or not 0.0 <= self.threshold <= 1.0
+            ):
+                msg = f"threshold must be a probability in [0, 1] or None, got {self.threshold!r}"
+                raise ConfigError(msg)
+            for key, low in (("min_sentences", 0), ("batch_size", 1), ("cache_size", 0)):
+                value = getattr(self, key)
+                if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                    msg = f"{key} must be an int >= {low}, got {value!r}"
+                    raise ConfigError(msg)
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        counter: TokenCounter,
+        scorer: SentenceScorer | None = None,
+    ) -> None:
+        super().__init__(counter=counter)
+        self.config = config or SentenceCompressor.Config()
+        if scorer is None:
+            scorer = load_scorer(self.config.weights, self.config.device)
+        self.scorer = scorer
+        if self.config.cache_size:
+            scorer.reserve_cache(self.config.cache_size)
+
+    @property
+    def decides_amount(self) -> bool:
+        """In adaptive mode the threshold decides how much to keep; the budget only caps it."""
+        return self.config.mode == "adaptive"
+
+    @property
+    def threshold(self) -> float:
+        """The adaptive-mode threshold in use."""
+        if self.config.threshold is not None:
+            return float(self.config.threshold)
+        return self.scorer.threshold
+
+    def _compress(self, request: CompressionRequest) -> CompressionOutput:
+        t0 = time.perf_counter()
+        units = split_units([p.text for p in request.passages], self.counter)
+        t_split = time.perf_counter()
+        if not len(units) or request.budget_tokens <= 0:
+            return CompressionOutput(
+                spans=[[] for _ in request.passages], timings={"split": t_split - t0}
+            )
+        probs = self.score(request.query, request.passages, units)
+        t_score = time.perf_counter()
+        selection = self.select(units, probs, request.budget_tokens)
+        t_select = time.perf_counter()
+        return CompressionOutput(
+            spans=selection.spans,
+            timings={
+                "split": t_split - t0,
+                "score": t_score - t_split,
+                "select": t_select - t_score,
+            },
+        )
+
+    def score(self, query: str, passages: Sequence[Any], units: Units) -> np.ndarray:
+        """P(useful) of every unit of ``units`` (the sentences of ``passages``), in unit order."""
+        grouped: list[list[str]] = [[] for _ in passages]
+        for u in units.items:
+            grouped[u.passage].append(u.text)
+        inputs = [
+            PassageSentences(title=getattr(p, "title", "") or "", sentences=tuple(g))
+            for p, g in zip(passages, grouped, strict=True)
+        ]
+        try:
+            per_passage = self.scorer.score(
+                query, inputs, batch_size=self.config.batch_size, precision=self.config.precision
+            )
+        except RuntimeError as exc:
+            msg = f"the sentence classifier failed on {len(units)} sentences: {exc}"
+            raise CompressionError(msg) from exc
+        probs = np.concatenate(per_passage) if per_passage else np.zeros(0, dtype=np.float32)
+        if probs.shape != (len(units),) or not np.isfinite(probs).all():
+            msg = (
+                f"the sentence classifier returned {probs.shape} scores for {len(units)} sentences"
+            )
+            raise CompressionError(msg)
+        return probs
+
+    def select(self, units: Units, probs: np.ndarray, budget_tokens: int) -> Selection:
+        """The kept sentences, exactly within ``budget_tokens``.
+
+        Sentences are offered to :func:`greedy_fill` most probable first (ties in text order):
+        all of them in budgeted mode, those reaching the threshold in adaptive mode. When the
+        adaptive choice leaves fewer than ``min_sentences`` kept (too few reached the threshold,
+        or the chosen ones do not fit), the most probable remaining sentences that fit on their
+        own are offered too, up to that number.
+        """
+        ranked = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
+        if self.config.mode == "budgeted":
+            return greedy_fill(units, ranked, budget_tokens, self.counter)
+        chosen = [i for i in ranked if probs[i] >= self.threshold]
+        selection = greedy_fill(units, chosen, budget_tokens, self.counter)
+        need = self.config.min_sentences - len(selection.kept)
+        if need > 0:
+            offered = set(chosen)
+            extra = [i for i in ranked if i not in offered and units[i].tokens <= budget_tokens]
+            if extra:
+                selection = greedy_fill(units, chosen + extra[:need], budget_tokens, self.counter)
+        return selection
