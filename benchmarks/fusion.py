@@ -29,9 +29,10 @@ from typing import Any
 import torch
 
 from ragzip.evaluation.data import gold_doc_ids, load_kv, load_nq, nq_corpus, nq_split
+from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, embed_texts
-from ragzip.retrievers.index import HybridIndex, embedding_text
+from ragzip.retrievers.index import HybridIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -143,7 +144,7 @@ def main() -> None:
     corpus = nq_corpus(examples)
     gold_of = gold_doc_ids(examples)
     chunks = chunk_passages(corpus, ChunkConfig())
-    texts = [embedding_text(c) for c in chunks]
+    texts = [indexed_text(c) for c in chunks]
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{args.threads} thread(s)",

@@ -33,9 +33,9 @@ from retrieval import (
     synthesize,
 )
 
+from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
-from ragzip.retrievers.index import embedding_text
 from ragzip.text import split_sentences
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,7 +54,7 @@ def corpus(args: argparse.Namespace, embedder: Any) -> np.ndarray:
     rows = load_nq(args.data_dir)
     chunks = chunk_passages(nq_docs(rows), ChunkConfig())
     vectors = cached_embeddings(
-        args.cache_dir, "nq-chunks", [embedding_text(c) for c in chunks], embedder
+        args.cache_dir, "nq-chunks", [indexed_text(c) for c in chunks], embedder
     )
     sentences = [r["text"][s:e] for r in rows for s, e in split_sentences(r["text"])]
     sentence_vectors = cached_embeddings(args.cache_dir, "nq-sentences", sentences, embedder, 64)

@@ -47,8 +47,9 @@ import numpy as np
 
 from ragzip.models import load_embedder
 from ragzip.retrievers import ChunkConfig, HybridIndex, chunk_passages
+from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, Precision, embed_texts, normalize
-from ragzip.retrievers.index import Mode, embedding_text
+from ragzip.retrievers.index import Mode
 from ragzip.text import split_sentences
 from ragzip.types import Passage
 
@@ -300,7 +301,7 @@ def bench_indexing(rows: Sequence[dict], embedder: Any, n: int, skip_lc: bool) -
     log(f"indexing: ragzip bfloat16 {n / seconds:.1f} passages/s")
     if not skip_lc:
         chunks = index.chunks
-        texts = [embedding_text(c) for c in chunks]
+        texts = [indexed_text(c) for c in chunks]
         log(f"indexing: LangChain BM25 + FAISS.from_documents on the same {len(texts)} chunks")
         lc_emb = minilm_for_langchain(embedder)
         with Stopwatch() as sw:
@@ -377,7 +378,7 @@ def bench_recall(
         qvecs = index.embed_queries(questions)
         known = {q: qvecs[i] for i, q in enumerate(questions)}
         ensemble = langchain_ensemble(
-            [embedding_text(c) for c in chunks],
+            [indexed_text(c) for c in chunks],
             [c.metadata["doc_id"] for c in chunks],
             minilm_for_langchain(embedder, known),
             vectors,
@@ -486,7 +487,7 @@ def bench_size(
         log(f"size {size}: persistence {out['ragzip_persistence']}")
 
     if not args.skip_langchain:
-        texts = [embedding_text(c) for c in chunks]
+        texts = [indexed_text(c) for c in chunks]
         log(f"size {size}: LangChain construction (embeddings given)")
         t0 = time.perf_counter()
         ensemble = langchain_ensemble(
@@ -793,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     log("corpus: chunking the NQ passages")
     real_chunks = chunk_passages(nq_docs(rows), ChunkConfig())
     real_vectors = cached_embeddings(
-        args.cache_dir, "nq-chunks", [embedding_text(c) for c in real_chunks], embedder
+        args.cache_dir, "nq-chunks", [indexed_text(c) for c in real_chunks], embedder
     )
 
     if not args.skip_recall:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import numpy as np
 
 from ragzip.errors import ConfigError
+from ragzip.types import Passage
 
 T = TypeVar("T", bound=Hashable)
 
@@ -75,3 +78,48 @@ def reciprocal_rank_fusion(
             best[item] = min(best.get(item, rank), rank)
     order = {item: i for i, item in enumerate(scores)}
     return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], order[kv[0]]))
+
+
+def fuse_hits(
+    chunks: Sequence[Passage],
+    bm25_hits: tuple[np.ndarray, np.ndarray],
+    dense_hits: tuple[np.ndarray, np.ndarray],
+    *,
+    k: int,
+    mode: str,
+    weights: tuple[float, float],
+    rrf_k: float,
+) -> list[Passage]:
+    """The top ``k`` of ``chunks`` from the BM25 and dense hits (row ids and scores, best
+    first): fused by weighted RRF in ``"hybrid"`` mode, else one ranking as it is. Each result
+    is a new passage with the fused (or the retriever's) score and both retrievers' ranks and
+    scores in its metadata."""
+    bm25_ids = bm25_hits[0].tolist()
+    dense_ids = dense_hits[0].tolist()
+    extra: dict[int, dict[str, Any]] = {}
+    for prefix, (ids, scores) in (("bm25", bm25_hits), ("dense", dense_hits)):
+        pairs = zip(ids.tolist(), scores.tolist(), strict=True)
+        for rank, (pos, score) in enumerate(pairs, start=1):
+            info = extra.setdefault(pos, {})
+            info[f"{prefix}_rank"] = rank
+            info[f"{prefix}_score"] = score
+    if mode == "hybrid":
+        ranked = reciprocal_rank_fusion([bm25_ids, dense_ids], weights, k=rrf_k)[:k]
+    else:
+        hits = bm25_hits if mode == "bm25" else dense_hits
+        ranked = list(zip(hits[0].tolist()[:k], hits[1].tolist()[:k], strict=True))
+    out = []
+    for pos, score in ranked:
+        chunk = chunks[pos]
+        metadata = dict(chunk.metadata)
+        metadata.update(extra[pos])
+        out.append(
+            Passage(
+                text=chunk.text,
+                id=chunk.id,
+                title=chunk.title,
+                metadata=metadata,
+                score=float(score),
+            )
+        )
+    return out

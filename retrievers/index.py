@@ -2,56 +2,39 @@
 
 BM25 (:mod:`ragzip.retrievers.bm25`) and dense retrieval (:mod:`ragzip.retrievers.dense`) each
 rank the chunks; hybrid search fuses the two rankings with weighted reciprocal rank fusion
-(:mod:`ragzip.retrievers.fusion`, Cormack et al. 2009).
-
-On-disk format (version 1), a directory holding::
-
-    manifest.json   {"format": "ragzip-index", "version": 1, "embedder": {"name", "dim"},
-                     "n_chunks", "chunking", "bm25", "dense", "files": {path: {"sha256", "size"}}}
-    chunks.jsonl    one {"id", "title", "text", "metadata"} per chunk, in index order
-    bm25/           the bm25s index (``bm25s.BM25.save``)
-    dense.faiss     the faiss index (``faiss.write_index``); vectors are stored, never recomputed
-
-:meth:`HybridIndex.save` writes a complete new version folder beside the index path, fsyncs it
-and swaps a link to it onto the path in one atomic rename (:mod:`ragzip.retrievers.store`): at
-every instant the path names the old index or the new one, never a mix or nothing; a crash at
-any step is recovered on the next load or save, and stale temporaries are removed. Only an
-empty directory or an existing ragzip index is ever replaced.
-
-:meth:`HybridIndex.load` checks, in order: the directory exists (:class:`IndexNotFoundError`);
-its manifest is a ragzip manifest of version 1 (:class:`IndexFormatError`); every listed file is
-present with its recorded size — always — and its SHA-256 when ``verify=True`` (the default;
-hashing runs at roughly 1 GB/s, a fraction of a second for a 100k-chunk index); and the parts
-agree on the number of chunks (:class:`IndexCorruptedError` otherwise). ``verify=False`` keeps
-the size checks only, for very large indexes whose files are trusted.
+(:mod:`ragzip.retrievers.fusion`, Cormack et al. 2009). The folder format, its atomic saving and
+its checks on loading are described in :mod:`ragzip.retrievers.folder`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from ragzip.artefacts import sha256_file
 from ragzip.errors import (
     ConfigError,
-    IndexCorruptedError,
     IndexFormatError,
     IndexNotFoundError,
     InputError,
-    MissingDependencyError,
 )
 from ragzip.retrievers import store
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
-from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
+from ragzip.retrievers.building import (
+    ProgressFn,
+    chunk_documents,
+    embed_chunks,
+    indexed_text,
+    with_doc_metadata,
+)
+from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import (
     DenseConfig,
     DenseIndex,
@@ -62,25 +45,21 @@ from ragzip.retrievers.dense import (
     normalize,
     resolve_precision,
 )
-from ragzip.retrievers.fusion import HYBRID_RRF_K, reciprocal_rank_fusion
+from ragzip.retrievers.folder import (
+    StoredIndex,
+    is_index,
+    read_index,
+    replaceable,
+    write_index,
+)
+from ragzip.retrievers.fusion import HYBRID_RRF_K, fuse_hits
 from ragzip.types import Passage
-
-ProgressFn = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: how far an index build is."""
-EMBED_SLICE = 512
-"""Chunks embedded between two progress reports."""
 
 logger = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
 
-FORMAT = "ragzip-index"
-VERSION = 1
-MANIFEST = "manifest.json"
-CHUNKS = "chunks.jsonl"
-BM25_DIR = "bm25"
-FAISS_FILE = "dense.faiss"
 FUSION_DEPTH = 100
 """How many candidates each ranking contributes to hybrid fusion (at least ``k``)."""
 
@@ -164,17 +143,7 @@ class HybridIndex:
             seen.add(doc.id)
         report = progress if callable(progress) else None
         bars = progress is True
-        if chunking is not None:
-            chunks = []
-            for i, doc in enumerate(docs):
-                chunks.extend(chunk_passages([doc], chunking))
-                if report:
-                    report("chunk", i + 1, len(docs))
-        else:
-            chunks = [_as_whole_chunk(doc) for doc in docs if doc.text.strip()]
-        if not chunks:
-            msg = f"nothing to index: the {len(docs)} passage(s) given have no text"
-            raise InputError(msg)
+        chunks = chunk_documents(docs, chunking, report)
         t_chunk = time.perf_counter()
         if embedder is None:
             embedder = _default_embedder()
@@ -184,22 +153,7 @@ class HybridIndex:
         dense_config = dataclasses.replace(
             dense_config, precision=resolve_precision(dense_config.precision, device)
         )
-        texts = [embedding_text(c) for c in chunks]
-        step = len(texts) if report is None else EMBED_SLICE
-        parts = []
-        for start in range(0, len(texts), step):
-            parts.append(
-                embed_texts(
-                    embedder,
-                    texts[start : start + step],
-                    batch_size=dense_config.batch_size,
-                    progress=bars,
-                    precision=dense_config.precision,
-                )
-            )
-            if report:
-                report("embed", min(len(texts), start + step), len(texts))
-        vectors = np.concatenate(parts)
+        vectors = embed_chunks(embedder, chunks, dense_config, report=report, bars=bars)
         t_embed = time.perf_counter()
         if report:
             report("bm25", 0, 1)
@@ -252,7 +206,7 @@ class HybridIndex:
             chunk_config: The chunking the chunks came from, recorded in the manifest.
             name: The embedder's name for the manifest; derived from ``embedder`` when ``None``.
         """
-        chunks = [_with_doc_metadata(c) for c in chunks]
+        chunks = [with_doc_metadata(c) for c in chunks]
         embeddings = np.asarray(embeddings)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(chunks):
             msg = f"need one embedding row per chunk: {len(chunks)} chunks, {embeddings.shape}"
@@ -271,7 +225,7 @@ class HybridIndex:
         if dense_kind is not None:
             dense_config = dataclasses.replace(dense_config, kind=dense_kind)
         t0 = time.perf_counter()
-        bm25 = BM25Index.build([bm25_text(c) for c in chunks], bm25_config, progress=progress)
+        bm25 = BM25Index.build([indexed_text(c) for c in chunks], bm25_config, progress=progress)
         t1 = time.perf_counter()
         dense = DenseIndex.build(normalize(embeddings), dense_config, progress=progress)
         t2 = time.perf_counter()
@@ -405,49 +359,9 @@ class HybridIndex:
         else:
             dense_hits = [empty] * len(queries)
         return [
-            self._merge(b, d, k=k, mode=mode, weights=weights, rrf_k=rrf_k)
+            fuse_hits(self._chunks, b, d, k=k, mode=mode, weights=weights, rrf_k=rrf_k)
             for b, d in zip(bm25_hits, dense_hits, strict=True)
         ]
-
-    def _merge(
-        self,
-        bm25_hits: tuple[np.ndarray, np.ndarray],
-        dense_hits: tuple[np.ndarray, np.ndarray],
-        *,
-        k: int,
-        mode: Mode,
-        weights: tuple[float, float],
-        rrf_k: float,
-    ) -> list[Passage]:
-        bm25_ids = bm25_hits[0].tolist()
-        dense_ids = dense_hits[0].tolist()
-        extra: dict[int, dict[str, Any]] = {}
-        for prefix, (ids, scores) in (("bm25", bm25_hits), ("dense", dense_hits)):
-            pairs = zip(ids.tolist(), scores.tolist(), strict=True)
-            for rank, (pos, score) in enumerate(pairs, start=1):
-                info = extra.setdefault(pos, {})
-                info[f"{prefix}_rank"] = rank
-                info[f"{prefix}_score"] = score
-        if mode == "hybrid":
-            ranked = reciprocal_rank_fusion([bm25_ids, dense_ids], weights, k=rrf_k)[:k]
-        else:
-            hits = bm25_hits if mode == "bm25" else dense_hits
-            ranked = list(zip(hits[0].tolist()[:k], hits[1].tolist()[:k], strict=True))
-        out = []
-        for pos, score in ranked:
-            chunk = self._chunks[pos]
-            metadata = dict(chunk.metadata)
-            metadata.update(extra[pos])
-            out.append(
-                Passage(
-                    text=chunk.text,
-                    id=chunk.id,
-                    title=chunk.title,
-                    metadata=metadata,
-                    score=float(score),
-                )
-            )
-        return out
 
     # ------------------------------------------------------------------ persistence
 
@@ -463,53 +377,27 @@ class HybridIndex:
             InputError: Chunk metadata that JSON cannot hold.
         """
         target = Path(path)
-        if target.exists() and not _replaceable(target):
+        if target.exists() and not replaceable(target):
             msg = (
                 f"refusing to replace {str(target)!r}: it is not a ragzip index "
                 "(remove it or choose another path)"
             )
             raise IndexFormatError(msg)
-        store.publish(target, self._write, is_complete=_is_index)
+        store.publish(target, self._write, is_complete=is_index)
         return target
 
     def _write(self, folder: Path) -> None:
-        with (folder / CHUNKS).open("w", encoding="utf-8") as fh:
-            for chunk in self._chunks:
-                record = {
-                    "id": chunk.id,
-                    "title": chunk.title,
-                    "text": chunk.text,
-                    "metadata": dict(chunk.metadata),
-                }
-                try:
-                    line = json.dumps(record, ensure_ascii=False, allow_nan=False)
-                except (TypeError, ValueError) as exc:
-                    msg = f"chunk {chunk.id!r} has metadata JSON cannot hold: {exc}"
-                    raise InputError(msg) from exc
-                fh.write(line + "\n")
-        (folder / BM25_DIR).mkdir()
-        self._bm25.save(folder / BM25_DIR)
-        self._dense.save(folder / FAISS_FILE)
-        files = {}
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            store.fsync_file(file)
-            rel = file.relative_to(folder).as_posix()
-            files[rel] = {"sha256": sha256_file(file, cache=False), "size": file.stat().st_size}
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "embedder": {"name": self.embedder_name, "dim": self.dim},
-            "n_chunks": len(self),
-            "chunking": self.chunk_config.to_dict() if self.chunk_config else None,
-            "bm25": self._bm25.config.to_dict(),
-            "dense": {**self._dense.config.to_dict(), "index": self._dense.kind},
-            "files": files,
-        }
-        manifest_path = folder / MANIFEST
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        store.fsync_file(manifest_path)
-        store.fsync_dir(folder / BM25_DIR)
-        store.fsync_dir(folder)
+        write_index(
+            folder,
+            StoredIndex(
+                self._chunks,
+                self._bm25,
+                self._dense,
+                self.embedder_name,
+                self.dim,
+                self.chunk_config,
+            ),
+        )
 
     @classmethod
     def load(
@@ -535,49 +423,14 @@ class HybridIndex:
             ConfigError: ``embedder`` makes vectors of another size.
         """
         folder = Path(path)
-        if not folder.exists() and not store.recover(folder, _is_index):
+        if not folder.exists() and not store.recover(folder, is_index):
             msg = f"no index at {str(folder)!r}"
             raise IndexNotFoundError(msg)
         if not folder.is_dir():
             msg = f"{str(folder)!r} is a file, not an index directory"
             raise IndexFormatError(msg)
-        manifest = _read_manifest(folder)
-        _check_files(folder, manifest["files"], verify=verify)
-        try:
-            chunk_config = (
-                ChunkConfig.from_dict(manifest["chunking"]) if manifest["chunking"] else None
-            )
-            bm25_config = BM25Config(**manifest["bm25"])
-            dense_fields = {f.name for f in dataclasses.fields(DenseConfig)}
-            dense_config = DenseConfig(
-                **{k: v for k, v in manifest["dense"].items() if k in dense_fields}
-            )
-            name = str(manifest["embedder"]["name"])
-            dim = int(manifest["embedder"]["dim"])
-            n_chunks = int(manifest["n_chunks"])
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"{folder / MANIFEST}: malformed manifest ({exc!r})"
-            raise IndexFormatError(msg) from exc
-        chunks = _read_chunks(folder / CHUNKS)
-        try:
-            bm25 = BM25Index.load(folder / BM25_DIR, bm25_config)
-        except MissingDependencyError:
-            raise
-        except Exception as exc:
-            msg = f"cannot read the BM25 index in {folder / BM25_DIR}: {exc}"
-            raise IndexCorruptedError(msg) from exc
-        try:
-            dense = DenseIndex.load(folder / FAISS_FILE, dense_config)
-        except Exception as exc:
-            msg = f"cannot read the faiss index {folder / FAISS_FILE}: {exc}"
-            raise IndexCorruptedError(msg) from exc
-        if not (len(chunks) == len(bm25) == len(dense) == n_chunks) or dense.dim != dim:
-            msg = (
-                f"index parts disagree in {str(folder)!r}: manifest says {n_chunks} chunks of "
-                f"dimension {dim}; found {len(chunks)} chunks, {len(bm25)} BM25 documents, "
-                f"{len(dense)} vectors of dimension {dense.dim}"
-            )
-            raise IndexCorruptedError(msg)
+        stored = read_index(folder, verify=verify)
+        name, dim = stored.embedder_name, stored.dim
         if embedder is not None:
             _check_dim(embedder, dim)
             given = embedder_name(embedder)
@@ -586,12 +439,12 @@ class HybridIndex:
                     "index %s was embedded with %r but queries will use %r", folder, name, given
                 )
         return cls(
-            chunks,
-            bm25,
-            dense,
+            stored.chunks,
+            stored.bm25,
+            stored.dense,
             embedder=embedder,
             embedder_name=name,
-            chunk_config=chunk_config,
+            chunk_config=stored.chunk_config,
         )
 
 
@@ -628,120 +481,3 @@ def _check_queries(queries: Sequence[str]) -> None:
         if not q.strip():
             msg = "the query is empty"
             raise InputError(msg)
-
-
-def _as_whole_chunk(doc: Passage) -> Passage:
-    metadata = dict(doc.metadata)
-    metadata.setdefault("doc_id", doc.id)
-    metadata.setdefault("chunk_index", 0)
-    metadata.setdefault("char_start", 0)
-    metadata.setdefault("char_end", len(doc.text))
-    return Passage(text=doc.text, id=doc.id, title=doc.title, metadata=metadata)
-
-
-def _with_doc_metadata(chunk: Passage) -> Passage:
-    if "doc_id" in chunk.metadata and chunk.metadata.get("title") == chunk.title:
-        return chunk
-    metadata = dict(chunk.metadata)
-    metadata.setdefault("doc_id", chunk.id)
-    metadata["title"] = chunk.title
-    return Passage(text=chunk.text, id=chunk.id, title=chunk.title, metadata=metadata)
-
-
-def embedding_text(chunk: Passage) -> str:
-    """What the bi-encoder sees: the title as context, then the chunk."""
-    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
-
-
-def bm25_text(chunk: Passage) -> str:
-    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
-
-
-def _is_index(path: Path) -> bool:
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
-
-
-def _replaceable(path: Path) -> bool:
-    if path.is_dir():
-        return not any(path.iterdir()) or _is_index(path)
-    return False
-
-
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        msg = f"{str(folder)!r} is not a ragzip index: it has no {MANIFEST}"
-        raise IndexFormatError(msg)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        msg = f"{path} is not a readable JSON manifest: {exc}"
-        raise IndexFormatError(msg) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        msg = f"{str(folder)!r} is not a ragzip index (manifest format {found!r}, not {FORMAT!r})"
-        raise IndexFormatError(msg)
-    if manifest.get("version") != VERSION:
-        msg = (
-            f"{str(folder)!r} is a ragzip index of format version {manifest.get('version')!r}; "
-            f"this ragzip reads version {VERSION} (rebuild the index)"
-        )
-        raise IndexFormatError(msg)
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        msg = f"{path}: malformed manifest (no 'files' table)"
-        raise IndexFormatError(msg)
-    return manifest
-
-
-def _check_files(folder: Path, files: Mapping[str, Any], *, verify: bool) -> None:
-    required = {CHUNKS, FAISS_FILE}
-    missing_entries = required - set(files)
-    if missing_entries or not any(name.startswith(f"{BM25_DIR}/") for name in files):
-        msg = f"{folder / MANIFEST} does not list the index's files"
-        raise IndexCorruptedError(msg)
-    for name, entry in files.items():
-        rel = PurePosixPath(name)
-        if rel.is_absolute() or ".." in rel.parts:
-            msg = f"{folder / MANIFEST} lists a file outside the index: {name!r}"
-            raise IndexFormatError(msg)
-        file = folder / rel
-        try:
-            size = file.stat().st_size
-        except FileNotFoundError:
-            msg = f"index file missing: {file}"
-            raise IndexCorruptedError(msg) from None
-        if not isinstance(entry, dict):
-            msg = f"{folder / MANIFEST}: malformed entry for {name!r}"
-            raise IndexFormatError(msg)
-        if size != entry.get("size"):
-            msg = f"index file {file} has {size} bytes, the manifest says {entry.get('size')}"
-            raise IndexCorruptedError(msg)
-        if verify and sha256_file(file, cache=False) != entry.get("sha256"):
-            msg = f"index file {file} does not match its SHA-256 checksum (corrupted)"
-            raise IndexCorruptedError(msg)
-
-
-def _read_chunks(path: Path) -> list[Passage]:
-    chunks = []
-    number = 0
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):  # noqa: B007 - used in the error
-                record = json.loads(line)
-                chunks.append(
-                    Passage(
-                        text=record["text"],
-                        id=record["id"],
-                        title=record["title"],
-                        metadata=record["metadata"],
-                    )
-                )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        msg = f"cannot read chunk record {path}:{number}: {exc!r}"
-        raise IndexCorruptedError(msg) from exc
-    return chunks

@@ -1,0 +1,93 @@
+"""From documents to what the index holds: chunks with their document metadata, the text each
+retriever reads, and the chunks' vectors (embedded in slices so a build can report progress)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ragzip.errors import InputError
+from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
+from ragzip.retrievers.dense import DenseConfig, embed_texts
+from ragzip.types import Passage
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: how far an index build is."""
+EMBED_SLICE = 512
+"""Chunks embedded between two progress reports."""
+
+
+def chunk_documents(
+    docs: Sequence[Passage], chunking: ChunkConfig | None, report: ProgressFn | None
+) -> list[Passage]:
+    """``docs`` cut by ``chunking`` (or each kept whole when ``None``).
+
+    Raises:
+        InputError: No document has any text.
+    """
+    if chunking is not None:
+        chunks = []
+        for i, doc in enumerate(docs):
+            chunks.extend(chunk_passages([doc], chunking))
+            if report:
+                report("chunk", i + 1, len(docs))
+    else:
+        chunks = [as_whole_chunk(doc) for doc in docs if doc.text.strip()]
+    if not chunks:
+        msg = f"nothing to index: the {len(docs)} passage(s) given have no text"
+        raise InputError(msg)
+    return chunks
+
+
+def embed_chunks(
+    embedder: Any,
+    chunks: Sequence[Passage],
+    config: DenseConfig,
+    *,
+    report: ProgressFn | None,
+    bars: bool,
+) -> np.ndarray:
+    """The vectors of ``chunks`` (:func:`indexed_text`), in ``config``'s precision."""
+    texts = [indexed_text(c) for c in chunks]
+    step = len(texts) if report is None else EMBED_SLICE
+    parts = []
+    for start in range(0, len(texts), step):
+        parts.append(
+            embed_texts(
+                embedder,
+                texts[start : start + step],
+                batch_size=config.batch_size,
+                progress=bars,
+                precision=config.precision,
+            )
+        )
+        if report:
+            report("embed", min(len(texts), start + step), len(texts))
+    return np.concatenate(parts)
+
+
+def as_whole_chunk(doc: Passage) -> Passage:
+    """``doc`` indexed whole, with the metadata a chunk carries."""
+    metadata = dict(doc.metadata)
+    metadata.setdefault("doc_id", doc.id)
+    metadata.setdefault("chunk_index", 0)
+    metadata.setdefault("char_start", 0)
+    metadata.setdefault("char_end", len(doc.text))
+    return Passage(text=doc.text, id=doc.id, title=doc.title, metadata=metadata)
+
+
+def with_doc_metadata(chunk: Passage) -> Passage:
+    """``chunk`` with its document id and title in its metadata."""
+    if "doc_id" in chunk.metadata and chunk.metadata.get("title") == chunk.title:
+        return chunk
+    metadata = dict(chunk.metadata)
+    metadata.setdefault("doc_id", chunk.id)
+    metadata["title"] = chunk.title
+    return Passage(text=chunk.text, id=chunk.id, title=chunk.title, metadata=metadata)
+
+
+def indexed_text(chunk: Passage) -> str:
+    """What both retrievers read of a chunk: its title as context, then its text."""
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
