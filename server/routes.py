@@ -76,10 +76,10 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 async def compress(body: CompressRequest, request: Request) -> CompressResponse:
     """Compression only: no upstream call."""
     service = service_of(request)
-    result = await service.compress(
+    result = await service.compression.compress(
         body.query,
         body.passage_list(),
-        budget=body.budget_or(service.budget),
+        budget=body.budget_or(service.compression.budget),
         compressor=(
             body.compressor if body.compressor is not None else service.settings.default_compressor
         ),

@@ -162,14 +162,13 @@ def load_base(n_frozen: int, head_hidden: int, *, dropout: float = 0.1) -> tuple
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from ragzip.models import minilm_dir, offline
+    from ragzip.models import minilm_dir
 
     folder = minilm_dir()
     weights = folder / "model.safetensors"
     try:
-        with offline():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            bert_config = BertConfig.from_json_file(str(folder / "config.json"))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        bert_config = BertConfig.from_json_file(str(folder / "config.json"))
         encoder = BertModel(bert_config, add_pooling_layer=False)
         state = {
             k: v

@@ -58,17 +58,18 @@ def load_base_classifier(num_labels: int = 2) -> tuple[Any, Any]:
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
-    from ragzip.models import minilm_dir, offline
+    from ragzip.models import minilm_dir
 
     folder = minilm_dir()
-    with offline():
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            config = BertConfig.from_pretrained(str(folder), num_labels=num_labels)
-            state = load_file(str(folder / "model.safetensors"))
-        except (OSError, ValueError) as exc:
-            msg = f"cannot load MiniLM from {folder}: {exc}"
-            raise ModelError(msg) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        config = BertConfig.from_pretrained(
+            str(folder), num_labels=num_labels, local_files_only=True
+        )
+        state = load_file(str(folder / "model.safetensors"))
+    except (OSError, ValueError) as exc:
+        msg = f"cannot load MiniLM from {folder}: {exc}"
+        raise ModelError(msg) from exc
     if not getattr(tokenizer, "is_fast", False):
         msg = "the MiniLM tokenizer must be a fast tokenizer (offsets are needed)"
         raise ModelError(msg)

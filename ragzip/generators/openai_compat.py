@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ragzip.errors import ConfigError, MissingDependencyError, UpstreamError
+from ragzip.errors import ConfigError, UpstreamError
 from ragzip.generators.base import Generation, Generator, validate_max_new_tokens
 from ragzip.generators.http import RetryingClient
 from ragzip.generators.openai_wire import Completion, read_completion
@@ -159,28 +159,11 @@ class OpenAIGenerator(Generator):
             return self._counter
 
     def _load_counter(self) -> TokenCounter:
+        from ragzip.models import counter_from_folder, smollm2_counter
+
         if self._tokenizer_path is None:
-            from ragzip.models import smollm2_counter
-
             return smollm2_counter()
-        try:
-            from transformers import AutoTokenizer
-        except ModuleNotFoundError as exc:
-            msg = "transformers is needed for tokenizer_path: pip install 'ragzip[models]'"
-            raise MissingDependencyError(msg, name="transformers") from exc
-        from ragzip.models import offline
-        from ragzip.tokenization import HFTokenCounter
-
-        with offline():
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(str(self._tokenizer_path))
-            except (OSError, ValueError) as exc:
-                msg = f"cannot load a tokenizer from {self._tokenizer_path}: {exc}"
-                raise ConfigError(msg) from exc
-        try:
-            return HFTokenCounter(tokenizer, name=self._model)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from exc
+        return counter_from_folder(self._tokenizer_path, name=self._model)
 
     @property
     def accepts_embeddings(self) -> bool:

@@ -63,10 +63,11 @@ def make_counter(name: str) -> TokenCounter:
     if name == "minilm":
         from transformers import AutoTokenizer
 
-        from ragzip.models import minilm_dir, offline
+        from ragzip.models import minilm_dir
 
-        with offline():
-            return ragzip.HFTokenCounter(AutoTokenizer.from_pretrained(str(minilm_dir())))
+        return ragzip.HFTokenCounter(
+            AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
+        )
     raise SystemExit(f"unknown counter {name!r}")
 
 

@@ -48,10 +48,9 @@ from ragzip.tokenization import TokenCounter
 def tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from ragzip.models import minilm_dir, offline
+    from ragzip.models import minilm_dir
 
-    with offline():
-        return AutoTokenizer.from_pretrained(str(minilm_dir()))
+    return AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
 
 
 def _tiny_scorer(tokenizer: Any, *, cache_size: int = 0) -> SentenceScorer:

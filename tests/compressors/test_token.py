@@ -48,10 +48,9 @@ def tiny_parts() -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
-    from ragzip.models import minilm_dir, offline
+    from ragzip.models import minilm_dir
 
-    with offline():
-        tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,

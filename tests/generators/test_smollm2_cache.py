@@ -136,7 +136,9 @@ def test_conversion_writes_the_cache_once_and_reuses_it(tmp_path, monkeypatch) -
     print(f"conversion {t_convert:.1f} s, reuse check {t_reuse * 1000:.1f} ms")
 
     # The conversion is deterministic: it matches the default cache the other tests load.
-    converted = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    converted = AutoModelForCausalLM.from_pretrained(
+        str(folder), dtype=torch.float32, local_files_only=True
+    )
     monkeypatch.delenv("RAGZIP_CACHE_DIR")
     default, _ = models.load_smollm2("cpu")
     reference = default.state_dict()

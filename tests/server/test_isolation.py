@@ -74,7 +74,7 @@ async def test_deadline_stops_the_work_and_frees_the_lane(minilm_counter: Any) -
         )
         assert answer.status_code == 500 and "stopped" in answer.text
         await wait_for("cancelled", "deadline?")
-        lanes = client.app.state.service.lanes  # type: ignore[attr-defined]
+        lanes = client.app.state.service.compression.lanes  # type: ignore[attr-defined]
         await asyncio.sleep(0.05)
         assert lanes.small.admitted == lanes.large.admitted == 0
 
