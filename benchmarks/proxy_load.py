@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ragzip.evaluation.data import read_nq
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nq_open_dev.jsonl.gz"
@@ -276,8 +278,7 @@ def make_bodies(n_passages: int, compressor: str | None, budget: str) -> list[by
     """50 chat requests over NQ questions; with ``compressor``, ``n_passages`` passages each."""
     if not DATA.is_file():
         sys.exit(f"benchmark data not found at {DATA}")
-    with gzip.open(DATA, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for _, line in zip(range(400), fh, strict=False)]
+    rows = [dataclasses.asdict(e) for e in read_nq(DATA, limit=400)]
     rng = random.Random(0)
     bodies = []
     for row in rows[:50]:

@@ -30,8 +30,8 @@ Run: ``python benchmarks/retrieval.py`` (``--help`` for sizes and counts). Write
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
-import gzip
 import hashlib
 import json
 import os
@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragzip.evaluation import data
 from ragzip.models import load_embedder
 from ragzip.retrievers import ChunkConfig, HybridIndex, chunk_passages
 from ragzip.retrievers.building import indexed_text
@@ -70,8 +71,7 @@ def load_nq(data_dir: Path) -> list[dict[str, Any]]:
     path = data_dir / "nq_open_dev.jsonl.gz"
     if not path.is_file():
         sys.exit(f"NQ data not found at {path} (use --data-dir)")
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return [dataclasses.asdict(e) for e in data.read_nq(path)]
 
 
 def loadavg() -> float:

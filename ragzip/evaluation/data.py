@@ -172,7 +172,16 @@ def load_nq(data_dir: str | Path | None = None) -> list[NQExample]:
     Raises:
         InputError: The file is missing, not gzip JSON lines, or a record lacks a field.
     """
-    path = resolve_data_dir(data_dir) / NQ_FILE
+    return read_nq(resolve_data_dir(data_dir) / NQ_FILE)
+
+
+def read_nq(path: str | Path, *, limit: int | None = None) -> list[NQExample]:
+    """The first ``limit`` (default: all) NQ-open questions of the gzip JSON-lines file ``path``.
+
+    Raises:
+        InputError: The file is missing, not gzip JSON lines, or a record lacks a field.
+    """
+    path = Path(path)
     examples: list[NQExample] = []
     for lineno, row in _read_jsonl_gz(path):
         answers = _field(path, lineno, row, "answers", list)
@@ -193,6 +202,8 @@ def load_nq(data_dir: str | Path | None = None) -> list[NQExample]:
                 text=text,
             )
         )
+        if limit is not None and len(examples) >= limit:
+            break
     if not examples:
         msg = f"{path} holds no records"
         raise InputError(msg)

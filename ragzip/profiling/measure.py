@@ -3,8 +3,6 @@ decode and compression timings, and the fitted :class:`~ragzip.profiling.profile
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import math
 import statistics
@@ -35,25 +33,17 @@ logger = logging.getLogger(__name__)
 
 def load_nq_passages(path: str | Path, *, limit: int = 400) -> list[Passage]:
     """Gold passages of NQ-open questions, in file order, with the question in metadata."""
+    from ragzip.evaluation.data import read_nq
+
     path = Path(path)
     if not path.is_file():
         msg = f"no NQ data at {path} (expected nq_open_dev.jsonl.gz)"
         raise ConfigError(msg)
-    out: list[Passage] = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            out.append(
-                Passage(
-                    text=row["text"], title=row.get("title", ""), metadata={"q": row["question"]}
-                )
-            )
-            if len(out) >= limit:
-                break
-    if not out:
-        msg = f"{path} holds no passages"
-        raise ConfigError(msg)
-    return out
+    try:
+        examples = read_nq(path, limit=limit)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from exc
+    return [Passage(text=e.text, title=e.title, metadata={"q": e.question}) for e in examples]
 
 
 def calibration_passages() -> list[Passage]:

@@ -14,8 +14,7 @@ The NQ helpers (``load_nq``, ``nq_cases``, ``context_recall``) are plain functio
 
 from __future__ import annotations
 
-import gzip
-import json
+import dataclasses
 import logging
 import math
 import random
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 from ragzip.errors import MissingDependencyError
+from ragzip.evaluation import data
 from ragzip.text import answer_in_text
 from ragzip.tokenization import HFTokenCounter, TokenCounter
 
@@ -123,8 +123,7 @@ class NQCase:
 
 def load_nq(data_dir: Path) -> list[dict[str, Any]]:
     """All rows of ``nq_open_dev.jsonl.gz``."""
-    with gzip.open(data_dir / "nq_open_dev.jsonl.gz", "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return [dataclasses.asdict(e) for e in data.read_nq(data_dir / data.NQ_FILE)]
 
 
 _WORD = re.compile(r"\w+")

@@ -3,13 +3,13 @@ small hand-written corpus, and NQ passages/questions from the shared data folder
 
 from __future__ import annotations
 
-import gzip
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ragzip.evaluation import data
 from ragzip.types import Passage
 
 CORPUS = {
@@ -150,13 +150,8 @@ def corpus() -> list[Passage]:
 
 def load_nq(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The NQ rows ``{"question", "answers", "title", "text"}``, in file order."""
-    rows = []
-    with gzip.open(data_dir / "nq_open_dev.jsonl.gz", "rt", encoding="utf-8") as fh:
-        for line in fh:
-            rows.append(json.loads(line))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
+    examples = data.read_nq(data_dir / data.NQ_FILE, limit=limit)
+    return [dataclasses.asdict(e) for e in examples]
 
 
 def beside(parent: Path, name: str = "idx") -> list[str]:
