@@ -520,7 +520,7 @@ def test_trained_ranks_answer_sentences_above_an_untrained_head(
 ) -> None:
     """Within-passage AUC on val questions: the trained model clearly beats a random head."""
     from ragzip.evaluation.data import nq_split
-    from ragzip.training.sentence import auc
+    from ragzip.training.sentence.train import auc
 
     questions = nq_split("val", data_dir)[:80]
     config = read_config(WEIGHTS_DIR)

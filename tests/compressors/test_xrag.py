@@ -168,7 +168,7 @@ def test_shipped_weights_load_from_the_registry(
 @pytest.fixture(scope="module")
 def soft_lm() -> Any:
     from ragzip.models import load_smollm2
-    from ragzip.training.xrag import SoftLM
+    from ragzip.training.xrag.trainer import SoftLM
 
     model, tokenizer = load_smollm2("cpu")
     return SoftLM(model, tokenizer)
@@ -182,7 +182,8 @@ def test_trained_projector_reconstructs_better_than_untrained(
     if not (WEIGHTS_DIR / "model.safetensors").is_file():
         pytest.skip("no projector shipped in compressors/weights/xrag")
     from ragzip.evaluation.data import nq_split
-    from ragzip.training.xrag import TrainConfig, Trainer
+    from ragzip.training.xrag.config import TrainConfig
+    from ragzip.training.xrag.trainer import Trainer
 
     val = nq_split("val", data_dir)[100:116]  # past the val questions the curves used
     vecs = np.asarray(

@@ -1,0 +1,69 @@
+"""Settings of a merge adapter training run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ragzip.errors import ConfigError
+
+if TYPE_CHECKING:
+    pass
+
+
+DEFAULT_INDEX_CACHE = Path("~/.cache/ragzip/notebook-indexes")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of an adapter training run.
+
+    Attributes:
+        out: Folder the adapter and ``training.json`` are written to.
+        minutes: Wall-clock budget of the optimisation loop (validation excluded).
+        max_steps: Upper bound on optimiser steps.
+        k: Passages per training context.
+        ratios: Compression factors drawn per example.
+        rank: Adapter rank.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        accumulate: Examples per optimiser step.
+        kl_weight: Weight of the self-distillation KL term (0 = answer cross-entropy only).
+        val_examples: Val questions scored at each validation.
+        val_every: Optimiser steps between validations.
+        seed: Seed of the example order, ratios and initialisation.
+        threads: Torch CPU threads.
+        index_cache: Folder of the cached NQ hybrid index (built there when absent).
+        data_dir: Data folder (``None``: ``../shared/data``).
+    """
+
+    out: str = "compressors/weights/merge"
+    minutes: float = 30.0
+    max_steps: int = 10_000
+    k: int = 5
+    ratios: str = "4,8"
+    rank: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    accumulate: int = 4
+    kl_weight: float = 0.0
+    val_examples: int = 40
+    val_every: int = 40
+    seed: int = 0
+    threads: int = 1
+    index_cache: str = str(DEFAULT_INDEX_CACHE)
+    data_dir: str | None = None
+
+    def ratio_list(self) -> list[float]:
+        """``ratios`` as numbers."""
+        try:
+            values = [float(r) for r in self.ratios.split(",") if r.strip()]
+        except ValueError as exc:
+            msg = f"ratios must be comma-separated numbers, got {self.ratios!r}"
+            raise ConfigError(msg) from exc
+        if not values or any(not math.isfinite(v) or v < 1 for v in values):
+            msg = f"ratios must be numbers >= 1, got {self.ratios!r}"
+            raise ConfigError(msg)
+        return values

@@ -1,0 +1,67 @@
+"""Settings of a sentence-classifier training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ragzip.compressors.sentence.features import InputLimits
+from ragzip.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        data_dir: Folder with ``nq_open_dev.jsonl.gz`` (``None``: ``../shared/data``).
+        out: Folder to write ``config.json``, ``model.safetensors`` and ``training.json`` to.
+        seed: Seed of negative sampling, head initialisation, dropout and batch order.
+        n_frozen: Lower MiniLM layers kept frozen (of 6); the rest are trained.
+        head_hidden: Width of the classifier head.
+        epochs: Passes over the training sentences.
+        lr: Learning rate of the trained encoder layers.
+        head_lr: Learning rate of the head.
+        weight_decay: AdamW weight decay.
+        warmup: Fraction of steps with a linear warm-up (then linear decay to 0).
+        batch_size: Training batch size.
+        retrieved_passages: Non-gold BM25 passages per question that negatives are drawn from.
+        retrieved_sentences: Negatives sampled from those passages per question.
+        val_passages: Non-gold BM25 passages per validation question (all their sentences).
+        threshold_recall: The adaptive threshold is the highest one whose validation
+            answer-in-context recall is at least this share of the recall of the whole context.
+        limits: Classifier input segment lengths.
+        threads: torch CPU threads (one thread wastes least CPU time on shared cores).
+        train_limit: Use only the first N train questions (quick trials; ``None`` = all).
+        val_limit: Use only the first N val questions (``None`` = all).
+    """
+
+    data_dir: str | None = None
+    out: str = "compressors/weights/sentence"
+    seed: int = 0
+    n_frozen: int = 4
+    head_hidden: int = 256
+    epochs: int = 2
+    lr: float = 3e-4
+    head_lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    batch_size: int = 32
+    retrieved_passages: int = 3
+    retrieved_sentences: int = 4
+    val_passages: int = 3
+    threshold_recall: float = 0.9
+    limits: InputLimits = field(default_factory=InputLimits)
+    threads: int = 1
+    train_limit: int | None = None
+    val_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.n_frozen < 6:
+            msg = f"n_frozen must be in [0, 6), got {self.n_frozen}"
+            raise ConfigError(msg)
+        if self.epochs < 1 or self.batch_size < 1:
+            msg = "epochs and batch_size must be >= 1"
+            raise ConfigError(msg)
+        if not 0 < self.threshold_recall <= 1:
+            msg = f"threshold_recall must be in (0, 1], got {self.threshold_recall}"
+            raise ConfigError(msg)

@@ -1,0 +1,59 @@
+"""Settings of an xrag projector training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ragzip.errors import ConfigError
+
+RECON_SYSTEM_PROMPT = "Repeat the context word for word."
+RECON_QUERY = "Repeat the context."
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        data_dir: Folder with ``nq_open_dev.jsonl.gz`` (``None``: ``../shared/data``).
+        out: Folder for ``config.json``, ``model.safetensors``, ``training.json`` and the
+            stage-1 checkpoint (``stage1/``).
+        seed: Seed of the projector initialisation and the example order.
+        hidden: Projector hidden width.
+        stage1_examples: Paraphrase examples (train passages, one pass, shuffled).
+        stage2_examples: Question-answering examples (train questions, one pass, shuffled).
+        accum: Examples per optimizer step (gradient accumulation).
+        lr1: Peak learning rate of stage 1.
+        lr2: Peak learning rate of stage 2.
+        warmup: Fraction of each stage's steps with linear warm-up (then cosine decay).
+        recon_tokens: Passage tokens the paraphrase target keeps.
+        kl_weight: Weight of the distillation term in stage 2.
+        val_n: Validation questions (first of the val split) for the curves.
+        eval_every: Optimizer steps between validation points.
+        threads: torch CPU threads.
+    """
+
+    data_dir: str | None = None
+    out: str = "compressors/weights/xrag"
+    seed: int = 0
+    hidden: int = 1536
+    stage1_examples: int = 640
+    stage2_examples: int = 640
+    accum: int = 8
+    lr1: float = 1e-3
+    lr2: float = 3e-4
+    warmup: float = 0.05
+    recon_tokens: int = 48
+    kl_weight: float = 1.0
+    val_n: int = 32
+    eval_every: int = 20
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("accum", "recon_tokens", "val_n", "eval_every", "threads", "hidden"):
+            if getattr(self, name) < 1:
+                msg = f"{name} must be >= 1, got {getattr(self, name)}"
+                raise ConfigError(msg)
+        if self.stage1_examples < 0 or self.stage2_examples < 0:
+            msg = "stage1_examples and stage2_examples must be >= 0"
+            raise ConfigError(msg)
