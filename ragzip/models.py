@@ -86,13 +86,10 @@ def smollm2_gguf() -> Path:
 
 
 def cache_dir() -> Path:
-    """ragzip's user cache folder (``RAGZIP_CACHE_DIR`` overrides it)."""
-    env = os.environ.get("RAGZIP_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
+    """ragzip's user cache folder (``RAGZIP_CACHE_DIR`` overrides it; see :mod:`ragzip.paths`)."""
+    from ragzip.paths import paths
 
-    return Path(user_cache_dir("ragzip"))
+    return paths().cache
 
 
 @lru_cache(maxsize=1)

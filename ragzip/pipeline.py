@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 from ragzip.compressor import Compressor
 from ragzip.errors import ConfigError, InputError
 from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_CONTEXT
-from ragzip.types import Budget, CompressionResult, Passage
+from ragzip.types import Budget, CompressionResult, Decision, Passage
 
 if TYPE_CHECKING:
     from ragzip.generators.base import Generation, Generator
-    from ragzip.policy import Decision
     from ragzip.retrievers.base import Retriever
 
 
@@ -60,9 +59,7 @@ class PipelineResult:
     @property
     def decision(self) -> Decision | None:
         """With the ``"auto"`` compressor: whether and how it compressed, and why; else ``None``."""
-        from ragzip.policy import decision_of
-
-        return decision_of(self.compression)
+        return self.compression.decision
 
 
 @dataclass(frozen=True)

@@ -132,9 +132,10 @@ def eval_command(
         Path | None,
         typer.Option(help="Folder with nq_open_dev.jsonl.gz and kv_retrieval_dev.jsonl.gz."),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for eval.json, eval.md, eval.png.")] = Path(
-        "reports/eval"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for eval.json, eval.md, eval.png (default: reports/eval)."),
+    ] = None,
     questions: Annotated[
         int, typer.Option("--questions", "-n", "--limit", help="Questions of the split to use.")
     ] = 500,
@@ -202,6 +203,10 @@ def eval_command(
         )
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if out is None:
+        from ragzip.paths import paths
+
+        out = paths().report("eval")
     try:
         prepare_out_dir(out)
         report = run_eval(

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragzip.errors import InputError
+from ragzip.paths import paths
 from ragzip.types import Passage
 
 NQ_FILE = "nq_open_dev.jsonl.gz"
 KV_FILE = "kv_retrieval_dev.jsonl.gz"
-DEFAULT_DATA_DIR = Path("..") / "shared" / "data"
 """Where the data lies relative to the project root (the working directory of CLI runs)."""
 
 SPLIT_SEED = 20231
@@ -113,12 +113,13 @@ def nq_doc_id(index: int) -> str:
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data folder: ``data_dir`` when given, else ``../shared/data`` from the working dir.
+    """The data folder: ``data_dir`` when given, else :attr:`ragzip.paths.Paths.data_dir`
+    (``RAGZIP_DATA_DIR``, default ``../shared/data`` from the working directory).
 
     Raises:
         InputError: The folder does not exist.
     """
-    path = Path(data_dir) if data_dir is not None else Path.cwd() / DEFAULT_DATA_DIR
+    path = Path(data_dir) if data_dir is not None else paths().data
     path = path.expanduser()
     if not path.is_dir():
         msg = (

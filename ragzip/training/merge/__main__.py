@@ -11,8 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragzip.paths import paths
 from ragzip.training.common import set_threads
-from ragzip.training.merge.config import DEFAULT_INDEX_CACHE, TrainConfig
+from ragzip.training.merge.config import TrainConfig
 from ragzip.training.merge.evaluate import Setting, evaluate, markdown
 from ragzip.training.merge.train import train
 
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_eval.add_argument("--k", type=int, default=10)
     p_eval.add_argument("--max-new-tokens", type=int, default=32)
     p_eval.add_argument("--threads", type=int, default=1)
-    p_eval.add_argument("--index-cache", default=str(DEFAULT_INDEX_CACHE))
+    p_eval.add_argument("--index-cache", default=str(paths().index_cache))
     p_eval.add_argument("--out", required=True)
     p_eval.add_argument("--no-uncompressed", action="store_true", help="skip the full-text row")
     args = parser.parse_args(argv)

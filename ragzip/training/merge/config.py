@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ragzip.errors import ConfigError
+from ragzip.paths import paths
 
 if TYPE_CHECKING:
     pass
-
-
-DEFAULT_INDEX_CACHE = Path("~/.cache/ragzip/notebook-indexes")
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,7 @@ class TrainConfig:
         data_dir: Data folder (``None``: ``../shared/data``).
     """
 
-    out: str = "compressors/weights/merge"
+    out: str = field(default_factory=lambda: str(paths().trained("merge")))
     minutes: float = 30.0
     max_steps: int = 10_000
     k: int = 5
@@ -53,7 +50,7 @@ class TrainConfig:
     val_every: int = 40
     seed: int = 0
     threads: int = 1
-    index_cache: str = str(DEFAULT_INDEX_CACHE)
+    index_cache: str = field(default_factory=lambda: str(paths().index_cache))
     data_dir: str | None = None
 
     def ratio_list(self) -> list[float]:

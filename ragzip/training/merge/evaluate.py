@@ -16,7 +16,6 @@ from ragzip.errors import ConfigError
 from ragzip.evaluation import metrics
 from ragzip.evaluation.data import NQExample, load_nq, nq_split
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
-from ragzip.training.merge.config import DEFAULT_INDEX_CACHE
 from ragzip.training.merge.contexts import retrieve_contexts, soft_messages
 from ragzip.types import Budget, CompressionResult
 
@@ -87,7 +86,7 @@ def evaluate(
     n: int = 100,
     k: int = 10,
     max_new_tokens: int = 32,
-    index_cache: str | Path | None = DEFAULT_INDEX_CACHE,
+    index_cache: str | Path | None = None,
     data_dir: str | Path | None = None,
     uncompressed: bool = True,
     checkpoint: Callable[[dict[str, Any]], object] | None = None,

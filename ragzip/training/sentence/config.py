@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ragzip.compressors.sentence.features import InputLimits
 from ragzip.errors import ConfigError
+from ragzip.paths import paths
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class TrainConfig:
     """
 
     data_dir: str | None = None
-    out: str = "compressors/weights/sentence"
+    out: str = field(default_factory=lambda: str(paths().trained("sentence")))
     seed: int = 0
     n_frozen: int = 4
     head_hidden: int = 256

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragzip.errors import ConfigError
+from ragzip.paths import paths
 
 WITH_QUESTION = "Question: {question}\nContext:\n"
 WITHOUT_QUESTION = "Context:\n"
@@ -37,8 +38,8 @@ class TrainConfig:
     """
 
     data_dir: Path | None = None
-    out: Path = Path("compressors/weights/token")
-    cache: Path = Path("/tmp/ragzip-token/teacher")
+    out: Path = field(default_factory=lambda: paths().trained("token"))
+    cache: Path = field(default_factory=lambda: paths().cache / "token-teacher")
     seed: int = 0
     train_layers: int = 2
     epochs: int = 3

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from ragzip.paths import paths
 from ragzip.training.common import set_threads
 from ragzip.training.xrag.compare import run_comparison
 from ragzip.training.xrag.config import TrainConfig
@@ -53,7 +54,7 @@ def eval_main(argv: Sequence[str]) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--settings", default="", help="comma-separated labels to keep")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="reports/xrag/eval.json")
+    parser.add_argument("--out", default=str(paths().report("xrag", "eval.json")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     set_threads(args.threads)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ragzip.errors import ConfigError
+from ragzip.paths import paths
 
 RECON_SYSTEM_PROMPT = "Repeat the context word for word."
 RECON_QUERY = "Repeat the context."
@@ -34,7 +35,7 @@ class TrainConfig:
     """
 
     data_dir: str | None = None
-    out: str = "compressors/weights/xrag"
+    out: str = field(default_factory=lambda: str(paths().trained("xrag")))
     seed: int = 0
     hidden: int = 1536
     stage1_examples: int = 640
