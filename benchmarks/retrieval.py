@@ -45,11 +45,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragzip.embedding import Precision, normalize
 from ragzip.evaluation import data
 from ragzip.models import load_embedder
 from ragzip.retrievers import ChunkConfig, HybridIndex, chunk_passages
 from ragzip.retrievers.building import indexed_text
-from ragzip.retrievers.dense import DenseConfig, DenseIndex, Precision, embed_texts, normalize
+from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
 from ragzip.retrievers.index import Mode
 from ragzip.text import split_sentences
 from ragzip.types import Passage

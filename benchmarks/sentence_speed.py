@@ -41,9 +41,10 @@ import torch
 
 from ragzip import Budget, Passage
 from ragzip.compressors.sentence.compressor import SentenceCompressor
-from ragzip.compressors.sentence.features import PassageSentences, Precision
+from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import sentence_spans
+from ragzip.embedding import FixedPrecision
 from ragzip.evaluation.data import NQExample, load_nq, nq_split
 from ragzip.text import answer_in_text
 
@@ -89,7 +90,7 @@ class MemoScorer(SentenceScorer):
         passages: Sequence[PassageSentences],
         *,
         batch_size: int = 32,
-        precision: Precision = "float32",
+        precision: FixedPrecision = "float32",
     ) -> list[np.ndarray]:
         key = (query, tuple(passages))
         if key not in self._memo:

@@ -62,6 +62,7 @@ from torch import nn
 from ragzip.artefacts import read_artefact_config, read_tensors, write_artefact
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import sentence_spans
+from ragzip.embedding import normalize
 from ragzip.errors import CompressionError, ConfigError, ModelError
 from ragzip.tokenization import TokenCounter
 
@@ -139,11 +140,6 @@ def _load_adapter(folder: str) -> Adapter:
 # ------------------------------------------------------------------------ MIG and allocation
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.asarray(x / np.maximum(norm, 1e-8), dtype=np.float32)
-
-
 def group_mig(query: np.ndarray, groups: np.ndarray, redundancy_weight: float) -> np.ndarray:
     """COMI's marginal information gain of each group: relevance minus redundancy.
 
@@ -158,8 +154,8 @@ def group_mig(query: np.ndarray, groups: np.ndarray, redundancy_weight: float) -
     """
     if len(groups) == 0:
         return np.zeros(0, dtype=np.float32)
-    q = _unit(query[None, :])[0]
-    g = _unit(groups)
+    q = normalize(query[None, :])[0]
+    g = normalize(groups)
     relevance = g @ q
     sims = g @ g.T
     order = np.lexsort((np.arange(len(g)), -relevance))  # most relevant first
@@ -251,13 +247,13 @@ def merge_runs(
         ``(m, d)`` merged vectors in order.
     """
     out = np.empty((m, states.shape[1]), dtype=np.float32)
-    unit = _unit(centred)
+    unit = normalize(centred)
     relevance = unit @ query
     for k, (a, b) in enumerate(run_bounds(len(states), m)):
         if b - a == 1:
             out[k] = states[a]
             continue
-        mean = _unit(unit[a:b].mean(axis=0)[None, :])[0]
+        mean = normalize(unit[a:b].mean(axis=0)[None, :])[0]
         gain = relevance[a:b] - redundancy_weight * (unit[a:b] @ mean)
         w = np.exp(token_sharpness * (gain - gain.max()))
         w = w / w.sum()
@@ -420,7 +416,7 @@ class MergeCompressor(Compressor):
 
     def _pool(self, ids: Sequence[int]) -> np.ndarray:
         states = self.token_states(ids) - self.center
-        return _unit(states.mean(axis=0)[None, :])[0]
+        return normalize(states.mean(axis=0)[None, :])[0]
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         t0 = time.perf_counter()

@@ -34,24 +34,20 @@ overlapping chunks are where it earns its place, and near-duplicates are also cu
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
+from ragzip.embedding import Precision, autocast, device_of
 from ragzip.errors import CompressionError, ConfigError
-from ragzip.models import native_bf16_cpu
 from ragzip.tokenization import TokenCounter
-
-Precision = Literal["auto", "float32", "bfloat16"]
-
 
 ENCODE_SLICE = 256
 """Texts embedded between two cancellation checkpoints (length sorting works within a slice)."""
@@ -243,18 +239,6 @@ class MIGCompressor(Compressor):
             return f"{title.strip()}. {text}"
         return text
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bfloat16 autocast for torch embedders when the config asks for it (thread-local)."""
-        precision = self.config.precision
-        device = str(getattr(self.embedder, "device", "")).split(":")[0]
-        if precision == "float32" or device not in ("cpu", "cuda"):
-            return contextlib.nullcontext()
-        if precision == "auto" and not (device == "cpu" and native_bf16_cpu()):
-            return contextlib.nullcontext()
-        import torch
-
-        return torch.autocast(device, dtype=torch.bfloat16)
-
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        with self._autocast():
+        with autocast(device_of(self.embedder), self.config.precision):
             return encode_unit_norm(self.embedder, texts, batch_size=self.config.batch_size)

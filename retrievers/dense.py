@@ -11,7 +11,6 @@ Navigable Small World graphs", 2018). ``kind="auto"`` switches at ``hnsw_thresho
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,23 +18,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from ragzip.embedding import Precision, autocast, device_of, normalize
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
-from ragzip.models import native_bf16_cpu
 
 DenseKind = Literal["auto", "flat", "hnsw"]
-Precision = Literal["auto", "float32", "bfloat16"]
-
-
-def resolve_precision(precision: Precision, device: str = "cpu") -> Literal["float32", "bfloat16"]:
-    """``"auto"``: bfloat16 where the hardware computes it natively (CPUs with AVX512-BF16 or
-    AMX, CUDA devices that support it), float32 elsewhere; other values as they are."""
-    if precision != "auto":
-        return precision
-    if device == "cuda":
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
 
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -158,7 +144,7 @@ def embed_texts(
     if not texts:
         msg = "nothing to embed"
         raise ConfigError(msg)
-    with _autocast(embedder, precision):
+    with autocast(device_of(embedder), precision):
         vectors = embedder.encode(
             list(texts),
             batch_size=batch_size,
@@ -171,26 +157,6 @@ def embed_texts(
         msg = f"the embedder returned shape {array.shape} for {len(texts)} texts"
         raise ModelError(msg)
     return normalize(array)
-
-
-def _autocast(embedder: Any, precision: Precision) -> contextlib.AbstractContextManager[Any]:
-    device = getattr(getattr(embedder, "device", None), "type", "cpu")
-    if resolve_precision(precision, str(device)) == "float32":
-        return contextlib.nullcontext()
-    try:
-        import torch
-    except ModuleNotFoundError as exc:
-        msg = "bfloat16 embedding needs torch: pip install 'ragzip[models]'"
-        raise MissingDependencyError(msg, name="torch") from exc
-    return torch.autocast(device_type=str(device), dtype=torch.bfloat16)
-
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), as a new contiguous float32 array."""
-    array = np.array(vectors, dtype=np.float32, copy=True, order="C")
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    np.divide(array, norms, out=array, where=norms > 0)
-    return array
 
 
 class DenseIndex:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragzip.embedding import normalize, resolve_precision
 from ragzip.errors import (
     ConfigError,
     IndexFormatError,
@@ -42,8 +43,6 @@ from ragzip.retrievers.dense import (
     embed_texts,
     embedder_name,
     embedding_dim,
-    normalize,
-    resolve_precision,
 )
 from ragzip.retrievers.folder import (
     StoredIndex,

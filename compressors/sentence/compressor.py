@@ -12,10 +12,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.compressors.sentence.features import PassageSentences, Precision
+from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.model import Mode
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import Selection, Units, greedy_fill, split_units
+from ragzip.embedding import FixedPrecision
 from ragzip.errors import CompressionError, ConfigError
 from ragzip.tokenization import TokenCounter
 
@@ -60,7 +61,7 @@ class SentenceCompressor(Compressor):
         threshold: float | None = None
         min_sentences: int = 1
         batch_size: int = 32
-        precision: Precision = "float32"
+        precision: FixedPrecision = "float32"
         device: str | None = None
         weights: str | None = field(default=None)
         cache_size: int = 0

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from ragzip.errors import ConfigError, ModelError
-
-Precision = Literal["float32", "bfloat16"]
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,7 @@ import torch
 
 from ragzip.artefacts import check_base, read_tensors
 from ragzip.cancellation import checkpoint
-from ragzip.compressors.sentence.features import (
-    Encoded,
-    Featurizer,
-    InputLimits,
-    PassageSentences,
-    Precision,
-)
+from ragzip.compressors.sentence.features import Encoded, Featurizer, InputLimits, PassageSentences
 from ragzip.compressors.sentence.model import (
     WEIGHTS_DIR,
     SentenceClassifier,
@@ -30,6 +24,7 @@ from ragzip.compressors.sentence.model import (
     pad_batch,
     read_config,
 )
+from ragzip.embedding import FixedPrecision
 from ragzip.errors import ConfigError
 
 
@@ -88,7 +83,7 @@ class SentenceScorer:
         passages: Sequence[PassageSentences],
         *,
         batch_size: int = 32,
-        precision: Precision = "float32",
+        precision: FixedPrecision = "float32",
     ) -> list[np.ndarray]:
         """P(useful) of every sentence, one array per passage.
 
@@ -122,7 +117,7 @@ class SentenceScorer:
         encoded: Sequence[Encoded],
         *,
         batch_size: int = 32,
-        precision: Precision = "float32",
+        precision: FixedPrecision = "float32",
     ) -> np.ndarray:
         """P(useful) of each encoded input, in input order.
 

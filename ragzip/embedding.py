@@ -1,0 +1,57 @@
+"""Vectors from embedding models, in one place: unit rows, and the reduced precision embedders
+run in where the hardware computes it natively."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+
+import numpy as np
+
+from ragzip.errors import MissingDependencyError
+
+FixedPrecision = Literal["float32", "bfloat16"]
+Precision = Literal["auto", "float32", "bfloat16"]
+"""``"auto"`` resolves per device (:func:`resolve_precision`)."""
+
+
+def resolve_precision(precision: Precision, device: str = "cpu") -> FixedPrecision:
+    """``"auto"``: bfloat16 where the hardware computes it natively (CPUs with AVX512-BF16 or
+    AMX, CUDA devices that support it), float32 elsewhere; other values as they are."""
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    from ragzip.models import native_bf16_cpu
+
+    return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
+
+
+def device_of(model: Any) -> str:
+    """``"cpu"``, ``"cuda"``, ... : where a torch model (or a SentenceTransformer) runs."""
+    device = getattr(model, "device", None)
+    return str(getattr(device, "type", device or "cpu")).split(":")[0]
+
+
+def autocast(device: str, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on ``device`` when ``precision`` resolves to it there, else nothing
+    (thread-local, like every torch autocast)."""
+    if device not in ("cpu", "cuda") or resolve_precision(precision, device) == "float32":
+        return contextlib.nullcontext()
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        msg = "bfloat16 embedding needs torch: pip install 'ragzip[models]'"
+        raise MissingDependencyError(msg, name="torch") from exc
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Vectors (the last axis) scaled to unit L2 norm, zero ones left zero, as a new contiguous
+    float32 array."""
+    array = np.array(vectors, dtype=np.float32, copy=True, order="C")
+    norms = np.linalg.norm(array, axis=-1, keepdims=True)
+    np.divide(array, norms, out=array, where=norms > 0)
+    return array
