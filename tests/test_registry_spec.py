@@ -8,15 +8,9 @@ from hypothesis import strategies as st
 
 import ragzip
 from ragzip import Budget
+from ragzip.coerce import coerce_options
 from ragzip.errors import ConfigError, RegistryError
-from ragzip.registry import (
-    CompressorSpec,
-    coerce_options,
-    create_compressor,
-    get_class,
-    parse_spec,
-    parse_specs,
-)
+from ragzip.registry import CompressorSpec, create_compressor, get_class, parse_spec, parse_specs
 from ragzip.tokenization import TokenCounter
 
 PASSAGES = [

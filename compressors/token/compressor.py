@@ -23,7 +23,8 @@ from ragzip.compressors.token.model import (
 )
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, named_values, unit_maximum
-from ragzip.compressors.units import split_words, value_units
+from ragzip.compressors.units import split_words
+from ragzip.compressors.values import value_units
 from ragzip.errors import ConfigError
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Span

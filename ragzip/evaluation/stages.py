@@ -149,7 +149,6 @@ def evaluate_generation(
         ConfigError: A soft compressor with a generator that cannot read embeddings (found by
             compressing the first question before any generation).
     """
-    from ragzip.pipeline import Pipeline
     from ragzip.registry import create_compressor
 
     if questions and not generator.accepts_embeddings:
@@ -163,57 +162,38 @@ def evaluate_generation(
                 )
                 raise ConfigError(msg)
 
-    settings: list[tuple[str, Compressor, float]] = [
-        (UNCOMPRESSED, create_compressor("identity", counter=generator.counter), 1.0)
+    from ragzip.evaluation.answering import (
+        AnswerSetting,
+        answer_all,
+        example_records,
+        summarize,
+    )
+
+    settings = [
+        AnswerSetting(
+            UNCOMPRESSED,
+            create_compressor("identity", counter=generator.counter),
+            Budget.compression(1.0),
+        ),
+        *(
+            AnswerSetting(name, comp, Budget.compression(ratio))
+            for name, comp in compressors.items()
+        ),
     ]
-    settings += [(name, comp, ratio) for name, comp in compressors.items()]
     task = ProgressTask(bar, "generation", len(settings) * len(questions))
-    rows: list[GenerationRow] = []
-    examples: list[dict[str, Any]] = []
-    for label, comp, r in settings:
-        pipe = Pipeline(
-            comp, Budget.compression(r), generator=generator, max_new_tokens=max_new_tokens
-        )
-        em, f1, acc, ctx_tok, prompt_tok, ttft, total, comp_s = ([] for _ in range(8))
-        for i, (q, ctx) in enumerate(zip(questions, contexts, strict=True)):
-            result = pipe.run(q.question, ctx)
-            gen = result.generation
-            assert gen is not None
-            em.append(metrics.exact_match(gen.text, q.answers))
-            f1.append(metrics.f1_score(gen.text, q.answers))
-            acc.append(metrics.answer_accuracy(gen.text, q.answers))
-            ctx_tok.append(result.compression.compressed_tokens)
-            prompt_tok.append(gen.prompt_tokens)
-            ttft.append(gen.ttft_s * 1000)
-            total.append(gen.total_s * 1000)
-            comp_s.append(result.timings.get("compress", 0.0) * 1000)
-            if i < n_examples:
-                examples.append(
-                    {
-                        "setting": label,
-                        "question": q.question,
-                        "answers": list(q.answers),
-                        "prediction": gen.text,
-                        "em": em[-1],
-                    }
-                )
-            task.advance()
-        rows.append(
-            GenerationRow(
-                setting=label,
-                ratio=r,
-                n=len(questions),
-                em=metrics.mean(em),
-                f1=metrics.mean(f1),
-                accuracy=metrics.mean(acc),
-                context_tokens=metrics.mean(ctx_tok),
-                prompt_tokens=metrics.mean(prompt_tok),
-                ttft_ms=metrics.mean(ttft),
-                ttft_ms_p50=metrics.percentile(ttft, 50),
-                total_ms=metrics.mean(total),
-                compress_ms=metrics.mean(comp_s),
-            )
-        )
+    answers = answer_all(
+        generator,
+        settings,
+        questions,
+        contexts,
+        max_new_tokens=max_new_tokens,
+        on_answer=lambda _: task.advance(),
+    )
+    rows = [
+        summarize(s.label, 1.0 if s.label == UNCOMPRESSED else ratio, answers[s.label])
+        for s in settings
+    ]
+    examples = [r for s in settings for r in example_records(answers[s.label], n_examples)]
     return rows, examples
 
 

@@ -15,14 +15,9 @@ import torch
 from torch import nn
 
 from ragzip import Budget, ConfigError, InputError, ModelError
-from ragzip.compressors.merge import (
-    Adapter,
-    MergeCompressor,
-    allocate,
-    group_mig,
-    merge_runs,
-    run_bounds,
-)
+from ragzip.compressors.merge.adapter import Adapter
+from ragzip.compressors.merge.allocation import allocate, group_mig, merge_runs, run_bounds
+from ragzip.compressors.merge.compressor import MergeCompressor
 from ragzip.registry import create_compressor
 from ragzip.tokenization import HFTokenCounter
 
@@ -332,7 +327,7 @@ def test_generation_from_merged_tokens() -> None:
 
 @pytest.mark.slow
 def test_shipped_adapter_loads_and_fits_smollm2() -> None:
-    from ragzip.compressors.merge import WEIGHTS_DIR
+    from ragzip.compressors.merge.adapter import WEIGHTS_DIR
     from ragzip.models import load_smollm2, smollm2_counter
 
     if not (WEIGHTS_DIR / "model.safetensors").is_file():

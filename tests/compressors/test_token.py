@@ -28,7 +28,8 @@ from ragzip.compressors.token.compressor import TokenCompressor, aggregate_words
 from ragzip.compressors.token.model import WEIGHTS_DIR, cut_windows, load_base_classifier
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, is_separator
-from ragzip.compressors.units import split_words, value_units
+from ragzip.compressors.units import split_words
+from ragzip.compressors.values import value_units
 from ragzip.text import answer_in_text
 from ragzip.tokenization import TokenCounter
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 import ragzip
 from ragzip import Budget
 from ragzip.compressors.truncate import water_fill
-from ragzip.compressors.units import split_words, value_units
+from ragzip.compressors.units import split_words
+from ragzip.compressors.values import value_units
 from ragzip.tokenization import TokenCounter
 
 

@@ -10,9 +10,9 @@ from ragzip.compressors.units import (
     sentence_spans,
     split_units,
     split_words,
-    value_units,
     word_spans,
 )
+from ragzip.compressors.values import value_units
 from ragzip.errors import ConfigError
 from ragzip.text import split_sentences
 from ragzip.tokenization import TokenCounter

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ragzip.errors import ConfigError
-from ragzip.evaluation import metrics
+from ragzip.evaluation.answering import (
+    Answer,
+    AnswerSetting,
+    answer_all,
+    example_records,
+    prefill_gflops,
+    summarize,
+)
 from ragzip.evaluation.data import NQExample, load_nq, nq_split
-from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
-from ragzip.training.merge.contexts import retrieve_contexts, soft_messages
-from ragzip.types import Budget, CompressionResult
+from ragzip.training.merge.contexts import retrieve_contexts
+from ragzip.types import Budget
 
 if TYPE_CHECKING:
     from ragzip.generators.embedded import EmbeddedGenerator
@@ -68,18 +72,6 @@ def _make_compressor(spec: str, generator: EmbeddedGenerator) -> Any:
     return create_compressor(spec, counter=generator.counter, **components)
 
 
-def answer(generator: EmbeddedGenerator, result: CompressionResult, max_new_tokens: int) -> Any:
-    """Generate from a text or soft result with the embedded generator."""
-    if result.embeddings is None:
-        return generator.generate(
-            build_messages(result.query, result.texts), max_new_tokens=max_new_tokens
-        )
-    embeds = generator.embed_messages(
-        soft_messages(result), placeholder=SOFT_PLACEHOLDER, replacements=result.embeddings
-    )
-    return generator.generate_from_embeds(embeds, max_new_tokens=max_new_tokens)
-
-
 def evaluate(
     settings: Sequence[Setting],
     *,
@@ -106,81 +98,60 @@ def evaluate(
     all_nq = load_nq(data_dir)
     questions = nq_split("test", examples=all_nq)[:n]
     contexts = retrieve_contexts(questions, all_nq, k=k, index_cache=index_cache, ensure_gold=False)
-    rows: list[tuple[str, Any, Budget]] = []
+    rows: list[AnswerSetting] = []
     if uncompressed:
         identity = create_compressor("identity", counter=generator.counter)
-        rows.append(("uncompressed", identity, Budget.compression(1)))
+        rows.append(AnswerSetting("uncompressed", identity, Budget.compression(1)))
     rows += [
-        (s.label, _make_compressor(s.spec, generator), Budget.compression(s.ratio))
+        AnswerSetting(s.label, _make_compressor(s.spec, generator), Budget.compression(s.ratio))
         for s in settings
     ]
-    stats: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in rows}
-    examples: list[dict[str, Any]] = []
-    for qi, (q, ctx) in enumerate(zip(questions, contexts, strict=True)):
-        for label, comp, budget in rows:
-            t0 = time.perf_counter()
-            result = comp.compress(q.question, ctx, budget=budget)
-            compress_s = time.perf_counter() - t0
-            gen = answer(generator, result, max_new_tokens)
-            values = {
-                "em": metrics.exact_match(gen.text, q.answers),
-                "f1": metrics.f1_score(gen.text, q.answers),
-                "accuracy": metrics.answer_accuracy(gen.text, q.answers),
-                "context_tokens": float(result.compressed_tokens),
-                "prompt_tokens": float(gen.prompt_tokens),
-                "ttft_ms": gen.ttft_s * 1000,
-                "compress_ms": compress_s * 1000,
-            }
-            for key, v in values.items():
-                stats[label].setdefault(key, []).append(v)
-            if qi < 5:
-                examples.append(
-                    {
-                        "setting": label,
-                        "question": q.question,
-                        "answers": list(q.answers),
-                        "prediction": gen.text,
-                    }
-                )
-        logger.info("question %d/%d done", qi + 1, len(questions))
-        if checkpoint is not None and (qi + 1) % 10 == 0 and qi + 1 < len(questions):
-            checkpoint(
-                _report(stats, rows, questions[: qi + 1], k, max_new_tokens, generator, examples)
-            )
-    return _report(stats, rows, questions, k, max_new_tokens, generator, examples)
+    done: list[Answer] = []
+
+    def progress(answer: Answer) -> None:
+        done.append(answer)
+        if answer.setting != rows[-1].label:
+            return
+        qi = len(done) // len(rows)
+        logger.info("question %d/%d done", qi, len(questions))
+        if checkpoint is not None and qi % 10 == 0 and qi < len(questions):
+            partial = {r.label: [a for a in done if a.setting == r.label] for r in rows}
+            checkpoint(_report(partial, rows, questions[:qi], k, max_new_tokens, generator))
+
+    answers = answer_all(
+        generator,
+        rows,
+        questions,
+        contexts,
+        max_new_tokens=max_new_tokens,
+        question_major=True,
+        on_answer=progress,
+    )
+    return _report(answers, rows, questions, k, max_new_tokens, generator)
 
 
 def _report(
-    stats: dict[str, dict[str, list[float]]],
-    rows: Sequence[tuple[str, Any, Budget]],
+    answers: Mapping[str, Sequence[Answer]],
+    rows: Sequence[AnswerSetting],
     questions: Sequence[NQExample],
     k: int,
     max_new_tokens: int,
     generator: EmbeddedGenerator,
-    examples: list[dict[str, Any]],
 ) -> dict[str, Any]:
     import torch
 
     params = sum(p.numel() for p in generator.model.parameters())
-    table = []
-    base = stats[rows[0][0]]
-    base_prompt = float(np.mean(base["prompt_tokens"]))
-    base_ttft = float(np.mean(base["ttft_ms"]))
-    for label, _, _ in rows:
-        s = stats[label]
-        prompt = float(np.mean(s["prompt_tokens"]))
-        ttft = float(np.mean(s["ttft_ms"]))
-        table.append(
-            {
-                "setting": label,
-                "n": len(s["em"]),
-                **{key: float(np.mean(v)) for key, v in s.items()},
-                "ttft_ms_p50": float(np.median(s["ttft_ms"])),
-                "prefill_gflops": 2 * params * prompt / 1e9,
-                "prefill_flops_saved": 1 - prompt / base_prompt,
-                "ttft_saved": 1 - ttft / base_ttft,
-            }
-        )
+    summaries = [summarize(r.label, r.budget.ratio or 1.0, answers[r.label]) for r in rows]
+    base = summaries[0]
+    table = [
+        {
+            **{k: v for k, v in dataclasses.asdict(row).items() if k not in ("ratio", "total_ms")},
+            "prefill_gflops": prefill_gflops(generator.model, row.prompt_tokens),
+            "prefill_flops_saved": 1 - row.prompt_tokens / base.prompt_tokens,
+            "ttft_saved": 1 - row.ttft_ms / base.ttft_ms,
+        }
+        for row in summaries
+    ]
     return {
         "split": "test",
         "questions": len(questions),
@@ -193,7 +164,7 @@ def _report(
         "(template and question included)",
         "threads": torch.get_num_threads(),
         "rows": table,
-        "examples": examples,
+        "examples": [e for r in rows for e in example_records(answers[r.label], 5)],
     }
 
 

@@ -25,7 +25,8 @@ from ragzip.types import Budget, Passage
 if TYPE_CHECKING:
     import torch
 
-    from ragzip.compressors.merge import Adapter, MergeCompressor
+    from ragzip.compressors.merge.adapter import Adapter
+    from ragzip.compressors.merge.compressor import MergeCompressor
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ def train(config: TrainConfig, *, command: str) -> dict[str, Any]:
     """
     import torch
 
-    from ragzip.compressors.merge import Adapter, MergeCompressor
+    from ragzip.compressors.merge.adapter import Adapter
+    from ragzip.compressors.merge.compressor import MergeCompressor
     from ragzip.models import load_smollm2, smollm2_counter
 
     rng = random.Random(config.seed)

@@ -40,10 +40,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     train(config, command=command)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def eval_main(argv: Sequence[str]) -> None:
     """``python -m ragzip.training.xrag eval [--n 100] [--timing-n 20] [--out FILE]``."""
     parser = argparse.ArgumentParser(description="EM/F1 of xrag against text compressors")
@@ -71,3 +67,7 @@ def eval_main(argv: Sequence[str]) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,91 +6,50 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ragzip.compressors.xrag import WEIGHTS_DIR
 from ragzip.errors import ConfigError
+from ragzip.evaluation.answering import AnswerSetting, answer_all, prefill_gflops, summarize
 from ragzip.evaluation.data import NQExample, load_nq, nq_split
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One row of the answer evaluation: a compressor at a budget."""
-
-    label: str
-    compressor: Any
-    budget: Any
-    with_context: bool = True
-    """``False``: the question alone (the no-context baseline)."""
-
-
-def prefill_gflops(model: Any, prompt_tokens: float) -> float:
-    """Prefill cost estimate ``2 · params · tokens`` in GFLOP (input-embedding table excluded).
-
-    The embedding lookup costs no multiply-adds; SmolLM2 ties it to the output head, which the
-    estimate keeps once (it runs on the last position at least).
-    """
-    n = sum(p.numel() for p in model.parameters())
-    return 2.0 * n * prompt_tokens / 1e9
-
-
 def evaluate_answers(
     generator: Any,
-    settings: Sequence[Setting],
+    settings: Sequence[AnswerSetting],
     questions: Sequence[NQExample],
     contexts: Sequence[Sequence[Any]],
     *,
     max_new_tokens: int = 32,
 ) -> list[dict[str, Any]]:
-    """SQuAD EM/F1 and prompt cost of each setting through :class:`~ragzip.pipeline.Pipeline`.
-
-    Mirrors the generation stage of ``ragzip eval`` (same prompt, contexts and metrics) but
-    takes a budget per setting, so text and soft compressors can be compared at the same number
-    of context tokens.
-    """
-    from ragzip.evaluation import metrics
-    from ragzip.pipeline import Pipeline
-
+    """SQuAD EM/F1 and prompt cost of each setting, answered as ``ragzip eval`` answers
+    (:func:`ragzip.evaluation.answering.answer_all`), with a budget per setting so text and soft
+    compressors can be compared at the same number of context tokens."""
+    answers = answer_all(generator, settings, questions, contexts, max_new_tokens=max_new_tokens)
     rows: list[dict[str, Any]] = []
     for setting in settings:
-        pipe = Pipeline(
-            setting.compressor, setting.budget, generator=generator, max_new_tokens=max_new_tokens
-        )
-        em, f1, acc, ctx, prompt, ttft, comp_ms, preds = ([] for _ in range(8))
-        t0 = time.perf_counter()
-        for q, passages in zip(questions, contexts, strict=True):
-            result = pipe.run(q.question, passages if setting.with_context else [])
-            gen = result.generation
-            assert gen is not None
-            em.append(metrics.exact_match(gen.text, q.answers))
-            f1.append(metrics.f1_score(gen.text, q.answers))
-            acc.append(metrics.answer_accuracy(gen.text, q.answers))
-            ctx.append(result.compression.compressed_tokens)
-            prompt.append(gen.prompt_tokens)
-            ttft.append(gen.ttft_s * 1000)
-            comp_ms.append(result.compression.timings.get("total", 0.0) * 1000)
-            preds.append(gen.text)
-        mean_prompt = float(np.mean(prompt))
+        done = answers[setting.label]
+        row = summarize(setting.label, 0.0, done)
         rows.append(
             {
                 "setting": setting.label,
                 "budget": str(setting.budget),
-                "n": len(questions),
-                "em": float(np.mean(em)),
-                "f1": float(np.mean(f1)),
-                "accuracy": float(np.mean(acc)),
-                "context_tokens": float(np.mean(ctx)),
-                "prompt_tokens": mean_prompt,
-                "prefill_gflops": prefill_gflops(generator.model, mean_prompt),
-                "ttft_ms": float(np.mean(ttft)),
-                "compress_ms": float(np.mean(comp_ms)),
-                "seconds": time.perf_counter() - t0,
-                "predictions": preds[:10],
+                "n": row.n,
+                "em": row.em,
+                "f1": row.f1,
+                "accuracy": row.accuracy,
+                "context_tokens": row.context_tokens,
+                "prompt_tokens": row.prompt_tokens,
+                "prefill_gflops": prefill_gflops(generator.model, row.prompt_tokens),
+                "ttft_ms": row.ttft_ms,
+                "compress_ms": row.compress_ms,
+                "seconds": sum(a.compress_ms + a.total_ms for a in done) / 1000,
+                "predictions": [a.prediction for a in done[:10]],
             }
         )
         logger.info("%s", {k: v for k, v in rows[-1].items() if k != "predictions"})
@@ -99,7 +58,7 @@ def evaluate_answers(
 
 def time_prefill(
     generator: Any,
-    settings: Sequence[Setting],
+    settings: Sequence[AnswerSetting],
     questions: Sequence[NQExample],
     contexts: Sequence[Sequence[Any]],
     *,
@@ -183,15 +142,12 @@ def run_comparison(
         return create_compressor(name, counter=counter, **kw)
 
     untrained = init_projector(seed=0).eval()
-    stage1 = str(
-        Path(__file__).resolve().parents[2] / "compressors" / "weights" / "xrag" / "stage1"
-    )
+    stage1 = WEIGHTS_DIR / "stage1"  # the paraphrase checkpoint a training run leaves there
     full = Budget.compression(1)
     factories: dict[str, tuple[Any, Any]] = {
         "uncompressed": (lambda: make("identity"), full),
         "no context": (lambda: make("identity"), None),
         "xrag top1": (lambda: make("xrag", config={"top_k": 1}), full),
-        "xrag top1 stage1": (lambda: make("xrag", config={"top_k": 1, "weights": stage1}), full),
         "xrag top1 untrained": (
             lambda: make("xrag", config={"top_k": 1}, projector=untrained),
             full,
@@ -202,6 +158,11 @@ def run_comparison(
             full,
         ),
     }
+    if stage1.is_dir():
+        factories["xrag top1 stage1"] = (
+            lambda: make("xrag", config={"top_k": 1, "weights": str(stage1)}),
+            full,
+        )
     for tokens in (1, 3):
         for name in ("truncate", "mig"):
             factories[f"{name} {tokens} tok"] = (
@@ -216,7 +177,7 @@ def run_comparison(
         msg = f"unknown settings {unknown}; choose from {sorted(factories)}"
         raise ConfigError(msg)
     settings = [
-        Setting(w, factories[w][0](), factories[w][1] or full, factories[w][1] is not None)
+        AnswerSetting(w, factories[w][0](), factories[w][1] or full, factories[w][1] is not None)
         for w in wanted
     ]
     record: dict[str, Any] = {
