@@ -21,7 +21,7 @@ from ragzip.machine import peak_rss_bytes
 from ragzip.profiling.measure import build_context, kept_context_tokens
 from ragzip.profiling.profile import Profile
 from ragzip.prompts import build_messages
-from ragzip.reporting import finite_median
+from ragzip.reporting import finite_median, markdown_table
 from ragzip.types import Budget, Passage
 
 if TYPE_CHECKING:
@@ -256,6 +256,21 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.1f}%"
 
 
+CHECK_HEADER = (
+    "compressor",
+    "ratio",
+    "n*",
+    "n",
+    "kept",
+    "TTFT(n) pred / meas (ms)",
+    "err",
+    "T_c+TTFT(kept) pred / meas (ms)",
+    "err",
+    "speedup pred / meas",
+    "KV saved",
+)
+
+
 def render_check_markdown(reports: Sequence[CheckReport]) -> str:
     """A Markdown table per report: predicted vs measured seconds at each checked length."""
     lines: list[str] = []
@@ -268,21 +283,26 @@ def render_check_markdown(reports: Sequence[CheckReport]) -> str:
             f"{100 * rep.max_abs_error:.1f}% → **{verdict}**; peak RSS "
             f"{rep.peak_rss_bytes / 2**20:.0f} MiB.",
             "",
-            "| compressor | ratio | n* | n | kept | TTFT(n) pred / meas (ms) | err | "
-            "T_c+TTFT(kept) pred / meas (ms) | err | speedup pred / meas | KV saved |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        rows = []
         for p in rep.points:
             kv = "-" if p.kv_bytes_saved is None else f"{p.kv_bytes_saved / 2**20:.1f} MiB"
-            lines.append(
-                f"| {p.compressor} | {p.ratio:g}x | {p.n_star} | {p.context_tokens} "
-                f"| {p.compressed_tokens} "
-                f"| {1000 * p.predicted_baseline_s:.1f} / {1000 * p.measured_baseline_s:.1f} "
-                f"| {_pct(p.baseline_error)} "
-                f"| {1000 * p.predicted_compressed_s:.1f} / {1000 * p.measured_compressed_s:.1f} "
-                f"| {_pct(p.compressed_error)} "
-                f"| {p.predicted_speedup:.2f} / {p.measured_speedup:.2f} | {kv} |"
+            rows.append(
+                [
+                    p.compressor,
+                    f"{p.ratio:g}x",
+                    str(p.n_star),
+                    str(p.context_tokens),
+                    str(p.compressed_tokens),
+                    f"{1000 * p.predicted_baseline_s:.1f} / {1000 * p.measured_baseline_s:.1f}",
+                    _pct(p.baseline_error),
+                    f"{1000 * p.predicted_compressed_s:.1f} / {1000 * p.measured_compressed_s:.1f}",
+                    _pct(p.compressed_error),
+                    f"{p.predicted_speedup:.2f} / {p.measured_speedup:.2f}",
+                    kv,
+                ]
             )
+        lines.append(markdown_table(CHECK_HEADER, rows))
         for key, why in rep.skipped.items():
             lines.append(f"\nNot checked: {key}: {why}.")
         lines.append("")

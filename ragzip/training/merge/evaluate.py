@@ -20,6 +20,7 @@ from ragzip.evaluation.answering import (
     summarize,
 )
 from ragzip.evaluation.data import NQExample, load_nq, nq_split
+from ragzip.reporting import markdown_table
 from ragzip.training.merge.contexts import retrieve_contexts
 from ragzip.types import Budget
 
@@ -170,20 +171,38 @@ def _report(
 
 def markdown(report: dict[str, Any]) -> str:
     """A Markdown table of an :func:`evaluate` report."""
-    lines = [
+    header = [
+        "setting",
+        "EM",
+        "F1",
+        "accuracy",
+        "context tokens",
+        "prompt positions",
+        "prefill GFLOPs",
+        "FLOPs saved",
+        "TTFT ms (mean / p50)",
+        "TTFT saved",
+        "compress ms",
+    ]
+    rows = [
+        [
+            r["setting"],
+            f"{r['em']:.3f}",
+            f"{r['f1']:.3f}",
+            f"{r['accuracy']:.3f}",
+            f"{r['context_tokens']:.0f}",
+            f"{r['prompt_tokens']:.0f}",
+            f"{r['prefill_gflops']:.1f}",
+            f"{r['prefill_flops_saved']:.0%}",
+            f"{r['ttft_ms']:.0f} / {r['ttft_ms_p50']:.0f}",
+            f"{r['ttft_saved']:.0%}",
+            f"{r['compress_ms']:.0f}",
+        ]
+        for r in report["rows"]
+    ]
+    intro = (
         f"NQ-open test, first {report['questions']} questions, top-{report['k']} hybrid context, "
         f"{report['generator']} (greedy, {report['max_new_tokens']} new tokens, "
-        f"{report['threads']} torch threads).",
-        "",
-        "| setting | EM | F1 | accuracy | context tokens | prompt positions | prefill GFLOPs | "
-        "FLOPs saved | TTFT ms (mean / p50) | TTFT saved | compress ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report["rows"]:
-        lines.append(
-            f"| {r['setting']} | {r['em']:.3f} | {r['f1']:.3f} | {r['accuracy']:.3f} | "
-            f"{r['context_tokens']:.0f} | {r['prompt_tokens']:.0f} | {r['prefill_gflops']:.1f} | "
-            f"{r['prefill_flops_saved']:.0%} | {r['ttft_ms']:.0f} / {r['ttft_ms_p50']:.0f} | "
-            f"{r['ttft_saved']:.0%} | {r['compress_ms']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
+        f"{report['threads']} torch threads)."
+    )
+    return f"{intro}\n\n{markdown_table(header, rows)}\n"
