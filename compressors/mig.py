@@ -45,8 +45,10 @@ import numpy as np
 from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
-from ragzip.embedding import Precision, autocast, device_of
+from ragzip.embedding import Precision, autocast, device_of, resolve_precision
 from ragzip.errors import CompressionError, ConfigError
+from ragzip.features import FeatureCache
+from ragzip.retrievers.dense import embedder_name
 from ragzip.tokenization import TokenCounter
 
 ENCODE_SLICE = 256
@@ -121,6 +123,9 @@ class MIGCompressor(Compressor):
             precision: ``"bfloat16"`` runs the embedder under ``torch.autocast`` (about twice as
                 fast on CPUs with bfloat16 instructions; cosine to the float32 embeddings
                 > 0.9999); ``"auto"`` does so on such CPUs only; ``"float32"`` never.
+            cache_mb: MiB of sentence and query vectors kept by content
+                (:class:`~ragzip.features.FeatureCache`), so text seen before is not embedded
+                again; 0 turns the cache off. Ignored when a cache is injected.
         """
 
         redundancy_weight: float = 0.1
@@ -130,6 +135,7 @@ class MIGCompressor(Compressor):
         batch_size: int = 16
         device: str | None = None
         precision: Precision = "auto"
+        cache_mb: int = 64
 
         def __post_init__(self) -> None:
             for key in ("redundancy_weight", "max_similarity"):
@@ -152,6 +158,12 @@ class MIGCompressor(Compressor):
             if self.batch_size < 1:
                 msg = f"batch_size must be >= 1, got {self.batch_size}"
                 raise ConfigError(msg)
+            if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, int):
+                msg = f"cache_mb must be an int, got {self.cache_mb!r}"
+                raise ConfigError(msg)
+            if self.cache_mb < 0:
+                msg = f"cache_mb must be >= 0, got {self.cache_mb}"
+                raise ConfigError(msg)
             if self.precision not in ("auto", "float32", "bfloat16"):
                 msg = f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}"
                 raise ConfigError(msg)
@@ -162,6 +174,7 @@ class MIGCompressor(Compressor):
         *,
         counter: TokenCounter,
         embedder: Embedder | None = None,
+        features: FeatureCache | None = None,
     ) -> None:
         super().__init__(counter=counter)
         self.config = config or MIGCompressor.Config()
@@ -170,6 +183,11 @@ class MIGCompressor(Compressor):
 
             embedder = load_embedder(self.config.device)
         self.embedder = embedder
+        self.features = features or FeatureCache(self.config.cache_mb * 2**20)
+        device = device_of(embedder)
+        self._model_key = (
+            f"mig|{embedder_name(embedder)}|{resolve_precision(self.config.precision, device)}"
+        )
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         if request.budget_tokens >= request.original_tokens:  # nothing to compress: keep it all
@@ -185,7 +203,9 @@ class MIGCompressor(Compressor):
             )
         titles = [p.title for p in request.passages]
         texts = [self._embed_text(u.text, titles[u.passage]) for u in units.items]
-        vectors = self._encode([request.query, *texts])
+        vectors, hits = self.features.vectors(
+            self._model_key, [request.query, *texts], self._encode
+        )
         t_embed = time.perf_counter()
         order = self.rank(vectors[0], vectors[1:], units, request.budget_tokens)
         selection = greedy_fill(units, order, request.budget_tokens, self.counter)
@@ -196,6 +216,8 @@ class MIGCompressor(Compressor):
                 "split": t_split - t0,
                 "embed": t_embed - t_split,
                 "select": t_select - t_embed,
+                "cache_hits": float(hits),
+                "cache_misses": float(len(texts) + 1 - hits),
             },
         )
 

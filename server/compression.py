@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ragzip.cancellation import CancelToken
@@ -23,9 +23,10 @@ from ragzip.errors import (
     RagzipError,
     RegistryError,
 )
+from ragzip.features import FeatureCache
 from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.policy import decision_of
-from ragzip.registry import create_compressor, parse_spec, resolve_config
+from ragzip.registry import create_compressor, get_class, parse_spec, resolve_config
 from ragzip.server.context import (
     ContextPlan,
     PlanLayout,
@@ -33,6 +34,7 @@ from ragzip.server.context import (
 from ragzip.server.errors import CompressorNotAllowedError, RequestLimitError
 from ragzip.server.lanes import Lanes
 from ragzip.server.metrics import Metrics
+from ragzip.server.models import build_counter, build_embedder
 from ragzip.server.protocol import (
     AutoDecisionOut,
     RagzipOptions,
@@ -46,54 +48,6 @@ logger = logging.getLogger("ragzip.server")
 
 # Errors caused by the request itself: answered as 400, never hidden by the fallback.
 CLIENT_ERRORS = (InputError, ConfigError, RegistryError)
-
-
-def build_counter(settings: Settings) -> TokenCounter:
-    """The token counter budgets are counted in: ``settings.tokenizer`` or SmolLM2's tokenizer.
-
-    Raises:
-        ConfigError: The tokenizer folder cannot be loaded, or none is configured and the
-            embedded SmolLM2 tokenizer is not available.
-    """
-    if settings.tokenizer:
-        from ragzip.models import counter_from_folder
-
-        return counter_from_folder(settings.tokenizer)
-    from ragzip import models
-
-    factory = getattr(models, "smollm2_counter", None)
-    if factory is None:
-        msg = "no tokenizer configured: set tokenizer (RAGZIP_TOKENIZER) to a tokenizer folder"
-        raise ConfigError(msg)
-    counter: TokenCounter = factory()
-    return counter
-
-
-def build_embedder(settings: Settings) -> PromptEmbedder:
-    """The renderer of prompt embeddings for soft context (see ``upstream_prompt_embeds``).
-
-    Loads ``settings.embedding_model`` (or the ``tokenizer`` folder), else the embedded SmolLM2.
-
-    Raises:
-        ConfigError: The folder holds no loadable causal LM with a chat template.
-    """
-    from ragzip.generators.embedded import EmbeddedGenerator
-
-    folder = settings.embedding_model or settings.tokenizer
-    if not folder:
-        return EmbeddedGenerator(device="cpu")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        msg = (
-            f"upstream_prompt_embeds needs the upstream model's input embeddings, but no model "
-            f"loads from {folder!r} (set embedding_model to its folder): {exc}"
-        )
-        raise ConfigError(msg) from exc
-    return EmbeddedGenerator(model, tokenizer, device="cpu", name=Path(folder).name)
 
 
 class CompressionService:
@@ -126,6 +80,7 @@ class CompressionService:
         self._counter_lock = asyncio.Lock()
         self._compressor_lock = asyncio.Lock()
         self.lanes = Lanes(settings)
+        self.features = FeatureCache(settings.feature_cache_mb * 2**20)
 
     @property
     def loaded(self) -> bool:
@@ -183,12 +138,17 @@ class CompressionService:
         counter = await self.counter()
         async with self._compressor_lock:
             if name not in self._compressors:
-                self._compressors[name] = await self.in_thread(
-                    create_compressor, name, counter=counter
-                )
+                self._compressors[name] = await self.in_thread(self._build, name, counter)
         return self._compressors[name]
 
     # --- compression ---------------------------------------------------------------------------
+
+    def _build(self, name: str, counter: TokenCounter) -> Compressor:
+        """The compressor of spec ``name``, sharing the proxy's feature cache if it takes one."""
+        cls = get_class(parse_spec(name).name)
+        takes_cache = "features" in inspect.signature(cls.__init__).parameters
+        extra = {"features": self.features} if takes_cache else {}
+        return create_compressor(name, counter=counter, **extra)
 
     async def compress(
         self,
@@ -239,6 +199,9 @@ class CompressionService:
             raise CompressionError(msg) from exc
         finally:
             self.metrics.stage.labels("compress").observe(time.perf_counter() - start)
+        for kind in ("hits", "misses"):
+            if f"cache_{kind}" in result.timings:
+                self.metrics.feature_cache.labels(kind).inc(result.timings[f"cache_{kind}"])
         self.metrics.tokens.labels("original").inc(result.original_tokens)
         self.metrics.tokens.labels("compressed").inc(result.compressed_tokens)
         return result

@@ -93,6 +93,12 @@ class Metrics:
             "Requests forwarded uncompressed after a compression failure",
             registry=r,
         )
+        self.feature_cache = Counter(
+            "ragzip_feature_cache_lookups",
+            "Passage and query vectors looked up in the feature cache, by result",
+            ["result"],
+            registry=r,
+        )
         self.disconnects = Counter(
             "ragzip_client_disconnects", "Clients gone before the response ended", registry=r
         )

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
             are counted; ``None`` uses the embedded SmolLM2 tokenizer.
         compression_workers: Threads per compression lane (there are two: small and large
             requests, so a heavy request never queues in front of small ones).
+        feature_cache_mb: MiB of passage vectors all compressors of this proxy share, kept by
+            content (:class:`~ragzip.features.FeatureCache`); 0 turns it off.
         compression_timeout: Seconds one compression may take (queueing included) before it
             counts as failed (then 500, or the fallback); the work itself is then stopped.
         max_queued_compressions: Compressions one lane holds (running or waiting); a request
@@ -111,6 +113,7 @@ class Settings(BaseSettings):
     tokenizer: str | None = None
     compression_workers: int = Field(default=1, ge=1, le=64)
     compression_timeout: float = Field(default=60.0, gt=0)
+    feature_cache_mb: int = Field(default=256, ge=0)
     max_queued_compressions: int = Field(default=256, ge=1)
     max_queue_seconds: float = Field(default=10.0, gt=0)
     small_request_chars: int = Field(default=20_000, ge=1)

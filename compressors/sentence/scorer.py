@@ -72,6 +72,11 @@ class SentenceScorer:
         with self._lock:
             self.cache_size = max(self.cache_size, size)
 
+    def clear_cache(self) -> None:
+        """Forget every remembered request (the next sight of any request is scored again)."""
+        with self._lock:
+            self._cache.clear()
+
     @property
     def limits(self) -> InputLimits:
         """Input segment lengths."""

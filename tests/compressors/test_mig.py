@@ -204,3 +204,26 @@ def test_budget_covering_everything_keeps_it_verbatim(minilm_counter: TokenCount
     result = mig.compress("Q?", passages, budget=Budget.compression(1))
     assert [p.text for p in result.passages] == passages
     assert result.compressed_tokens == result.original_tokens
+
+
+def test_seen_text_is_not_embedded_again(minilm_counter: TokenCounter) -> None:
+    table = {**TABLE, "Beta.": [0.5, 0.5, 0.7]}
+    emb = TableEmbedder(table)
+    comp = MIGCompressor(
+        MIGCompressor.Config(include_title=False), counter=minilm_counter, embedder=emb
+    )
+    first = comp.compress("Q?", [TEXT], budget=Budget.tokens(4))
+    assert first.timings["cache_hits"] == 0 and first.timings["cache_misses"] == 4
+    again = comp.compress("Q?", [TEXT], budget=Budget.tokens(4))
+    assert len(emb.calls) == 1  # everything came from the cache
+    assert again.timings["cache_hits"] == 4 and again.timings["cache_misses"] == 0
+    assert again.texts == first.texts
+    changed = comp.compress("Q?", [TEXT.replace("Gamma.", "Beta.")], budget=Budget.tokens(4))
+    assert emb.calls[-1] == ["Beta."]  # only the new sentence is embedded
+    assert changed.timings["cache_hits"] == 3
+    off = MIGCompressor(
+        MIGCompressor.Config(include_title=False, cache_mb=0), counter=minilm_counter, embedder=emb
+    )
+    off.compress("Q?", [TEXT], budget=Budget.tokens(4))
+    off.compress("Q?", [TEXT], budget=Budget.tokens(4))
+    assert len(emb.calls) == 4  # no cache: both calls embed
