@@ -86,22 +86,30 @@ class FeatureCache:
             self._hits += len(found)
             self._misses += len(keys) - len(found)
         missing = [i for i in range(len(keys)) if i not in found]
-        computed = compute([texts[i] for i in missing]) if missing else None
-        if computed is not None:
-            computed = np.asarray(computed)
-            if computed.ndim != 2 or computed.shape[0] != len(missing):
-                msg = f"compute returned shape {computed.shape} for {len(missing)} texts"
+        # a text repeated in one call is computed once, so its copies are exactly equal
+        first: dict[bytes, int] = {}  # key -> row of ``computed``
+        unique_texts: list[str] = []
+        for i in missing:
+            if keys[i] not in first:
+                first[keys[i]] = len(unique_texts)
+                unique_texts.append(texts[i])
+        unique = list(first)
+        computed = None
+        if unique:
+            computed = np.asarray(compute(unique_texts))
+            if computed.ndim != 2 or computed.shape[0] != len(unique):
+                msg = f"compute returned shape {computed.shape} for {len(unique)} texts"
                 raise ValueError(msg)
-            self._store([keys[i] for i in missing], computed)
+            self._store(unique, computed)
         if not keys:
             return np.zeros((0, 0), dtype=np.float32), 0
-        width = computed.shape[1] if computed is not None else next(iter(found.values())).shape[0]
-        dtype = computed.dtype if computed is not None else next(iter(found.values())).dtype
-        out = np.empty((len(keys), width), dtype=dtype)
+        sample = computed[0] if computed is not None else next(iter(found.values()))
+        out = np.empty((len(keys), sample.shape[0]), dtype=sample.dtype)
         for i, row in found.items():
             out[i] = row
         if computed is not None:
-            out[missing] = computed
+            for i in missing:
+                out[i] = computed[first[keys[i]]]
         return out, len(found)
 
     def _store(self, keys: Sequence[bytes], rows: np.ndarray) -> None:

@@ -86,3 +86,17 @@ def test_threads_share_one_cache_consistently() -> None:
         np.testing.assert_array_equal(out, rows(texts[i % 7 :: 3]))
     stats = cache.stats()
     assert stats.entries == len(set().union(*(texts[i % 7 :: 3] for i in range(40))))
+
+
+def test_a_text_repeated_in_one_call_is_computed_once() -> None:
+    calls: list[list[str]] = []
+
+    def compute(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return rows(texts) + np.arange(len(texts), dtype=np.float32)[:, None]  # order shows
+
+    out, _ = FeatureCache().vectors("m", ["a", "b", "a"], compute)
+    assert calls == [["a", "b"]]
+    np.testing.assert_array_equal(out[0], out[2])
+    out, _ = FeatureCache(max_bytes=0).vectors("m", ["a", "a"], compute)
+    np.testing.assert_array_equal(out[0], out[1])
