@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_INDEX ?= .ragzip/demo-index
 DEMO_QUESTION ?= Which library does ragzip use for BM25 retrieval?
+# The user documentation; docs/architecture.md is for developers of ragzip itself.
+DEMO_DOCS := $(filter-out docs/architecture.md,$(wildcard docs/*.md))
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ragzip index docs --index $(DEMO_INDEX)
+	$(BIN)/ragzip index $(DEMO_DOCS) --index $(DEMO_INDEX)
 	$(BIN)/ragzip ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --compressor sentence --budget 4x
 
 lint: $(STAMP)

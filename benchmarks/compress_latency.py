@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ragzip import Budget
-from ragzip.evaluation.data import gold_doc_ids, load_nq, nq_corpus, nq_split
+from ragzip.datasets import gold_doc_ids, load_nq, nq_corpus, nq_split
 from ragzip.evaluation.indexing import load_or_build_index
 from ragzip.evaluation.metrics import answer_in_context
 from ragzip.machine import machine_info

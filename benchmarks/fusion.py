@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ragzip.evaluation.data import gold_doc_ids, load_kv, load_nq, nq_corpus, nq_split
+from ragzip.datasets import gold_doc_ids, load_kv, load_nq, nq_corpus, nq_split
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, embed_texts

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.evaluation.data import read_nq
+from ragzip.datasets import read_nq
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nq_open_dev.jsonl.gz"

@@ -45,8 +45,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragzip import datasets as data
 from ragzip.embedding import Precision, normalize
-from ragzip.evaluation import data
 from ragzip.models import load_embedder
 from ragzip.retrievers import ChunkConfig, HybridIndex, chunk_passages
 from ragzip.retrievers.building import indexed_text

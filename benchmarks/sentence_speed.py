@@ -44,8 +44,8 @@ from ragzip.compressors.sentence.compressor import SentenceCompressor
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import sentence_spans
+from ragzip.datasets import NQExample, load_nq, nq_split
 from ragzip.embedding import FixedPrecision
-from ragzip.evaluation.data import NQExample, load_nq, nq_split
 from ragzip.text import answer_in_text
 
 ROOT = Path(__file__).resolve().parents[1]

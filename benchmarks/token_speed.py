@@ -53,7 +53,7 @@ import ragzip
 from ragzip import Budget
 from ragzip.compressors.token.compressor import TokenCompressor
 from ragzip.compressors.token.model import cut_windows
-from ragzip.evaluation.data import load_kv, load_nq, nq_split
+from ragzip.datasets import load_kv, load_nq, nq_split
 from ragzip.models import smollm2_counter
 from ragzip.text import answer_in_text
 

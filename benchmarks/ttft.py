@@ -55,7 +55,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from ragzip.evaluation.data import load_nq, nq_corpus, nq_split
+    from ragzip.datasets import load_nq, nq_corpus, nq_split
     from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import answer_accuracy
     from ragzip.generators.embedded import EmbeddedGenerator

@@ -156,3 +156,63 @@ def test_process_wide_state_is_set_by_entry_points_only() -> None:
             continue
         assert "torch.set_num_threads" not in calls, f"{name} sets torch's thread count"
         assert "torch.set_num_interop_threads" not in calls, name
+
+
+LAYERS = [
+    # 0: core types and services every other layer uses
+    (
+        "ragzip",
+        "ragzip.types",
+        "ragzip.errors",
+        "ragzip.tokenization",
+        "ragzip.text",
+        "ragzip.messages",
+        "ragzip.cancellation",
+        "ragzip.artefacts",
+        "ragzip.embedding",
+        "ragzip.features",
+        "ragzip.paths",
+        "ragzip.machine",
+        "ragzip.reporting",
+        "ragzip.retry",
+        "ragzip.coerce",
+        "ragzip.models",
+        "ragzip.compressor",
+        "ragzip.registry",
+        "ragzip.prompts",
+        "ragzip.datasets",
+    ),
+    # 1: the components and what decides between them
+    (
+        "ragzip.compressors",
+        "ragzip.retrievers",
+        "ragzip.generators",
+        "ragzip.policy",
+        "ragzip.profiling",
+    ),
+    # 2: composing them
+    ("ragzip.pipeline", "ragzip.integrations", "ragzip.evaluation"),
+    # 3: applications
+    ("ragzip.server", "ragzip.training", "ragzip.cli"),
+]
+
+
+def _layer(module: str) -> int:
+    best, level = -1, -1
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, level = len(p), i
+    assert level >= 0, f"{module} belongs to no layer: add it to LAYERS"
+    return level
+
+
+def test_layers_import_only_their_own_or_lower_layers() -> None:
+    modules = _modules()
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, path in modules.items()
+        for target in _imports(name, path, modules)
+        if _layer(target) > _layer(name) and name != "ragzip"
+    )
+    assert upward == [], "imports from a higher layer (see docs/architecture.md)"

@@ -1,6 +1,6 @@
 """The evaluation harness behind ``ragzip eval``.
 
-Loads NQ-open and key-value retrieval data (:mod:`~ragzip.evaluation.data`), scores retrieval,
+Loads NQ-open and key-value retrieval data (:mod:`~ragzip.datasets`), scores retrieval,
 compression and generation (:mod:`~ragzip.evaluation.metrics`, :mod:`~ragzip.evaluation.stages`,
 :mod:`~ragzip.evaluation.runner`)
 and writes JSON, Markdown and a plot (:mod:`~ragzip.evaluation.report`). Model-heavy modules are
@@ -9,14 +9,14 @@ imported only when a stage runs.
 
 from __future__ import annotations
 
-from ragzip.evaluation.config import EvalConfig
-from ragzip.evaluation.data import (
+from ragzip.datasets import (
     KVCase,
     NQExample,
     load_kv,
     load_nq,
     nq_split,
 )
+from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.metrics import (
     answer_accuracy,
     answer_in_context,

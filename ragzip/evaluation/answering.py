@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ragzip.datasets import NQExample
 from ragzip.evaluation import metrics
-from ragzip.evaluation.data import NQExample
 from ragzip.evaluation.results import GenerationRow
 from ragzip.types import Budget, Passage
 

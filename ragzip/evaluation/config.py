@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.errors import ConfigError
-from ragzip.evaluation.data import (
+from ragzip.datasets import (
     SPLIT_SIZES,
 )
+from ragzip.errors import ConfigError
 
 if TYPE_CHECKING:
     from ragzip.retrievers.index import Mode

@@ -25,9 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ragzip.evaluation import metrics
-from ragzip.evaluation.config import EvalConfig
-from ragzip.evaluation.data import (
+from ragzip.datasets import (
     gold_doc_ids,
     load_kv,
     load_nq,
@@ -35,6 +33,8 @@ from ragzip.evaluation.data import (
     nq_split,
     resolve_data_dir,
 )
+from ragzip.evaluation import metrics
+from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.indexing import load_or_build_index
 from ragzip.evaluation.progress import progress_bar
 from ragzip.evaluation.results import (

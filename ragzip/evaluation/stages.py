@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ragzip.errors import ConfigError
-from ragzip.evaluation import metrics
-from ragzip.evaluation.config import RETRIEVAL_MODES, UNCOMPRESSED
-from ragzip.evaluation.data import (
+from ragzip.datasets import (
     KVCase,
     NQExample,
 )
+from ragzip.errors import ConfigError
+from ragzip.evaluation import metrics
+from ragzip.evaluation.config import RETRIEVAL_MODES, UNCOMPRESSED
 from ragzip.evaluation.progress import ProgressTask
 from ragzip.evaluation.results import CompressionRow, GenerationRow, KVRow, RetrievalModeResult
 from ragzip.types import Budget, Passage

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def load_nq_passages(path: str | Path, *, limit: int = 400) -> list[Passage]:
     """Gold passages of NQ-open questions, in file order, with the question in metadata."""
-    from ragzip.evaluation.data import read_nq
+    from ragzip.datasets import read_nq
 
     path = Path(path)
     if not path.is_file():

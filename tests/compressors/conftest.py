@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from ragzip import datasets as data
 from ragzip.errors import MissingDependencyError
-from ragzip.evaluation import data
 from ragzip.text import answer_in_text
 from ragzip.tokenization import HFTokenCounter, TokenCounter
 

@@ -335,7 +335,7 @@ def test_kept_whole_or_dropped_whole_on_nq_passages(
     tiny_scorer: SentenceScorer, minilm_counter: TokenCounter, data_dir: Path
 ) -> None:
     """On real passages, at every budget and in both modes, no sentence is ever cut."""
-    from ragzip.evaluation.data import nq_split
+    from ragzip.datasets import nq_split
 
     questions = nq_split("val", data_dir)[:6]
     passages = [Passage(text=q.text, title=q.title) for q in questions]
@@ -522,7 +522,7 @@ def test_trained_ranks_answer_sentences_above_an_untrained_head(
     trained: SentenceScorer, data_dir: Path
 ) -> None:
     """Within-passage AUC on val questions: the trained model clearly beats a random head."""
-    from ragzip.evaluation.data import nq_split
+    from ragzip.datasets import nq_split
     from ragzip.training.sentence.train import auc
 
     questions = nq_split("val", data_dir)[:80]

@@ -593,7 +593,7 @@ def _val_contexts(
     data_dir: Path, n: int, others: int = 3
 ) -> list[tuple[str, list[str], list[str]]]:
     """``n`` val questions, each with its gold passage among ``others`` random val passages."""
-    from ragzip.evaluation.data import nq_split
+    from ragzip.datasets import nq_split
 
     val = nq_split("val", data_dir)
     rng = random.Random(0)
@@ -626,7 +626,7 @@ def test_query_awareness_on_nq(shipped: TokenCompressor, data_dir: Path) -> None
     passage at 4x, a passage's answer survives when the context is compressed for its own
     question far more often than when it is compressed for the other passage's question.
     """
-    from ragzip.evaluation.data import nq_split
+    from ragzip.datasets import nq_split
 
     val = [ex for ex in nq_split("val", data_dir) if answer_in_text(list(ex.answers), ex.text)]
     val = val[:40]

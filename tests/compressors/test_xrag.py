@@ -181,7 +181,7 @@ def test_trained_projector_reconstructs_better_than_untrained(
     """Passages the projector never saw (val split): the trained one regenerates them better."""
     if not (WEIGHTS_DIR / "model.safetensors").is_file():
         pytest.skip("no projector shipped in compressors/weights/xrag")
-    from ragzip.evaluation.data import nq_split
+    from ragzip.datasets import nq_split
     from ragzip.training.xrag.config import TrainConfig
     from ragzip.training.xrag.trainer import Trainer
 

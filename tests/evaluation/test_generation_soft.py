@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ragzip.datasets import NQExample
 from ragzip.errors import ConfigError
 from ragzip.evaluation.config import UNCOMPRESSED
-from ragzip.evaluation.data import NQExample
 from ragzip.evaluation.stages import evaluate_generation
 from ragzip.generators import OpenAIGenerator
 from ragzip.prompts import build_messages, soft_context

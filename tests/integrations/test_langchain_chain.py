@@ -18,8 +18,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
+from ragzip.datasets import nq_corpus
 from ragzip.evaluation import load_nq
-from ragzip.evaluation.data import nq_corpus
 from ragzip.evaluation.metrics import answer_accuracy
 from ragzip.integrations import RagzipChatModel, RagzipCompressor, RagzipRetriever
 from ragzip.pipeline import Pipeline

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ragzip.evaluation import data
+from ragzip import datasets as data
 from ragzip.types import Passage
 
 CORPUS = {

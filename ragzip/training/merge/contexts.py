@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.evaluation.data import NQExample, nq_corpus
+from ragzip.datasets import NQExample, nq_corpus
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
 from ragzip.types import CompressionResult, Passage
 
@@ -35,7 +35,7 @@ def retrieve_contexts(
             :func:`ragzip.evaluation.indexing.load_or_build_index`).
         ensure_gold: Put the gold passage in place of the last one when retrieval missed it.
     """
-    from ragzip.evaluation.data import gold_doc_ids
+    from ragzip.datasets import gold_doc_ids
     from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import source_id
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragzip.datasets import NQExample, load_nq, nq_split
 from ragzip.errors import ConfigError
 from ragzip.evaluation.answering import (
     Answer,
@@ -19,7 +20,6 @@ from ragzip.evaluation.answering import (
     prefill_gflops,
     summarize,
 )
-from ragzip.evaluation.data import NQExample, load_nq, nq_split
 from ragzip.reporting import markdown_table
 from ragzip.training.merge.contexts import retrieve_contexts
 from ragzip.types import Budget

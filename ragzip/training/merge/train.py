@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragzip.evaluation.data import NQExample, load_nq, nq_split
+from ragzip.datasets import NQExample, load_nq, nq_split
 from ragzip.machine import machine_info
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
 from ragzip.training.common import own_random_state

@@ -20,7 +20,7 @@ from ragzip.compressors.sentence.model import (
     save_classifier,
 )
 from ragzip.compressors.sentence.scorer import SentenceScorer
-from ragzip.evaluation.data import load_nq, nq_split
+from ragzip.datasets import load_nq, nq_split
 from ragzip.machine import machine_info
 from ragzip.training.common import own_random_state
 from ragzip.training.negatives import HardNegatives

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from ragzip.compressors.sentence.features import Encoded, Featurizer, PassageSentences
 from ragzip.compressors.units import sentence_spans
+from ragzip.datasets import NQExample
 from ragzip.errors import ConfigError
-from ragzip.evaluation.data import NQExample
 from ragzip.text import answer_in_text
 
 

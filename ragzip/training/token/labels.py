@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragzip.compressors.units import sentence_spans, split_words
-from ragzip.evaluation.data import NQExample
+from ragzip.datasets import NQExample
 from ragzip.text import answer_in_text
 from ragzip.types import Span
 

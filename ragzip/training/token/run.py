@@ -18,7 +18,7 @@ import torch
 from ragzip.artefacts import WEIGHTS_FILE, sha256_file, write_artefact
 from ragzip.compressors.token.model import ARTEFACT_KIND, ARTEFACT_VERSION, load_base_classifier
 from ragzip.compressors.units import split_words
-from ragzip.evaluation.data import nq_split
+from ragzip.datasets import nq_split
 from ragzip.machine import machine_info
 from ragzip.training.common import own_random_state
 from ragzip.training.negatives import HardNegatives

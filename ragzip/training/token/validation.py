@@ -13,7 +13,7 @@ from ragzip.compressors.token.compressor import aggregate_words
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask
 from ragzip.compressors.units import split_words
-from ragzip.evaluation.data import NQExample
+from ragzip.datasets import NQExample
 from ragzip.text import answer_in_text
 from ragzip.training.token.config import VAL_RATIOS
 from ragzip.training.token.labels import Example

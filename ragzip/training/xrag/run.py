@@ -13,7 +13,7 @@ from ragzip.compressors.xrag import (
     XragCompressor,
     save_projector,
 )
-from ragzip.evaluation.data import load_nq, nq_split
+from ragzip.datasets import load_nq, nq_split
 from ragzip.machine import machine_info
 from ragzip.training.xrag.config import TrainConfig
 from ragzip.training.xrag.trainer import SoftLM, Trainer, embed_passages

@@ -19,8 +19,8 @@ from ragzip.compressors.xrag import (
     init_projector,
     passage_input,
 )
+from ragzip.datasets import NQExample
 from ragzip.errors import ConfigError
-from ragzip.evaluation.data import NQExample
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
 from ragzip.training.xrag.config import RECON_QUERY, RECON_SYSTEM_PROMPT, TrainConfig
 

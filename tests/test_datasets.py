@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ragzip import datasets as data
 from ragzip.errors import InputError
-from ragzip.evaluation import data
 
 
 def _write(folder: Path, name: str, lines: list[str]) -> Path:
