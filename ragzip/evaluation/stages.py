@@ -189,10 +189,7 @@ def evaluate_generation(
         max_new_tokens=max_new_tokens,
         on_answer=lambda _: task.advance(),
     )
-    rows = [
-        summarize(s.label, 1.0 if s.label == UNCOMPRESSED else ratio, answers[s.label])
-        for s in settings
-    ]
+    rows = [summarize(s.label, s.budget.ratio or ratio, answers[s.label]) for s in settings]
     examples = [r for s in settings for r in example_records(answers[s.label], n_examples)]
     return rows, examples
 
