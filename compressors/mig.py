@@ -45,11 +45,18 @@ import numpy as np
 from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
-from ragzip.embedding import Precision, autocast, device_of, resolve_precision
+from ragzip.embedding import (
+    Precision,
+    autocast,
+    device_of,
+    feature_namespace,
+    resolve_precision,
+)
 from ragzip.errors import CompressionError, ConfigError
-from ragzip.features import FeatureCache
+from ragzip.features import FeatureCache, FeatureTable
 from ragzip.retrievers.dense import embedder_name
 from ragzip.tokenization import TokenCounter
+from ragzip.types import Passage
 
 ENCODE_SLICE = 256
 """Texts embedded between two cancellation checkpoints (length sorting works within a slice)."""
@@ -185,9 +192,28 @@ class MIGCompressor(Compressor):
         self.embedder = embedder
         self.features = features or FeatureCache(self.config.cache_mb * 2**20)
         device = device_of(embedder)
-        self._model_key = (
-            f"mig|{embedder_name(embedder)}|{resolve_precision(self.config.precision, device)}"
+        self._model_key = feature_namespace(
+            embedder_name(embedder), resolve_precision(self.config.precision, device)
         )
+
+    @property
+    def feature_model(self) -> str:
+        """The namespace of this compressor's vectors in a :class:`FeatureCache`."""
+        return self._model_key
+
+    def precompute(self, passages: Sequence[Passage], *, batch: int = 512) -> FeatureTable:
+        """The vectors of every unit ``passages`` split into, as ``_compress`` would embed them
+        (no question needed): what ``ragzip index`` stores so requests over indexed chunks only
+        embed their question. Units are split per passage, as in a request."""
+        texts: list[str] = []
+        for passage in passages:
+            units = split_units([passage.text], self.counter, granularity=self.config.granularity)
+            texts.extend(self._embed_text(u.text, passage.title) for u in units.items)
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return FeatureTable.from_texts(self._model_key, [], np.zeros((0, 0), np.float32))
+        rows = [self._encode(unique[i : i + batch]) for i in range(0, len(unique), batch)]
+        return FeatureTable.from_texts(self._model_key, unique, np.concatenate(rows))
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         if request.budget_tokens >= request.original_tokens:  # nothing to compress: keep it all

@@ -106,6 +106,13 @@ def index(
     ),
     max_words: Annotated[int, typer.Option(help="Chunk size in words.")] = 120,
     overlap_words: Annotated[int, typer.Option(help="Overlap between chunks in words.")] = 24,
+    features: Annotated[
+        bool,
+        typer.Option(
+            help="Store the chunks' sentence vectors, so `mig` embeds only the question at "
+            "query time (about 0.8 KB per sentence)."
+        ),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
 ) -> None:
     """Chunk documents and build a hybrid (BM25 + dense) index on disk."""
@@ -138,7 +145,10 @@ def index(
         with display:
             found = read_documents(paths)
             built = HybridIndex.build(found.passages, chunking=config, progress=report)
-            built.save(index_path)
+        if features:
+            with _activity(progress, "precomputing sentence vectors"):
+                built.features = _sentence_features(built)
+        built.save(index_path)
     except RagzipError as exc:
         raise _fail(exc) from exc
     if found.skipped:
@@ -149,6 +159,15 @@ def index(
         f"indexed [bold]{len(found.passages)}[/] documents as [bold]{len(built)}[/] chunks "
         f"→ {index_path}"
     )
+
+
+def _sentence_features(built: Any) -> Any:
+    """The vectors ``mig`` reuses for every sentence of ``built``'s chunks."""
+    from ragzip.compressors.mig import MIGCompressor
+    from ragzip.models import smollm2_counter
+
+    comp = MIGCompressor(counter=smollm2_counter(), embedder=built.embedder)
+    return comp.precompute(built.chunks)
 
 
 @app.command()
@@ -323,14 +342,34 @@ def serve_model(
         str | None, typer.Option(help="Model id clients send; the model's name by default.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, mps; the best by default.")] = None,
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve a SIMULATED generator instead: first token after a + b·prompt tokens, "
+            "a fixed answer (8b-a100, 70b-a100, smollm2-cpu)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the embedded SmolLM2 generator as an OpenAI-compatible API (streamed)."""
     try:
-        from ragzip.generators.embedded import EmbeddedGenerator
+        from ragzip.generators.base import TokenStreamer
         from ragzip.server.model_app import serve_model as run_model_server
 
-        generator = EmbeddedGenerator(device=device)
+        generator: TokenStreamer
+        if simulate is not None:
+            from ragzip.generators.simulated import SimulatedGenerator, preset
+
+            timing = preset(simulate)
+            generator = SimulatedGenerator(timing)
+            console.print(
+                f"SIMULATED generator: first token after {timing.overhead_s * 1e3:g} ms + "
+                f"{timing.per_token_s * 1e3:g} ms per prompt token ({timing.source})"
+            )
+        else:
+            from ragzip.generators.embedded import EmbeddedGenerator
+
+            generator = EmbeddedGenerator(device=device)
         console.print(f"serving {name or generator.name} on http://{host}:{port}/v1")
         run_model_server(generator, host=host, port=port, model_name=name, log_level=log_level)
     except RagzipError as exc:

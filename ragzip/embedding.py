@@ -29,6 +29,13 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> FixedPrecisi
     return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
 
 
+def feature_namespace(embedder: str, precision: FixedPrecision) -> str:
+    """The identity under which unit vectors of ``embedder`` at ``precision`` are cached: one
+    namespace for every component that embeds text with the same model the same way (the
+    index's query vectors, ``mig``'s sentence vectors, vectors precomputed at index time)."""
+    return f"unit-vector|{embedder}|{precision}"
+
+
 def device_of(model: Any) -> str:
     """``"cpu"``, ``"cuda"``, ... : where a torch model (or a SentenceTransformer) runs."""
     device = getattr(model, "device", None)

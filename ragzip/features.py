@@ -5,6 +5,11 @@ questions, a proxy serving many users over one corpus) look their vectors up her
 the SHA-256 of the model's identity and the exact text, so a changed model or a changed text is a
 miss, never a stale hit. The cache holds at most ``max_bytes`` of arrays and evicts the least
 recently used first; hits, misses and evictions are counted for reports and metrics.
+
+Vectors computed ahead of time (``ragzip index`` stores the sentence vectors of every chunk) come
+as a read-only :class:`FeatureTable` attached to a cache: a lookup that misses memory reads the
+table before computing. Keys are the same content addresses, so a table made with another model
+or precision simply never hits.
 """
 
 from __future__ import annotations
@@ -13,13 +18,94 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ragzip.errors import ConfigError
+from ragzip.errors import ConfigError, IndexCorruptedError
 
 DEFAULT_MAX_BYTES = 64 * 2**20
+KEY_BYTES = 32
+KEYS_FILE = "keys.npy"
+VECTORS_FILE = "vectors.npy"
+
+
+def content_key(model: str, text: str) -> bytes:
+    """The content address of ``text`` under ``model`` (SHA-256 of both)."""
+    return hashlib.sha256(f"{model}\x00{text}".encode()).digest()
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Vectors computed ahead of time, found by content address; read-only.
+
+    Attributes:
+        model: The identity the keys were made under (for reports; the keys already hold it).
+        keys: ``(n, 32)`` uint8, one content address per row.
+        vectors: ``(n, d)`` rows (stored compact, e.g. float16; read back as float32).
+    """
+
+    model: str
+    keys: np.ndarray
+    vectors: np.ndarray
+    _rows: dict[bytes, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys, vectors = np.asarray(self.keys), np.asarray(self.vectors)
+        if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or keys.dtype != np.uint8:
+            msg = f"feature keys must be (n, {KEY_BYTES}) uint8, got {keys.shape} {keys.dtype}"
+            raise ConfigError(msg)
+        if vectors.ndim != 2 or vectors.shape[0] != keys.shape[0]:
+            msg = f"feature vectors {vectors.shape} do not match {keys.shape[0]} keys"
+            raise ConfigError(msg)
+        rows = {keys[i].tobytes(): i for i in range(keys.shape[0])}
+        object.__setattr__(self, "_rows", rows)
+
+    @classmethod
+    def from_texts(
+        cls, model: str, texts: Sequence[str], vectors: np.ndarray, dtype: str = "float16"
+    ) -> FeatureTable:
+        """A table of ``vectors`` (one row per text) keyed by the texts' content addresses."""
+        unique: dict[bytes, int] = {}
+        for i, text in enumerate(texts):
+            unique.setdefault(content_key(model, text), i)
+        keys = np.frombuffer(b"".join(unique), dtype=np.uint8).reshape(-1, KEY_BYTES)
+        rows = np.asarray(vectors)[list(unique.values())].astype(dtype)
+        return cls(model, keys, rows)
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.vectors.nbytes)
+
+    def get(self, key: bytes) -> np.ndarray | None:
+        """The row stored under ``key`` as float32, or ``None``."""
+        row = self._rows.get(key)
+        return None if row is None else np.asarray(self.vectors[row], dtype=np.float32)
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the two arrays into ``folder`` (which must exist); returns the file names."""
+        np.save(folder / KEYS_FILE, np.ascontiguousarray(self.keys), allow_pickle=False)
+        np.save(folder / VECTORS_FILE, np.ascontiguousarray(self.vectors), allow_pickle=False)
+        return [KEYS_FILE, VECTORS_FILE]
+
+    @classmethod
+    def load(cls, folder: Path, model: str) -> FeatureTable:
+        """Read a table written by :meth:`save`.
+
+        Raises:
+            IndexCorruptedError: Missing or unreadable arrays, or arrays that disagree.
+        """
+        try:
+            keys = np.load(folder / KEYS_FILE, allow_pickle=False)
+            vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
+            return cls(model, keys, vectors)
+        except (OSError, ValueError, ConfigError) as exc:
+            msg = f"cannot read the precomputed features in {folder}: {exc}"
+            raise IndexCorruptedError(msg) from exc
 
 
 @dataclass(frozen=True)
@@ -31,6 +117,7 @@ class CacheStats:
     evictions: int
     entries: int
     bytes: int
+    table_hits: int = 0
 
 
 class FeatureCache:
@@ -52,12 +139,22 @@ class FeatureCache:
         self._hits = 0
         self._misses = 0
         self._evictions = 0
+        self._table_hits = 0
+        self._tables: tuple[FeatureTable, ...] = ()
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(model: str, text: str) -> bytes:
-        """The content address of ``text`` under ``model``."""
-        return hashlib.sha256(f"{model}\x00{text}".encode()).digest()
+    key = staticmethod(content_key)
+
+    def attach(self, table: FeatureTable) -> None:
+        """Read ``table`` on every memory miss from now on (it is never evicted or copied)."""
+        with self._lock:
+            if all(t is not table for t in self._tables):
+                self._tables = (*self._tables, table)
+
+    @property
+    def tables(self) -> tuple[FeatureTable, ...]:
+        """The attached tables."""
+        return self._tables
 
     def vectors(
         self,
@@ -83,6 +180,13 @@ class FeatureCache:
                 if row is not None:
                     self._entries.move_to_end(k)
                     found[i] = row
+                    continue
+                for table in self._tables:
+                    row = table.get(k)
+                    if row is not None:
+                        found[i] = row
+                        self._table_hits += 1
+                        break
             self._hits += len(found)
             self._misses += len(keys) - len(found)
         missing = [i for i in range(len(keys)) if i not in found]
@@ -133,7 +237,12 @@ class FeatureCache:
         """The counters now."""
         with self._lock:
             return CacheStats(
-                self._hits, self._misses, self._evictions, len(self._entries), self._bytes
+                self._hits,
+                self._misses,
+                self._evictions,
+                len(self._entries),
+                self._bytes,
+                self._table_hits,
             )
 
     def clear(self) -> None:

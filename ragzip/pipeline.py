@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragzip.compressor import Compressor
 from ragzip.errors import ConfigError, InputError
+from ragzip.features import FeatureCache
 from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_CONTEXT
 from ragzip.types import Budget, CompressionResult, Decision, Passage
 
@@ -110,6 +111,12 @@ class Pipeline:
         self.k = k
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
+        cache = feature_cache_of(compressor)
+        share = getattr(retriever, "share_features", None)
+        if cache is not None and callable(share):
+            # the question's vector from dense retrieval and the sentences' vectors precomputed
+            # at index time are then found by the compressor instead of being computed again
+            share(cache)
 
     @classmethod
     def from_defaults(
@@ -237,3 +244,14 @@ class Pipeline:
             generation=generation,
             prompt_tokens=generation.prompt_tokens,
         )
+
+
+def feature_cache_of(compressor: Compressor) -> FeatureCache | None:
+    """The feature cache ``compressor`` (or, for ``auto``, one of its candidates) embeds
+    through, or ``None``."""
+    candidates = getattr(compressor, "candidates", {})
+    for comp in (compressor, *candidates.values()):
+        cache = getattr(comp, "features", None)
+        if isinstance(cache, FeatureCache):
+            return cache
+    return None

@@ -1,12 +1,20 @@
 """The index folder on disk: its manifest, the checksummed file table and the chunk records.
 
-On-disk format (version 1), a directory holding::
+On-disk format (version 2), a directory holding::
 
-    manifest.json   {"format": "ragzip-index", "version": 1, "embedder": {"name", "dim"},
-                     "n_chunks", "chunking", "bm25", "dense", "files": {path: {"sha256", "size"}}}
+    manifest.json   {"format": "ragzip-index", "version": 2, "embedder": {"name", "dim"},
+                     "n_chunks", "chunking", "bm25", "dense", "features",
+                     "files": {path: {"sha256", "size"}}}
     chunks.jsonl    one {"id", "title", "text", "metadata"} per chunk, in index order
     bm25/           the bm25s index (``bm25s.BM25.save``)
     dense.faiss     the faiss index (``faiss.write_index``); vectors are stored, never recomputed
+    features/       optional: vectors of the chunks' sentences computed at index time
+                    (:class:`~ragzip.features.FeatureTable`: ``keys.npy`` content addresses,
+                    ``vectors.npy`` float16 rows); ``"features"`` in the manifest names their
+                    model namespace and count, or is ``null``
+
+Version 1 (no ``features`` entry) is refused with a message to rebuild: its parts are readable,
+but an index rebuilt once gets the precomputed features that make compression cheap.
 
 :meth:`HybridIndex.save` writes a complete new version folder beside the index path, fsyncs it
 and swaps a link to it onto the path in one atomic rename (:mod:`ragzip.retrievers.store`): at
@@ -15,7 +23,7 @@ any step is recovered on the next load or save, and stale temporaries are remove
 empty directory or an existing ragzip index is ever replaced.
 
 :meth:`HybridIndex.load` checks, in order: the directory exists (:class:`IndexNotFoundError`);
-its manifest is a ragzip manifest of version 1 (:class:`IndexFormatError`); every listed file is
+its manifest is a ragzip manifest of version 2 (:class:`IndexFormatError`); every listed file is
 present with its recorded size — always — and its SHA-256 when ``verify=True`` (the default;
 hashing runs at roughly 1 GB/s, a fraction of a second for a 100k-chunk index); and the parts
 agree on the number of chunks (:class:`IndexCorruptedError` otherwise). ``verify=False`` keeps
@@ -38,6 +46,7 @@ from ragzip.errors import (
     InputError,
     MissingDependencyError,
 )
+from ragzip.features import FeatureTable
 from ragzip.retrievers import store
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
 from ragzip.retrievers.chunking import ChunkConfig
@@ -45,11 +54,12 @@ from ragzip.retrievers.dense import DenseConfig, DenseIndex
 from ragzip.types import Passage
 
 FORMAT = "ragzip-index"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 BM25_DIR = "bm25"
 FAISS_FILE = "dense.faiss"
+FEATURES_DIR = "features"
 
 
 def write_chunks(path: Path, chunks: Iterable[Passage]) -> None:
@@ -122,7 +132,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if manifest.get("version") != VERSION:
         msg = (
             f"{str(folder)!r} is a ragzip index of format version {manifest.get('version')!r}; "
-            f"this ragzip reads version {VERSION} (rebuild the index)"
+            f"this ragzip reads version {VERSION} (rebuild the index with `ragzip index`; "
+            "version 2 stores precomputed compression features)"
         )
         raise IndexFormatError(msg)
     files = manifest.get("files")
@@ -191,6 +202,7 @@ class StoredIndex:
     embedder_name: str
     dim: int
     chunk_config: ChunkConfig | None
+    features: FeatureTable | None = None
 
 
 def write_index(folder: Path, index: StoredIndex) -> None:
@@ -199,12 +211,23 @@ def write_index(folder: Path, index: StoredIndex) -> None:
     (folder / BM25_DIR).mkdir()
     index.bm25.save(folder / BM25_DIR)
     index.dense.save(folder / FAISS_FILE)
+    features = None
+    if index.features is not None:
+        (folder / FEATURES_DIR).mkdir()
+        index.features.save(folder / FEATURES_DIR)
+        features = {
+            "model": index.features.model,
+            "n": len(index.features),
+            "dim": int(index.features.vectors.shape[1]),
+            "dtype": str(index.features.vectors.dtype),
+        }
     fields = {
         "embedder": {"name": index.embedder_name, "dim": index.dim},
         "n_chunks": len(index.chunks),
         "chunking": index.chunk_config.to_dict() if index.chunk_config else None,
         "bm25": index.bm25.config.to_dict(),
         "dense": {**index.dense.config.to_dict(), "index": index.dense.kind},
+        "features": features,
     }
     write_manifest(folder, fields)
 
@@ -229,6 +252,9 @@ def read_index(folder: Path, *, verify: bool) -> StoredIndex:
         name = str(manifest["embedder"]["name"])
         dim = int(manifest["embedder"]["dim"])
         n_chunks = int(manifest["n_chunks"])
+        features_entry = manifest["features"]
+        features_model = str(features_entry["model"]) if features_entry else None
+        features_n = int(features_entry["n"]) if features_entry else 0
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"{folder / MANIFEST}: malformed manifest ({exc!r})"
         raise IndexFormatError(msg) from exc
@@ -252,4 +278,10 @@ def read_index(folder: Path, *, verify: bool) -> StoredIndex:
             f"{len(dense)} vectors of dimension {dense.dim}"
         )
         raise IndexCorruptedError(msg)
-    return StoredIndex(chunks, bm25, dense, name, dim, chunk_config)
+    features = None
+    if features_model is not None:
+        features = FeatureTable.load(folder / FEATURES_DIR, features_model)
+        if len(features) != features_n:
+            msg = f"{folder / FEATURES_DIR} holds {len(features)} vectors, not {features_n}"
+            raise IndexCorruptedError(msg)
+    return StoredIndex(chunks, bm25, dense, name, dim, chunk_config, features)

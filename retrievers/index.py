@@ -19,13 +19,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragzip.embedding import normalize, resolve_precision
+from ragzip.embedding import device_of, feature_namespace, normalize, resolve_precision
 from ragzip.errors import (
     ConfigError,
     IndexFormatError,
     IndexNotFoundError,
     InputError,
 )
+from ragzip.features import FeatureCache, FeatureTable
 from ragzip.retrievers import store
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
 from ragzip.retrievers.building import (
@@ -73,6 +74,8 @@ class HybridIndex:
     Attributes:
         build_timings: Seconds per build stage (``chunk``, ``bm25``, ``embed``, ``faiss``,
             ``total``) when the index was built in this process; empty after :meth:`load`.
+        features: Vectors of the chunks' sentences computed at index time (saved and loaded
+            with the index), or ``None``; see :meth:`share_features`.
     """
 
     def __init__(
@@ -98,6 +101,16 @@ class HybridIndex:
         self.embedder_name = embedder_name
         self.chunk_config = chunk_config
         self.build_timings: dict[str, float] = {}
+        self.features: FeatureTable | None = None
+        self._query_cache: FeatureCache | None = None
+
+    def share_features(self, cache: FeatureCache) -> None:
+        """Look query vectors up in (and add them to) ``cache``, and attach this index's
+        precomputed :attr:`features` to it: a compressor that embeds with the same model in the
+        same namespace (``mig``) then finds the question and every indexed sentence there."""
+        self._query_cache = cache
+        if self.features is not None:
+            cache.attach(self.features)
 
     # ------------------------------------------------------------------ building
 
@@ -282,7 +295,16 @@ class HybridIndex:
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Unit query vectors ``(len(queries), dim)``, made as the index's chunk vectors were."""
         config = self._dense.config
-        return embed_texts(self.embedder, queries, batch_size=64, precision=config.precision)
+
+        def embed(texts: Sequence[str]) -> np.ndarray:
+            return embed_texts(self.embedder, texts, batch_size=64, precision=config.precision)
+
+        if self._query_cache is None:
+            return embed(queries)
+        precision = resolve_precision(config.precision, device_of(self.embedder))
+        namespace = feature_namespace(embedder_name(self.embedder), precision)
+        vectors, _ = self._query_cache.vectors(namespace, queries, embed)
+        return vectors
 
     def retrieve(self, query: str, k: int = 10) -> list[Passage]:
         """Hybrid search with default weights (the :class:`Retriever` protocol)."""
@@ -395,6 +417,7 @@ class HybridIndex:
                 self.embedder_name,
                 self.dim,
                 self.chunk_config,
+                self.features,
             ),
         )
 
@@ -437,7 +460,7 @@ class HybridIndex:
                 logger.warning(
                     "index %s was embedded with %r but queries will use %r", folder, name, given
                 )
-        return cls(
+        index = cls(
             stored.chunks,
             stored.bm25,
             stored.dense,
@@ -445,6 +468,8 @@ class HybridIndex:
             embedder_name=name,
             chunk_config=stored.chunk_config,
         )
+        index.features = stored.features
+        return index
 
 
 # ---------------------------------------------------------------------- helpers

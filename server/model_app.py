@@ -8,7 +8,9 @@ contract): ``temperature`` must be absent or 0, ``n`` absent or 1. When the clie
 decoding stops after the current token.
 
 It is what ``ragzip serve-model`` runs, and what the latency profiler measures as a *remote*
-generator when no other server is at hand.
+generator when no other server is at hand. ``ragzip serve-model --simulate NAME`` serves a
+:class:`~ragzip.generators.simulated.SimulatedGenerator` the same way: the timing of a GPU-hosted
+model, labelled simulated.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ragzip.server.protocol import WireMessage
 from ragzip.server.streaming import DONE
 
 if TYPE_CHECKING:
-    from ragzip.generators.embedded import EmbeddedGenerator, StreamedToken
+    from ragzip.generators.base import StreamedToken, TokenStreamer
+
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -164,7 +167,7 @@ class ModelService:
         model_name: The name clients send as ``model``; the generator's name by default.
     """
 
-    def __init__(self, generator: EmbeddedGenerator, model_name: str | None = None) -> None:
+    def __init__(self, generator: TokenStreamer, model_name: str | None = None) -> None:
         self.generator = generator
         self.model_name = model_name or generator.name
         self.created = int(time.time())
@@ -297,7 +300,7 @@ class ModelService:
         yield DONE
 
 
-def create_model_app(generator: EmbeddedGenerator, *, model_name: str | None = None) -> FastAPI:
+def create_model_app(generator: TokenStreamer, *, model_name: str | None = None) -> FastAPI:
     """An OpenAI-compatible app serving ``generator``.
 
     Args:
@@ -358,7 +361,7 @@ def create_model_app(generator: EmbeddedGenerator, *, model_name: str | None = N
 
 
 def serve_model(
-    generator: EmbeddedGenerator,
+    generator: TokenStreamer,
     *,
     host: str = "127.0.0.1",
     port: int = 8001,
@@ -377,4 +380,10 @@ def serve_model(
     )
 
 
-__all__ = ["ChatRequest", "ModelService", "TextRequest", "create_model_app", "serve_model"]
+__all__ = [
+    "ChatRequest",
+    "ModelService",
+    "TextRequest",
+    "create_model_app",
+    "serve_model",
+]

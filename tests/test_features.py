@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ragzip.errors import ConfigError
-from ragzip.features import FeatureCache
+from ragzip.errors import ConfigError, IndexCorruptedError
+from ragzip.features import FeatureCache, FeatureTable
 
 
 def rows(texts: list[str]) -> np.ndarray:
@@ -100,3 +101,42 @@ def test_a_text_repeated_in_one_call_is_computed_once() -> None:
     np.testing.assert_array_equal(out[0], out[2])
     out, _ = FeatureCache(max_bytes=0).vectors("m", ["a", "a"], compute)
     np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_an_attached_table_answers_memory_misses_and_only_its_own_model() -> None:
+    table = FeatureTable.from_texts("m", ["a", "bb", "a"], rows(["a", "bb", "a"]))
+    assert len(table) == 2 and table.vectors.dtype == np.float16
+    cache = FeatureCache()
+    cache.attach(table)
+    cache.attach(table)  # attaching twice is one table
+    calls: list[list[str]] = []
+
+    def compute(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return rows(texts)
+
+    out, hits = cache.vectors("m", ["bb", "ccc", "a"], compute)
+    assert hits == 2 and calls == [["ccc"]]
+    np.testing.assert_array_equal(out, rows(["bb", "ccc", "a"]))  # float16 holds these exactly
+    assert out.dtype == np.float32
+    _, hits = cache.vectors("other", ["a"], compute)
+    assert hits == 0 and calls[-1] == ["a"]
+    stats = cache.stats()
+    assert stats.table_hits == 2 and stats.entries == 2  # table rows are not copied into memory
+
+
+def test_a_table_survives_saving_and_refuses_bad_arrays(tmp_path: Path) -> None:
+    table = FeatureTable.from_texts("m", ["a", "bb"], rows(["a", "bb"]))
+    table.save(tmp_path)
+    back = FeatureTable.load(tmp_path, "m")
+    np.testing.assert_array_equal(back.keys, table.keys)
+    np.testing.assert_array_equal(back.vectors, table.vectors)
+    assert back.get(FeatureCache.key("m", "bb")) is not None
+    assert back.get(FeatureCache.key("m", "zz")) is None
+    with pytest.raises(ConfigError, match="uint8"):
+        FeatureTable("m", np.zeros((2, 16), np.uint8), np.zeros((2, 4), np.float16))
+    with pytest.raises(ConfigError, match="do not match"):
+        FeatureTable("m", np.zeros((2, 32), np.uint8), np.zeros((3, 4), np.float16))
+    (tmp_path / "vectors.npy").write_bytes(b"not an array")
+    with pytest.raises(IndexCorruptedError, match="precomputed features"):
+        FeatureTable.load(tmp_path, "m")

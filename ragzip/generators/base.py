@@ -13,10 +13,11 @@ overrides :meth:`Generator._generate_soft` and :attr:`Generator.accepts_embeddin
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.messages import ChatMessage, validate_messages
@@ -268,3 +269,36 @@ class Generator(ABC):
             system_prompt=system_prompt,
             max_new_tokens=max_new_tokens,
         )
+
+
+@dataclass(frozen=True)
+class StreamedToken:
+    """One decoded token of a streamed answer (:meth:`EmbeddedGenerator.stream`).
+
+    Attributes:
+        token_id: The token the model chose (a stop token included, as the last one).
+        text: Text this token adds to the answer; empty for a stop token and while a character
+            spread over several tokens is incomplete (it comes with the token that ends it).
+        finish_reason: ``None`` until the last token, then ``"stop"`` or ``"length"``.
+    """
+
+    token_id: int
+    text: str
+    finish_reason: str | None
+
+
+class TokenStreamer(Protocol):
+    """A model that streams answers from prompt token ids: what the OpenAI-compatible model app
+    serves (the embedded generator, or a simulated one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    def prompt_ids(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> list[int]: ...
+
+    def stream_ids(
+        self, prompt_ids: Sequence[int], *, max_new_tokens: int = 64
+    ) -> collections.abc.Generator[StreamedToken, None, None]: ...

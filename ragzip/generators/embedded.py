@@ -16,11 +16,10 @@ import collections.abc
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ragzip.errors import ConfigError, GenerationError, InputError, MissingDependencyError
-from ragzip.generators.base import Generation, Generator, validate_max_new_tokens
+from ragzip.generators.base import Generation, Generator, StreamedToken, validate_max_new_tokens
 from ragzip.messages import ChatMessage, validate_messages
 from ragzip.models import SMOLLM2_NAME, load_smollm2, resolve_device
 from ragzip.tokenization import HFTokenCounter, TokenCounter
@@ -46,22 +45,6 @@ def _stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     return frozenset(ids)
-
-
-@dataclass(frozen=True)
-class StreamedToken:
-    """One decoded token of :meth:`EmbeddedGenerator.stream`.
-
-    Attributes:
-        token_id: The token the model chose (a stop token included, as the last one).
-        text: Text this token adds to the answer; empty for a stop token and while a character
-            spread over several tokens is incomplete (it comes with the token that ends it).
-        finish_reason: ``None`` until the last token, then ``"stop"`` or ``"length"``.
-    """
-
-    token_id: int
-    text: str
-    finish_reason: str | None
 
 
 class EmbeddedGenerator(Generator):

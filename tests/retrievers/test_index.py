@@ -252,7 +252,8 @@ def test_round_trip_gives_identical_results_without_re_embedding(
 def test_manifest_describes_the_index(index: HybridIndex, saved: Path) -> None:
     manifest = json.loads((saved / "manifest.json").read_text())
     assert manifest["format"] == "ragzip-index"
-    assert manifest["version"] == 1
+    assert manifest["version"] == 2
+    assert manifest["features"] is None  # none were precomputed for this index
     assert manifest["embedder"] == {"name": "sentence-transformers/all-MiniLM-L6-v2", "dim": 384}
     assert manifest["n_chunks"] == len(index)
     assert manifest["chunking"] == {"max_words": 120, "overlap_words": 24}
@@ -317,12 +318,15 @@ def test_foreign_directory_or_file(tmp_path: Path) -> None:
         HybridIndex.load(tmp_path)
 
 
-def test_other_format_version_is_refused(saved: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 3])
+def test_other_format_version_is_refused(saved: Path, tmp_path: Path, version: int) -> None:
     copy = copy_index(saved, tmp_path / "copy")
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["version"] = 2
+    manifest["version"] = version
+    if version == 1:  # what a version-1 index holds: no features entry
+        del manifest["features"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="version 2"):
+    with pytest.raises(IndexFormatError, match=rf"version {version}.*rebuild the index"):
         HybridIndex.load(copy)
 
 

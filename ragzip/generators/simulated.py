@@ -1,0 +1,175 @@
+"""A SIMULATED generator: the prefill timing of a GPU-hosted model, without the model.
+
+Compression pays only when it costs less than the prefill it saves, and that depends on how fast
+the generator prefills. :class:`SimulatedGenerator` stands in for a fast generator this machine
+cannot run: it streams its first token ``overhead_s + per_token_s · prompt_tokens`` seconds after
+a request (then one token every ``decode_s``), counting prompt tokens with SmolLM2's tokenizer.
+Its answer is a fixed sentence that says it is simulated; only its timing means anything.
+``ragzip serve-model --simulate NAME`` serves it behind the OpenAI-compatible API, so the proxy,
+the profiler and the benchmarks measure it over real HTTP like any server.
+
+Presets (:data:`PRESETS`): prefill rates of published serving figures for 8B and 70B models on
+A100-class GPUs, and the embedded SmolLM2-135M on this project's 2-core CPU as its profile
+measured it. Every figure from them is a simulation and is labelled so.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ragzip.errors import ConfigError, InputError
+from ragzip.generators.base import StreamedToken
+from ragzip.messages import ChatMessage, validate_messages
+
+ANSWER = "This answer is simulated."
+
+
+@dataclass(frozen=True)
+class PrefillModel:
+    """Timing of a simulated generator.
+
+    Attributes:
+        name: The served model name (always starts with ``simulated-``).
+        overhead_s: Seconds to the first token of an empty prompt (scheduling, one decode step).
+        per_token_s: Prefill seconds per prompt token.
+        decode_s: Seconds per further token.
+        source: Where the figures come from.
+    """
+
+    name: str
+    overhead_s: float
+    per_token_s: float
+    decode_s: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.startswith("simulated-"):
+            msg = f"a simulated generator's name starts with 'simulated-', got {self.name!r}"
+            raise ConfigError(msg)
+        for key in ("overhead_s", "per_token_s", "decode_s"):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                msg = f"{key} must be a number >= 0, got {value!r}"
+                raise ConfigError(msg)
+
+    def ttft_s(self, prompt_tokens: int) -> float:
+        """Seconds to the first token of a prompt of ``prompt_tokens`` tokens."""
+        return self.overhead_s + self.per_token_s * prompt_tokens
+
+
+PRESETS: Mapping[str, PrefillModel] = {
+    "8b-a100": PrefillModel(
+        "simulated-8b-a100",
+        overhead_s=0.015,
+        per_token_s=0.0001,
+        decode_s=0.012,
+        source="an 8B model in vLLM on one A100-class GPU: ~10k prefill tokens/s, ~80 tokens/s "
+        "decode (published serving benchmarks)",
+    ),
+    "70b-a100": PrefillModel(
+        "simulated-70b-a100",
+        overhead_s=0.035,
+        per_token_s=0.001,
+        decode_s=0.035,
+        source="a 70B model in vLLM on A100-class GPUs: ~1k prefill tokens/s, ~30 tokens/s "
+        "decode (published serving benchmarks)",
+    ),
+    "smollm2-cpu": PrefillModel(
+        "simulated-smollm2-cpu",
+        overhead_s=0.063,
+        per_token_s=0.0033,
+        decode_s=0.065,
+        source="the embedded SmolLM2-135M on this project's 2-core CPU, as `ragzip profile` "
+        "measured it (ragzip/data/default_profile.json)",
+    ),
+}
+
+
+def preset(name: str) -> PrefillModel:
+    """The preset called ``name``.
+
+    Raises:
+        ConfigError: Unknown name (the message lists the presets).
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        msg = f"unknown simulated generator {name!r}; presets: {', '.join(PRESETS)}"
+        raise ConfigError(msg) from None
+
+
+class SimulatedGenerator:
+    """Streams a fixed answer with the timing of ``model`` (what :func:`create_model_app`
+    serves in place of an embedded model).
+
+    Args:
+        model: The timing to simulate.
+        tokenizer: Counts prompt tokens and renders chat prompts; SmolLM2's by default.
+        sleep: Waits the simulated seconds (``time.sleep``; tests pass their own).
+    """
+
+    def __init__(
+        self,
+        model: PrefillModel,
+        tokenizer: Any = None,
+        *,
+        sleep: collections.abc.Callable[[float], None] = time.sleep,
+    ) -> None:
+        if tokenizer is None:
+            from ragzip.models import smollm2_counter
+
+            tokenizer = smollm2_counter().tokenizer
+        self.timing = model
+        self._tokenizer = tokenizer
+        self._sleep = sleep
+        self._answer = [int(i) for i in tokenizer(ANSWER, add_special_tokens=False)["input_ids"]]
+
+    @property
+    def name(self) -> str:
+        return self.timing.name
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def prompt_ids(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> list[int]:
+        """Token ids of ``messages`` rendered with the chat template and generation prompt."""
+        items = validate_messages(messages)
+        text = self._tokenizer.apply_chat_template(
+            [m.to_dict() for m in items], add_generation_prompt=True, tokenize=False
+        )
+        return [int(i) for i in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    def stream_ids(
+        self, prompt_ids: Sequence[int], *, max_new_tokens: int = 64
+    ) -> collections.abc.Generator[StreamedToken, None, None]:
+        """The fixed answer, its first token after the simulated prefill of ``prompt_ids``.
+
+        Raises:
+            InputError: An empty prompt.
+            ConfigError: ``max_new_tokens`` below 1.
+        """
+        if not prompt_ids:
+            msg = "the prompt holds no tokens"
+            raise InputError(msg)
+        if max_new_tokens < 1:
+            msg = f"max_new_tokens must be >= 1, got {max_new_tokens}"
+            raise ConfigError(msg)
+        return self._steps(len(prompt_ids), max_new_tokens)
+
+    def _steps(
+        self, prompt_tokens: int, max_new_tokens: int
+    ) -> collections.abc.Generator[StreamedToken, None, None]:
+        self._sleep(self.timing.ttft_s(prompt_tokens))
+        ids = self._answer[:max_new_tokens]
+        for i, token in enumerate(ids):
+            if i:
+                self._sleep(self.timing.decode_s)
+            last = i == len(ids) - 1
+            finish = ("stop" if len(ids) == len(self._answer) else "length") if last else None
+            text = self._tokenizer.decode([token])
+            yield StreamedToken(token_id=token, text=text, finish_reason=finish)
