@@ -10,6 +10,12 @@ that survives a noisy machine. Answer-in-context recall at 4x is measured in the
 
     python benchmarks/compress_latency.py --questions 30 --threads 1,2
 
+A request over chunks of a ``ragzip index`` is also timed for compressors that precompute
+(``indexed``: the passages' sentence vectors from the index, the question's from retrieval).
+``--device cuda`` times the model-based compressors on a GPU; ``--save-contexts`` and
+``--contexts`` carry the retrieved passages to a machine without the data or the index, and
+``--tokenizer`` names a tokenizer folder there.
+
 Writes ``benchmarks/results/compress_latency.json`` and ``.md``. Needs ``../shared/data`` (or
 ``RAGZIP_DATA_DIR``); builds or reuses the evaluation index under the cache folder.
 """
@@ -28,17 +34,17 @@ import numpy as np
 import torch
 
 from ragzip import Budget
-from ragzip.datasets import load_nq, nq_corpus, nq_split
-from ragzip.evaluation.indexing import load_or_build_index
 from ragzip.evaluation.metrics import answer_in_context
 from ragzip.machine import machine_info
-from ragzip.models import load_embedder, smollm2_counter
+from ragzip.models import counter_from_folder, load_embedder, smollm2_counter
 from ragzip.paths import paths
 from ragzip.registry import create_compressor
 from ragzip.reporting import markdown_table
+from ragzip.types import Passage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMPRESSORS = ("truncate", "mig", "token", "sentence")
+WITH_DEVICE = ("mig", "token", "sentence")
 RATIO = 4.0
 
 
@@ -46,13 +52,29 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def contexts(n: int, k: int, index_cache: Path) -> tuple[list[Any], list[list[Any]]]:
-    """The first ``n`` test questions and their top-``k`` hybrid passages."""
+def contexts(n: int, k: int, index_cache: Path) -> tuple[list[Any], list[list[Passage]]]:
+    """The first ``n`` test questions (``question``, ``answers``) and their top-``k`` hybrid
+    passages."""
+    from ragzip.datasets import load_nq, nq_corpus, nq_split
+    from ragzip.evaluation.indexing import load_or_build_index
+
     examples = load_nq()
     questions = nq_split("test", examples=examples)[:n]
     corpus = nq_corpus(examples)
     index, _, _ = load_or_build_index(corpus, cache=index_cache, chunk=False, progress=False)
-    return questions, [index.search(q.question, k) for q in questions]
+    rows = [{"question": q.question, "answers": list(q.answers)} for q in questions]
+    return rows, [index.search(q.question, k) for q in questions]
+
+
+def save_contexts(path: Path, questions: list[Any], retrieved: list[list[Passage]]) -> None:
+    passages = [[{"text": p.text, "title": p.title, "id": p.id} for p in c] for c in retrieved]
+    path.write_text(json.dumps({"questions": questions, "retrieved": passages}))
+
+
+def read_contexts(path: Path) -> tuple[list[Any], list[list[Passage]]]:
+    doc = json.loads(path.read_text())
+    retrieved = [[Passage(**p) for p in ctx] for ctx in doc["retrieved"]]
+    return doc["questions"], retrieved
 
 
 def encoder_pass_s(embedder: Any, passages: list[Any]) -> float:
@@ -72,6 +94,24 @@ def clear_caches(comp: Any) -> None:
         scorer.clear_cache()
 
 
+def indexed_s(comp: Any, precompute: Any, question: str, ctx: list[Passage], budget: Any) -> float:
+    """Seconds of a request over indexed chunks: the sentence vectors come from a table made
+    ahead (as ``ragzip index`` stores it), the question's vector from retrieval (untimed)."""
+    from ragzip.features import FeatureCache
+
+    table = precompute(ctx)
+    own = comp.features
+    comp.features = FeatureCache(own.max_bytes)
+    try:
+        comp.features.attach(table)
+        comp.features.vectors(comp.feature_model, [question], comp._encode)  # as retrieval does
+        t0 = time.perf_counter()
+        comp.compress(question, ctx, budget=budget)
+        return time.perf_counter() - t0
+    finally:
+        comp.features = own
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -84,13 +124,30 @@ def main() -> None:
     parser.add_argument("--compressors", default=",".join(COMPRESSORS))
     parser.add_argument("--index-cache", type=Path, default=paths().index_cache)
     parser.add_argument("--out", type=Path, default=RESULTS / "compress_latency")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--contexts", type=Path, help="Read questions and passages from here.")
+    parser.add_argument("--save-contexts", type=Path, help="Write questions and passages here.")
+    parser.add_argument("--tokenizer", type=Path, help="Tokenizer folder (default: SmolLM2's).")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     names = [n for n in args.compressors.split(",") if n]
-    questions, retrieved = contexts(args.questions, args.k, args.index_cache)
-    counter = smollm2_counter()
-    embedder = load_embedder("cpu")
-    comps = {name: create_compressor(name, counter=counter) for name in names}
+    if args.contexts:
+        questions, retrieved = read_contexts(args.contexts)
+        questions, retrieved = questions[: args.questions], retrieved[: args.questions]
+    else:
+        questions, retrieved = contexts(args.questions, args.k, args.index_cache)
+    if args.save_contexts:
+        save_contexts(args.save_contexts, questions, retrieved)
+    counter = counter_from_folder(args.tokenizer) if args.tokenizer else smollm2_counter()
+    embedder = load_embedder(args.device)
+    comps = {
+        name: create_compressor(
+            name,
+            counter=counter,
+            config={"device": args.device} if name.split(":")[0] in WITH_DEVICE else None,
+        )
+        for name in names
+    }
     budget = Budget.compression(RATIO)
     recall: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
@@ -100,26 +157,30 @@ def main() -> None:
         encoder_pass_s(embedder, retrieved[0])  # warm the encoder up
         passes = [encoder_pass_s(embedder, ctx) for ctx in retrieved]
         for name, comp in comps.items():
-            comp.compress(questions[0].question, retrieved[0], budget=budget)  # load, warm up
-            cold: list[float] = []
-            warm: list[float] = []
-            seen: list[float] = []
+            comp.compress(questions[0]["question"], retrieved[0], budget=budget)  # load, warm up
+            times: dict[str, list[float]] = {"cold": [], "warm": [], "seen passages": []}
+            precompute = getattr(comp, "precompute", None)
+            if precompute is not None:
+                times["indexed"] = []
             found = 0
             for i, (q, ctx) in enumerate(zip(questions, retrieved, strict=True)):
+                question = q["question"]
                 clear_caches(comp)
                 t0 = time.perf_counter()
-                result = comp.compress(q.question, ctx, budget=budget)
-                cold.append(time.perf_counter() - t0)
+                result = comp.compress(question, ctx, budget=budget)
+                times["cold"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                comp.compress(q.question, ctx, budget=budget)
-                warm.append(time.perf_counter() - t0)
-                other = questions[(i + 1) % len(questions)].question
+                comp.compress(question, ctx, budget=budget)
+                times["warm"].append(time.perf_counter() - t0)
+                other = questions[(i + 1) % len(questions)]["question"]
                 t0 = time.perf_counter()
                 comp.compress(other, ctx, budget=budget)
-                seen.append(time.perf_counter() - t0)
-                found += answer_in_context(q.answers, result.texts)
+                times["seen passages"].append(time.perf_counter() - t0)
+                if precompute is not None:
+                    times["indexed"].append(indexed_s(comp, precompute, question, ctx, budget))
+                found += answer_in_context(q["answers"], result.texts)
             recall.setdefault(name, found / len(questions))
-            for mode, secs in (("cold", cold), ("warm", warm), ("seen passages", seen)):
+            for mode, secs in times.items():
                 ratios = [s / p for s, p in zip(secs, passes, strict=True)]
                 rows.append(
                     {
@@ -143,6 +204,8 @@ def main() -> None:
             np.mean([sum(counter.count_batch([p.text for p in ctx])) for ctx in retrieved])
         ),
         "machine": machine_info(),
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
         "rows": rows,
         "command": "python benchmarks/compress_latency.py " + " ".join(sys.argv[1:]),
     }
@@ -166,10 +229,11 @@ def main() -> None:
     intro = (
         f"{report['questions']} NQ-open test questions, top-{args.k} hybrid passages "
         f"({report['context_tokens_mean']:.0f} {counter.name} tokens on average), compressed "
-        f"at {RATIO:g}x on {report['machine']['processor'] or 'CPU'} "
+        f"at {RATIO:g}x on {report['gpu'] or report['machine']['processor'] or 'CPU'} "
         f"({report['machine']['cpu_count']} cores). Cold: the compressor's feature cache emptied "
         "before each request; warm: the same request again; seen passages: the same passages "
-        "with another question. Encoder passes: the compression "
+        "with another question; indexed: the passages' sentence vectors from the index and the "
+        "question's from retrieval. Encoder passes: the compression "
         "time over one MiniLM forward pass on the same passages, timed in the same run."
     )
     args.out.with_suffix(".md").write_text(

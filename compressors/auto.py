@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.errors import ConfigError
+from ragzip.features import CachesFeatures
 from ragzip.policy import AutoPolicy, QualityKey, load_quality
 from ragzip.profiling.profile import find_profile
 from ragzip.tokenization import TokenCounter
@@ -98,7 +99,12 @@ class AutoCompressor(Compressor):
         return True
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
-        decision = self.policy.decide(request.original_tokens)
+        shares = {
+            name: comp.cached_share(request)
+            for name, comp in self.candidates.items()
+            if isinstance(comp, CachesFeatures)
+        }
+        decision = self.policy.decide(request.original_tokens, shares)
         if not decision.compress or decision.compressor is None or decision.ratio is None:
             out = self._identity.compress_request(request)
             return replace(out, decision=decision)

@@ -201,14 +201,23 @@ class MIGCompressor(Compressor):
         """The namespace of this compressor's vectors in a :class:`FeatureCache`."""
         return self._model_key
 
+    def cached_share(self, request: CompressionRequest) -> float:
+        """The share of the vectors ``request`` needs that are already cached (what ``auto``
+        reads to predict this compressor's cost)."""
+        texts = self._unit_texts(request.passages)
+        return self.features.found_share(self._model_key, [request.query, *texts])
+
+    def _unit_texts(self, passages: Sequence[Passage]) -> list[str]:
+        units = split_units(
+            [p.text for p in passages], self.counter, granularity=self.config.granularity
+        )
+        return [self._embed_text(u.text, passages[u.passage].title) for u in units.items]
+
     def precompute(self, passages: Sequence[Passage], *, batch: int = 512) -> FeatureTable:
         """The vectors of every unit ``passages`` split into, as ``_compress`` would embed them
         (no question needed): what ``ragzip index`` stores so requests over indexed chunks only
         embed their question. Units are split per passage, as in a request."""
-        texts: list[str] = []
-        for passage in passages:
-            units = split_units([passage.text], self.counter, granularity=self.config.granularity)
-            texts.extend(self._embed_text(u.text, passage.title) for u in units.items)
+        texts = [t for passage in passages for t in self._unit_texts([passage])]
         unique = list(dict.fromkeys(texts))
         if not unique:
             return FeatureTable.from_texts(self._model_key, [], np.zeros((0, 0), np.float32))

@@ -20,10 +20,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from ragzip.errors import ConfigError, IndexCorruptedError
+
+if TYPE_CHECKING:
+    from ragzip.compressor import CompressionRequest
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 KEY_BYTES = 32
@@ -106,6 +110,15 @@ class FeatureTable:
         except (OSError, ValueError, ConfigError) as exc:
             msg = f"cannot read the precomputed features in {folder}: {exc}"
             raise IndexCorruptedError(msg) from exc
+
+
+@runtime_checkable
+class CachesFeatures(Protocol):
+    """A compressor whose cost falls when its features are cached (``mig``)."""
+
+    def cached_share(self, request: CompressionRequest) -> float:
+        """The share of the features ``request`` needs that are cached now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -215,6 +228,19 @@ class FeatureCache:
             for i in missing:
                 out[i] = computed[first[keys[i]]]
         return out, len(found)
+
+    def found_share(self, model: str, texts: Sequence[str]) -> float:
+        """The share of ``texts`` whose vectors are held (in memory or an attached table),
+        without computing or counting anything."""
+        if not texts:
+            return 1.0
+        keys = [self.key(model, t) for t in texts]
+        with self._lock:
+            tables = self._tables
+            found = sum(
+                1 for k in keys if k in self._entries or any(t.get(k) is not None for t in tables)
+            )
+        return found / len(keys)
 
     def _store(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
         if self.max_bytes == 0:

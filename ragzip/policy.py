@@ -98,8 +98,12 @@ class AutoPolicy:
             return False, f"quality {quality:.3f} < {self.min_quality:.3f}"
         return True, ""
 
-    def decide(self, n_tokens: int) -> Decision:
+    def decide(self, n_tokens: int, cached_share: Mapping[str, float] | None = None) -> Decision:
         """The decision for a context of ``n_tokens`` tokens (generator's tokenizer).
+
+        ``cached_share`` gives, per compressor, the share of this request's features already
+        cached (passages seen before, vectors from the index): its predicted cost moves from the
+        profile's cold line toward its warm one.
 
         Raises:
             InputError: ``n_tokens`` is not a non-negative int.
@@ -122,6 +126,7 @@ class AutoPolicy:
                 cost.ratio,
                 n_tokens,
                 expected_output_tokens=self.expected_output_tokens,
+                cached_share=(cached_share or {}).get(cost.compressor, 0.0),
             )
             ok, why = self._eligible(cost.compressor, cost.ratio)
             if pred.compressed_s >= pred.baseline_s:

@@ -281,3 +281,50 @@ def test_missing_default_eval_report_means_unknown_quality(
             counter=minilm_counter,
             config={"profile_path": str(path), "eval_path": missing, "min_quality": 0.5},
         )
+
+
+# mig that is slow cold (embedding every sentence) and nearly free warm (all vectors cached)
+MIG_CACHED = CompressorCost(
+    "mig", 4.0, LinearModel(0.5, 5e-4), 4.0, warm_cost=LinearModel(0.001, 1e-6)
+)
+
+
+def test_a_cached_request_moves_the_cost_to_the_warm_line() -> None:
+    policy = AutoPolicy(make_profile(MIG_CACHED))
+    cold = policy.decide(1000)  # 0.5+0.5 + 0.1+0.25 = 1.35 > 1.1 uncompressed
+    warm = policy.decide(1000, {"mig": 1.0})  # 0.002 + 0.35
+    half = policy.decide(1000, {"mig": 0.5})
+    assert not cold.compress
+    assert (warm.compress, warm.compressor) == (True, "mig")
+    assert warm.predicted_s == pytest.approx(0.002 + 0.35)
+    assert half.compress and half.predicted_s == pytest.approx(0.5 * 1.0 + 0.5 * 0.002 + 0.35)
+    assert PROFILE.predict("mig", 4.0, 1000, cached_share=1.0) == PROFILE.predict("mig", 4.0, 1000)
+
+
+def test_warm_cost_survives_the_profile_file(tmp_path: Path) -> None:
+    from ragzip.profiling.profile import load_profile
+
+    path = save_profile(make_profile(MIG_CACHED, TRUNC4), tmp_path / "p.json")
+    back = load_profile(path, generator="gen", any_machine=True)
+    assert back.cost("mig", 4.0).warm_cost == MIG_CACHED.warm_cost
+    assert back.cost("truncate", 4.0).warm_cost is None
+
+
+def test_auto_reads_how_much_of_a_request_mig_has_cached(
+    data_dir: Path,
+    minilm_counter,  # type: ignore[no-untyped-def]
+) -> None:
+    mig = create_compressor("mig", counter=minilm_counter)
+    auto = AutoCompressor(
+        counter=minilm_counter,
+        policy=AutoPolicy(make_profile(MIG_CACHED)),
+        candidates={"mig": mig},
+    )
+    long = _passages(data_dir, 4)
+    question = "who wrote it?"
+    first = auto.compress(question, long, budget=Budget.compression(1.0))
+    assert first.decision is not None and not first.decision.compress  # nothing cached: skip
+    mig.compress(question, long, budget=Budget.compression(4.0))  # now every vector is cached
+    second = auto.compress(question, long, budget=Budget.compression(1.0))
+    assert second.decision is not None
+    assert (second.decision.compress, second.decision.compressor) == (True, "mig")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragzip import machine as host
 from ragzip.errors import ConfigError, InputError
+from ragzip.features import FeatureCache
 from ragzip.profiling.fit import LinearModel, fit_cost, fit_decode, fit_linear, fit_quadratic
 from ragzip.profiling.profile import Profile
 from ragzip.profiling.samples import CompressionSample, CompressorCost, GenerationSample
@@ -181,6 +182,16 @@ def _time_soft_prefill(
     )
 
 
+def forget_features(comp: Compressor) -> FeatureCache | None:
+    """Empty ``comp``'s feature cache (its attached tables stay) and return it, or ``None``
+    when it keeps none."""
+    cache = getattr(comp, "features", None)
+    if not isinstance(cache, FeatureCache):
+        return None
+    cache.clear()
+    return cache
+
+
 def measure(
     generator: Generator,
     compressors: Mapping[str, Compressor],
@@ -256,13 +267,27 @@ def measure(
             for r in ratios:
                 say(f"compress: {name} n={n} r={r:g}")
                 secs: list[float] = []
+                warm: list[float] = []
                 kept = 0
+                budget = Budget.compression(r)
                 for _ in range(repeats):
-                    res = comp.compress(query, contexts[n], budget=Budget.compression(r))
+                    cache = forget_features(comp)  # cold: first sight of these passages
+                    res = comp.compress(query, contexts[n], budget=budget)
                     secs.append(float(res.timings["total"]))
                     kept = kept_context_tokens(res)
+                    if cache is not None:  # warm: the same request, every feature cached
+                        again = comp.compress(query, contexts[n], budget=budget)
+                        warm.append(float(again.timings["total"]))
                 comp_samples.append(
-                    CompressionSample(name, r, n, kept, finite_median(secs), repeats)
+                    CompressionSample(
+                        name,
+                        r,
+                        n,
+                        kept,
+                        finite_median(secs),
+                        repeats,
+                        finite_median(warm) if warm else None,
+                    )
                 )
                 soft = res.embeddings is not None and generator.accepts_embeddings
                 if soft and (name, kept) not in soft_points:  # the prefill at its vector count
@@ -335,6 +360,7 @@ def fit_profile(
             compressor=name,
             ratio=ratio,
             cost=fit_cost([s.context_tokens for s in ss], [s.seconds for s in ss], relative=True),
+            warm_cost=_warm_line(ss),
             achieved_ratio=finite_median(
                 s.context_tokens / s.compressed_tokens for s in ss if s.compressed_tokens
             ),
@@ -357,3 +383,10 @@ def fit_profile(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         prompt_overhead_per_token=per_token,
     )
+
+
+def _warm_line(samples: Sequence[CompressionSample]) -> LinearModel | None:
+    warm = [(s.context_tokens, s.warm_seconds) for s in samples if s.warm_seconds is not None]
+    if not warm:
+        return None
+    return fit_cost([n for n, _ in warm], [t for _, t in warm], relative=True)

@@ -136,6 +136,7 @@ class Profile:
         n: int,
         *,
         expected_output_tokens: int | None = None,
+        cached_share: float = 0.0,
     ) -> Prediction:
         """Predicted latency of a context of ``n`` tokens with and without compression.
 
@@ -144,6 +145,8 @@ class Profile:
             ratio: A profiled ratio.
             n: Context tokens before compression.
             expected_output_tokens: Answer length; defaults to the profile's.
+            cached_share: Share of the request's features the compressor has cached (its cost
+                moves from the cold line to the warm one).
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             msg = f"n must be a non-negative int, got {n!r}"
@@ -158,7 +161,7 @@ class Profile:
         # the measured ratio where it compresses further than asked.
         achieved = cost.achieved_ratio if math.isfinite(cost.achieved_ratio) else 0.0
         m = int(n // max(float(ratio), achieved))
-        tc = max(float(cost.cost(n)), 0.0)
+        tc = max(float(cost.seconds(n, cached_share)), 0.0)
         base_ttft, base = self._generation_s(np.asarray(float(n)), out)
         comp_ttft, comp = self._generation_s(np.asarray(float(m)), out)
         return Prediction(
@@ -248,6 +251,7 @@ class Profile:
                         ratio=float(c["ratio"]),
                         cost=LinearModel(**c["cost"]),
                         achieved_ratio=_num(c.get("achieved_ratio")),
+                        warm_cost=LinearModel(**c["warm_cost"]) if c.get("warm_cost") else None,
                     )
                     for c in items
                 ),

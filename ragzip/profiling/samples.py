@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ragzip.profiling.fit import LinearModel
 
@@ -44,6 +44,8 @@ class CompressionSample:
     compressed_tokens: int
     seconds: float
     repeats: int
+    warm_seconds: float | None = None
+    """Median time with every feature already cached (``None``: the compressor caches none)."""
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,24 @@ class CompressorCost:
         ratio: Requested compression factor.
         cost: ``T_c(n)`` in seconds over context tokens ``n``.
         achieved_ratio: Median measured ``original / compressed`` tokens.
+        warm_cost: ``T_c(n)`` when every feature of the request is already cached (passages
+            seen before, or vectors from the index); ``None`` when the compressor caches none.
     """
 
     compressor: str
     ratio: float
     cost: LinearModel
     achieved_ratio: float
+    warm_cost: LinearModel | None = None
+
+    def seconds(self, n: Any, cached_share: float = 0.0) -> Any:
+        """Predicted seconds for ``n`` context tokens of which ``cached_share`` of the features
+        are cached: the cold line, moved toward the warm one in proportion."""
+        cold = self.cost(n)
+        if self.warm_cost is None or cached_share <= 0.0:
+            return cold
+        share = min(float(cached_share), 1.0)
+        return (1.0 - share) * cold + share * self.warm_cost(n)
 
     @property
     def key(self) -> str:
