@@ -103,6 +103,8 @@ def test_cli_is_quiet_and_reports_skipped_files(tmp_path: Path) -> None:
     assert "skipped 3 file(s)" in report
     for reason in ("empty.md: is empty", "binary.md: contains NUL", "latin1.txt: is not UTF-8"):
         assert reason in report
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["features"]["n"] >= 1  # the sentence vectors mig reuses were stored
     ask = _run("ask", "How long is the Seine?", "--index", "idx", "--no-progress", cwd=tmp_path)
     assert ask.returncode == 0, ask.stderr
     assert ask.stdout.strip()

@@ -276,3 +276,32 @@ def test_fallback_over_http(
     assert raw.headers["x-ragzip-fallback"] == "compression-failed"
     assert raw.headers["x-ragzip-tokens-saved"] == "0"
     assert all(p in upstream.last()["json"]["messages"][0]["content"] for p in PASSAGES)
+
+
+def test_concurrent_requests_share_one_feature_cache(
+    serve_proxy: Any, upstream_server: ServerThread, upstream: FakeUpstream
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    proxy = serve_proxy(upstream_server.url, default_compressor="mig")
+
+    def one(_: int) -> Any:
+        return client_for(proxy).chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"ragzip": {"passages": PASSAGES, "budget": "2x"}},
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(one, range(16)))
+    reports = [r.model_extra["ragzip"] for r in replies]  # type: ignore[index]
+    assert len({(r["original_tokens"], r["compressed_tokens"]) for r in reports}) == 1
+    metrics = httpx.get(proxy.url + "/metrics").text
+    counts = {
+        kind: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        for kind in ("hits", "misses")
+        if line.startswith(f'ragzip_feature_cache_lookups_total{{result="{kind}"}}')
+    }
+    # 16 requests need 16 × (question + sentences) vectors; at most the first few compute them
+    assert counts["hits"] > counts["misses"] > 0
