@@ -207,6 +207,11 @@ class MIGCompressor(Compressor):
         texts = self._unit_texts(request.passages)
         return self.features.found_share(self._model_key, [request.query, *texts])
 
+    def unit_keys(self, passage: Passage) -> list[bytes]:
+        """The content addresses of the vectors of ``passage``'s units (as :meth:`precompute`
+        stores them)."""
+        return [FeatureCache.key(self._model_key, t) for t in self._unit_texts([passage])]
+
     def _unit_texts(self, passages: Sequence[Passage]) -> list[str]:
         units = split_units(
             [p.text for p in passages], self.counter, granularity=self.config.granularity

@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 DEFAULT_INDEX = Path(".ragzip/index")
+BACKEND_HELP = "'folder' (the --index folder) or 'postgres' (pip install 'ragzip[postgres]')."
+DSN_HELP = "Postgres URL for --backend postgres, or 'embedded' (a local server, no setup)."
 SPEC_HELP = (
     "Compressor spec: a registered name, optionally with config settings as "
     "NAME:KEY=VALUE;KEY=VALUE (quote it in the shell), e.g. 'sentence:mode=adaptive;threshold=0.4'."
@@ -113,14 +115,17 @@ def index(
             "query time (about 0.8 KB per sentence)."
         ),
     ] = True,
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "folder",
+    dsn: Annotated[str | None, typer.Option(help=DSN_HELP)] = None,
+    pg_table: Annotated[str, typer.Option("--table", help="Postgres index name.")] = "ragzip",
     progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
 ) -> None:
-    """Chunk documents and build a hybrid (BM25 + dense) index on disk."""
+    """Chunk documents and build a hybrid (BM25 + dense) index (a folder, or Postgres)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from ragzip.backends import write_index
     from ragzip.retrievers.chunking import ChunkConfig
     from ragzip.retrievers.documents import read_documents
-    from ragzip.retrievers.index import HybridIndex
 
     labels = {"chunk": "chunking documents", "embed": "embedding chunks", "bm25": "indexing"}
     display = Progress(
@@ -144,11 +149,16 @@ def index(
         config = ChunkConfig(max_words=max_words, overlap_words=overlap_words)
         with display:
             found = read_documents(paths)
-            built = HybridIndex.build(found.passages, chunking=config, progress=report)
-        if features:
-            with _activity(progress, "precomputing sentence vectors"):
-                built.features = _sentence_features(built)
-        built.save(index_path)
+            n_chunks, where = write_index(
+                backend,  # type: ignore[arg-type]
+                found.passages,
+                index_path=index_path,
+                dsn=dsn,
+                table=pg_table,
+                chunking=config,
+                features=features,
+                progress=report,
+            )
     except RagzipError as exc:
         raise _fail(exc) from exc
     if found.skipped:
@@ -156,18 +166,8 @@ def index(
         for where, reason in found.skipped:
             console.print(f"  {where}: {reason}", markup=False, highlight=False)
     console.print(
-        f"indexed [bold]{len(found.passages)}[/] documents as [bold]{len(built)}[/] chunks "
-        f"→ {index_path}"
+        f"indexed [bold]{len(found.passages)}[/] documents as [bold]{n_chunks}[/] chunks → {where}"
     )
-
-
-def _sentence_features(built: Any) -> Any:
-    """The vectors ``mig`` reuses for every sentence of ``built``'s chunks."""
-    from ragzip.compressors.mig import MIGCompressor
-    from ragzip.models import smollm2_counter
-
-    comp = MIGCompressor(counter=smollm2_counter(), embedder=built.embedder)
-    return comp.precompute(built.chunks)
 
 
 @app.command()
@@ -184,9 +184,13 @@ def ask(
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 32,
     show_context: Annotated[bool, typer.Option(help="Print the compressed context.")] = False,
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "folder",
+    dsn: Annotated[str | None, typer.Option(help=DSN_HELP)] = None,
+    pg_table: Annotated[str, typer.Option("--table", help="Postgres index name.")] = "ragzip",
     progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
 ) -> None:
     """Retrieve, compress and answer with the embedded generator."""
+    from ragzip.backends import open_retriever
     from ragzip.pipeline import Pipeline
 
     parsed = _parse_budget(budget)
@@ -194,8 +198,9 @@ def ask(
     _check_compressor(compressor, options)
     try:
         with _activity(progress, "loading models"):
+            retriever = open_retriever(backend, index_path=index_path, dsn=dsn, table=pg_table)  # type: ignore[arg-type]
             pipe = Pipeline.from_defaults(
-                index_path, compressor=compressor, budget=parsed, compressor_config=options, k=k
+                retriever, compressor=compressor, budget=parsed, compressor_config=options, k=k
             )
         pipe.max_new_tokens = max_new_tokens
         with _activity(progress, "retrieving, compressing, answering"):
@@ -360,12 +365,8 @@ def serve_model(
         if simulate is not None:
             from ragzip.generators.simulated import SimulatedGenerator, preset
 
-            timing = preset(simulate)
-            generator = SimulatedGenerator(timing)
-            console.print(
-                f"SIMULATED generator: first token after {timing.overhead_s * 1e3:g} ms + "
-                f"{timing.per_token_s * 1e3:g} ms per prompt token ({timing.source})"
-            )
+            generator = SimulatedGenerator(preset(simulate))
+            console.print(generator.timing.describe())
         else:
             from ragzip.generators.embedded import EmbeddedGenerator
 

@@ -28,6 +28,7 @@ from ragzip.errors import ConfigError, IndexCorruptedError
 
 if TYPE_CHECKING:
     from ragzip.compressor import CompressionRequest
+    from ragzip.types import Passage
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 KEY_BYTES = 32
@@ -118,6 +119,23 @@ class CachesFeatures(Protocol):
 
     def cached_share(self, request: CompressionRequest) -> float:
         """The share of the features ``request`` needs that are cached now."""
+        ...
+
+
+class Featurizer(Protocol):
+    """What an index needs to store a compressor's features with its chunks (``mig``)."""
+
+    @property
+    def feature_model(self) -> str:
+        """The namespace of the vectors."""
+        ...
+
+    def precompute(self, passages: Sequence[Passage]) -> FeatureTable:
+        """The vectors of every unit of ``passages``."""
+        ...
+
+    def unit_keys(self, passage: Passage) -> list[bytes]:
+        """The content addresses of ``passage``'s units."""
         ...
 
 
@@ -241,6 +259,11 @@ class FeatureCache:
                 1 for k in keys if k in self._entries or any(t.get(k) is not None for t in tables)
             )
         return found / len(keys)
+
+    def put(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
+        """Hold ``rows`` under their content addresses ``keys`` (vectors fetched from elsewhere,
+        such as the rows a database index returns with its chunks)."""
+        self._store(keys, np.asarray(rows, dtype=np.float32))
 
     def _store(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
         if self.max_bytes == 0:

