@@ -191,7 +191,7 @@ LAYERS = [
         "ragzip.profiling",
     ),
     # 2: composing them
-    ("ragzip.pipeline", "ragzip.integrations", "ragzip.evaluation"),
+    ("ragzip.pipeline", "ragzip.backends", "ragzip.integrations", "ragzip.evaluation"),
     # 3: applications
     ("ragzip.server", "ragzip.training", "ragzip.cli"),
 ]
