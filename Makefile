@@ -12,7 +12,7 @@ DEMO_DOCS := $(filter-out docs/architecture.md,$(wildcard docs/*.md))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint typecheck bench eval clean
+.PHONY: install demo test servers lint typecheck bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,12 @@ typecheck: $(STAMP)
 	for d in compressors retrievers server; do ln -s $(CURDIR)/$$d $(TYPECHECK_TREE)/ragzip/$$d; done
 	cd $(TYPECHECK_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p ragzip
 
-test: $(STAMP) lint typecheck
+# redis-server (Debian package) for the shared feature cache's tests, installed when absent.
+servers:
+	@command -v redis-server >/dev/null || { apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; }
+
+test: $(STAMP) servers lint typecheck
 	$(BIN)/python -m pytest -q
 
 eval: $(STAMP)

@@ -139,6 +139,20 @@ class Featurizer(Protocol):
         ...
 
 
+class RemoteTier(Protocol):
+    """A store shared by several processes (:class:`~ragzip.redis_tier.RedisTier`), read after
+    memory and the attached tables, written with every computed row. It never raises: a
+    failing store answers nothing and the cache computes."""
+
+    def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
+        """The rows held under ``keys`` (``None`` where none is, or the store failed)."""
+        ...
+
+    def put_many(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
+        """Hold ``rows`` under ``keys`` (best effort)."""
+        ...
+
+
 @dataclass(frozen=True)
 class CacheStats:
     """Counters of a :class:`FeatureCache` since it was made."""
@@ -149,6 +163,7 @@ class CacheStats:
     entries: int
     bytes: int
     table_hits: int = 0
+    remote_hits: int = 0
 
 
 class FeatureCache:
@@ -156,11 +171,14 @@ class FeatureCache:
 
     Args:
         max_bytes: The most array bytes held (0 holds nothing: every lookup computes).
+        remote: A store shared with other processes, read on a miss here (``None``: none).
 
     Thread-safe: lookups and inserts hold a lock; the computation of misses runs outside it.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, max_bytes: int = DEFAULT_MAX_BYTES, *, remote: RemoteTier | None = None
+    ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             msg = f"max_bytes must be an int >= 0, got {max_bytes!r}"
             raise ConfigError(msg)
@@ -171,6 +189,8 @@ class FeatureCache:
         self._misses = 0
         self._evictions = 0
         self._table_hits = 0
+        self._remote_hits = 0
+        self.remote = remote
         self._tables: tuple[FeatureTable, ...] = ()
         self._lock = threading.Lock()
 
@@ -221,6 +241,17 @@ class FeatureCache:
             self._hits += len(found)
             self._misses += len(keys) - len(found)
         missing = [i for i in range(len(keys)) if i not in found]
+        if missing and self.remote is not None:
+            fetched = self.remote.get_many([keys[i] for i in missing])
+            got = {i: row for i, row in zip(missing, fetched, strict=True) if row is not None}
+            if got:
+                self._store([keys[i] for i in got], np.stack(list(got.values())))
+                found.update(got)
+                missing = [i for i in missing if i not in got]
+                with self._lock:
+                    self._hits += len(got)
+                    self._misses -= len(got)
+                    self._remote_hits += len(got)
         # a text repeated in one call is computed once, so its copies are exactly equal
         first: dict[bytes, int] = {}  # key -> row of ``computed``
         unique_texts: list[str] = []
@@ -236,6 +267,8 @@ class FeatureCache:
                 msg = f"compute returned shape {computed.shape} for {len(unique)} texts"
                 raise ValueError(msg)
             self._store(unique, computed)
+            if self.remote is not None:
+                self.remote.put_many(unique, computed)
         if not keys:
             return np.zeros((0, 0), dtype=np.float32), 0
         sample = computed[0] if computed is not None else next(iter(found.values()))
@@ -292,6 +325,7 @@ class FeatureCache:
                 len(self._entries),
                 self._bytes,
                 self._table_hits,
+                self._remote_hits,
             )
 
     def clear(self) -> None:

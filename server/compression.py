@@ -26,6 +26,7 @@ from ragzip.errors import (
 from ragzip.features import FeatureCache
 from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.policy import decision_of
+from ragzip.redis_tier import RedisTier
 from ragzip.registry import create_compressor, get_class, parse_spec, resolve_config
 from ragzip.server.context import (
     ContextPlan,
@@ -80,7 +81,15 @@ class CompressionService:
         self._counter_lock = asyncio.Lock()
         self._compressor_lock = asyncio.Lock()
         self.lanes = Lanes(settings)
-        self.features = FeatureCache(settings.feature_cache_mb * 2**20)
+        self.remote: RedisTier | None = None
+        if settings.feature_cache_redis_url is not None:
+            self.remote = RedisTier(
+                settings.feature_cache_redis_url.get_secret_value(),
+                namespace=settings.feature_cache_redis_namespace,
+                ttl_s=settings.feature_cache_redis_ttl,
+            )
+        self.features = FeatureCache(settings.feature_cache_mb * 2**20, remote=self.remote)
+        self._remote_failures_seen = 0
 
     @property
     def loaded(self) -> bool:
@@ -202,6 +211,11 @@ class CompressionService:
         for kind in ("hits", "misses"):
             if f"cache_{kind}" in result.timings:
                 self.metrics.feature_cache.labels(kind).inc(result.timings[f"cache_{kind}"])
+        if self.remote is not None:
+            failures = self.remote.failures
+            new, self._remote_failures_seen = failures - self._remote_failures_seen, failures
+            if new > 0:
+                self.metrics.feature_cache_remote_failures.inc(new)
         self.metrics.tokens.labels("original").inc(result.original_tokens)
         self.metrics.tokens.labels("compressed").inc(result.compressed_tokens)
         return result

@@ -99,6 +99,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.feature_cache_remote_failures = Counter(
+            "ragzip_feature_cache_remote_failures",
+            "Calls to the shared (Redis) feature cache that failed; requests computed locally",
+            registry=r,
+        )
         self.disconnects = Counter(
             "ragzip_client_disconnects", "Clients gone before the response ended", registry=r
         )

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
             requests, so a heavy request never queues in front of small ones).
         feature_cache_mb: MiB of passage vectors all compressors of this proxy share, kept by
             content (:class:`~ragzip.features.FeatureCache`); 0 turns it off.
+        feature_cache_redis_url: A Redis all replicas share the vectors through
+            (:class:`~ragzip.redis_tier.RedisTier`; a secret, since it may hold a password);
+            ``None``: this process's memory only.
+        feature_cache_redis_namespace: Key prefix in that Redis (one per deployment).
+        feature_cache_redis_ttl: Seconds a vector lives in Redis after it was last written.
         compression_timeout: Seconds one compression may take (queueing included) before it
             counts as failed (then 500, or the fallback); the work itself is then stopped.
         max_queued_compressions: Compressions one lane holds (running or waiting); a request
@@ -114,6 +119,9 @@ class Settings(BaseSettings):
     compression_workers: int = Field(default=1, ge=1, le=64)
     compression_timeout: float = Field(default=60.0, gt=0)
     feature_cache_mb: int = Field(default=256, ge=0)
+    feature_cache_redis_url: SecretStr | None = None
+    feature_cache_redis_namespace: str = Field(default="ragzip", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    feature_cache_redis_ttl: int = Field(default=7 * 24 * 3600, ge=1)
     max_queued_compressions: int = Field(default=256, ge=1)
     max_queue_seconds: float = Field(default=10.0, gt=0)
     small_request_chars: int = Field(default=20_000, ge=1)
@@ -181,7 +189,9 @@ class Settings(BaseSettings):
         import httpx
 
         values = [
-            s.get_secret_value() for s in (self.upstream_api_key, self.auth_token) if s is not None
+            s.get_secret_value()
+            for s in (self.upstream_api_key, self.auth_token, self.feature_cache_redis_url)
+            if s is not None
         ]
         url = httpx.URL(self.upstream_base_url)
         values += [v for v in (url.password, url.userinfo.decode()) if v]
@@ -246,7 +256,7 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """The settings as JSON-safe values, secrets shown only as set or unset."""
         out = self.model_dump(mode="json")
-        for key in ("upstream_api_key", "auth_token"):
+        for key in ("upstream_api_key", "auth_token", "feature_cache_redis_url"):
             out[key] = "set" if getattr(self, key) is not None else None
         return out
 

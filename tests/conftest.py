@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,53 @@ def minilm_counter():  # type: ignore[no-untyped-def]
 
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
     return HFTokenCounter(tok, name="minilm")
+
+
+class RedisServer:
+    """A real ``redis-server`` on a loopback port (the Debian package; ``make test`` installs
+    it), with LRU eviction over a small memory bound, no persistence."""
+
+    def __init__(self) -> None:
+        import shutil
+        import socket
+        import subprocess
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            msg = "redis-server is not installed (apt-get install redis-server; make test does)"
+            raise RuntimeError(msg)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--maxmemory", "32mb", "--maxmemory-policy", "allkeys-lru"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                import time
+
+                time.sleep(0.05)
+        else:
+            self.stop()
+            msg = "redis-server did not start"
+            raise RuntimeError(msg)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()

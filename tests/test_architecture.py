@@ -171,6 +171,7 @@ LAYERS = [
         "ragzip.artefacts",
         "ragzip.embedding",
         "ragzip.features",
+        "ragzip.redis_tier",
         "ragzip.paths",
         "ragzip.machine",
         "ragzip.reporting",

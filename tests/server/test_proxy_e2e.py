@@ -305,3 +305,38 @@ def test_concurrent_requests_share_one_feature_cache(
     }
     # 16 requests need 16 × (question + sentences) vectors; at most the first few compute them
     assert counts["hits"] > counts["misses"] > 0
+
+
+def _metric(server: ServerThread, line_start: str) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_replicas_share_vectors_through_redis_and_survive_its_loss(
+    serve_proxy: Any, upstream_server: ServerThread, redis_server: Any
+) -> None:
+    shared = {"default_compressor": "mig", "feature_cache_redis_url": redis_server.url}
+    first = serve_proxy(upstream_server.url, **shared)
+    second = serve_proxy(upstream_server.url, **shared)
+
+    def ask_with(server: ServerThread, passages: list[str], question: str) -> Any:
+        return client_for(server).chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": question}],
+            extra_body={"ragzip": {"passages": passages, "budget": "2x"}},
+        )
+
+    ask_with(first, PASSAGES, QUESTION)
+    assert _metric(second, 'ragzip_feature_cache_lookups_total{result="hits"}') == 0
+    ask_with(second, PASSAGES, "When was the Eiffel Tower finished?")
+    # the second replica never saw these passages: their vectors came from the first, via Redis
+    assert _metric(second, 'ragzip_feature_cache_lookups_total{result="hits"}') >= 9
+    redis_server.stop()
+    other = [p.replace("Paris", "Lyon") for p in PASSAGES]
+    for server in (first, second):
+        reply = ask_with(server, other, QUESTION)
+        assert reply.choices[0].message.content == f"echo: {QUESTION}"
+    assert _metric(first, "ragzip_feature_cache_remote_failures_total") >= 1
+    assert f"127.0.0.1:{redis_server.port}" not in httpx.get(first.url + "/metrics").text

@@ -82,10 +82,17 @@ def test_missing_file_and_unknown_suffix(tmp_path: Path) -> None:
 
 
 def test_secrets_never_shown() -> None:
-    s = Settings(upstream_api_key="sk-upstream-secret", auth_token="proxy-secret")
+    s = Settings(
+        upstream_api_key="sk-upstream-secret",
+        auth_token="proxy-secret",
+        feature_cache_redis_url="redis://:redis-secret@cache:6379/0",
+    )
     for text in (repr(s), str(s), json.dumps(s.public_dict())):
         assert "sk-upstream-secret" not in text and "proxy-secret" not in text
+        assert "redis-secret" not in text
     assert s.public_dict()["upstream_api_key"] == "set"
+    assert s.public_dict()["feature_cache_redis_url"] == "set"
+    assert "redis://:redis-secret@cache:6379/0" in s.secret_values()
 
 
 def test_unknown_default_compressor_fails_at_create() -> None:
