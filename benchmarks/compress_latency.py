@@ -52,14 +52,16 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def contexts(n: int, k: int, index_cache: Path) -> tuple[list[Any], list[list[Passage]]]:
-    """The first ``n`` test questions (``question``, ``answers``) and their top-``k`` hybrid
+def contexts(
+    n: int, k: int, index_cache: Path, split: str = "test"
+) -> tuple[list[Any], list[list[Passage]]]:
+    """The first ``n`` questions of ``split`` (``question``, ``answers``) and their top-``k`` hybrid
     passages."""
     from ragzip.datasets import load_nq, nq_corpus, nq_split
     from ragzip.evaluation.indexing import load_or_build_index
 
     examples = load_nq()
-    questions = nq_split("test", examples=examples)[:n]
+    questions = nq_split(split, examples=examples)[:n]
     corpus = nq_corpus(examples)
     index, _, _ = load_or_build_index(corpus, cache=index_cache, chunk=False, progress=False)
     rows = [{"question": q.question, "answers": list(q.answers)} for q in questions]
@@ -125,17 +127,20 @@ def main() -> None:
     parser.add_argument("--index-cache", type=Path, default=paths().index_cache)
     parser.add_argument("--out", type=Path, default=RESULTS / "compress_latency")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--split", default="test", help="NQ split (choose settings on val)")
+    parser.add_argument("--modes", default="cold,warm,seen passages,indexed")
     parser.add_argument("--contexts", type=Path, help="Read questions and passages from here.")
     parser.add_argument("--save-contexts", type=Path, help="Write questions and passages here.")
     parser.add_argument("--tokenizer", type=Path, help="Tokenizer folder (default: SmolLM2's).")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    modes = set(args.modes.split(","))
     names = [n for n in args.compressors.split(",") if n]
     if args.contexts:
         questions, retrieved = read_contexts(args.contexts)
         questions, retrieved = questions[: args.questions], retrieved[: args.questions]
     else:
-        questions, retrieved = contexts(args.questions, args.k, args.index_cache)
+        questions, retrieved = contexts(args.questions, args.k, args.index_cache, args.split)
     if args.save_contexts:
         save_contexts(args.save_contexts, questions, retrieved)
     counter = counter_from_folder(args.tokenizer) if args.tokenizer else smollm2_counter()
@@ -169,18 +174,22 @@ def main() -> None:
                 t0 = time.perf_counter()
                 result = comp.compress(question, ctx, budget=budget)
                 times["cold"].append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                comp.compress(question, ctx, budget=budget)
-                times["warm"].append(time.perf_counter() - t0)
-                other = questions[(i + 1) % len(questions)]["question"]
-                t0 = time.perf_counter()
-                comp.compress(other, ctx, budget=budget)
-                times["seen passages"].append(time.perf_counter() - t0)
-                if precompute is not None:
+                if "warm" in modes:
+                    t0 = time.perf_counter()
+                    comp.compress(question, ctx, budget=budget)
+                    times["warm"].append(time.perf_counter() - t0)
+                if "seen passages" in modes:
+                    other = questions[(i + 1) % len(questions)]["question"]
+                    t0 = time.perf_counter()
+                    comp.compress(other, ctx, budget=budget)
+                    times["seen passages"].append(time.perf_counter() - t0)
+                if precompute is not None and "indexed" in modes:
                     times["indexed"].append(indexed_s(comp, precompute, question, ctx, budget))
                 found += answer_in_context(q["answers"], result.texts)
             recall.setdefault(name, found / len(questions))
             for mode, secs in times.items():
+                if mode not in modes:
+                    continue
                 ratios = [s / p for s, p in zip(secs, passes, strict=True)]
                 rows.append(
                     {
@@ -227,7 +236,7 @@ def main() -> None:
         ],
     )
     intro = (
-        f"{report['questions']} NQ-open test questions, top-{args.k} hybrid passages "
+        f"{report['questions']} NQ-open {args.split} questions, top-{args.k} hybrid passages "
         f"({report['context_tokens_mean']:.0f} {counter.name} tokens on average), compressed "
         f"at {RATIO:g}x on {report['gpu'] or report['machine']['processor'] or 'CPU'} "
         f"({report['machine']['cpu_count']} cores). Cold: the compressor's feature cache emptied "

