@@ -4,19 +4,21 @@ or within a budget; see :mod:`ragzip.compressors.sentence`."""
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.model import Mode
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import Selection, Units, greedy_fill, split_units
-from ragzip.embedding import FixedPrecision
+from ragzip.embedding import FixedPrecision, Precision, resolve_precision
 from ragzip.errors import CompressionError, ConfigError
 from ragzip.tokenization import TokenCounter
 
@@ -47,10 +49,14 @@ class SentenceCompressor(Compressor):
             min_sentences: Adaptive mode keeps at least this many sentences (the most probable)
                 when fewer reach the threshold, budget permitting.
             batch_size: Sentences per forward pass.
-            precision: ``"float32"`` or ``"bfloat16"`` (autocast; about 2x faster on CPUs with
-                native bfloat16, probabilities within a few thousandths).
+            precision: ``"auto"`` (bfloat16 where the hardware computes it natively, float32
+                elsewhere), ``"float32"`` or ``"bfloat16"`` (autocast; about 2x faster on CPUs
+                with native bfloat16, probabilities within a few thousandths).
             device: Device of the default classifier (``None`` picks one).
             weights: Folder of another trained classifier (default: the shipped one).
+            prefilter: Share of a request's sentences the classifier reads, those sharing the most
+                words with the question (ties: earlier in the context first); the others rank
+                below every sentence read. 1.0 reads them all.
             cache_size: Requests whose sentence probabilities the scorer remembers (at least;
                 the cache is the scorer's, shared by the compressors using it), so a context
                 compressed at several budgets or in both modes is scored once, as in
@@ -61,17 +67,18 @@ class SentenceCompressor(Compressor):
         threshold: float | None = None
         min_sentences: int = 1
         batch_size: int = 32
-        precision: FixedPrecision = "float32"
+        precision: Precision = "auto"
         device: str | None = None
         weights: str | None = field(default=None)
         cache_size: int = 0
+        prefilter: float = 0.5
 
         def __post_init__(self) -> None:
             if self.mode not in ("adaptive", "budgeted"):
                 msg = f"mode must be 'adaptive' or 'budgeted', got {self.mode!r}"
                 raise ConfigError(msg)
-            if self.precision not in ("float32", "bfloat16"):
-                msg = f"precision must be 'float32' or 'bfloat16', got {self.precision!r}"
+            if self.precision not in ("auto", "float32", "bfloat16"):
+                msg = f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}"
                 raise ConfigError(msg)
             if self.threshold is not None and (
                 isinstance(self.threshold, bool)
@@ -80,6 +87,13 @@ class SentenceCompressor(Compressor):
                 or not 0.0 <= self.threshold <= 1.0
             ):
                 msg = f"threshold must be a probability in [0, 1] or None, got {self.threshold!r}"
+                raise ConfigError(msg)
+            if (
+                isinstance(self.prefilter, bool)
+                or not isinstance(self.prefilter, int | float)
+                or not 0.0 < self.prefilter <= 1.0
+            ):
+                msg = f"prefilter must be a share in (0, 1], got {self.prefilter!r}"
                 raise ConfigError(msg)
             for key, low in (("min_sentences", 0), ("batch_size", 1), ("cache_size", 0)):
                 value = getattr(self, key)
@@ -106,6 +120,11 @@ class SentenceCompressor(Compressor):
     def decides_amount(self) -> bool:
         """In adaptive mode the threshold decides how much to keep; the budget only caps it."""
         return self.config.mode == "adaptive"
+
+    @property
+    def precision(self) -> FixedPrecision:
+        """The precision the classifier runs in (``"auto"`` resolved for its device)."""
+        return resolve_precision(self.config.precision, torch.device(self.scorer.device).type)
 
     @property
     def threshold(self) -> float:
@@ -136,23 +155,29 @@ class SentenceCompressor(Compressor):
         )
 
     def score(self, query: str, passages: Sequence[Any], units: Units) -> np.ndarray:
-        """P(useful) of every unit of ``units`` (the sentences of ``passages``), in unit order."""
+        """P(useful) of every unit of ``units`` (the sentences of ``passages``), in unit order;
+        sentences the prefilter leaves out get -1."""
+        read = lexical_shortlist(query, units, self.config.prefilter)
         grouped: list[list[str]] = [[] for _ in passages]
-        for u in units.items:
-            grouped[u.passage].append(u.text)
+        for i, u in enumerate(units.items):
+            if read[i]:
+                grouped[u.passage].append(u.text)
         inputs = [
             PassageSentences(title=getattr(p, "title", "") or "", sentences=tuple(g))
             for p, g in zip(passages, grouped, strict=True)
         ]
         try:
             per_passage = self.scorer.score(
-                query, inputs, batch_size=self.config.batch_size, precision=self.config.precision
+                query, inputs, batch_size=self.config.batch_size, precision=self.precision
             )
         except RuntimeError as exc:
             msg = f"the sentence classifier failed on {len(units)} sentences: {exc}"
             raise CompressionError(msg) from exc
-        probs = np.concatenate(per_passage) if per_passage else np.zeros(0, dtype=np.float32)
-        if probs.shape != (len(units),) or not np.isfinite(probs).all():
+        scored = np.concatenate(per_passage) if per_passage else np.zeros(0, dtype=np.float32)
+        probs = np.full(len(units), -1.0, dtype=np.float32)
+        if scored.shape == (int(read.sum()),):
+            probs[read] = scored
+        if scored.shape != (int(read.sum()),) or not np.isfinite(probs).all():
             msg = (
                 f"the sentence classifier returned {probs.shape} scores for {len(units)} sentences"
             )
@@ -180,3 +205,25 @@ class SentenceCompressor(Compressor):
             if extra:
                 selection = greedy_fill(units, chosen + extra[:need], budget_tokens, self.counter)
         return selection
+
+
+WORD = re.compile(r"[^\W_]+")
+_FUNCTION_WORDS = (
+    "a an and are as at be by did do does for from had has have how in is it its of on or "
+    "the that this to was were what when where which who whom whose why will with"
+)
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
+
+
+def lexical_shortlist(query: str, units: Units, share: float) -> np.ndarray:
+    """Which units the classifier reads: the ``share`` of them sharing the most content words
+    with ``query`` (ties: earlier first); all of them for a share of 1."""
+    n = len(units)
+    if share >= 1.0 or n == 0:
+        return np.ones(n, dtype=bool)
+    asked = {w for w in WORD.findall(query.lower()) if w not in FUNCTION_WORDS}
+    overlap = [len(asked & set(WORD.findall(u.text.lower()))) for u in units.items]
+    order = sorted(range(n), key=lambda i: (-overlap[i], i))
+    keep = np.zeros(n, dtype=bool)
+    keep[order[: max(1, math.ceil(share * n))]] = True
+    return keep
