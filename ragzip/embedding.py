@@ -16,17 +16,17 @@ Precision = Literal["auto", "float32", "bfloat16"]
 
 
 def resolve_precision(precision: Precision, device: str = "cpu") -> FixedPrecision:
-    """``"auto"``: bfloat16 where the hardware computes it natively (CPUs with AVX512-BF16 or
-    AMX, CUDA devices that support it), float32 elsewhere; other values as they are."""
+    """``"auto"``: bfloat16 on CPUs that compute it natively (AVX512-BF16 or AMX), float32
+    elsewhere, CUDA included: on an H200, MiniLM under bfloat16 autocast took 7x longer per
+    request of varied sentence lengths than in float32 (``mig`` cold p50 188 vs 26 ms,
+    ``benchmarks/results/compress_latency_h200.md``). Other values as they are."""
     if precision != "auto":
         return precision
-    if device == "cuda":
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if device != "cpu":
+        return "float32"
     from ragzip.models import native_bf16_cpu
 
-    return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
+    return "bfloat16" if native_bf16_cpu() else "float32"
 
 
 def feature_namespace(embedder: str, precision: FixedPrecision) -> str:
