@@ -71,7 +71,7 @@ class SentenceCompressor(Compressor):
         device: str | None = None
         weights: str | None = field(default=None)
         cache_size: int = 0
-        prefilter: float = 0.5
+        prefilter: float = 0.7
 
         def __post_init__(self) -> None:
             if self.mode not in ("adaptive", "budgeted"):
