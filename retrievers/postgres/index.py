@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -38,11 +38,10 @@ from ragzip.retrievers.building import (
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import embed_texts, embedder_name, embedding_dim
 from ragzip.retrievers.fusion import HYBRID_RRF_K
+from ragzip.retrievers.index import FUSION_DEPTH, Mode
 from ragzip.retrievers.postgres import schema
 from ragzip.types import Passage
 
-Mode = Literal["hybrid", "bm25", "dense"]
-FUSION_DEPTH = 100
 WORD = re.compile(r"[^\W_]+")
 
 SEARCH_SQL = """
