@@ -26,7 +26,7 @@ from ragzip.prompts import PROMPT_CONTEXT
 from ragzip.retrievers.base import Retriever
 from ragzip.types import Budget, Passage
 
-QUESTION = "What does a budget count?"  # budgets.md first in every mode, no tie
+QUESTION = "What is a context layout?"  # budgets.md first in every mode, no tie
 
 
 class TestRagzipRetrieverStandard(RetrieversIntegrationTests):
