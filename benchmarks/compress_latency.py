@@ -38,6 +38,7 @@ from ragzip.evaluation.metrics import answer_in_context
 from ragzip.machine import machine_info
 from ragzip.models import counter_from_folder, load_embedder, smollm2_counter
 from ragzip.paths import paths
+from ragzip.profiling.measure import forget_features
 from ragzip.registry import create_compressor
 from ragzip.reporting import markdown_table
 from ragzip.types import Passage
@@ -88,9 +89,7 @@ def encoder_pass_s(embedder: Any, passages: list[Any]) -> float:
 
 def clear_caches(comp: Any) -> None:
     """Forget what ``comp`` remembers of earlier requests (a cold request follows)."""
-    features = getattr(comp, "features", None)
-    if features is not None:
-        features.clear()
+    forget_features(comp)
     scorer = getattr(comp, "scorer", None)
     if scorer is not None:
         scorer.clear_cache()

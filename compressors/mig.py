@@ -45,16 +45,10 @@ import numpy as np
 from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
-from ragzip.embedding import (
-    Precision,
-    autocast,
-    device_of,
-    feature_namespace,
-    resolve_precision,
-)
+from ragzip.embedding import Precision, autocast, device_of
 from ragzip.errors import CompressionError, ConfigError
 from ragzip.features import FeatureCache, FeatureTable
-from ragzip.retrievers.dense import embedder_name
+from ragzip.retrievers.dense import feature_model
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Passage
 
@@ -191,10 +185,7 @@ class MIGCompressor(Compressor):
             embedder = load_embedder(self.config.device)
         self.embedder = embedder
         self.features = features or FeatureCache(self.config.cache_mb * 2**20)
-        device = device_of(embedder)
-        self._model_key = feature_namespace(
-            embedder_name(embedder), resolve_precision(self.config.precision, device)
-        )
+        self._model_key = feature_model(embedder, self.config.precision)
 
     @property
     def feature_model(self) -> str:
@@ -213,9 +204,15 @@ class MIGCompressor(Compressor):
         return [FeatureCache.key(self._model_key, t) for t in self._unit_texts([passage])]
 
     def _unit_texts(self, passages: Sequence[Passage]) -> list[str]:
-        units = split_units(
+        return self._embedded_texts(self._split(passages), passages)
+
+    def _split(self, passages: Sequence[Passage]) -> Units:
+        return split_units(
             [p.text for p in passages], self.counter, granularity=self.config.granularity
         )
+
+    def _embedded_texts(self, units: Units, passages: Sequence[Passage]) -> list[str]:
+        """What is embedded for each unit: its text, after its passage's title if configured."""
         return [self._embed_text(u.text, passages[u.passage].title) for u in units.items]
 
     def precompute(self, passages: Sequence[Passage], *, batch: int = 512) -> FeatureTable:
@@ -233,16 +230,13 @@ class MIGCompressor(Compressor):
         if request.budget_tokens >= request.original_tokens:  # nothing to compress: keep it all
             return CompressionOutput(spans=[[(0, len(p.text))] for p in request.passages])
         t0 = time.perf_counter()
-        units = split_units(
-            [p.text for p in request.passages], self.counter, granularity=self.config.granularity
-        )
+        units = self._split(request.passages)
         t_split = time.perf_counter()
         if not len(units) or request.budget_tokens <= 0:
             return CompressionOutput(
                 spans=[[] for _ in request.passages], timings={"split": t_split - t0}
             )
-        titles = [p.title for p in request.passages]
-        texts = [self._embed_text(u.text, titles[u.passage]) for u in units.items]
+        texts = self._embedded_texts(units, request.passages)
         vectors, hits = self.features.vectors(
             self._model_key, [request.query, *texts], self._encode
         )

@@ -82,9 +82,8 @@ class FeatureTable:
     def __len__(self) -> int:
         return int(self.keys.shape[0])
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.keys.nbytes + self.vectors.nbytes)
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
 
     def get(self, key: bytes) -> np.ndarray | None:
         """The row stored under ``key`` as float32, or ``None``."""
@@ -202,11 +201,6 @@ class FeatureCache:
             if all(t is not table for t in self._tables):
                 self._tables = (*self._tables, table)
 
-    @property
-    def tables(self) -> tuple[FeatureTable, ...]:
-        """The attached tables."""
-        return self._tables
-
     def vectors(
         self,
         model: str,
@@ -287,10 +281,7 @@ class FeatureCache:
             return 1.0
         keys = [self.key(model, t) for t in texts]
         with self._lock:
-            tables = self._tables
-            found = sum(
-                1 for k in keys if k in self._entries or any(t.get(k) is not None for t in tables)
-            )
+            found = sum(1 for k in keys if k in self._entries or any(k in t for t in self._tables))
         return found / len(keys)
 
     def put(self, keys: Sequence[bytes], rows: np.ndarray) -> None:

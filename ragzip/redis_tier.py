@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ class RedisTier:
         timeout_s: Socket timeout of each call.
         retry_after_s: How long Redis is left alone after a failure.
         client: A ready ``redis.Redis`` (tests); made from ``url`` when ``None``.
+        on_failure: Called once per failed call (a metrics counter's ``inc``).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class RedisTier:
         timeout_s: float = 0.25,
         retry_after_s: float = 5.0,
         client: Any = None,
+        on_failure: Callable[[], object] | None = None,
     ) -> None:
         if ttl_s < 1 or timeout_s <= 0 or retry_after_s < 0:
             msg = "ttl_s must be >= 1, timeout_s > 0 and retry_after_s >= 0"
@@ -65,6 +67,7 @@ class RedisTier:
         self.namespace = namespace
         self.ttl_s = int(ttl_s)
         self.retry_after_s = retry_after_s
+        self._on_failure = on_failure
         self._down_until = 0.0
         self._lock = threading.Lock()
         self.failures = 0
@@ -81,6 +84,8 @@ class RedisTier:
         with self._lock:
             self.failures += 1
             self._down_until = time.monotonic() + self.retry_after_s
+        if self._on_failure is not None:
+            self._on_failure()
         logger.warning("redis feature cache unavailable (%s); computing locally", exc)
 
     def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:

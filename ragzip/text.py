@@ -112,6 +112,14 @@ def _repair(text: str, spans: list[Span]) -> list[Span]:
     return out
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``, lower case: runs of letters and digits (no punctuation)."""
+    return _WORD.findall(text.lower())
+
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
 

@@ -18,8 +18,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ragzip.embedding import Precision, autocast, device_of, normalize
+from ragzip.embedding import (
+    Precision,
+    autocast,
+    device_of,
+    feature_namespace,
+    normalize,
+    resolve_precision,
+)
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.features import FeatureCache
 
 DenseKind = Literal["auto", "flat", "hnsw"]
 
@@ -157,6 +165,34 @@ def embed_texts(
         msg = f"the embedder returned shape {array.shape} for {len(texts)} texts"
         raise ModelError(msg)
     return normalize(array)
+
+
+def feature_model(embedder: Any, precision: Precision) -> str:
+    """The namespace of ``embedder``'s unit vectors at ``precision`` (resolved for its device)
+    in a :class:`~ragzip.features.FeatureCache`: shared by every component that embeds the
+    same way (index queries, ``mig``, vectors precomputed at index time)."""
+    fixed = resolve_precision(precision, device_of(embedder))
+    return feature_namespace(embedder_name(embedder), fixed)
+
+
+def embed_cached(
+    embedder: Any,
+    texts: Sequence[str],
+    cache: FeatureCache | None,
+    *,
+    precision: Precision,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """:func:`embed_texts`, looked up in and added to ``cache`` under :func:`feature_model`
+    (computed only where missing); plain :func:`embed_texts` without a cache."""
+
+    def embed(batch: Sequence[str]) -> np.ndarray:
+        return embed_texts(embedder, batch, batch_size=batch_size, precision=precision)
+
+    if cache is None:
+        return embed(texts)
+    vectors, _ = cache.vectors(feature_model(embedder, precision), texts, embed)
+    return np.asarray(vectors, dtype=np.float32)
 
 
 class DenseIndex:

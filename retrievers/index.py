@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragzip.embedding import device_of, feature_namespace, normalize, resolve_precision
+from ragzip.embedding import normalize, resolve_precision
 from ragzip.errors import (
     ConfigError,
     IndexFormatError,
@@ -41,7 +41,7 @@ from ragzip.retrievers.dense import (
     DenseConfig,
     DenseIndex,
     DenseKind,
-    embed_texts,
+    embed_cached,
     embedder_name,
     embedding_dim,
 )
@@ -294,17 +294,8 @@ class HybridIndex:
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Unit query vectors ``(len(queries), dim)``, made as the index's chunk vectors were."""
-        config = self._dense.config
-
-        def embed(texts: Sequence[str]) -> np.ndarray:
-            return embed_texts(self.embedder, texts, batch_size=64, precision=config.precision)
-
-        if self._query_cache is None:
-            return embed(queries)
-        precision = resolve_precision(config.precision, device_of(self.embedder))
-        namespace = feature_namespace(embedder_name(self.embedder), precision)
-        vectors, _ = self._query_cache.vectors(namespace, queries, embed)
-        return vectors
+        precision = self._dense.config.precision
+        return embed_cached(self.embedder, queries, self._query_cache, precision=precision)
 
     def retrieve(self, query: str, k: int = 10) -> list[Passage]:
         """Hybrid search with default weights (the :class:`Retriever` protocol)."""

@@ -87,9 +87,9 @@ class CompressionService:
                 settings.feature_cache_redis_url.get_secret_value(),
                 namespace=settings.feature_cache_redis_namespace,
                 ttl_s=settings.feature_cache_redis_ttl,
+                on_failure=metrics.feature_cache_remote_failures.inc,
             )
         self.features = FeatureCache(settings.feature_cache_mb * 2**20, remote=self.remote)
-        self._remote_failures_seen = 0
 
     @property
     def loaded(self) -> bool:
@@ -211,11 +211,6 @@ class CompressionService:
         for kind in ("hits", "misses"):
             if f"cache_{kind}" in result.timings:
                 self.metrics.feature_cache.labels(kind).inc(result.timings[f"cache_{kind}"])
-        if self.remote is not None:
-            failures = self.remote.failures
-            new, self._remote_failures_seen = failures - self._remote_failures_seen, failures
-            if new > 0:
-                self.metrics.feature_cache_remote_failures.inc(new)
         self.metrics.tokens.labels("original").inc(result.original_tokens)
         self.metrics.tokens.labels("compressed").inc(result.compressed_tokens)
         return result

@@ -4,7 +4,6 @@ or within a budget; see :mod:`ragzip.compressors.sentence`."""
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import Selection, Units, greedy_fill, split_units
 from ragzip.embedding import FixedPrecision, Precision, resolve_precision
 from ragzip.errors import CompressionError, ConfigError
+from ragzip.text import words
 from ragzip.tokenization import TokenCounter
 
 
@@ -207,7 +207,6 @@ class SentenceCompressor(Compressor):
         return selection
 
 
-WORD = re.compile(r"[^\W_]+")
 _FUNCTION_WORDS = (
     "a an and are as at be by did do does for from had has have how in is it its of on or "
     "the that this to was were what when where which who whom whose why will with"
@@ -221,8 +220,8 @@ def lexical_shortlist(query: str, units: Units, share: float) -> np.ndarray:
     n = len(units)
     if share >= 1.0 or n == 0:
         return np.ones(n, dtype=bool)
-    asked = {w for w in WORD.findall(query.lower()) if w not in FUNCTION_WORDS}
-    overlap = [len(asked & set(WORD.findall(u.text.lower()))) for u in units.items]
+    asked = {w for w in words(query) if w not in FUNCTION_WORDS}
+    overlap = [len(asked & set(words(u.text))) for u in units.items]
     order = sorted(range(n), key=lambda i: (-overlap[i], i))
     keep = np.zeros(n, dtype=bool)
     keep[order[: max(1, math.ceil(share * n))]] = True

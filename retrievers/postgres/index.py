@@ -18,7 +18,6 @@ matching), not bm25s's BM25: ``benchmarks/retrieval.py`` compares the two backen
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.embedding import FixedPrecision, device_of, feature_namespace, resolve_precision
 from ragzip.errors import ConfigError, InputError, MissingDependencyError
 from ragzip.features import FeatureCache, Featurizer
 from ragzip.retrievers.building import (
@@ -36,13 +34,12 @@ from ragzip.retrievers.building import (
     with_doc_metadata,
 )
 from ragzip.retrievers.chunking import ChunkConfig
-from ragzip.retrievers.dense import embed_texts, embedder_name, embedding_dim
+from ragzip.retrievers.dense import embed_cached, embed_texts, embedder_name, embedding_dim
 from ragzip.retrievers.fusion import HYBRID_RRF_K
 from ragzip.retrievers.index import FUSION_DEPTH, Mode
 from ragzip.retrievers.postgres import schema
+from ragzip.text import words
 from ragzip.types import Passage
-
-WORD = re.compile(r"[^\W_]+")
 
 SEARCH_SQL = """
 WITH dense AS (
@@ -107,7 +104,7 @@ def _dim(embedder: Any) -> int:
 
 def lexical_query(text: str) -> str:
     """A ``to_tsquery`` string matching any word of ``text`` (words only: no operators pass)."""
-    return " | ".join(dict.fromkeys(w.lower() for w in WORD.findall(text)))
+    return " | ".join(dict.fromkeys(words(text)))
 
 
 class PostgresIndex:
@@ -288,21 +285,9 @@ class PostgresIndex:
         ``cache`` (as :meth:`HybridIndex.share_features` does)."""
         self._query_cache = cache
 
-    @property
-    def precision(self) -> FixedPrecision:
-        """What chunks and queries are embedded in: bfloat16 where the hardware computes it
-        natively, float32 elsewhere (as the folder index's default)."""
-        return resolve_precision("auto", device_of(self.embedder))
-
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        return embed_texts(self.embedder, texts, batch_size=64, precision=self.precision)
-
-    def _query_vector(self, query: str) -> np.ndarray:
-        if self._query_cache is None:
-            return self._embed([query])[0]
-        namespace = feature_namespace(embedder_name(self.embedder), self.precision)
-        vectors, _ = self._query_cache.vectors(namespace, [query], self._embed)
-        return np.asarray(vectors[0], dtype=np.float32)
+    def _embed(self, texts: Sequence[str], cache: FeatureCache | None = None) -> np.ndarray:
+        # "auto": bfloat16 where the hardware computes it natively, as the folder index's default
+        return embed_cached(self.embedder, texts, cache, precision="auto")
 
     def retrieve(self, query: str, k: int = 10) -> list[Passage]:
         """Hybrid search with default weights (the :class:`Retriever` protocol)."""
@@ -333,7 +318,7 @@ class PostgresIndex:
         depth = max(depth, k)
         w_lex, w_dense = (float(w) for w in weights)
         params = {
-            "vec": self._query_vector(query),
+            "vec": self._embed([query], self._query_cache)[0],
             "tsq": lexical_query(query),
             "dense_depth": 0 if mode == "bm25" or (mode == "hybrid" and w_dense == 0) else depth,
             "lex_depth": 0 if mode == "dense" or (mode == "hybrid" and w_lex == 0) else depth,
