@@ -301,6 +301,29 @@ def serve(
             show_envvar=True,
         ),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Retrieve from this index for requests that ask to (folder or postgres; "
+            "inferred from --index / --dsn)."
+        ),
+    ] = None,
+    index_path: Annotated[
+        Path | None, typer.Option("--index", help="Index folder to retrieve from.")
+    ] = None,
+    dsn: Annotated[
+        str | None, typer.Option(help=DSN_HELP + " Prefer RAGZIP_RETRIEVAL_DSN.")
+    ] = None,
+    pg_table: Annotated[
+        str | None, typer.Option("--table", help="Postgres index name to retrieve from.")
+    ] = None,
+    retrieve_by_default: Annotated[
+        bool,
+        typer.Option(
+            "--retrieve-by-default",
+            help="Retrieve for every request that marks no context of its own.",
+        ),
+    ] = False,
     allow_anonymous: Annotated[
         bool,
         typer.Option(
@@ -318,6 +341,8 @@ def serve(
 
     Credentials never appear in responses, health reports, metrics or logs.
 
+    With --index (or --dsn) it also retrieves: a request sending "ragzip": {"retrieve": true} gets passages from that index for its question, compressed like sent ones.
+
     Example: RAGZIP_AUTH_TOKEN=$(openssl rand -hex 24) ragzip serve --upstream URL
     """  # noqa: E501 - typer rewraps the help text; one line per paragraph reads best
     from ragzip.server import Settings
@@ -331,6 +356,11 @@ def serve(
         "default_budget": budget,
         "auth_token": auth_token,
         "allow_anonymous": allow_anonymous or None,
+        "retrieval_backend": backend,
+        "retrieval_index": str(index_path) if index_path is not None else None,
+        "retrieval_dsn": dsn,
+        "retrieval_table": pg_table,
+        "retrieve_by_default": retrieve_by_default or None,
     }
     try:
         settings = Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -15,6 +15,7 @@ attached::
     │   ├── IndexNotFoundError      no index at the given path
     │   ├── IndexFormatError        not a ragzip index, or another format version
     │   └── IndexCorruptedError     files missing or checksums not matching
+    ├── RetrievalError              the retrieval backend failed or timed out
     ├── CompressionError            a compressor failed on valid input
     └── GenerationError             the generator failed
         └── UpstreamError           a remote OpenAI-compatible server failed or timed out
@@ -68,6 +69,10 @@ class IndexFormatError(IndexStoreError):
 
 class IndexCorruptedError(IndexStoreError):
     """The index is incomplete or its files do not match their recorded checksums."""
+
+
+class RetrievalError(RagzipError):
+    """The retrieval backend (an index, a database) failed or did not answer in time."""
 
 
 class CompressionError(RagzipError):

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ragzip import __version__
 from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.registry import get_entry, parse_spec, resolve_config
+from ragzip.retrievers.base import Retriever
 from ragzip.server.errors import install_error_handlers
 from ragzip.server.limits import BodySizeLimitMiddleware
 from ragzip.server.metrics import Metrics, MetricsMiddleware
@@ -26,6 +27,7 @@ def create_app(
     counter: TokenCounter | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     embedder: PromptEmbedder | None = None,
+    retriever: Retriever | None = None,
 ) -> FastAPI:
     """Build the OpenAI-compatible compression proxy.
 
@@ -36,6 +38,11 @@ def create_app(
         transport: ``httpx`` transport to the upstream instead of the network (tests).
         embedder: Renders prompts as the upstream model's input embeddings, for soft
             compressors with ``upstream_prompt_embeds``; built from ``settings`` when ``None``.
+        retriever: Where requests that ask for retrieval (``"ragzip": {"retrieve": true}``)
+            get their passages: any :class:`~ragzip.retrievers.base.Retriever` (a
+            :class:`~ragzip.integrations.langchain_retriever.LangChainRetriever` over any LangChain
+            store included); the index the settings name (``retrieval_index`` /
+            ``retrieval_dsn``) when ``None``.
 
     Returns:
         The app; ``app.state.service`` holds the :class:`~ragzip.server.service.ProxyService`,
@@ -56,7 +63,12 @@ def create_app(
         get_entry(parse_spec(name).name)
     metrics = Metrics()
     service = ProxyService(
-        settings, metrics, counter=counter, transport=transport, embedder=embedder
+        settings,
+        metrics,
+        counter=counter,
+        transport=transport,
+        embedder=embedder,
+        retriever=retriever,
     )
 
     @asynccontextmanager

@@ -256,7 +256,7 @@ class CompressionService:
         if options is not None and options.compressor is not None:
             name = options.compressor  # "" is an error, never silently the default
         budget = options.budget_or(self.budget) if options else self.budget
-        query = options.query if options and options.query is not None else plan.default_query
+        query = question_of(plan, options)
         passages = plan.passages
         if not passages:
             return (
@@ -273,12 +273,7 @@ class CompressionService:
                 ),
                 None,
             )
-        if not query.strip():
-            msg = (
-                "no question to compress the context for: ask it in the last user message "
-                "outside <ragzip:context>, or give ragzip.query"
-            )
-            raise InputError(msg)
+        require_question(query)
         start = time.perf_counter()
         try:
             layout = PlanLayout(plan, self.settings.context_header, prefix_block)
@@ -352,6 +347,26 @@ class CompressionService:
             compress_ms=round((time.perf_counter() - start) * 1000, 3),
             fallback=True,
         )
+
+
+def question_of(plan: ContextPlan, options: RagzipOptions | None) -> str:
+    """The question a request's context is compressed and retrieved for: ``ragzip.query``, else
+    the one found in the request."""
+    return options.query if options and options.query is not None else plan.default_query
+
+
+def require_question(query: str) -> None:
+    """Refuse a request with no question to compress (or retrieve) its context for.
+
+    Raises:
+        InputError: ``query`` is blank.
+    """
+    if not query.strip():
+        msg = (
+            "no question to compress the context for: ask it in the last user message "
+            "outside <ragzip:context>, or give ragzip.query"
+        )
+        raise InputError(msg)
 
 
 def _decision_out(result: CompressionResult) -> AutoDecisionOut | None:

@@ -16,6 +16,7 @@ request validation (pydantic), bad JSON     400     invalid_request_error     in
 unknown route / method                      404/405 invalid_request_error     not_found / ...
 :class:`RequestTooLargeError` (and limits)  413     invalid_request_error     request_too_large
 :class:`ServerBusyError` (``Retry-After``)  503     server_error              server_busy
+:class:`~ragzip.errors.RetrievalError`      503     server_error              retrieval_failed
 :class:`~ragzip.errors.CompressionError`    500     server_error              compression_failed
 :class:`UpstreamTimeoutError`               504     upstream_error            upstream_timeout
 :class:`~ragzip.errors.UpstreamError`       502     upstream_error            upstream_error
@@ -46,6 +47,7 @@ from ragzip.errors import (
     ModelError,
     RagzipError,
     RegistryError,
+    RetrievalError,
     UpstreamError,
 )
 
@@ -102,6 +104,7 @@ ERROR_SPECS: tuple[tuple[type[BaseException], ErrorSpec], ...] = (
     (ConfigError, ErrorSpec(400, "invalid_request_error", "invalid_value")),
     (UpstreamTimeoutError, ErrorSpec(504, "upstream_error", "upstream_timeout")),
     (UpstreamError, ErrorSpec(502, "upstream_error", "upstream_error")),
+    (RetrievalError, ErrorSpec(503, "server_error", "retrieval_failed")),
     (CompressionError, ErrorSpec(500, "server_error", "compression_failed")),
     (ModelError, ErrorSpec(500, "server_error", "model_error")),
 )

@@ -54,8 +54,11 @@ class RagzipOptions(BaseModel):
         passages: Context passages to compress and insert into the prompt.
         budget: ``"256"`` / ``256`` tokens or ``"4x"``; the server default when absent.
         compressor: Registry name; the server default when absent.
-        query: The question the context is compressed for; by default the last user message
-            (chat) or the prompt (completions), without its marked context.
+        query: The question the context is compressed (and retrieved) for; by default the
+            last user message (chat) or the prompt (completions), without its marked context.
+        retrieve: Retrieve passages for the question from the proxy's index (they join
+            ``passages``); ``None`` follows the server's ``retrieve_by_default``.
+        k: Passages to retrieve; the server's ``retrieval_k`` when absent.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +67,8 @@ class RagzipOptions(BaseModel):
     budget: BudgetField = None
     compressor: str | None = None
     query: str | None = None
+    retrieve: bool | None = None
+    k: StrictInt | None = Field(default=None, ge=1)
 
     def passage_list(self) -> list[Passage]:
         """The passages as core :class:`~ragzip.types.Passage` objects."""
@@ -225,6 +230,8 @@ class RagzipUsage(BaseModel):
         compress_ms: Milliseconds spent compressing.
         fallback: The compressor failed and the context was forwarded uncompressed.
         decision: With the ``auto`` compressor, what it decided and why.
+        retrieved: Passages the proxy retrieved for the request (counted in ``passages``).
+        retrieve_ms: Milliseconds spent retrieving them.
     """
 
     compressor: str
@@ -237,6 +244,8 @@ class RagzipUsage(BaseModel):
     compress_ms: float
     fallback: bool = False
     decision: AutoDecisionOut | None = None
+    retrieved: int = 0
+    retrieve_ms: float = 0.0
 
     def headers(self) -> dict[str, str]:
         """The ``x-ragzip-*`` response headers."""
@@ -246,6 +255,8 @@ class RagzipUsage(BaseModel):
             "x-ragzip-compressed-tokens": str(self.compressed_tokens),
             "x-ragzip-compressor": self.compressor,
         }
+        if self.retrieved:
+            out["x-ragzip-retrieved"] = str(self.retrieved)
         if self.fallback:
             out["x-ragzip-fallback"] = "compression-failed"
         if self.decision is not None:

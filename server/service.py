@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -28,7 +28,8 @@ from ragzip.errors import (
 )
 from ragzip.generators.prompt_embeds import PromptEmbedder, encode_prompt_embeds
 from ragzip.prompts import SOFT_PLACEHOLDER
-from ragzip.server.compression import CompressionService
+from ragzip.retrievers.base import Retriever
+from ragzip.server.compression import CompressionService, question_of, require_question
 from ragzip.server.context import (
     ContextPlan,
     plan_chat,
@@ -41,14 +42,16 @@ from ragzip.server.metrics import Metrics
 from ragzip.server.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
+    RagzipOptions,
     RagzipUsage,
 )
+from ragzip.server.retrieval import RetrievalService
 from ragzip.server.settings import Settings
 from ragzip.server.soft import chat_from_completion, chat_stream, completion_body, render_soft_chat
 from ragzip.server.streaming import UpstreamStreamResponse, wait_for_disconnect
 from ragzip.server.upstream import UpstreamClient, UpstreamReply
 from ragzip.tokenization import TokenCounter
-from ragzip.types import CompressionResult
+from ragzip.types import CompressionResult, Passage
 
 logger = logging.getLogger("ragzip.server")
 T = TypeVar("T")
@@ -73,6 +76,7 @@ class ProxyService:
         transport: An ``httpx`` transport to the upstream (tests); the network when ``None``.
         embedder: Renders prompts as the upstream model's input embeddings for soft context;
             built from ``settings`` on first use when not given.
+        retriever: The retriever of the retrieval mode, instead of the one the settings name.
     """
 
     def __init__(
@@ -83,18 +87,24 @@ class ProxyService:
         counter: TokenCounter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         embedder: PromptEmbedder | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.upstream = UpstreamClient(settings, metrics, transport=transport)
         self.compression = CompressionService(settings, metrics, counter=counter, embedder=embedder)
+        self.retrieval = RetrievalService(
+            settings, metrics, self.compression.features, retriever=retriever
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Load the tokenizer and the default compressor, so bad settings fail at start."""
+        """Load the tokenizer, the default compressor and the retriever, so bad settings fail
+        at start."""
         self.upstream.start()
         await self.compression.compressor(self.settings.default_compressor)
+        await self.retrieval.startup()
 
     async def readiness(self) -> tuple[bool, str]:
         """Whether requests can be served now, and why not.
@@ -121,6 +131,7 @@ class ProxyService:
         """Close the upstream pool and the compression threads."""
         await self.upstream.aclose()
         self.compression.shutdown()
+        self.retrieval.shutdown()
 
     # --- OpenAI routes ------------------------------------------------------------------------
 
@@ -128,7 +139,13 @@ class ProxyService:
         """``POST /v1/chat/completions``: compress the marked context, then forward."""
         raw: dict[str, Any] = await request.json()
         options = body.ragzip
-        plan = plan_chat(raw["messages"], options.passage_list() if options else [])
+        given = options.passage_list() if options else []
+        plan = plan_chat(raw["messages"], given)
+        retrieved = await self._retrieve(plan, options, request)
+        if retrieved is None:
+            return Response(status_code=CLIENT_CLOSED)
+        if retrieved.passages:
+            plan = plan_chat(raw["messages"], [*given, *retrieved.passages])
         usage: RagzipUsage | None = None
         if plan.has_work:
             done = await self._until_disconnect(  # a client gone stops its compression
@@ -143,6 +160,7 @@ class ProxyService:
             if done is None:
                 return Response(status_code=CLIENT_CLOSED)
             kept, usage, soft = done
+            usage = retrieved.report(usage)
             if soft is not None:
                 return await self._forward_soft(raw, plan, soft, request, usage)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
@@ -164,13 +182,20 @@ class ProxyService:
         """``POST /v1/completions``: compress the marked context, then forward."""
         raw: dict[str, Any] = await request.json()
         options = body.ragzip
-        plan = plan_completion(raw["prompt"], options.passage_list() if options else [])
+        given = options.passage_list() if options else []
+        plan = plan_completion(raw["prompt"], given)
+        retrieved = await self._retrieve(plan, options, request)
+        if retrieved is None:
+            return Response(status_code=CLIENT_CLOSED)
+        if retrieved.passages:
+            plan = plan_completion(raw["prompt"], [*given, *retrieved.passages])
         usage: RagzipUsage | None = None
         if plan.has_work:
             done = await self._until_disconnect(request, self.compression.run_plan(plan, options))
             if done is None:
                 return Response(status_code=CLIENT_CLOSED)
             kept, usage, _ = done
+            usage = retrieved.report(usage)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
             forward["prompt"] = render_completion(
                 raw["prompt"], plan, kept, header=self.settings.context_header
@@ -181,6 +206,20 @@ class ProxyService:
         else:
             content = await request.body()
         return await self._forward("completions", content, request, bool(body.stream), usage)
+
+    async def _retrieve(
+        self, plan: ContextPlan, options: RagzipOptions | None, request: Request
+    ) -> Retrieved | None:
+        """The passages the proxy retrieves for this request (none unless it asks, or the
+        server retrieves by default); ``None`` when the client left meanwhile."""
+        if not self.retrieval.wanted(options, plan.has_work):
+            return Retrieved()
+        query = question_of(plan, options)
+        require_question(query)
+        done = await self._until_disconnect(
+            request, self.retrieval.retrieve(query, options.k if options else None)
+        )
+        return None if done is None else Retrieved(*done)
 
     async def _forward_soft(
         self,
@@ -332,6 +371,20 @@ class ProxyService:
             logger.info("client disconnected before the answer; request cancelled")
             return None
         return reply
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What the proxy retrieved for one request."""
+
+    passages: list[Passage] = field(default_factory=list)
+    ms: float = 0.0
+
+    def report(self, usage: RagzipUsage) -> RagzipUsage:
+        """``usage`` with the retrieval counted."""
+        if not self.passages:
+            return usage
+        return usage.model_copy(update={"retrieved": len(self.passages), "retrieve_ms": self.ms})
 
 
 def _with_usage(content: bytes, usage: RagzipUsage) -> bytes:

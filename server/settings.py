@@ -12,8 +12,9 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from ragzip.errors import BudgetError, ConfigError
@@ -52,6 +53,20 @@ class Settings(BaseSettings):
             ``None``: this process's memory only.
         feature_cache_redis_namespace: Key prefix in that Redis (one per deployment).
         feature_cache_redis_ttl: Seconds a vector lives in Redis after it was last written.
+        retrieval_backend: Where the proxy retrieves passages for requests that ask it to
+            (``"ragzip": {"retrieve": true}``): ``"folder"`` (an index written by ``ragzip
+            index``) or ``"postgres"``; inferred from ``retrieval_index`` / ``retrieval_dsn``
+            when unset. ``None`` with neither: the proxy does not retrieve.
+        retrieval_index: Folder of the ``folder`` backend's index.
+        retrieval_dsn: Postgres URL of the ``postgres`` backend, or ``"embedded"`` (a secret:
+            it may hold a password).
+        retrieval_table: The Postgres index's name.
+        retrieval_k: Passages retrieved when a request gives no ``k``.
+        max_retrieval_k: The most passages one request may ask to retrieve.
+        retrieval_timeout: Seconds one retrieval may take (then 503, ``retrieval_failed``).
+        retrieval_workers: Retrievals that run at once (threads).
+        retrieve_by_default: Retrieve for every request that marks no context of its own
+            (plain OpenAI clients then get retrieval-augmented answers unchanged).
         compression_timeout: Seconds one compression may take (queueing included) before it
             counts as failed (then 500, or the fallback); the work itself is then stopped.
         max_queued_compressions: Compressions one lane holds (running or waiting); a request
@@ -118,6 +133,15 @@ class Settings(BaseSettings):
     tokenizer: str | None = None
     compression_workers: int = Field(default=1, ge=1, le=64)
     compression_timeout: float = Field(default=60.0, gt=0)
+    retrieval_backend: Literal["folder", "postgres"] | None = None
+    retrieval_index: str | None = None
+    retrieval_dsn: SecretStr | None = None
+    retrieval_table: str = "ragzip"
+    retrieval_k: int = Field(default=5, ge=1)
+    max_retrieval_k: int = Field(default=50, ge=1)
+    retrieval_timeout: float = Field(default=10.0, gt=0)
+    retrieval_workers: int = Field(default=2, ge=1, le=64)
+    retrieve_by_default: bool = False
     feature_cache_mb: int = Field(default=256, ge=0)
     feature_cache_redis_url: SecretStr | None = None
     feature_cache_redis_namespace: str = Field(default="ragzip", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -177,6 +201,30 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
+    @model_validator(mode="after")
+    def _check_retrieval(self) -> Settings:
+        if self.retrieval_backend is None:
+            if self.retrieval_index and self.retrieval_dsn is not None:
+                msg = "set retrieval_backend: both retrieval_index and retrieval_dsn are given"
+                raise ValueError(msg)
+            if self.retrieval_index:
+                self.retrieval_backend = "folder"
+            elif self.retrieval_dsn is not None:
+                self.retrieval_backend = "postgres"
+        if self.retrieval_backend == "folder" and not self.retrieval_index:
+            msg = "retrieval_backend 'folder' needs retrieval_index (an index folder)"
+            raise ValueError(msg)
+        if self.retrieval_backend == "postgres" and self.retrieval_dsn is None:
+            msg = "retrieval_backend 'postgres' needs retrieval_dsn (a Postgres URL or 'embedded')"
+            raise ValueError(msg)
+        if self.retrieve_by_default and self.retrieval_backend is None:
+            msg = "retrieve_by_default needs a retrieval backend (retrieval_index or retrieval_dsn)"
+            raise ValueError(msg)
+        if self.retrieval_k > self.max_retrieval_k:
+            msg = f"retrieval_k {self.retrieval_k} exceeds max_retrieval_k {self.max_retrieval_k}"
+            raise ValueError(msg)
+        return self
+
     @property
     def upstream_display(self) -> str:
         """``upstream_base_url`` with any credentials in it masked (for logs and reports)."""
@@ -190,11 +238,20 @@ class Settings(BaseSettings):
 
         values = [
             s.get_secret_value()
-            for s in (self.upstream_api_key, self.auth_token, self.feature_cache_redis_url)
+            for s in (
+                self.upstream_api_key,
+                self.auth_token,
+                self.feature_cache_redis_url,
+                self.retrieval_dsn,
+            )
             if s is not None
         ]
         url = httpx.URL(self.upstream_base_url)
         values += [v for v in (url.password, url.userinfo.decode()) if v]
+        for secret in (self.feature_cache_redis_url, self.retrieval_dsn):
+            if secret is not None:
+                parts = urlsplit(secret.get_secret_value())
+                values += [v for v in (parts.password, parts.netloc) if v and "@" in parts.netloc]
         return values
 
     def check_safe(self) -> None:
@@ -256,7 +313,7 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """The settings as JSON-safe values, secrets shown only as set or unset."""
         out = self.model_dump(mode="json")
-        for key in ("upstream_api_key", "auth_token", "feature_cache_redis_url"):
+        for key in ("upstream_api_key", "auth_token", "feature_cache_redis_url", "retrieval_dsn"):
             out[key] = "set" if getattr(self, key) is not None else None
         return out
 

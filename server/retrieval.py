@@ -1,0 +1,156 @@
+"""The proxy's retrieval mode: passages fetched for the request's question, then compressed.
+
+A request asks for it with ``"ragzip": {"retrieve": true, "k": 8}`` (or every request that marks
+no context of its own, with ``retrieve_by_default``). The retriever is the folder index or the
+Postgres index named in the settings (opened at startup, so a wrong path or DSN fails then), or
+any :class:`~ragzip.retrievers.base.Retriever` given to
+:func:`~ragzip.server.app.create_app` (a
+:class:`~ragzip.integrations.langchain_retriever.LangChainRetriever` over any LangChain store).
+Retrievals run on their own small thread pool
+(``retrieval_workers``), each bounded by ``retrieval_timeout``; a failing or slow backend is
+answered 503 (``retrieval_failed``) with its message masked of every configured secret.
+Retrievers that take a feature cache share the proxy's, so ``mig`` reuses the question's vector
+and the sentence vectors stored with the chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ragzip.errors import ConfigError, InputError, RetrievalError
+from ragzip.features import FeatureCache
+from ragzip.retrievers.base import Retriever
+from ragzip.server.metrics import Metrics
+from ragzip.server.redact import Redactor
+from ragzip.server.settings import Settings
+from ragzip.types import Passage
+
+logger = logging.getLogger("ragzip.server")
+
+
+def open_configured(settings: Settings) -> Retriever | None:
+    """The retriever the settings name, or ``None`` when they name none.
+
+    Raises:
+        ConfigError, IndexStoreError, MissingDependencyError: The index cannot be opened.
+    """
+    if settings.retrieval_backend is None:
+        return None
+    from pathlib import Path
+
+    from ragzip.backends import open_retriever
+
+    dsn = settings.retrieval_dsn.get_secret_value() if settings.retrieval_dsn else None
+    return open_retriever(
+        settings.retrieval_backend,
+        index_path=Path(settings.retrieval_index or "."),
+        dsn=dsn,
+        table=settings.retrieval_table,
+    )
+
+
+class RetrievalService:
+    """The proxy's retriever, its threads and its limits.
+
+    Args:
+        settings: Proxy settings.
+        metrics: The app's metrics (the ``retrieve`` stage).
+        features: The proxy's feature cache, shared with retrievers that take one.
+        retriever: A retriever to use instead of the one the settings name.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        features: FeatureCache,
+        *,
+        retriever: Retriever | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._features = features
+        self._retriever = retriever
+        self._owned = False  # opened here from the settings (closed here too)
+        self._pool = ThreadPoolExecutor(settings.retrieval_workers, "ragzip-retrieve")
+        self._redactor = Redactor(settings.secret_values())
+        if retriever is not None:
+            self._share(retriever)
+
+    @property
+    def available(self) -> bool:
+        """Whether a retriever is configured (opened at startup, or given)."""
+        return self._retriever is not None or self.settings.retrieval_backend is not None
+
+    def _share(self, retriever: Retriever) -> None:
+        share = getattr(retriever, "share_features", None)
+        if callable(share):
+            share(self._features)
+
+    async def startup(self) -> None:
+        """Open the configured retriever (a wrong path or DSN fails the start)."""
+        if self._retriever is not None or self.settings.retrieval_backend is None:
+            return
+        loop = asyncio.get_running_loop()
+        retriever = await loop.run_in_executor(self._pool, open_configured, self.settings)
+        assert retriever is not None
+        self._share(retriever)
+        self._retriever = retriever
+        self._owned = True
+
+    def shutdown(self) -> None:
+        """Stop the threads and close the retriever's connection, if it has one."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self._retriever, "close", None)
+        if callable(close) and self._owned:
+            close()
+
+    def wanted(self, options: Any, marks_context: bool) -> bool:
+        """Whether a request retrieves: it asks to, or marks no context and the server retrieves
+        by default."""
+        if options is not None and options.retrieve is not None:
+            return bool(options.retrieve)
+        return self.settings.retrieve_by_default and not marks_context
+
+    async def retrieve(self, query: str, k: int | None) -> tuple[list[Passage], float]:
+        """The top ``k`` passages for ``query`` (``retrieval_k`` when ``None``) and the
+        milliseconds it took.
+
+        Raises:
+            ConfigError: No retriever configured, or ``k`` above ``max_retrieval_k``.
+            RetrievalError: The backend failed or took longer than ``retrieval_timeout``.
+        """
+        if not self.available:
+            msg = (
+                "this proxy has no retriever: start it with retrieval_index (a folder index) or "
+                "retrieval_dsn (Postgres), or send the passages yourself"
+            )
+            raise ConfigError(msg)
+        k = self.settings.retrieval_k if k is None else k
+        if k > self.settings.max_retrieval_k:
+            msg = f"k={k} exceeds the limit of {self.settings.max_retrieval_k} (max_retrieval_k)"
+            raise ConfigError(msg)
+        retriever = self._retriever
+        assert retriever is not None, "startup() opens the configured retriever"
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self._pool, retriever.retrieve, query, k)
+        try:
+            found = await asyncio.wait_for(work, timeout=self.settings.retrieval_timeout)
+        except TimeoutError as exc:
+            msg = f"retrieval took longer than {self.settings.retrieval_timeout:g} s"
+            raise RetrievalError(msg) from exc
+        except (ConfigError, InputError):
+            raise
+        except Exception as exc:
+            detail = self._redactor.mask_text(f"{type(exc).__name__}: {exc}")
+            logger.warning("retrieval failed: %s", detail)
+            msg = f"retrieval failed: {detail}"
+            raise RetrievalError(msg) from exc
+        finally:
+            self.metrics.stage.labels("retrieve").observe(time.perf_counter() - start)
+        return list(found), round((time.perf_counter() - start) * 1000, 3)
