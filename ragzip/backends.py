@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from ragzip.errors import ConfigError
 from ragzip.features import FeatureTable
@@ -38,6 +39,17 @@ def resolve_dsn(dsn: str | None) -> str:
 
         return embedded_dsn(paths().cache / "postgres")
     return dsn
+
+
+def display_dsn(dsn: str | None) -> str | None:
+    """``dsn`` with its password masked (for reports and logs)."""
+    if not dsn or dsn == EMBEDDED:
+        return dsn
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def mig_featurizer(embedder: Any) -> Any:
@@ -94,7 +106,7 @@ def write_index(
     Raises:
         ConfigError: An unknown backend, or no DSN for Postgres.
     """
-    _check_backend(backend)
+    check_backend(backend)
     if backend == "postgres":
         written = write_postgres(
             documents,
@@ -114,7 +126,12 @@ def write_index(
     return len(built), str(index_path)
 
 
-def _check_backend(backend: str) -> None:
+def check_backend(backend: str) -> None:
+    """Refuse an unknown backend name.
+
+    Raises:
+        ConfigError: Not ``folder`` or ``postgres``.
+    """
     if backend not in ("folder", "postgres"):
         msg = f"backend must be 'folder' or 'postgres', got {backend!r}"
         raise ConfigError(msg)
@@ -128,7 +145,7 @@ def open_retriever(
     Raises:
         ConfigError: An unknown backend, or no DSN for Postgres.
     """
-    _check_backend(backend)
+    check_backend(backend)
     if backend == "postgres":
         from ragzip.retrievers.postgres import PostgresIndex
 

@@ -165,6 +165,13 @@ def eval_command(
         Path | None, typer.Option(help="Folder to reuse (or save) the NQ index in.")
     ] = None,
     chunk: Annotated[bool, typer.Option(help="Chunk passages when indexing.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="Where the NQ index lives: folder or postgres.")
+    ] = "folder",
+    dsn: Annotated[
+        str | None,
+        typer.Option(help="Postgres URL for --backend postgres, or 'embedded' (no setup)."),
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option(help="torch CPU threads (1 is fastest on a busy shared machine)."),
@@ -200,6 +207,8 @@ def eval_command(
             kv_cases=kv_cases,
             index_cache=index_cache,
             chunk=chunk,
+            backend=backend,
+            dsn=dsn,
         )
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragzip.backends import check_backend, display_dsn
 from ragzip.datasets import (
     SPLIT_SIZES,
 )
@@ -53,6 +54,9 @@ class EvalConfig:
         kv_cases: Key-value cases to use (``None`` for all).
         index_cache: Folder to load the NQ index from, or to save it to after building.
         chunk: Chunk passages when indexing (NQ passages are already passage-sized).
+        backend: Where the NQ index lives: ``folder`` (in memory, saved to ``index_cache``) or
+            ``postgres`` (a table named after the corpus, reused while it matches).
+        dsn: The Postgres URL (or ``embedded``) of the ``postgres`` backend.
     """
 
     data_dir: Path | None = None
@@ -71,8 +75,14 @@ class EvalConfig:
     kv_cases: int | None = None
     index_cache: Path | None = None
     chunk: bool = False
+    backend: str = "folder"
+    dsn: str | None = None
 
     def __post_init__(self) -> None:
+        check_backend(self.backend)
+        if self.backend == "postgres" and not self.dsn:
+            msg = "the postgres backend needs a DSN (a Postgres URL, or 'embedded')"
+            raise ConfigError(msg)
         if self.split not in (*SPLIT_SIZES, "all"):
             msg = f"unknown split {self.split!r}; choose one of: {', '.join([*SPLIT_SIZES, 'all'])}"
             raise ConfigError(msg)
@@ -112,4 +122,5 @@ class EvalConfig:
             out[key] = str(out[key]) if out[key] is not None else None
         for key in ("compressors", "ratios", "retrieval_ks"):
             out[key] = list(out[key])
+        out["dsn"] = display_dsn(self.dsn)
         return out

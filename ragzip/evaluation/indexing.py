@@ -13,7 +13,7 @@ from ragzip.errors import IndexStoreError
 from ragzip.types import Passage
 
 if TYPE_CHECKING:
-    from ragzip.retrievers.index import HybridIndex
+    from ragzip.retrievers.base import SearchIndex
 
 logger = logging.getLogger(__name__)
 
@@ -33,32 +33,56 @@ def load_or_build_index(
     chunk: bool,
     embedder: Any = None,
     progress: bool = True,
-) -> tuple[HybridIndex, str, float]:
-    """The NQ index: loaded from ``cache`` when a matching one is there, else built (and saved).
+    backend: str = "folder",
+    dsn: str | None = None,
+) -> tuple[SearchIndex, str, float]:
+    """The NQ index: loaded from ``cache`` (or the Postgres table named after the corpus) when
+    a matching one is there, else built (and saved).
 
     Returns:
         The index, ``"cache"`` or ``"built"``, and the seconds it took.
     """
-    from ragzip.retrievers.index import HybridIndex
-
     t0 = time.perf_counter()
-    path = None
-    if cache is not None:
-        mode = "chunked" if chunk else "whole"
-        path = Path(cache) / f"nq-{mode}-{corpus_fingerprint(corpus, chunk=chunk)[:16]}"
-        if path.exists():
-            try:
-                index = HybridIndex.load(path)
-            except IndexStoreError as exc:
-                logger.warning("cached index at %s is unusable (%s); rebuilding", path, exc)
-            else:
-                return index, "cache", time.perf_counter() - t0
     chunking: Any = None
     if chunk:
         from ragzip.retrievers.chunking import ChunkConfig
 
         chunking = ChunkConfig()
-    index = HybridIndex.build(list(corpus), chunking=chunking, embedder=embedder, progress=progress)
+    mode = "chunked" if chunk else "whole"
+    name = f"nq-{mode}-{corpus_fingerprint(corpus, chunk=chunk)[:16]}"
+    if backend == "postgres":
+        index, source = _postgres_index(corpus, name, dsn, chunking, embedder)
+        return index, source, time.perf_counter() - t0
+    from ragzip.retrievers.index import HybridIndex
+
+    path = None
+    if cache is not None:
+        path = Path(cache) / name
+        if path.exists():
+            try:
+                loaded = HybridIndex.load(path)
+            except IndexStoreError as exc:
+                logger.warning("cached index at %s is unusable (%s); rebuilding", path, exc)
+            else:
+                return loaded, "cache", time.perf_counter() - t0
+    built = HybridIndex.build(list(corpus), chunking=chunking, embedder=embedder, progress=progress)
     if path is not None:
-        index.save(path)
-    return index, "built", time.perf_counter() - t0
+        built.save(path)
+    return built, "built", time.perf_counter() - t0
+
+
+def _postgres_index(
+    corpus: Sequence[Passage], name: str, dsn: str | None, chunking: Any, embedder: Any
+) -> tuple[SearchIndex, str]:
+    """The corpus's table in Postgres: reused when it holds rows (an upsert is one
+    transaction, so a table with rows is complete), else written."""
+    from ragzip.backends import resolve_dsn
+    from ragzip.retrievers.postgres import PostgresIndex
+
+    url = resolve_dsn(dsn)
+    table = name.replace("-", "_")
+    index = PostgresIndex.connect(url, table=table, embedder=embedder, create=True)
+    if len(index):
+        return index, "cache"
+    index.upsert(list(corpus), chunking=chunking)
+    return index, "built"

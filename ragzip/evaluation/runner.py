@@ -2,8 +2,8 @@
 
 Four stages, each optional, over one :class:`EvalConfig`:
 
-1. **retrieval** — a :class:`~ragzip.retrievers.index.HybridIndex` over all 2,000 NQ passages;
-   recall@k of ``bm25``, ``dense`` and ``hybrid`` search for the split's questions.
+1. **retrieval** — a hybrid index (a folder, or Postgres with ``--backend``) over all 2,000 NQ
+   passages; recall@k of ``bm25``, ``dense`` and ``hybrid`` search for the split's questions.
 2. **compression** — each question's top-``k`` hybrid results are compressed by every compressor
    at every requested ratio; answer-in-context recall, achieved ratio, budget violations (recounted
    here, independently of the compressor's own numbers) and compression speed.
@@ -187,6 +187,8 @@ def run_eval(
                 chunk=config.chunk,
                 embedder=embedder,
                 progress=progress,
+                backend=config.backend,
+                dsn=config.dsn,
             )
             stage_seconds["index"] = time.perf_counter() - t0
             if config.retrieval:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from ragzip.compressor import Compressor
     from ragzip.generators.base import Generator
-    from ragzip.retrievers.index import HybridIndex, Mode
+    from ragzip.retrievers.base import SearchIndex
+    from ragzip.retrievers.index import Mode
     from ragzip.tokenization import TokenCounter
 
 
@@ -43,7 +44,7 @@ def _ms_per_1k(seconds: float, original_tokens: int) -> float:
 
 
 def evaluate_retrieval(
-    index: HybridIndex,
+    index: SearchIndex,
     questions: Sequence[NQExample],
     gold: Mapping[int, frozenset[str]],
     *,

@@ -309,28 +309,57 @@ class PostgresIndex:
         Raises:
             InputError: An empty query, ``k`` below 1 or an unknown mode.
         """
-        if not isinstance(query, str) or not query.strip():
+        return self.search_batch([query], k, mode=mode, weights=weights, depth=depth, rrf_k=rrf_k)[
+            0
+        ]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        weights: tuple[float, float] = (1.0, 1.0),
+        depth: int = FUSION_DEPTH,
+        rrf_k: float = HYBRID_RRF_K,
+    ) -> list[list[Passage]]:
+        """:meth:`search` for many queries, embedding them in one batch; one list per query.
+
+        Raises:
+            InputError: An empty query, ``k`` below 1 or an unknown mode.
+        """
+        if any(not isinstance(q, str) or not q.strip() for q in queries):
             msg = "query must be a non-empty string"
             raise InputError(msg)
         if k < 1 or mode not in ("hybrid", "bm25", "dense"):
             msg = f"need k >= 1 and a mode of hybrid, bm25, dense; got k={k}, mode={mode!r}"
             raise InputError(msg)
+        if not queries:
+            return []
         depth = max(depth, k)
         w_lex, w_dense = (float(w) for w in weights)
-        params = {
-            "vec": self._embed([query], self._query_cache)[0],
-            "tsq": lexical_query(query),
-            "dense_depth": 0 if mode == "bm25" or (mode == "hybrid" and w_dense == 0) else depth,
-            "lex_depth": 0 if mode == "dense" or (mode == "hybrid" and w_lex == 0) else depth,
-            "mode": mode,
-            "w_lex": w_lex,
-            "w_dense": w_dense,
-            "rrf_k": float(rrf_k),
-            "k": k,
-        }
-        with self._conn.cursor() as cur:
-            cur.execute(SEARCH_SQL.format(t=self.table), params)
-            rows = cur.fetchall()
+        use_dense = not (mode == "bm25" or (mode == "hybrid" and w_dense == 0))
+        use_lex = not (mode == "dense" or (mode == "hybrid" and w_lex == 0))
+        vectors = self._embed(list(queries), self._query_cache) if use_dense else None
+        out = []
+        for i, query in enumerate(queries):
+            params = {
+                "vec": vectors[i] if vectors is not None else np.zeros(self.dim, np.float32),
+                "tsq": lexical_query(query),
+                "dense_depth": depth if use_dense else 0,
+                "lex_depth": depth if use_lex else 0,
+                "mode": mode,
+                "w_lex": w_lex,
+                "w_dense": w_dense,
+                "rrf_k": float(rrf_k),
+                "k": k,
+            }
+            with self._conn.cursor() as cur:
+                cur.execute(SEARCH_SQL.format(t=self.table), params)
+                out.append(self._passages(cur.fetchall()))
+        return out
+
+    def _passages(self, rows: Sequence[Any]) -> list[Passage]:
         out = []
         for score, b_rank, b_score, d_rank, d_score, cid, title, text, meta, keys, vecs in rows:
             metadata = dict(meta)

