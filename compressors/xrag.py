@@ -3,11 +3,14 @@
 After xRAG (Cheng et al., 2024, *xRAG: Extreme Context Compression for Retrieval-augmented
 Generation with One Token*, NeurIPS 2024, arXiv:2405.13792). A passage's retrieval embedding
 (all-MiniLM-L6-v2, 384-d, unit norm) is mapped by a small trained MLP, the *projector*, to one
-vector in SmolLM2-135M-Instruct's input-embedding space (576-d). In the prompt the vector takes
-the place of one ``<empty_output>`` placeholder token, so a passage of a hundred-odd tokens costs
-the generator one position. Retriever and generator stay frozen; only the projector is trained
-(:mod:`ragzip.training.xrag`: paraphrase pretraining, then question answering with
-self-distillation from the same model reading the full text).
+vector in the generator's input-embedding space (576-d for the embedded SmolLM2-135M-Instruct,
+640-d for Gemma 3 270M, any width for a generator a projector is trained for). In the prompt the
+vector takes the place of one placeholder, so a passage of a hundred-odd tokens costs the
+generator one position. Retriever and generator stay frozen; only the projector is trained
+(``ragzip train xrag --generator ...``, :mod:`ragzip.training.xrag`: paraphrase pretraining,
+then question answering with self-distillation from the same model reading the full text).
+A projector belongs to the generator it was trained for (:class:`~ragzip.generators.target.
+SoftTarget`) and is refused for any other.
 
 Which passages get a vector: the first ``top_k`` non-empty passages in the order given, i.e.
 retrieval order. The retriever's ranking (hybrid BM25 + dense in ragzip) is already a relevance
@@ -29,10 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ragzip.artefacts import read_artefact_config, read_tensors, write_artefact
+from ragzip.artefacts import read_artefact_config, read_tensors, shipped_for, write_artefact
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.mig import Embedder, encode_unit_norm
 from ragzip.errors import CompressionError, ConfigError, ModelError
+from ragzip.generators.target import SoftTarget, load_target
 from ragzip.tokenization import TokenCounter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "xrag"
@@ -42,8 +46,6 @@ FORMAT_VERSION = 1
 
 EMBED_DIM = 384
 """Width of all-MiniLM-L6-v2 sentence embeddings."""
-HIDDEN_DIM = 576
-"""Width of SmolLM2-135M-Instruct's input embeddings."""
 
 
 def passage_input(title: str, text: str) -> str:
@@ -64,9 +66,7 @@ class Projector(nn.Module):
         out_dim: Generator input-embedding width.
     """
 
-    def __init__(
-        self, in_dim: int = EMBED_DIM, hidden: int = 1536, out_dim: int = HIDDEN_DIM
-    ) -> None:
+    def __init__(self, in_dim: int = EMBED_DIM, hidden: int = 1536, out_dim: int = 576) -> None:
         super().__init__()
         self.in_dim = in_dim
         self.hidden = hidden
@@ -79,24 +79,36 @@ class Projector(nn.Module):
         return out
 
 
-def init_projector(hidden: int = 1536, *, seed: int = 0) -> Projector:
-    """A freshly initialised projector; the same ``seed`` gives the same weights."""
+def init_projector(hidden: int = 1536, *, seed: int = 0, out_dim: int = 576) -> Projector:
+    """A freshly initialised projector to ``out_dim`` (the generator's width); the same
+    ``seed`` gives the same weights."""
     gen_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        return Projector(hidden=hidden)
+        return Projector(hidden=hidden, out_dim=out_dim)
     finally:
         torch.random.set_rng_state(gen_state)
 
 
 def save_projector(
-    projector: Projector, folder: Path, *, extra: dict[str, Any] | None = None
+    projector: Projector,
+    folder: Path,
+    *,
+    target: SoftTarget,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``projector`` in half precision to ``folder`` with its ``config.json``."""
+    """Write ``projector`` in half precision to ``folder`` with its ``config.json``, which
+    names the generator it was trained for."""
+    if projector.out_dim != target.hidden_size:
+        msg = (
+            f"the projector maps to {projector.out_dim}-d, {target.name} reads {target.hidden_size}"
+        )
+        raise ConfigError(msg)
     state = {k: v.to(torch.float16) for k, v in projector.state_dict().items()}
     config = {
         "embedder": "all-MiniLM-L6-v2",
-        "generator": "smollm2-135m-instruct",
+        "generator": target.name,
+        "target": target.to_dict(),
         "in_dim": projector.in_dim,
         "hidden": projector.hidden,
         "out_dim": projector.out_dim,
@@ -106,17 +118,28 @@ def save_projector(
     write_artefact(folder, kind=FORMAT, version=FORMAT_VERSION, tensors=state, config=config)
 
 
-@lru_cache(maxsize=4)
-def load_projector(folder: str | None = None) -> Projector:
-    """The projector saved in ``folder`` (default: the shipped one), in float32, cached.
+def load_projector(folder: str | Path | None = None, target: SoftTarget | None = None) -> Projector:
+    """The projector saved in ``folder`` (default: the one shipped for ``target``, the embedded
+    SmolLM2 when ``None``), in float32, cached.
 
     Treat the returned module as read-only: it is shared between callers.
 
     Raises:
-        ModelError: Missing files, another format, or weights that do not fit.
+        ModelError: Missing files, another format, weights that do not fit, or a projector
+            trained for another generator than ``target``.
     """
-    path = Path(folder) if folder else WEIGHTS_DIR
+    if target is None:
+        target = load_target(None)
+    if folder is None:
+        folder = shipped_for(WEIGHTS_DIR, target.name, target.identity, what="xrag projector")
+    return _load_projector(str(Path(folder).resolve()), target)
+
+
+@lru_cache(maxsize=4)
+def _load_projector(folder: str, target: SoftTarget) -> Projector:
+    path = Path(folder)
     config = read_artefact_config(path, kind=FORMAT, version=FORMAT_VERSION, what="xrag projector")
+    target.check(config, what="xrag projector", folder=path)
     state = read_tensors(path)
     try:
         projector = Projector(int(config["in_dim"]), int(config["hidden"]), int(config["out_dim"]))
@@ -135,7 +158,8 @@ class XragCompressor(Compressor):
         counter: Token counter of the generator's tokenizer (budgets count vectors as tokens).
         embedder: A sentence embedder; defaults to the packaged all-MiniLM-L6-v2
             (:func:`ragzip.models.load_embedder`). The projector was trained on its embeddings.
-        projector: A projector; defaults to the one in ``config.weights`` (or the shipped one).
+        projector: A projector; defaults to the one in ``config.weights`` (or the one shipped
+            for ``config.generator``), checked to be trained for that generator.
     """
 
     name: ClassVar[str] = "xrag"
@@ -149,13 +173,18 @@ class XragCompressor(Compressor):
             top_k: Passages turned into a vector, the first ones in retrieval order.
             batch_size: Embedding batch size.
             device: Device of the default embedder and the projector (``None`` picks one).
-            weights: Folder of a trained projector; ``None`` uses the shipped one.
+            weights: Folder of a trained projector; ``None`` uses the one shipped for the
+                generator.
+            generator: The generator the vectors are for (``smollm2``, ``gemma3-270m``, a
+                model folder or ``.gguf``; see :mod:`ragzip.generators.local`); ``None`` is
+                the embedded SmolLM2.
         """
 
         top_k: int = 1
         batch_size: int = 32
         device: str | None = None
         weights: str | None = None
+        generator: str | None = None
 
         def __post_init__(self) -> None:
             if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -175,15 +204,20 @@ class XragCompressor(Compressor):
     ) -> None:
         super().__init__(counter=counter)
         self.config = config or XragCompressor.Config()
+        target = load_target(self.config.generator)
         if projector is None:
-            projector = load_projector(self.config.weights)
-        if projector.in_dim != EMBED_DIM or projector.out_dim != HIDDEN_DIM:
+            projector = load_projector(self.config.weights, target)
+        if projector.out_dim != target.hidden_size:
             msg = (
-                f"the projector maps {projector.in_dim} -> {projector.out_dim}, "
-                f"xrag needs {EMBED_DIM} -> {HIDDEN_DIM}"
+                f"the projector maps to {projector.out_dim}-d vectors; {target.name} reads "
+                f"{target.hidden_size}-d"
             )
             raise ConfigError(msg)
+        if projector.in_dim != EMBED_DIM:
+            msg = f"the projector reads {projector.in_dim}-d vectors, MiniLM makes {EMBED_DIM}-d"
+            raise ConfigError(msg)
         self.projector = projector
+        self.target = target
         if embedder is None:
             from ragzip.models import load_embedder
 
@@ -197,7 +231,7 @@ class XragCompressor(Compressor):
         counts = [0] * len(request.passages)
         if not kept:
             return CompressionOutput(
-                embeddings=np.zeros((0, HIDDEN_DIM), dtype=np.float32), vectors_per_passage=counts
+                embeddings=np.zeros((0, self.dim), dtype=np.float32), vectors_per_passage=counts
             )
         passages = [request.passages[i] for i in kept]
         vectors = self.encode([passage_input(p.title, p.text) for p in passages])
@@ -212,6 +246,11 @@ class XragCompressor(Compressor):
             timings={"embed": t_embed - t0, "project": t_project - t_embed},
         )
 
+    @property
+    def dim(self) -> int:
+        """Width of the vectors produced (the generator's input-embedding width)."""
+        return self.projector.out_dim
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm MiniLM embeddings ``(n, 384)`` of ``texts``.
 
@@ -225,7 +264,7 @@ class XragCompressor(Compressor):
         return vectors
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
-        """Soft tokens ``(n, 576)``, float32, for sentence embeddings ``(n, 384)``."""
+        """Soft tokens ``(n, dim)``, float32, for sentence embeddings ``(n, 384)``."""
         with torch.inference_mode():
             x = torch.as_tensor(vectors, dtype=torch.float32)
             param = next(self.projector.parameters())

@@ -152,3 +152,26 @@ def check_base(
             "reinstall the base model's package or retrain"
         )
         raise ModelError(msg)
+
+
+def shipped_for(base: Path, target_name: str, identity: str, *, what: str) -> Path:
+    """The shipped artefact folder for a generator: ``base`` (the embedded SmolLM2's) or
+    ``base-<generator name>`` beside it, whichever records that generator's ``identity``.
+
+    Raises:
+        ModelError: None ships for it (the message says how to train one).
+    """
+    for folder in (base, base.with_name(f"{base.name}-{Path(target_name).name}")):
+        try:
+            config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found = config.get("target") if isinstance(config, dict) else None
+        if isinstance(found, dict) and found.get("identity") == identity:
+            return folder
+    kind = base.name
+    msg = (
+        f"no {what} ships for {target_name}: train one with `ragzip train {kind} --generator "
+        f"... --out DIR` and use {kind}:{'weights' if kind == 'xrag' else 'adapter'}=DIR"
+    )
+    raise ModelError(msg)

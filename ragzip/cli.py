@@ -410,9 +410,11 @@ def serve_model(
 def _register_optional_commands() -> None:
     from ragzip.evaluation.command import eval_command
     from ragzip.profiling.command import profile_command
+    from ragzip.training.command import train_app
 
     app.command("eval")(eval_command)
     app.command("profile")(profile_command)
+    app.add_typer(train_app, name="train")
 
 
 _register_optional_commands()

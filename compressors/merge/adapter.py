@@ -11,6 +11,7 @@ from torch import nn
 
 from ragzip.artefacts import read_artefact_config, read_tensors, write_artefact
 from ragzip.errors import ConfigError, ModelError
+from ragzip.generators.target import SoftTarget
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "merge"
 """Folder of the shipped adapter (``config.json``, ``model.safetensors``, ``training.json``)."""
@@ -52,22 +53,37 @@ class Adapter(nn.Module):
         x = vectors / self.scale
         return vectors + (self.up(torch.tanh(self.down(x))) + self.bias) * self.scale
 
-    def save(self, folder: Path, *, extra: dict[str, Any] | None = None) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (float32) to ``folder``."""
-        config = {"dim": self.dim, "rank": self.rank, "scale": self.scale, **(extra or {})}
+    def save(
+        self, folder: Path, *, target: SoftTarget, extra: dict[str, Any] | None = None
+    ) -> None:
+        """Write ``config.json`` (naming the generator ``target``) and ``model.safetensors``
+        (float32) to ``folder``."""
+        if self.dim != target.hidden_size:
+            msg = f"the adapter maps {self.dim}-d vectors, {target.name} reads {target.hidden_size}"
+            raise ConfigError(msg)
+        config = {
+            "dim": self.dim,
+            "rank": self.rank,
+            "scale": self.scale,
+            "target": target.to_dict(),
+            **(extra or {}),
+        }
         state = {k: v.float() for k, v in self.state_dict().items()}
         write_artefact(folder, kind=FORMAT, version=FORMAT_VERSION, tensors=state, config=config)
 
     @classmethod
-    def load(cls, folder: Path) -> Adapter:
-        """Read an adapter written by :meth:`save`.
+    def load(cls, folder: Path, target: SoftTarget | None = None) -> Adapter:
+        """Read an adapter written by :meth:`save` (for ``target``, when given).
 
         Raises:
-            ModelError: Missing files, another format, or weights that do not fit.
+            ModelError: Missing files, another format, weights that do not fit, or an adapter
+                trained for another generator than ``target``.
         """
         config = read_artefact_config(
             folder, kind=FORMAT, version=FORMAT_VERSION, what="merge adapter"
         )
+        if target is not None:
+            target.check(config, what="merge adapter", folder=folder)
         state = read_tensors(folder)
         try:
             adapter = cls(int(config["dim"]), int(config["rank"]), float(config["scale"]))
@@ -79,5 +95,5 @@ class Adapter(nn.Module):
 
 
 @lru_cache(maxsize=4)
-def _load_adapter(folder: str) -> Adapter:
-    return Adapter.load(Path(folder))
+def _load_adapter(folder: str, target: SoftTarget | None) -> Adapter:
+    return Adapter.load(Path(folder), target)

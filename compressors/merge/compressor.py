@@ -13,12 +13,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ragzip.artefacts import shipped_for
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.merge.adapter import WEIGHTS_DIR, Adapter, _load_adapter
 from ragzip.compressors.merge.allocation import allocate, group_mig, merge_runs
 from ragzip.compressors.units import sentence_spans
 from ragzip.embedding import normalize
 from ragzip.errors import CompressionError, ConfigError, ModelError
+from ragzip.generators.target import SoftTarget
 from ragzip.tokenization import TokenCounter
 
 # -------------------------------------------------------------------------------- compressor
@@ -37,8 +39,9 @@ class MergeCompressor(Compressor):
     Args:
         config: λ, sharpness of the reallocation and of the token weights, group size, adapter.
         counter: Token counter of the generator's tokenizer (budgets are counted in it).
-        model: SmolLM2-135M-Instruct (anything with ``get_input_embeddings()``); with
-            ``tokenizer``, defaults to :func:`ragzip.models.load_smollm2`.
+        model: A loaded generator (anything with ``get_input_embeddings()``) to read the table
+            from; by default only the table and tokenizer of ``config.generator`` are read
+            (:func:`ragzip.generators.target.load_table`).
         tokenizer: The model's fast tokenizer (token offsets are needed to find sentences).
         adapter: A trained :class:`Adapter` to apply instead of the one ``config.adapter``
             names.
@@ -63,8 +66,11 @@ class MergeCompressor(Compressor):
                 plain average.
             max_group_tokens: Longest group; longer sentences are cut into several groups.
             keep_norm: Rescale merged vectors to their tokens' weighted mean norm.
-            adapter: Folder of a trained adapter, ``"default"`` for the shipped one, or
-                ``None`` for none (training-free).
+            adapter: Folder of a trained adapter, ``"default"`` for the one shipped for the
+                generator, or ``None`` for none (training-free).
+            generator: The generator the vectors are for (``smollm2``, ``gemma3-270m``, a
+                model folder or ``.gguf``; see :mod:`ragzip.generators.local`); ``None`` is
+                the embedded SmolLM2. Only its tokenizer and input-embedding table are read.
         """
 
         redundancy_weight: float = 0.1
@@ -73,6 +79,7 @@ class MergeCompressor(Compressor):
         max_group_tokens: int = 48
         keep_norm: bool = True
         adapter: str | None = None
+        generator: str | None = None
 
         def __post_init__(self) -> None:
             for key in ("redundancy_weight", "sharpness", "token_sharpness"):
@@ -96,11 +103,13 @@ class MergeCompressor(Compressor):
                 msg = f"adapter must be a folder, 'default' or None, got {self.adapter!r}"
                 raise ConfigError(msg)
 
-        def adapter_dir(self) -> Path | None:
+        def adapter_dir(self, target: SoftTarget) -> Path | None:
             """The adapter folder, ``None`` when there is none."""
             if self.adapter is None:
                 return None
-            return WEIGHTS_DIR if self.adapter == "default" else Path(self.adapter).expanduser()
+            if self.adapter == "default":
+                return shipped_for(WEIGHTS_DIR, target.name, target.identity, what="merge adapter")
+            return Path(self.adapter).expanduser()
 
     def __init__(
         self,
@@ -114,21 +123,35 @@ class MergeCompressor(Compressor):
         super().__init__(counter=counter)
         self.config = config or MergeCompressor.Config()
         if (model is None) != (tokenizer is None):
-            msg = "give both model and tokenizer, or neither (for the default SmolLM2)"
+            msg = "give both model and tokenizer, or neither (for the configured generator)"
             raise ConfigError(msg)
+        self.target: SoftTarget
         if model is None:
-            from ragzip.models import load_smollm2
+            from ragzip.generators.local import load_tokenizer
+            from ragzip.generators.target import load_table
 
-            model, tokenizer = load_smollm2("cpu")
+            table = load_table(self.config.generator)
+            tokenizer = load_tokenizer(self.config.generator)
+            self.target = table.target
+            weight = table.weight
+        else:
+            from ragzip.generators.target import table_target
+
+            module = model.get_input_embeddings()
+            scale = float(getattr(module, "embed_scale", 1.0))  # Gemma scales its embeddings
+            weight = module.weight.detach().float().cpu().numpy() * scale
+            name = Path(str(getattr(model, "name_or_path", ""))).name or type(model).__name__
+            self.target = table_target(name, weight)
         if not getattr(tokenizer, "is_fast", False):
             msg = "merge needs a fast tokenizer (one that returns character offsets)"
             raise ConfigError(msg)
         self.tokenizer = tokenizer
-        weight = model.get_input_embeddings().weight.detach().float().cpu().numpy()
         self.table: np.ndarray = np.ascontiguousarray(weight, dtype=np.float32)
         self.center: np.ndarray = self.table.mean(axis=0)
-        if adapter is None and (folder := self.config.adapter_dir()) is not None:
-            adapter = _load_adapter(str(folder.resolve()))
+        if adapter is None and self.config.adapter is not None:
+            folder = self.config.adapter_dir(self.target)
+            assert folder is not None
+            adapter = _load_adapter(str(folder.resolve()), self.target)
         if adapter is not None and adapter.dim != self.table.shape[1]:
             msg = f"the adapter maps {adapter.dim}-d vectors, the model's are {self.table.shape[1]}"
             raise ModelError(msg)

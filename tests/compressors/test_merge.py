@@ -18,6 +18,7 @@ from ragzip import Budget, ConfigError, InputError, ModelError
 from ragzip.compressors.merge.adapter import Adapter
 from ragzip.compressors.merge.allocation import allocate, group_mig, merge_runs, run_bounds
 from ragzip.compressors.merge.compressor import MergeCompressor
+from ragzip.generators.target import SoftTarget
 from ragzip.registry import create_compressor
 from ragzip.tokenization import HFTokenCounter
 
@@ -259,9 +260,13 @@ def test_adapter_starts_as_identity_and_round_trips(tmp_path: Path) -> None:
     with torch.no_grad():
         adapter.up.weight.normal_()
         adapter.bias.normal_()
-    adapter.save(tmp_path / "a")
-    loaded = Adapter.load(tmp_path / "a")
+    target = SoftTarget("tiny", "0123456789abcdef", hidden_size=16, vocab_size=10)
+    adapter.save(tmp_path / "a", target=target)
+    loaded = Adapter.load(tmp_path / "a", target)
     torch.testing.assert_close(loaded(x), adapter(x))
+    other = SoftTarget("other", "fedcba9876543210", hidden_size=16, vocab_size=10)
+    with pytest.raises(ModelError, match="trained for tiny, not for other"):
+        Adapter.load(tmp_path / "a", other)
 
 
 def test_adapter_from_config_is_applied(
@@ -270,8 +275,9 @@ def test_adapter_from_config_is_applied(
     adapter = Adapter(16, rank=4)
     with torch.no_grad():
         adapter.bias.fill_(1.0)
-    adapter.save(tmp_path / "a")
-    plain = make(counter, tiny).compress(QUERY, PASSAGES, budget=Budget.compression(4))
+    plain_comp = make(counter, tiny)
+    adapter.save(tmp_path / "a", target=plain_comp.target)
+    plain = plain_comp.compress(QUERY, PASSAGES, budget=Budget.compression(4))
     adapted = make(counter, tiny, adapter=str(tmp_path / "a")).compress(
         QUERY, PASSAGES, budget=Budget.compression(4)
     )
@@ -282,7 +288,8 @@ def test_adapter_from_config_is_applied(
 def test_bad_adapter_folder(counter: HFTokenCounter, tiny: TinyModel, tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         make(counter, tiny, adapter=str(tmp_path / "missing"))
-    Adapter(32, rank=2).save(tmp_path / "wide")
+    wide = SoftTarget("wide", "0123456789abcdef", hidden_size=32, vocab_size=10)
+    Adapter(32, rank=2).save(tmp_path / "wide", target=wide)
     with pytest.raises(ModelError):
         make(counter, tiny, adapter=str(tmp_path / "wide"))
 

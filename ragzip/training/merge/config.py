@@ -18,7 +18,10 @@ class TrainConfig:
     """Settings of an adapter training run.
 
     Attributes:
-        out: Folder the adapter and ``training.json`` are written to.
+        generator: The generator the adapter is for (``smollm2``, ``gemma3-270m``, a model
+            folder or ``.gguf``).
+        device: Where the generator runs while training (``cpu``, ``cuda``).
+        out: Folder the adapter, ``training.json`` and the checkpoint are written to.
         minutes: Wall-clock budget of the optimisation loop (validation excluded).
         max_steps: Upper bound on optimiser steps.
         k: Passages per training context.
@@ -36,6 +39,8 @@ class TrainConfig:
         data_dir: Data folder (``None``: ``../shared/data``).
     """
 
+    generator: str = "smollm2"
+    device: str = "cpu"
     out: str = field(default_factory=lambda: str(paths().trained("merge")))
     minutes: float = 30.0
     max_steps: int = 10_000

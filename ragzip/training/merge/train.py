@@ -8,16 +8,17 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ragzip.datasets import NQExample, load_nq, nq_split
+from ragzip.generators.rendering import PromptRenderer
 from ragzip.machine import machine_info
-from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
-from ragzip.training.common import own_random_state
+from ragzip.prompts import build_messages
+from ragzip.training.common import Checkpoint, own_random_state
 from ragzip.training.merge.config import TrainConfig
 from ragzip.training.merge.contexts import retrieve_contexts, soft_messages
 from ragzip.types import Budget, Passage
@@ -36,27 +37,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _Example:
-    prompt_ids: list[int]  # chat prompt with placeholders, generation prompt included
+    prompt_ids: list[int]  # prompt with placeholders, generation prompt included
+    positions: list[int]  # where the vectors go in it
     answer_ids: list[int]  # answer tokens + end of turn
     vectors: np.ndarray  # merged, un-adapted
     teacher_ids: list[int] | None  # full-text prompt, for self-distillation
     ratio: float
 
 
-def _prompt_ids(tokenizer: Any, messages: Sequence[Any]) -> list[int]:
-    text = tokenizer.apply_chat_template(
-        [m.to_dict() for m in messages], add_generation_prompt=True, tokenize=False
-    )
-    return [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
-
-
-def _answer_ids(tokenizer: Any, answer: str) -> list[int]:
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    return [int(i) for i in tokenizer(answer, add_special_tokens=False)["input_ids"]] + [int(end)]
-
-
 def build_example(
     compressor: MergeCompressor,
+    renderer: PromptRenderer,
     question: NQExample,
     context: Sequence[Passage],
     ratio: float,
@@ -65,41 +56,44 @@ def build_example(
 ) -> _Example:
     """Merge one question's context and tokenise its prompt and answer."""
     result = compressor.compress(question.question, list(context), budget=Budget.compression(ratio))
-    tok = compressor.tokenizer
     assert result.embeddings is not None
     teacher_ids = (
-        _prompt_ids(tok, build_messages(question.question, [p.text for p in context]))
+        list(renderer.ids(build_messages(question.question, [p.text for p in context])).ids)
         if teacher
         else None
     )
+    prompt = renderer.ids(soft_messages(result))
     return _Example(
-        prompt_ids=_prompt_ids(tok, soft_messages(result)),
-        answer_ids=_answer_ids(tok, question.answers[0]),
+        prompt_ids=list(prompt.ids),
+        positions=list(prompt.soft_positions),
+        answer_ids=renderer.answer_ids(question.answers[0]),
         vectors=result.embeddings,
         teacher_ids=teacher_ids,
         ratio=ratio,
     )
 
 
-def _student_logits(model: Any, adapter: Adapter, ex: _Example, placeholder: int) -> torch.Tensor:
+def _student_logits(model: Any, adapter: Adapter, ex: _Example) -> torch.Tensor:
     """Logits over the answer positions with the adapted vectors spliced in."""
     import torch
 
-    ids = torch.tensor(ex.prompt_ids + ex.answer_ids, dtype=torch.long)
+    device = next(model.parameters()).device
+    ids = torch.tensor(ex.prompt_ids + ex.answer_ids, dtype=torch.long, device=device)
     embeds = model.get_input_embeddings()(ids).detach()
-    positions = (ids == placeholder).nonzero().flatten()
-    vectors = adapter(torch.from_numpy(ex.vectors))
+    positions = torch.tensor(ex.positions, dtype=torch.long, device=device)
+    vectors = adapter(torch.from_numpy(ex.vectors).to(device))
     embeds = embeds.index_put((positions,), vectors)
     logits = model(inputs_embeds=embeds[None]).logits[0]
     start = len(ex.prompt_ids) - 1
-    return logits[start : start + len(ex.answer_ids)]
+    return logits[start : start + len(ex.answer_ids)].float()
 
 
 def _teacher_logprobs(model: Any, ex: _Example) -> torch.Tensor:
     import torch
 
     assert ex.teacher_ids is not None
-    ids = torch.tensor([ex.teacher_ids + ex.answer_ids], dtype=torch.long)
+    device = next(model.parameters()).device
+    ids = torch.tensor([ex.teacher_ids + ex.answer_ids], dtype=torch.long, device=device)
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0]
     start = len(ex.teacher_ids) - 1
@@ -107,14 +101,14 @@ def _teacher_logprobs(model: Any, ex: _Example) -> torch.Tensor:
 
 
 def example_loss(
-    model: Any, adapter: Adapter, ex: _Example, placeholder: int, kl_weight: float
+    model: Any, adapter: Adapter, ex: _Example, kl_weight: float
 ) -> tuple[torch.Tensor, float]:
     """Training loss of one example and its answer cross-entropy (for logging)."""
     import torch
     import torch.nn.functional as F
 
-    logits = _student_logits(model, adapter, ex, placeholder)
-    target = torch.tensor(ex.answer_ids, dtype=torch.long)
+    logits = _student_logits(model, adapter, ex)
+    target = torch.tensor(ex.answer_ids, dtype=torch.long, device=logits.device)
     ce = F.cross_entropy(logits, target)
     loss = ce
     if kl_weight > 0 and ex.teacher_ids is not None:
@@ -125,9 +119,7 @@ def example_loss(
     return loss, float(ce.detach())
 
 
-def validate(
-    model: Any, adapter: Adapter, examples: Sequence[_Example], placeholder: int
-) -> dict[str, float]:
+def validate(model: Any, adapter: Adapter, examples: Sequence[_Example]) -> dict[str, float]:
     """Mean answer cross-entropy per ratio (``"4x"``: ...) and over all examples."""
     import torch
     import torch.nn.functional as F
@@ -136,8 +128,9 @@ def validate(
     adapter.eval()
     with torch.no_grad():
         for ex in examples:
-            logits = _student_logits(model, adapter, ex, placeholder)
-            ce = F.cross_entropy(logits, torch.tensor(ex.answer_ids, dtype=torch.long))
+            logits = _student_logits(model, adapter, ex)
+            target = torch.tensor(ex.answer_ids, dtype=torch.long, device=logits.device)
+            ce = F.cross_entropy(logits, target)
             by_ratio.setdefault(f"{ex.ratio:g}x", []).append(float(ce))
     adapter.train()
     out = {key: float(np.mean(v)) for key, v in sorted(by_ratio.items())}
@@ -146,8 +139,12 @@ def validate(
 
 
 @own_random_state
-def train(config: TrainConfig, *, command: str) -> dict[str, Any]:
-    """Train an adapter and write it with ``training.json`` to ``config.out``.
+def train(config: TrainConfig, *, command: str, resume: bool = True) -> dict[str, Any]:
+    """Train an adapter for ``config.generator`` and write it with ``training.json`` to
+    ``config.out``.
+
+    A checkpoint is saved at every validation; with ``resume`` a run with the same settings
+    goes on from it (``minutes`` counts the loop time of all runs together).
 
     Returns:
         The training record written to ``training.json``.
@@ -156,19 +153,30 @@ def train(config: TrainConfig, *, command: str) -> dict[str, Any]:
 
     from ragzip.compressors.merge.adapter import Adapter
     from ragzip.compressors.merge.compressor import MergeCompressor
-    from ragzip.models import load_smollm2, smollm2_counter
+    from ragzip.generators.local import load_causal_lm
+    from ragzip.generators.target import load_target
+    from ragzip.tokenization import HFTokenCounter
 
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     ratios = config.ratio_list()
     t_start = time.perf_counter()
     cpu_start = time.process_time()
+    out = Path(config.out)
+    checkpoint = Checkpoint(out, asdict(config))
+    saved = checkpoint.load() if resume else None
 
-    model, tokenizer = load_smollm2("cpu")
+    target = load_target(config.generator)
+    model, tokenizer = load_causal_lm(config.generator, config.device)
     for p in model.parameters():
         p.requires_grad_(False)
-    compressor = MergeCompressor(counter=smollm2_counter(), model=model, tokenizer=tokenizer)
-    placeholder = int(tokenizer.convert_tokens_to_ids(SOFT_PLACEHOLDER))
+    renderer = PromptRenderer(tokenizer)
+    compressor = MergeCompressor(
+        MergeCompressor.Config(generator=config.generator),
+        counter=HFTokenCounter(tokenizer, name=target.name),
+        model=model,
+        tokenizer=tokenizer,
+    )
     all_nq = load_nq(config.data_dir)
     train_q = nq_split("train", examples=all_nq)
     val_q = nq_split("val", examples=all_nq)[: config.val_examples]
@@ -180,7 +188,7 @@ def train(config: TrainConfig, *, command: str) -> dict[str, Any]:
     )
     teacher = config.kl_weight > 0
     val_set = [
-        build_example(compressor, q, c, r, teacher=False)
+        build_example(compressor, renderer, q, c, r, teacher=False)
         for q, c in zip(val_q, val_ctx, strict=True)
         for r in ratios
     ]
@@ -191,87 +199,132 @@ def train(config: TrainConfig, *, command: str) -> dict[str, Any]:
 
     norms = np.linalg.norm(compressor.table, axis=1)
     scale = float(np.median(norms) / math.sqrt(compressor.dim))
-    adapter = Adapter(compressor.dim, rank=config.rank, scale=scale)
+    adapter = Adapter(compressor.dim, rank=config.rank, scale=scale).to(model.device)
     params = [p for p in adapter.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
-    curve: list[dict[str, Any]] = []
-    val0 = validate(model, adapter, val_set, placeholder)
-    val_curve: list[dict[str, Any]] = [{"step": 0, **val0}]
-    logger.info("step 0 val %s", val0)
-    best = (val0["mean"], 0, {k: v.clone() for k, v in adapter.state_dict().items()})
     order = list(range(len(train_q)))
     rng.shuffle(order)
-    cursor = 0
-    step = 0
-    deadline = time.perf_counter() + config.minutes * 60
-    loop_seconds = 0.0
+    run = _Run(order=order)
+    if saved is not None:
+        adapter.load_state_dict(saved["adapter"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        run = _Run(**saved["run"])
+        logger.info("resuming %s at step %d (%.0f s trained)", out, run.step, run.loop_seconds)
+    else:
+        val0 = validate(model, adapter, val_set)
+        run.val_curve.append({"step": 0, **val0})
+        run.untrained = val0["mean"]
+        run.best = (val0["mean"], 0)
+        run.best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
+        logger.info("step 0 val %s", val0)
+    budget = config.minutes * 60
     window: list[float] = []
-    while step < config.max_steps and time.perf_counter() < deadline:
+
+    def save_checkpoint() -> None:
+        checkpoint.save(
+            {
+                "adapter": adapter.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+                "run": asdict(run),
+            }
+        )
+
+    def validate_now() -> None:
+        val = validate(model, adapter, val_set)
+        run.val_curve.append({"step": run.step, **val})
+        logger.info("step %d val %s", run.step, val)
+        if val["mean"] < run.best[0]:
+            run.best = (val["mean"], run.step)
+            run.best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
+        save_checkpoint()
+
+    while run.step < config.max_steps and run.loop_seconds < budget:
         t_step = time.perf_counter()
         optimizer.zero_grad()
         for _ in range(config.accumulate):
-            if cursor == len(order):
-                rng.shuffle(order)
-                cursor = 0
-            i = order[cursor]
-            cursor += 1
+            if run.cursor == len(run.order):
+                rng.shuffle(run.order)
+                run.cursor = 0
+            i = run.order[run.cursor]
+            run.cursor += 1
             ex = build_example(
-                compressor, train_q[i], train_ctx[i], rng.choice(ratios), teacher=teacher
+                compressor, renderer, train_q[i], train_ctx[i], rng.choice(ratios), teacher=teacher
             )
-            loss, ce = example_loss(model, adapter, ex, placeholder, config.kl_weight)
+            loss, ce = example_loss(model, adapter, ex, config.kl_weight)
             (loss / config.accumulate).backward()
             window.append(ce)
-        # cosine decay over the expected number of steps, from the pace so far
-        elapsed = time.perf_counter() - (deadline - config.minutes * 60)
-        progress = min(1.0, elapsed / (config.minutes * 60))
+        # cosine decay over the time budget
+        progress = min(1.0, run.loop_seconds / budget) if budget > 0 else 1.0
         for group in optimizer.param_groups:
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * progress))
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        step += 1
-        loop_seconds += time.perf_counter() - t_step
-        if step % 10 == 0:
-            curve.append(
-                {"step": step, "examples": step * config.accumulate, "ce": float(np.mean(window))}
+        run.step += 1
+        run.loop_seconds += time.perf_counter() - t_step
+        if run.step % 10 == 0:
+            run.curve.append(
+                {
+                    "step": run.step,
+                    "examples": run.step * config.accumulate,
+                    "ce": float(np.mean(window)),
+                }
             )
-            logger.info("step %d ce %.4f (%.2f s/step)", step, curve[-1]["ce"], loop_seconds / step)
+            logger.info(
+                "step %d ce %.4f (%.2f s/step, %.0f of %.0f s)",
+                run.step, run.curve[-1]["ce"], run.loop_seconds / run.step,
+                run.loop_seconds, budget,
+            )  # fmt: skip
             window = []
-        if step % config.val_every == 0:
-            val = validate(model, adapter, val_set, placeholder)
-            val_curve.append({"step": step, **val})
-            logger.info("step %d val %s", step, val)
-            if val["mean"] < best[0]:
-                best = (val["mean"], step, {k: v.clone() for k, v in adapter.state_dict().items()})
-    if not val_curve or val_curve[-1]["step"] != step:
-        val = validate(model, adapter, val_set, placeholder)
-        val_curve.append({"step": step, **val})
-        logger.info("step %d val %s", step, val)
-        if val["mean"] < best[0]:
-            best = (val["mean"], step, {k: v.clone() for k, v in adapter.state_dict().items()})
-    adapter.load_state_dict(best[2])
-    out = Path(config.out)
+        if run.step % config.val_every == 0:
+            validate_now()
+    if run.val_curve[-1]["step"] != run.step:
+        validate_now()
+    adapter.load_state_dict(run.best_state)
     n_params = sum(p.numel() for p in adapter.parameters())
-    adapter.save(out, extra={"parameters": n_params, "trained_steps": best[1]})
+    adapter.cpu().save(
+        out, target=target, extra={"parameters": n_params, "trained_steps": run.best[1]}
+    )
     record = {
         "command": command,
         "config": asdict(config),
-        "method": "COMI-style merge adapter: frozen SmolLM2-135M-Instruct, answer cross-entropy"
+        "generator": target.to_dict(),
+        "method": f"COMI-style merge adapter: frozen {target.name}, answer cross-entropy"
         + (" + self-distillation KL" if teacher else ""),
         "data": {"train_questions": len(train_q), "val_examples": len(val_set), "k": config.k},
         "adapter_parameters": n_params,
-        "steps": step,
-        "examples_seen": step * config.accumulate,
-        "seconds_per_step": loop_seconds / max(step, 1),
+        "steps": run.step,
+        "examples_seen": run.step * config.accumulate,
+        "seconds_per_step": run.loop_seconds / max(run.step, 1),
         "wall_seconds": time.perf_counter() - t_start,
         "cpu_seconds": time.process_time() - cpu_start,
         "data_seconds": t_data - t_start,
-        "train_curve": curve,
-        "val_curve": val_curve,
-        "best_step": best[1],
-        "best_val_ce": best[0],
-        "untrained_val_ce": val0["mean"],
+        "train_curve": run.curve,
+        "val_curve": run.val_curve,
+        "best_step": run.best[1],
+        "best_val_ce": run.best[0],
+        "untrained_val_ce": run.untrained,
         "machine": machine_info(),
     }
     (out / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    checkpoint.remove()
     return record
+
+
+@dataclass
+class _Run:
+    """Where a training run stands (saved in its checkpoint)."""
+
+    order: list[int]
+    cursor: int = 0
+    step: int = 0
+    loop_seconds: float = 0.0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    val_curve: list[dict[str, Any]] = field(default_factory=list)
+    untrained: float = math.nan
+    best: tuple[float, int] = (math.inf, 0)
+    best_state: dict[str, Any] = field(default_factory=dict)

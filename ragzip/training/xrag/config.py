@@ -17,8 +17,14 @@ class TrainConfig:
 
     Attributes:
         data_dir: Folder with ``nq_open_dev.jsonl.gz`` (``None``: ``../shared/data``).
-        out: Folder for ``config.json``, ``model.safetensors``, ``training.json`` and the
-            stage-1 checkpoint (``stage1/``).
+        generator: The generator the projector is for (``smollm2``, ``gemma3-270m``, a model
+            folder or ``.gguf``).
+        device: Where the generator runs while training (``cpu``, ``cuda``).
+        minutes: Training time of both stages together (0: no limit); stage 1 gets
+            ``stage1_share`` of it, stage 2 the rest.
+        stage1_share: Share of ``minutes`` for stage 1.
+        out: Folder for ``config.json``, ``model.safetensors``, ``training.json``, the
+            stage-1 projector (``stage1/``) and the resumable checkpoint.
         seed: Seed of the projector initialisation and the example order.
         hidden: Projector hidden width.
         stage1_examples: Paraphrase examples (train passages, one pass, shuffled).
@@ -35,6 +41,10 @@ class TrainConfig:
     """
 
     data_dir: str | None = None
+    generator: str = "smollm2"
+    device: str = "cpu"
+    minutes: float = 0.0
+    stage1_share: float = 0.4
     out: str = field(default_factory=lambda: str(paths().trained("xrag")))
     seed: int = 0
     hidden: int = 1536
@@ -55,6 +65,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 msg = f"{name} must be >= 1, got {getattr(self, name)}"
                 raise ConfigError(msg)
+        if self.minutes < 0 or not 0 <= self.stage1_share <= 1:
+            msg = "minutes must be >= 0 and stage1_share between 0 and 1"
+            raise ConfigError(msg)
         if self.stage1_examples < 0 or self.stage2_examples < 0:
             msg = "stage1_examples and stage2_examples must be >= 0"
             raise ConfigError(msg)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ragzip.compressors.xrag import (
     XragCompressor,
+    load_projector,
     save_projector,
 )
 from ragzip.datasets import load_nq, nq_split
 from ragzip.machine import machine_info
+from ragzip.training.common import Checkpoint
 from ragzip.training.xrag.config import TrainConfig
 from ragzip.training.xrag.trainer import SoftLM, Trainer, embed_passages
 
@@ -52,12 +56,21 @@ def plot_curves(record: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
-    """Run both stages and write the projector, a stage-1 checkpoint and ``training.json``."""
-    from ragzip.models import load_smollm2
+def train(config: TrainConfig, *, command: str = "", resume: bool = True) -> dict[str, Any]:
+    """Run both stages for ``config.generator`` and write the projector, a stage-1 projector
+    and ``training.json`` to ``config.out``.
+
+    A checkpoint is saved at every validation point; with ``resume`` a run with the same
+    settings goes on from it (the time budget counts the training of all runs together).
+    """
+    from ragzip.generators.local import load_causal_lm
+    from ragzip.generators.target import load_target
 
     t_start = time.perf_counter()
     cpu_start = time.process_time()
+    out = Path(config.out)
+    checkpoint = Checkpoint(out, asdict(config))
+    saved = (checkpoint.load() if resume else None) or {}
     examples = load_nq(config.data_dir)
     train_set = nq_split("train", examples=examples)
     val_set = nq_split("val", examples=examples)[: config.val_n]
@@ -65,26 +78,49 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     train_vecs = embed_passages(train_set)
     val_vecs = embed_passages(val_set)
     embed_s = time.perf_counter() - t0
-    model, tokenizer = load_smollm2("cpu")
+    target = load_target(config.generator)
+    model, tokenizer = load_causal_lm(config.generator, config.device)
     trainer = Trainer(config, SoftLM(model, tokenizer), train_set, train_vecs, val_set, val_vecs)
-    out = Path(config.out)
     t0 = time.perf_counter()
-    reference = trainer.reference_losses()
+    reference = saved.get("reference") or trainer.reference_losses()
     logger.info("reference %s", reference)
     ref_s = time.perf_counter() - t0
+    budget = config.minutes * 60 if config.minutes > 0 else math.inf
+
+    def keep(stage: int, done: dict[str, Any] | None) -> Callable[[dict[str, Any]], None]:
+        def save(state: dict[str, Any]) -> None:
+            checkpoint.save(
+                {"reference": reference, "stage1": done, "stage": stage, "current": state}
+            )
+
+        return save
+
     t0 = time.perf_counter()
-    stage1 = trainer.run_stage(1)
+    stage1_record = saved.get("stage1")
+    if stage1_record is None:
+        current = saved.get("current") if saved.get("stage") == 1 else None
+        stage1 = trainer.run_stage(
+            1, seconds=budget * config.stage1_share, saved=current, save=keep(1, None)
+        )
+        save_projector(trainer.projector, out / "stage1", target=target, extra={"stage": 1})
+        stage1_record = asdict(stage1)
+        checkpoint.save({"reference": reference, "stage1": stage1_record, "stage": 2})
+    elif saved.get("current") is None:  # stage 1 done, stage 2 not begun: start from stage 1
+        done = load_projector(out / "stage1", target)
+        trainer.projector.load_state_dict(done.state_dict())
     stage1_s = time.perf_counter() - t0
-    save_projector(trainer.projector, out / "stage1", extra={"stage": 1})
     t0 = time.perf_counter()
-    stage2 = trainer.run_stage(2)
+    current = saved.get("current") if saved.get("stage") == 2 else None
+    left = budget - float(stage1_record.get("seconds", 0.0))
+    stage2 = trainer.run_stage(2, seconds=left, saved=current, save=keep(2, stage1_record))
     stage2_s = time.perf_counter() - t0
     record: dict[str, Any] = {
         "command": command,
         "config": asdict(config),
+        "generator": target.to_dict(),
         "data": {"train_questions": len(train_set), "val_questions": len(val_set)},
         "reference": reference,
-        "stage1": asdict(stage1),
+        "stage1": stage1_record,
         "stage2": asdict(stage2),
         "timings_s": {
             "embed_passages": embed_s,
@@ -96,7 +132,13 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
         },
         "environment": machine_info(),
     }
-    save_projector(trainer.projector, out, extra={"stage": 2, "compressor": XragCompressor.name})
+    save_projector(
+        trainer.projector.cpu(),
+        out,
+        target=target,
+        extra={"stage": 2, "compressor": XragCompressor.name},
+    )
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
     plot_curves(record, out / "curves.png")
+    checkpoint.remove()
     return record

@@ -6,8 +6,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from ragzip.compressors.xrag import (
 )
 from ragzip.datasets import NQExample
 from ragzip.errors import ConfigError
+from ragzip.generators.rendering import PromptRenderer, RenderedPrompt
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
 from ragzip.training.xrag.config import RECON_QUERY, RECON_SYSTEM_PROMPT, TrainConfig
 
@@ -31,72 +32,67 @@ class SoftLM:
     """The frozen generator, fed prompts with soft tokens spliced in, with losses on targets.
 
     Args:
-        model: SmolLM2 (``LlamaForCausalLM``), frozen here.
-        tokenizer: Its tokenizer with the chat template.
+        model: A causal LM (SmolLM2, Gemma 3, ...), frozen here.
+        tokenizer: Its tokenizer (chat template, or the plain prompt of a base model).
     """
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
-        from ragzip.generators.embedded import EmbeddedGenerator
-
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.generator = EmbeddedGenerator(model, tokenizer)
-        self.placeholder_id = int(tokenizer.convert_tokens_to_ids(SOFT_PLACEHOLDER))
-        self.eos_id = int(tokenizer.eos_token_id)
+        self.renderer = PromptRenderer(tokenizer)
+        self.device = next(model.parameters()).device
 
     def prompt_ids(
         self, query: str, context: Sequence[str], system: str | None = None
-    ) -> list[int]:
-        """Chat-template ids of the RAG prompt, as the generator renders it."""
+    ) -> RenderedPrompt:
+        """The RAG prompt's ids and soft positions, as the generator renders it."""
         if system is None:
             messages = build_messages(query, context)
         else:
             messages = build_messages(query, context, system_prompt=system)
-        return self.generator.prompt_ids(messages)
+        return self.renderer.ids(messages)
 
     def target_ids(self, text: str, *, limit: int | None = None, eos: bool = True) -> list[int]:
-        """Token ids of a teacher-forced target (optionally cut, then end-of-turn)."""
+        """Token ids of a teacher-forced target: an answer ends its turn (``eos``), a
+        reconstruction is cut to ``limit`` tokens."""
+        if eos:
+            return self.renderer.answer_ids(text)
         ids = [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
-        if limit is not None:
-            ids = ids[:limit]
-        return [*ids, self.eos_id] if eos else ids
+        return ids[:limit] if limit is not None else ids
 
     def target_logits(
-        self, prompt: list[int], target: list[int], soft: torch.Tensor | None
+        self, prompt: RenderedPrompt, target: list[int], soft: torch.Tensor | None
     ) -> torch.Tensor:
         """Logits ``(len(target), vocab)`` predicting each target token after ``prompt``.
 
-        ``soft`` (``(n, hidden)``) replaces the placeholder tokens of ``prompt`` in order; the
-        gradient flows into it, never into the frozen model.
+        ``soft`` (``(n, hidden)``) takes the prompt's soft positions in order; the gradient
+        flows into it, never into the frozen model.
         """
-        ids = torch.tensor([prompt + target], dtype=torch.long)
+        ids = torch.tensor([[*prompt.ids, *target]], dtype=torch.long, device=self.device)
         embed = self.model.get_input_embeddings()
         with torch.no_grad():
             base = embed(ids)
         if soft is not None:
-            mask = (ids == self.placeholder_id)[0]
-            positions = mask.nonzero().flatten()
-            if positions.numel() != soft.shape[0]:
-                msg = f"{positions.numel()} placeholders for {soft.shape[0]} soft tokens"
+            if len(prompt.soft_positions) != soft.shape[0]:
+                msg = f"{len(prompt.soft_positions)} placeholders for {soft.shape[0]} soft tokens"
                 raise ConfigError(msg)
-            index = torch.zeros(ids.shape[1], dtype=torch.long)
-            index[positions] = torch.arange(positions.numel())
-            spliced = soft[index].unsqueeze(0)
-            base = torch.where(mask[None, :, None], spliced, base)
-        hidden = self.model.model(inputs_embeds=base).last_hidden_state
-        start = len(prompt) - 1
-        out: torch.Tensor = self.model.lm_head(hidden[0, start : start + len(target)])
+            positions = torch.tensor(prompt.soft_positions, dtype=torch.long, device=self.device)
+            base = base.index_put((torch.zeros_like(positions), positions), soft.to(base.dtype))
+        logits = self.model(inputs_embeds=base, logits_to_keep=len(target) + 1).logits[0]
+        out: torch.Tensor = logits[-(len(target) + 1) : -1].float()
         return out
 
 
 @dataclass
 class Curve:
-    """Losses over a stage: one entry per optimizer step and per validation point."""
+    """Losses over a stage: one entry per optimizer step and per validation point, and the
+    seconds of training it took."""
 
     steps: list[dict[str, float]]
     val: list[dict[str, float]]
+    seconds: float = 0.0
 
 
 def embed_passages(examples: Sequence[NQExample]) -> np.ndarray:
@@ -144,10 +140,13 @@ class Trainer:
         self.config = config
         self.lm = lm
         self.train = list(train)
-        self.train_vecs = torch.as_tensor(train_vecs)
+        self.train_vecs = torch.as_tensor(train_vecs, device=lm.device)
         self.val = list(val)
-        self.val_vecs = torch.as_tensor(val_vecs)
-        self.projector = init_projector(config.hidden, seed=config.seed)
+        self.val_vecs = torch.as_tensor(val_vecs, device=lm.device)
+        hidden = int(lm.model.get_input_embeddings().weight.shape[1])
+        self.projector = init_projector(config.hidden, seed=config.seed, out_dim=hidden).to(
+            lm.device
+        )
         self.rng = random.Random(config.seed)
         self._recon_prompt = lm.prompt_ids(RECON_QUERY, [SOFT_PLACEHOLDER], RECON_SYSTEM_PROMPT)
 
@@ -157,7 +156,7 @@ class Trainer:
         """Cross-entropy of regenerating the passage from its soft token (stage 1)."""
         target = self.lm.target_ids(ex.text, limit=self.config.recon_tokens, eos=False)
         logits = self.lm.target_logits(self._recon_prompt, target, projector(vec[None]))
-        return F.cross_entropy(logits, torch.tensor(target))
+        return F.cross_entropy(logits, torch.tensor(target, device=logits.device))
 
     def qa_loss(
         self, projector: Projector, ex: NQExample, vec: torch.Tensor
@@ -171,7 +170,7 @@ class Trainer:
             teacher = self.lm.target_logits(
                 self.lm.prompt_ids(ex.question, [ex.text]), target, None
             )
-        ce = F.cross_entropy(student, torch.tensor(target))
+        ce = F.cross_entropy(student, torch.tensor(target, device=student.device))
         kl = F.kl_div(
             F.log_softmax(student, -1), F.log_softmax(teacher, -1), log_target=True,
             reduction="batchmean",
@@ -206,7 +205,7 @@ class Trainer:
         none, full = [], []
         for ex in self.val:
             target = self.lm.target_ids(ex.answers[0])
-            t = torch.tensor(target)
+            t = torch.tensor(target, device=self.lm.device)
             logits = self.lm.target_logits(self.lm.prompt_ids(ex.question, []), target, None)
             none.append(float(F.cross_entropy(logits, t)))
             logits = self.lm.target_logits(self.lm.prompt_ids(ex.question, [ex.text]), target, None)
@@ -215,25 +214,52 @@ class Trainer:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def run_stage(self, stage: int) -> Curve:
-        """One pass of stage 1 (paraphrase) or 2 (QA + distillation) over shuffled examples."""
+    def run_stage(
+        self,
+        stage: int,
+        *,
+        seconds: float = math.inf,
+        saved: dict[str, Any] | None = None,
+        save: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Curve:
+        """One pass of stage 1 (paraphrase) or 2 (QA + distillation) over shuffled examples.
+
+        Args:
+            stage: 1 or 2.
+            seconds: Training time the stage may take (the learning rate decays over whichever
+                of steps and time runs out first); the stage stops when it is spent.
+            saved: A checkpoint of this stage (:meth:`stage_state`) to go on from.
+            save: Called with the stage's state at every validation point.
+        """
         cfg = self.config
         n = cfg.stage1_examples if stage == 1 else cfg.stage2_examples
-        order = list(range(len(self.train)))
-        self.rng.shuffle(order)
-        order = (order * math.ceil(n / max(1, len(order))))[:n]
         total_steps = math.ceil(n / cfg.accum)
         peak = cfg.lr1 if stage == 1 else cfg.lr2
         opt = torch.optim.AdamW(self.projector.parameters(), lr=peak, weight_decay=0.0)
-        curve = Curve(steps=[], val=[])
         is_qa = stage == 2
-        t_stage = time.perf_counter()
-        curve.val.append({"step": 0, **self.validate(self.projector, qa=is_qa, recon=True)})
-        logger.info("stage %d step 0 val %s", stage, curve.val[-1])
-        for step in range(total_steps):
+        if saved is not None:
+            self.projector.load_state_dict(saved["projector"])
+            opt.load_state_dict(saved["optimizer"])
+            order, first, spent = saved["order"], saved["step"], saved["seconds"]
+            curve = Curve(**saved["curve"])
+            logger.info("stage %d resumed at step %d (%.0f s trained)", stage, first, spent)
+        else:
+            order = list(range(len(self.train)))
+            self.rng.shuffle(order)
+            order = (order * math.ceil(n / max(1, len(order))))[:n]
+            first, spent = 0, 0.0
+            curve = Curve(steps=[], val=[])
+            curve.val.append({"step": 0, **self.validate(self.projector, qa=is_qa, recon=True)})
+            logger.info("stage %d step 0 val %s", stage, curve.val[-1])
+        for step in range(first, total_steps):
+            if spent >= seconds:
+                logger.info("stage %d: time budget spent at step %d/%d", stage, step, total_steps)
+                break
             batch = order[step * cfg.accum : (step + 1) * cfg.accum]
+            by_time = spent / seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+            at = max(step, round(by_time * total_steps))
             for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total_steps, peak, cfg.warmup)
+                group["lr"] = _lr_at(at, total_steps, peak, cfg.warmup)
             opt.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             sums = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
@@ -251,6 +277,7 @@ class Trainer:
                 sums["ce"] += float(ce.detach())
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.projector.parameters(), 1.0))
             opt.step()
+            spent += time.perf_counter() - t0
             row = {k: v / len(batch) for k, v in sums.items() if is_qa or k != "kl"}
             row.update(
                 step=step + 1,
@@ -259,12 +286,24 @@ class Trainer:
                 seconds=time.perf_counter() - t0,
             )
             curve.steps.append(row)
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == total_steps:
+            last = step + 1 == total_steps or spent >= seconds
+            if (step + 1) % cfg.eval_every == 0 or last:
                 val = self.validate(self.projector, qa=is_qa, recon=True)
                 curve.val.append({"step": step + 1, **val})
                 logger.info(
                     "stage %d step %d/%d train %.3f val %s (%.0f s)",
-                    stage, step + 1, total_steps, row["loss"], val,
-                    time.perf_counter() - t_stage,
+                    stage, step + 1, total_steps, row["loss"], val, spent,
                 )  # fmt: skip
+                if save is not None:
+                    save(
+                        {
+                            "projector": self.projector.state_dict(),
+                            "optimizer": opt.state_dict(),
+                            "order": order,
+                            "step": step + 1,
+                            "seconds": spent,
+                            "curve": asdict(curve),
+                        }
+                    )
+        curve.seconds = spent
         return curve

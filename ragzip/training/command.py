@@ -1,0 +1,125 @@
+"""``ragzip train xrag|merge``: train a soft compressor's artefact for a generator.
+
+Both read the NQ train split (questions, gold passages and, for ``merge``, hybrid-retrieved
+contexts), choose on the val split, and write a folder to pass as ``xrag:weights=DIR`` or
+``merge:adapter=DIR``; the folder records the generator it was trained for, and is refused for
+any other. A checkpoint is written at every validation: running the same command again goes on
+where it stopped (``--no-resume`` starts over). Progress is logged on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragzip.errors import RagzipError
+
+train_app = typer.Typer(
+    help="Train the soft compressors' artefacts (xrag projector, merge adapter) for a generator.",
+    no_args_is_help=True,
+)
+
+GENERATOR_HELP = (
+    "The generator the vectors are for: smollm2, gemma3-270m, a Hugging Face model folder or a "
+    ".gguf file."
+)
+
+
+def _start(threads: int) -> str:
+    from ragzip.training.common import set_threads
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    set_threads(threads)
+    return " ".join(["ragzip", *sys.argv[1:]])
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+@train_app.command("xrag")
+def train_xrag(
+    out: Annotated[Path, typer.Option(help="Folder to write the projector to.")],
+    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = "smollm2",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    minutes: Annotated[float, typer.Option(help="Training time, both stages (0: no limit).")] = 0,
+    stage1_examples: Annotated[int, typer.Option(help="Paraphrase examples.")] = 640,
+    stage2_examples: Annotated[int, typer.Option(help="Question-answering examples.")] = 640,
+    val_n: Annotated[int, typer.Option(help="Val questions for the curves.")] = 32,
+    eval_every: Annotated[int, typer.Option(help="Steps between validations.")] = 20,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the NQ data.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    resume: Annotated[bool, typer.Option(help="Go on from a checkpoint in --out.")] = True,
+) -> None:
+    """Train an xRAG projector (passage vector -> one input embedding) for a generator."""
+    from ragzip.training.xrag.config import TrainConfig
+    from ragzip.training.xrag.run import train
+
+    command = _start(threads)
+    try:
+        config = replace(
+            TrainConfig(),
+            out=str(out),
+            generator=generator,
+            device=device,
+            minutes=minutes,
+            stage1_examples=stage1_examples,
+            stage2_examples=stage2_examples,
+            val_n=val_n,
+            eval_every=eval_every,
+            data_dir=str(data_dir) if data_dir else None,
+            threads=threads,
+        )
+        record = train(config, command=command, resume=resume)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
+    val = record["stage2"]["val"][-1] if record["stage2"]["val"] else {}
+    typer.echo(f"wrote {out} (for {record['generator']['name']}); last val {val}")
+
+
+@train_app.command("merge")
+def train_merge(
+    out: Annotated[Path, typer.Option(help="Folder to write the adapter to.")],
+    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = "smollm2",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    minutes: Annotated[float, typer.Option(help="Training time of the loop.")] = 30.0,
+    max_steps: Annotated[int, typer.Option(help="Most optimiser steps.")] = 10_000,
+    val_examples: Annotated[int, typer.Option(help="Val questions per validation.")] = 40,
+    val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 40,
+    kl_weight: Annotated[float, typer.Option(help="Self-distillation weight.")] = 0.0,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the NQ data.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    resume: Annotated[bool, typer.Option(help="Go on from a checkpoint in --out.")] = True,
+) -> None:
+    """Train a merge adapter (merged token embeddings -> what the generator reads best)."""
+    from ragzip.training.merge.config import TrainConfig
+    from ragzip.training.merge.train import train
+
+    command = _start(threads)
+    try:
+        config = replace(
+            TrainConfig(),
+            out=str(out),
+            generator=generator,
+            device=device,
+            minutes=minutes,
+            max_steps=max_steps,
+            val_examples=val_examples,
+            val_every=val_every,
+            kl_weight=kl_weight,
+            data_dir=str(data_dir) if data_dir else None,
+            threads=threads,
+        )
+        record = train(config, command=command, resume=resume)
+    except RagzipError as exc:
+        raise _fail(exc) from exc
+    typer.echo(
+        f"wrote {out} (for {record['generator']['name']}); val answer CE "
+        f"{record['untrained_val_ce']:.3f} untrained -> {record['best_val_ce']:.3f}"
+    )
