@@ -35,7 +35,7 @@ from ragzip.server.context import (
 from ragzip.server.errors import CompressorNotAllowedError, RequestLimitError
 from ragzip.server.lanes import Lanes
 from ragzip.server.metrics import Metrics
-from ragzip.server.models import build_counter, build_embedder
+from ragzip.server.models import build_counter, build_embedder, soft_generator
 from ragzip.server.protocol import (
     AutoDecisionOut,
     RagzipOptions,
@@ -154,10 +154,16 @@ class CompressionService:
 
     def _build(self, name: str, counter: TokenCounter) -> Compressor:
         """The compressor of spec ``name``, sharing the proxy's feature cache if it takes one."""
-        cls = get_class(parse_spec(name).name)
+        spec = parse_spec(name)
+        cls = get_class(spec.name)
         takes_cache = "features" in inspect.signature(cls.__init__).parameters
         extra = {"features": self.features} if takes_cache else {}
-        return create_compressor(name, counter=counter, **extra)
+        config: dict[str, Any] = {}
+        generator = soft_generator(self.settings)
+        fields = getattr(getattr(cls, "Config", None), "__dataclass_fields__", {})
+        if generator and "generator" in fields and "generator" not in dict(spec.options):
+            config["generator"] = generator  # soft vectors for the upstream model
+        return create_compressor(name, counter=counter, config=config or None, **extra)
 
     async def compress(
         self,

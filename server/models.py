@@ -3,8 +3,6 @@ renderer of prompt embeddings for soft context."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ragzip.errors import (
     ConfigError,
 )
@@ -34,28 +32,34 @@ def build_counter(settings: Settings) -> TokenCounter:
     return counter
 
 
+def soft_generator(settings: Settings) -> str | None:
+    """The generator soft vectors are made for: ``embedding_model``, else the ``tokenizer``
+    folder, else ``None`` (the embedded SmolLM2)."""
+    return settings.embedding_model or settings.tokenizer or None
+
+
 def build_embedder(settings: Settings) -> PromptEmbedder:
     """The renderer of prompt embeddings for soft context (see ``upstream_prompt_embeds``).
 
-    Loads ``settings.embedding_model`` (or the ``tokenizer`` folder), else the embedded SmolLM2.
+    Reads only the upstream model's tokenizer and input-embedding table
+    (:class:`~ragzip.generators.prompt_embeds.TableEmbedder`), from ``embedding_model`` (a model
+    folder, a ``.gguf`` file, ``smollm2`` or ``gemma3-270m``), else the ``tokenizer`` folder,
+    else the embedded SmolLM2.
 
     Raises:
-        ConfigError: The folder holds no loadable causal LM with a chat template.
+        ConfigError: No table or tokenizer loads from there.
     """
-    from ragzip.generators.embedded import EmbeddedGenerator
+    from ragzip.errors import ModelError
+    from ragzip.generators.local import load_tokenizer
+    from ragzip.generators.prompt_embeds import TableEmbedder
+    from ragzip.generators.target import load_table
 
-    folder = settings.embedding_model or settings.tokenizer
-    if not folder:
-        return EmbeddedGenerator(device="cpu")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    spec = soft_generator(settings)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as exc:
+        return TableEmbedder(load_tokenizer(spec), load_table(spec))
+    except ModelError as exc:
         msg = (
-            f"upstream_prompt_embeds needs the upstream model's input embeddings, but no model "
-            f"loads from {folder!r} (set embedding_model to its folder): {exc}"
+            f"upstream_prompt_embeds needs the upstream model's input embeddings, but none load "
+            f"from {spec!r} (set embedding_model to its folder or .gguf file): {exc}"
         )
         raise ConfigError(msg) from exc
-    return EmbeddedGenerator(model, tokenizer, device="cpu", name=Path(folder).name)

@@ -13,6 +13,7 @@ in the generator's input-embedding space) with the simplest methods that mean so
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -152,3 +153,43 @@ def tiny_generator() -> Any:
 def embedding_table(generator: Any) -> torch.Tensor:
     """The input-embedding table of an embedded generator's model."""
     return generator.model.get_input_embeddings().weight.detach()
+
+
+THIRD_HIDDEN = 48
+"""Width of the tiny model folders below: neither SmolLM2's 576 nor Gemma 3 270M's 640."""
+
+
+def tiny_model_folder(folder: Path, *, arch: str = "llama", hidden: int = THIRD_HIDDEN) -> Path:
+    """Save a random two-layer causal LM over SmolLM2's tokenizer as a Hugging Face folder.
+
+    ``arch="gemma3"`` makes a Gemma 3 text model (its embeddings are scaled by
+    ``sqrt(hidden)`` before the first layer); any other value a Llama.
+    """
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+
+    from ragzip.models import smollm2_counter
+
+    tokenizer = smollm2_counter().tokenizer
+    common: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if arch == "gemma3":
+        config: Any = Gemma3TextConfig(head_dim=hidden // 4, **common)
+    else:
+        config = LlamaConfig(**common)
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

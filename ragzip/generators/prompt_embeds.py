@@ -6,7 +6,8 @@ vLLM's ``--enable-prompt-embeds`` expects.
 
 Soft context (vectors from a soft compressor) cannot travel as chat text. With
 ``prompt_embeds=True`` the generator renders the chat template locally, embeds it with the
-served model's input-embedding table (an injected :class:`PromptEmbedder`; SmolLM2's by default),
+served model's input-embedding table (an injected :class:`PromptEmbedder`, e.g. a
+:class:`TableEmbedder` that reads only that table; SmolLM2's by default),
 splices the vectors in at the placeholder tokens and sends the whole prompt as ``prompt_embeds``
 to ``POST /v1/completions``. The wire format follows vLLM (``vllm serve --enable-prompt-embeds``;
 docs/features/prompt_embeds.md and ``safe_load_prompt_embeds`` in vLLM's source): the
@@ -29,6 +30,8 @@ from ragzip.messages import ChatMessage
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from ragzip.generators.target import EmbeddingTable
 
 
 class PromptEmbedder(Protocol):
@@ -94,3 +97,65 @@ def encode_prompt_embeds(prompt_embeds: torch.Tensor | np.ndarray) -> tuple[str,
     buffer = io.BytesIO()
     torch.save(tensor.detach().to("cpu").contiguous().clone(), buffer)
     return base64.b64encode(buffer.getvalue()).decode("ascii"), int(tensor.shape[0])
+
+
+class TableEmbedder:
+    """A :class:`PromptEmbedder` from a generator's tokenizer and input-embedding table alone.
+
+    What a proxy in front of vLLM needs to send soft context: it never runs the model, so it
+    loads only the table (:func:`ragzip.generators.target.load_table`), not the weights.
+
+    Args:
+        tokenizer: The served model's tokenizer.
+        table: Its input-embedding table.
+    """
+
+    def __init__(self, tokenizer: Any, table: EmbeddingTable) -> None:
+        from ragzip.generators.rendering import PromptRenderer
+
+        self.renderer = PromptRenderer(tokenizer)
+        self.table = table
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the input embeddings."""
+        return self.table.target.hidden_size
+
+    def embed_messages(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        placeholder: str | int | None = None,
+        replacements: torch.Tensor | np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """``(1, seq, hidden)`` float32 embeddings of the rendered prompt, each soft position
+        (:data:`~ragzip.prompts.SOFT_PLACEHOLDER`) taking a row of ``replacements``.
+
+        Raises:
+            InputError: Another placeholder, or positions and rows differing in number or
+                width.
+        """
+        import numpy as np
+        import torch
+
+        from ragzip.prompts import SOFT_PLACEHOLDER
+
+        if placeholder not in (None, SOFT_PLACEHOLDER):
+            msg = f"the table embedder splices at {SOFT_PLACEHOLDER!r} only"
+            raise InputError(msg)
+        rendered = self.renderer.ids(messages)
+        embeds = np.array(self.table.weight[np.asarray(rendered.ids, dtype=np.int64)])
+        rows = np.zeros((0, self.hidden_size), np.float32)
+        if replacements is not None:
+            rows = np.asarray(torch.as_tensor(replacements).detach().float().cpu().numpy())
+        if placeholder is not None:
+            if rows.ndim != 2 or rows.shape[1] != self.hidden_size:
+                msg = f"replacements must have shape (n, {self.hidden_size}), got {rows.shape}"
+                raise InputError(msg)
+            if rows.shape[0] != len(rendered.soft_positions):
+                msg = (
+                    f"the prompt holds {len(rendered.soft_positions)} placeholder token(s) "
+                    f"{SOFT_PLACEHOLDER!r} but {rows.shape[0]} replacement vector(s) were given"
+                )
+                raise InputError(msg)
+            embeds[list(rendered.soft_positions)] = rows
+        return torch.from_numpy(embeds)[None]

@@ -1,9 +1,10 @@
 """Soft compressors behind the proxy: chat in, vLLM ``prompt_embeds`` upstream, chat out.
 
 A fake vLLM on loopback decodes ``prompt_embeds`` as vLLM does (base64 → ``torch.load`` with
-``weights_only``), checks the ``(seq, 576)`` shape, keeps the tensor and answers
-``rows=<seq>``, streamed as ``text_completion`` chunks or as one body. The proxy runs on loopback
-too, with a soft compressor (one mean input embedding per passage over a tiny random Llama).
+``weights_only``), checks the ``(seq, hidden)`` shape (576 unless a test serves another model),
+keeps the tensor and answers ``rows=<seq>``, streamed as ``text_completion`` chunks or as one
+body. The proxy runs on loopback too, with a soft compressor (one mean input embedding per
+passage over a tiny random Llama).
 """
 
 from __future__ import annotations
@@ -51,11 +52,13 @@ register("test-soft", f"{__name__}:TinySoftCompressor", summary="tests: soft, me
 @dataclass
 class FakeVLLM:
     enabled: bool = True
+    hidden: int = HIDDEN
     received: list[dict[str, Any]] = field(default_factory=list)
     embeds: list[torch.Tensor] = field(default_factory=list)
 
     def reset(self) -> None:
         self.enabled = True
+        self.hidden = HIDDEN
         self.received.clear()
         self.embeds.clear()
 
@@ -77,7 +80,7 @@ def build_fake_vllm(fake: FakeVLLM) -> FastAPI:
             return error("You must set `--enable-prompt-embeds` to input `prompt_embeds`.")
         raw = base64.b64decode(body["prompt_embeds"], validate=True)
         tensor = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
-        if tensor.dim() != 2 or tensor.shape[1] != HIDDEN:
+        if tensor.dim() != 2 or tensor.shape[1] != fake.hidden:
             return error(f"bad prompt_embeds shape {tuple(tensor.shape)}")
         fake.embeds.append(tensor)
         pieces = ["rows=", str(tensor.shape[0])]
@@ -274,3 +277,32 @@ def test_compress_route_reports_vectors(proxy, vllm) -> None:
     assert [p["tokens"] for p in out["passages"]] == [1, 1, 0]
     assert [p["dropped"] for p in out["passages"]] == [False, False, True]
     assert vllm.received == []
+
+
+def test_prompt_embeds_have_the_upstream_models_width(
+    vllm, vllm_server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A third model (48 wide): the proxy reads only its table and tokenizer, and xrag vectors
+    from a projector made for it reach the upstream in its width."""
+    from ragzip.compressors.xrag import init_projector, save_projector
+    from ragzip.generators.target import load_target
+    from tests.soft_support import THIRD_HIDDEN, tiny_model_folder
+
+    folder = tiny_model_folder(tmp_path_factory.mktemp("third") / "model")
+    weights = tmp_path_factory.mktemp("third-xrag")
+    target = load_target(str(folder))
+    save_projector(init_projector(64, out_dim=THIRD_HIDDEN), weights, target=target)
+    vllm.hidden = THIRD_HIDDEN
+    settings = proxy_settings(
+        vllm_server.url,
+        default_compressor=f"xrag:weights={weights}",
+        upstream_prompt_embeds=True,
+        embedding_model=str(folder),
+        tokenizer=str(folder),
+    )
+    with ServerThread(create_app(settings)) as server:
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json=CHAT, timeout=60)
+    assert reply.status_code == 200, reply.text
+    (sent,) = vllm.embeds
+    assert sent.shape[1] == THIRD_HIDDEN
+    assert reply.json()["choices"][0]["message"]["content"] == f"rows={sent.shape[0]}"
