@@ -51,14 +51,17 @@ class Checkpoint:
 
     Args:
         folder: The run's output folder.
-        settings: The run's settings (JSON-able), compared on :meth:`load`.
+        settings: The run's settings (JSON-able), compared on :meth:`load`, except those that
+            only say how long and where to run (:data:`RUN_LENGTH`): a resumed run may be given
+            more time or another device.
     """
 
     FILE = "checkpoint.pt"
+    RUN_LENGTH = frozenset({"minutes", "max_steps", "threads", "device"})
 
     def __init__(self, folder: str | Path, settings: Mapping[str, Any]) -> None:
         self.path = Path(folder) / self.FILE
-        self.settings = dict(settings)
+        self.settings = {k: v for k, v in settings.items() if k not in self.RUN_LENGTH}
 
     def save(self, state: Mapping[str, Any]) -> None:
         """Write ``state`` (tensors, numbers, lists) with the settings."""
@@ -80,7 +83,7 @@ class Checkpoint:
 
         if not self.path.is_file():
             return None
-        saved = torch.load(self.path, weights_only=False)
+        saved = torch.load(self.path, weights_only=False, map_location="cpu")
         if saved.get("settings") != self.settings:
             changed = sorted(
                 k

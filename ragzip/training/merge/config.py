@@ -24,6 +24,7 @@ class TrainConfig:
         out: Folder the adapter, ``training.json`` and the checkpoint are written to.
         minutes: Wall-clock budget of the optimisation loop (validation excluded).
         max_steps: Upper bound on optimiser steps.
+        train_n: Train questions used, the first of the split (0: all 1,200).
         k: Passages per training context.
         ratios: Compression factors drawn per example.
         rank: Adapter rank.
@@ -44,6 +45,7 @@ class TrainConfig:
     out: str = field(default_factory=lambda: str(paths().trained("merge")))
     minutes: float = 30.0
     max_steps: int = 10_000
+    train_n: int = 0
     k: int = 5
     ratios: str = "4,8"
     rank: int = 64

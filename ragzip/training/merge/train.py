@@ -178,7 +178,7 @@ def train(config: TrainConfig, *, command: str, resume: bool = True) -> dict[str
         tokenizer=tokenizer,
     )
     all_nq = load_nq(config.data_dir)
-    train_q = nq_split("train", examples=all_nq)
+    train_q = nq_split("train", examples=all_nq)[: config.train_n or None]
     val_q = nq_split("val", examples=all_nq)[: config.val_examples]
     train_ctx = retrieve_contexts(
         train_q, all_nq, k=config.k, index_cache=config.index_cache, ensure_gold=True
@@ -212,6 +212,7 @@ def train(config: TrainConfig, *, command: str, resume: bool = True) -> dict[str
         rng.setstate(saved["rng"])
         torch.set_rng_state(saved["torch_rng"])
         run = _Run(**saved["run"])
+        run.resumed_at.append(run.step)
         logger.info("resuming %s at step %d (%.0f s trained)", out, run.step, run.loop_seconds)
     else:
         val0 = validate(model, adapter, val_set)
@@ -308,6 +309,7 @@ def train(config: TrainConfig, *, command: str, resume: bool = True) -> dict[str
         "best_step": run.best[1],
         "best_val_ce": run.best[0],
         "untrained_val_ce": run.untrained,
+        "resumed_at": run.resumed_at,
         "machine": machine_info(),
     }
     (out / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -328,3 +330,4 @@ class _Run:
     untrained: float = math.nan
     best: tuple[float, int] = (math.inf, 0)
     best_state: dict[str, Any] = field(default_factory=dict)
+    resumed_at: list[int] = field(default_factory=list)

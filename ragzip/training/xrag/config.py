@@ -27,6 +27,7 @@ class TrainConfig:
             stage-1 projector (``stage1/``) and the resumable checkpoint.
         seed: Seed of the projector initialisation and the example order.
         hidden: Projector hidden width.
+        train_n: Train questions used, the first of the split (0: all 1,200).
         stage1_examples: Paraphrase examples (train passages, one pass, shuffled).
         stage2_examples: Question-answering examples (train questions, one pass, shuffled).
         accum: Examples per optimizer step (gradient accumulation).
@@ -48,6 +49,7 @@ class TrainConfig:
     out: str = field(default_factory=lambda: str(paths().trained("xrag")))
     seed: int = 0
     hidden: int = 1536
+    train_n: int = 0
     stage1_examples: int = 640
     stage2_examples: int = 640
     accum: int = 8

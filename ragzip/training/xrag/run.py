@@ -72,7 +72,7 @@ def train(config: TrainConfig, *, command: str = "", resume: bool = True) -> dic
     checkpoint = Checkpoint(out, asdict(config))
     saved = (checkpoint.load() if resume else None) or {}
     examples = load_nq(config.data_dir)
-    train_set = nq_split("train", examples=examples)
+    train_set = nq_split("train", examples=examples)[: config.train_n or None]
     val_set = nq_split("val", examples=examples)[: config.val_n]
     t0 = time.perf_counter()
     train_vecs = embed_passages(train_set)
