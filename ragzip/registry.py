@@ -258,6 +258,20 @@ def create_compressor(
     return cls(counter=counter, **kwargs)
 
 
+def generator_config(name: str | CompressorSpec, generator: str | None) -> dict[str, Any]:
+    """Config that points a soft compressor at ``generator`` (the model its vectors are for),
+    unless its spec names one itself; empty for every other compressor.
+
+    Raises:
+        RegistryError, ConfigError: See :func:`parse_spec`.
+    """
+    spec = parse_spec(name) if isinstance(name, str) else name
+    fields = getattr(getattr(get_class(spec.name), "Config", None), "__dataclass_fields__", {})
+    if generator and "generator" in fields and "generator" not in dict(spec.options):
+        return {"generator": generator}
+    return {}
+
+
 def resolve_config(
     name: str | CompressorSpec, config: Mapping[str, Any] | Any | None = None
 ) -> tuple[type[Compressor], Any | None]:

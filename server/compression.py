@@ -27,7 +27,13 @@ from ragzip.features import FeatureCache
 from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.policy import decision_of
 from ragzip.redis_tier import RedisTier
-from ragzip.registry import create_compressor, get_class, parse_spec, resolve_config
+from ragzip.registry import (
+    create_compressor,
+    generator_config,
+    get_class,
+    parse_spec,
+    resolve_config,
+)
 from ragzip.server.context import (
     ContextPlan,
     PlanLayout,
@@ -158,11 +164,7 @@ class CompressionService:
         cls = get_class(spec.name)
         takes_cache = "features" in inspect.signature(cls.__init__).parameters
         extra = {"features": self.features} if takes_cache else {}
-        config: dict[str, Any] = {}
-        generator = soft_generator(self.settings)
-        fields = getattr(getattr(cls, "Config", None), "__dataclass_fields__", {})
-        if generator and "generator" in fields and "generator" not in dict(spec.options):
-            config["generator"] = generator  # soft vectors for the upstream model
+        config = generator_config(spec, soft_generator(self.settings))  # for the upstream model
         return create_compressor(name, counter=counter, config=config or None, **extra)
 
     async def compress(

@@ -156,10 +156,13 @@ def example_records(answers: Sequence[Answer], n: int) -> list[dict[str, Any]]:
 
 
 def prefill_gflops(model: Any, prompt_tokens: float) -> float:
-    """Prefill cost estimate ``2 · parameters · prompt positions`` in GFLOP.
+    """Prefill cost estimate in GFLOP: ``2 · parameters · prompt positions`` for the layers, and
+    the output head (as wide as the input-embedding table) once, on the last position.
 
-    The embedding lookup costs no multiply-adds; SmolLM2 ties it to the output head, which the
-    estimate keeps once (it runs on the last position at least).
+    The embedding lookup itself costs no multiply-adds; with a large vocabulary (Gemma's 262k
+    tokens are most of its 270M parameters) counting the table at every position would
+    overstate the cost several times.
     """
     n = sum(p.numel() for p in model.parameters())
-    return 2.0 * n * prompt_tokens / 1e9
+    table = int(model.get_input_embeddings().weight.numel())
+    return 2.0 * ((n - table) * prompt_tokens + table) / 1e9

@@ -154,6 +154,13 @@ def eval_command(
         int, typer.Option(help="Questions to answer with the embedded generator (0: skip).")
     ] = 0,
     generate_ratio: Annotated[float, typer.Option(help="Compression ratio for generation.")] = 4.0,
+    generator: Annotated[
+        str | None,
+        typer.Option(
+            help="The local model that answers: smollm2 (default), gemma3-270m, a model folder "
+            "or a .gguf file; soft compressors make their vectors for it."
+        ),
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 32,
     retrieval: Annotated[bool, typer.Option(help="Score retrieval recall.")] = True,
     compression: Annotated[bool, typer.Option(help="Score compression on NQ.")] = True,
@@ -202,6 +209,7 @@ def eval_command(
             compression=compression,
             generate_n=generate_n,
             generate_ratio=generate_ratio,
+            generator=generator,
             max_new_tokens=max_new_tokens,
             kv=kv,
             kv_cases=kv_cases,

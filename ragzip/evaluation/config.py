@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 RETRIEVAL_MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 UNCOMPRESSED = "uncompressed"
 """Label of the generation row that sends the full top-k context."""
+NO_CONTEXT = "no context"
+"""Label of the generation row that asks the question alone."""
 
 
 def _positive_ratio(value: float) -> float:
@@ -57,6 +59,8 @@ class EvalConfig:
         backend: Where the NQ index lives: ``folder`` (in memory, saved to ``index_cache``) or
             ``postgres`` (a table named after the corpus, reused while it matches).
         dsn: The Postgres URL (or ``embedded``) of the ``postgres`` backend.
+        generator: The local model that answers (``smollm2``, ``gemma3-270m``, a model folder
+            or ``.gguf``); soft compressors make their vectors for it. ``None``: SmolLM2.
     """
 
     data_dir: Path | None = None
@@ -77,6 +81,7 @@ class EvalConfig:
     chunk: bool = False
     backend: str = "folder"
     dsn: str | None = None
+    generator: str | None = None
 
     def __post_init__(self) -> None:
         check_backend(self.backend)

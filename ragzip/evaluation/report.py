@@ -158,6 +158,7 @@ def render_markdown(report: EvalReport) -> str:
                     "TTFT p50",
                     "generate ms",
                     "compress ms",
+                    "prefill GFLOP",
                 ],
                 [
                     [
@@ -173,6 +174,7 @@ def render_markdown(report: EvalReport) -> str:
                         _fmt(row.ttft_ms_p50, 0),
                         _fmt(row.total_ms, 0),
                         _fmt(row.compress_ms, 1),
+                        _fmt(row.prefill_gflops, 1),
                     ]
                     for row in g.rows
                 ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,8 @@ class GenerationRow:
         ttft_ms_p50: Median time to first token.
         total_ms: Mean generation time.
         compress_ms: Mean compression time.
+        prefill_gflops: Estimated prefill cost of the mean prompt (``nan`` when the generator's
+            weights are not local).
     """
 
     setting: str
@@ -138,6 +141,7 @@ class GenerationRow:
     ttft_ms_p50: float
     total_ms: float
     compress_ms: float
+    prefill_gflops: float = math.nan
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def run_eval(
         config: What to evaluate.
         counter: Token counter budgets are counted in; defaults to the generator's, or
             SmolLM2's tokenizer when there is no generator.
-        generator: Used when ``config.generate_n > 0``; defaults to the embedded SmolLM2.
+        generator: Used when ``config.generate_n > 0``; defaults to the local model
+            ``config.generator`` names (the embedded SmolLM2).
         embedder: Sentence embedder for the dense index (defaults to the embedded MiniLM).
         progress: Show rich progress bars.
         console: Console the progress bars draw on.
@@ -109,7 +110,7 @@ def run_eval(
         RegistryError: An unknown compressor name.
         ConfigError: A malformed compressor spec or a bad setting in one.
     """
-    from ragzip.registry import create_compressor, parse_spec
+    from ragzip.registry import create_compressor, generator_config, parse_spec
 
     started, t_start = _now(), time.perf_counter()
     for name in config.compressors:
@@ -122,9 +123,9 @@ def run_eval(
     gen_questions = questions[: config.generate_n]
 
     if config.generate_n and generator is None:
-        from ragzip.generators.embedded import EmbeddedGenerator
+        from ragzip.generators.local import embedded_generator
 
-        generator = EmbeddedGenerator()
+        generator = embedded_generator(config.generator)
     if counter is None:
         if generator is not None:
             counter = generator.counter
@@ -133,7 +134,12 @@ def run_eval(
 
             counter = smollm2_counter()
 
-    compressors = {n: create_compressor(n, counter=counter) for n in config.compressors}
+    compressors = {
+        n: create_compressor(
+            n, counter=counter, config=generator_config(n, config.generator) or None
+        )
+        for n in config.compressors
+    }
     stage_seconds: dict[str, float] = {}
     retrieval: RetrievalResult | None = None
     compression: CompressionStage | None = None

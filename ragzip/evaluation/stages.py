@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ragzip.datasets import (
@@ -13,7 +14,7 @@ from ragzip.datasets import (
 )
 from ragzip.errors import ConfigError
 from ragzip.evaluation import metrics
-from ragzip.evaluation.config import RETRIEVAL_MODES, UNCOMPRESSED
+from ragzip.evaluation.config import NO_CONTEXT, RETRIEVAL_MODES, UNCOMPRESSED
 from ragzip.evaluation.progress import ProgressTask
 from ragzip.evaluation.results import CompressionRow, GenerationRow, KVRow, RetrievalModeResult
 from ragzip.types import Budget, Passage
@@ -167,15 +168,14 @@ def evaluate_generation(
         AnswerSetting,
         answer_all,
         example_records,
+        prefill_gflops,
         summarize,
     )
 
+    identity = create_compressor("identity", counter=generator.counter)
     settings = [
-        AnswerSetting(
-            UNCOMPRESSED,
-            create_compressor("identity", counter=generator.counter),
-            Budget.compression(1.0),
-        ),
+        AnswerSetting(UNCOMPRESSED, identity, Budget.compression(1.0)),
+        AnswerSetting(NO_CONTEXT, identity, Budget.compression(1.0), with_context=False),
         *(
             AnswerSetting(name, comp, Budget.compression(ratio))
             for name, comp in compressors.items()
@@ -191,6 +191,9 @@ def evaluate_generation(
         on_answer=lambda _: task.advance(),
     )
     rows = [summarize(s.label, s.budget.ratio or ratio, answers[s.label]) for s in settings]
+    model = getattr(generator, "model", None)
+    if model is not None:
+        rows = [replace(r, prefill_gflops=prefill_gflops(model, r.prompt_tokens)) for r in rows]
     examples = [r for s in settings for r in example_records(answers[s.label], n_examples)]
     return rows, examples
 

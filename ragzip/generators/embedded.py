@@ -362,7 +362,9 @@ class EmbeddedGenerator(Generator):
         with self._lock:
             try:
                 with torch.inference_mode():
-                    out = self._model(**prefill, use_cache=True)
+                    # the first token needs the last position's logits only (a large vocabulary
+                    # times every prompt position would cost more than the layers)
+                    out = self._model(**prefill, use_cache=True, logits_to_keep=1)
                     token = int(out.logits[0, -1].argmax())  # .item() waits for the device
                 count = 1
                 while True:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragzip.errors import ConfigError
-from ragzip.evaluation.config import UNCOMPRESSED, EvalConfig
+from ragzip.evaluation.config import NO_CONTEXT, UNCOMPRESSED, EvalConfig
 from ragzip.evaluation.report import write_report
 from ragzip.evaluation.results import EvalReport
 from ragzip.evaluation.runner import run_eval
@@ -71,9 +71,12 @@ def test_compression(report: EvalReport) -> None:
 def test_generation(report: EvalReport) -> None:
     g = report.generation
     assert g is not None
-    assert [row.setting for row in g.rows] == [UNCOMPRESSED, "truncate", "mig"]
-    plain, _, mig = g.rows
+    assert [row.setting for row in g.rows] == [UNCOMPRESSED, NO_CONTEXT, "truncate", "mig"]
+    plain, alone, _, mig = g.rows
     assert plain.ratio == 1.0 and mig.ratio == 4.0
+    assert alone.context_tokens == 0 and alone.prompt_tokens < mig.prompt_tokens
+    # the prefill estimate grows with the prompt: layers at every position, the head once
+    assert alone.prefill_gflops < mig.prefill_gflops < plain.prefill_gflops
     assert all(row.n == 2 for row in g.rows)
     assert mig.prompt_tokens < plain.prompt_tokens  # compression shortens the prompt
     assert mig.context_tokens <= plain.context_tokens / 4
@@ -81,7 +84,7 @@ def test_generation(report: EvalReport) -> None:
         assert 0.0 <= row.em <= row.accuracy <= 1.0  # an exact match contains the answer
         assert row.em <= row.f1 <= 1.0
         assert row.ttft_ms > 0
-    assert len(g.examples) == 6
+    assert len(g.examples) == 8
     assert all(isinstance(e["prediction"], str) for e in g.examples)
 
 

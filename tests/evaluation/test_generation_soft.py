@@ -6,7 +6,7 @@ import pytest
 
 from ragzip.datasets import NQExample
 from ragzip.errors import ConfigError
-from ragzip.evaluation.config import UNCOMPRESSED
+from ragzip.evaluation.config import NO_CONTEXT, UNCOMPRESSED
 from ragzip.evaluation.stages import evaluate_generation
 from ragzip.generators import OpenAIGenerator
 from ragzip.prompts import build_messages, soft_context
@@ -36,8 +36,8 @@ def test_soft_rows_report_vectors_prompt_length_and_ttft() -> None:
     rows, examples = evaluate_generation(
         gen, {"soft": soft}, QUESTIONS, CONTEXTS, 4.0, max_new_tokens=4, n_examples=1
     )
-    assert [r.setting for r in rows] == [UNCOMPRESSED, "soft"]
-    row = rows[1]
+    assert [r.setting for r in rows] == [UNCOMPRESSED, NO_CONTEXT, "soft"]
+    row = rows[2]
     assert row.n == 2 and row.ratio == 4.0
     # One vector per passage, as many as the 4x budget allows.
     expected_vectors = []
@@ -53,7 +53,8 @@ def test_soft_rows_report_vectors_prompt_length_and_ttft() -> None:
     assert row.prompt_tokens < rows[0].prompt_tokens
     assert row.ttft_ms > 0 and row.total_ms >= row.ttft_ms and row.compress_ms > 0
     assert 0.0 <= row.em <= 1.0 and 0.0 <= row.f1 <= 1.0
-    assert [e["setting"] for e in examples] == [UNCOMPRESSED, "soft"]
+    assert [e["setting"] for e in examples] == [UNCOMPRESSED, NO_CONTEXT, "soft"]
+    assert rows[1].context_tokens == 0 < row.context_tokens
 
 
 def test_text_only_generator_fails_clearly() -> None:
