@@ -367,13 +367,15 @@ class EmbeddedGenerator(Generator):
                     out = self._model(**prefill, use_cache=True, logits_to_keep=1)
                     token = int(out.logits[0, -1].argmax())  # .item() waits for the device
                 count = 1
+                said: list[int] = []
                 while True:
-                    if token in self._stop or self._ends_line(token):
+                    if token in self._stop or self._ends_line(token, said):
                         yield token, "stop"
                         return
                     if count >= max_new:
                         yield token, "length"
                         return
+                    said.append(token)
                     yield token, None
                     step = torch.tensor([[token]], dtype=torch.long, device=self.device)
                     with torch.inference_mode():
@@ -386,9 +388,11 @@ class EmbeddedGenerator(Generator):
                 msg = f"{self._name} failed while generating: {exc}"
                 raise GenerationError(msg) from exc
 
-    def _ends_line(self, token: int) -> bool:
-        """A base model's one-line answer ends at its first line break."""
-        return self.renderer.stops_at_newline and "\n" in self._tokenizer.decode([token])
+    def _ends_line(self, token: int, said: list[int]) -> bool:
+        """A base model's one-line answer ends at the first line break after some text."""
+        if not self.renderer.stops_at_newline or "\n" not in self._tokenizer.decode([token]):
+            return False
+        return bool(self._tokenizer.decode(said, skip_special_tokens=True).strip())
 
     def _run(self, prefill: dict[str, torch.Tensor], prompt_len: int, max_new: int) -> Generation:
         """Prefill, then greedy decoding with the KV cache until a stop token or the limit."""
