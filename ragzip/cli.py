@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ragzip.commands import console, fail
 from ragzip.errors import RagzipError
 from ragzip.types import Budget
 
@@ -24,7 +25,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 DEFAULT_INDEX = Path(".ragzip/index")
 BACKEND_HELP = "'folder' (the --index folder) or 'postgres' (pip install 'ragzip[postgres]')."
 DSN_HELP = "Postgres URL for --backend postgres, or 'embedded' (a local server, no setup)."
@@ -70,12 +70,7 @@ def _check_compressor(spec: str, options: dict[str, Any]) -> None:
     try:
         resolve_config(spec, options or None)
     except RagzipError as exc:
-        raise _fail(exc) from exc
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
-    return typer.Exit(code=2)
+        raise fail(exc) from exc
 
 
 def _parse_budget(text: str) -> Budget:
@@ -160,7 +155,7 @@ def index(
                 progress=report,
             )
     except RagzipError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if found.skipped:
         console.print(f"[yellow]skipped {len(found.skipped)} file(s):[/]")
         for where, reason in found.skipped:
@@ -206,7 +201,7 @@ def ask(
         with _activity(progress, "retrieving, compressing, answering"):
             result = pipe.run(question)
     except RagzipError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     comp = result.compression
     if show_context:
         console.rule("compressed context")
@@ -255,9 +250,9 @@ def compress(
     try:
         payload = json.loads(sys.stdin.read())
     except json.JSONDecodeError as exc:
-        raise _fail(ValueError(f"stdin is not valid JSON: {exc}")) from exc
+        raise fail(ValueError(f"stdin is not valid JSON: {exc}")) from exc
     if not isinstance(payload, dict) or "query" not in payload or "passages" not in payload:
-        raise _fail(ValueError('input must be a JSON object with "query" and "passages"'))
+        raise fail(ValueError('input must be a JSON object with "query" and "passages"'))
     parsed = _parse_budget(budget or str(payload.get("budget", "4x")))
     options = _parse_options(option)
     _check_compressor(compressor, options)
@@ -266,7 +261,7 @@ def compress(
             comp = create_compressor(compressor, counter=smollm2_counter(), config=options)
             result = comp.compress(payload["query"], payload["passages"], budget=parsed)
     except RagzipError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
 
 
@@ -281,137 +276,14 @@ def list_compressors() -> None:
     Console().print(table)
 
 
-@app.command()
-def serve(
-    config: Annotated[Path | None, typer.Option(help="Settings file (.toml/.json/.env).")] = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    upstream: Annotated[
-        str | None, typer.Option(help="Upstream OpenAI-compatible base URL.")
-    ] = None,
-    compressor: Annotated[str | None, typer.Option(help="Default compressor (a spec).")] = None,
-    budget: Annotated[str | None, typer.Option(help="Default budget ('256' or '4x').")] = None,
-    auth_token: Annotated[
-        str | None,
-        typer.Option(
-            "--auth-token",
-            envvar="RAGZIP_AUTH_TOKEN",
-            help="Token clients must send as 'Authorization: Bearer TOKEN' to /v1/*, /metrics, "
-            "/readyz and /docs (only /healthz stays open). Prefer the environment variable.",
-            show_envvar=True,
-        ),
-    ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="Retrieve from this index for requests that ask to (folder or postgres; "
-            "inferred from --index / --dsn)."
-        ),
-    ] = None,
-    index_path: Annotated[
-        Path | None, typer.Option("--index", help="Index folder to retrieve from.")
-    ] = None,
-    dsn: Annotated[
-        str | None, typer.Option(help=DSN_HELP + " Prefer RAGZIP_RETRIEVAL_DSN.")
-    ] = None,
-    pg_table: Annotated[
-        str | None, typer.Option("--table", help="Postgres index name to retrieve from.")
-    ] = None,
-    retrieve_by_default: Annotated[
-        bool,
-        typer.Option(
-            "--retrieve-by-default",
-            help="Retrieve for every request that marks no context of its own.",
-        ),
-    ] = False,
-    allow_anonymous: Annotated[
-        bool,
-        typer.Option(
-            "--allow-anonymous",
-            help="Serve without --auth-token although RAGZIP_UPSTREAM_API_KEY is set (anyone "
-            "reaching the port is then served on that key); refused otherwise.",
-        ),
-    ] = False,
-) -> None:
-    """Run the OpenAI-compatible proxy that compresses context on the way upstream.
-
-    Safe defaults: it listens on 127.0.0.1 only.
-
-    With RAGZIP_UPSTREAM_API_KEY set it refuses to start unless clients must authenticate (--auth-token / RAGZIP_AUTH_TOKEN) or --allow-anonymous says otherwise.
-
-    Credentials never appear in responses, health reports, metrics or logs.
-
-    With --index (or --dsn) it also retrieves: a request sending "ragzip": {"retrieve": true} gets passages from that index for its question, compressed like sent ones.
-
-    Example: RAGZIP_AUTH_TOKEN=$(openssl rand -hex 24) ragzip serve --upstream URL
-    """  # noqa: E501 - typer rewraps the help text; one line per paragraph reads best
-    from ragzip.server import Settings
-    from ragzip.server import serve as run_server
-
-    overrides: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "upstream_base_url": upstream,
-        "default_compressor": compressor,
-        "default_budget": budget,
-        "auth_token": auth_token,
-        "allow_anonymous": allow_anonymous or None,
-        "retrieval_backend": backend,
-        "retrieval_index": str(index_path) if index_path is not None else None,
-        "retrieval_dsn": dsn,
-        "retrieval_table": pg_table,
-        "retrieve_by_default": retrieve_by_default or None,
-    }
-    try:
-        settings = Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})
-        run_server(settings)
-    except RagzipError as exc:
-        raise _fail(exc) from exc
-
-
-@app.command("serve-model")
-def serve_model(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
-    name: Annotated[
-        str | None, typer.Option(help="Model id clients send; the model's name by default.")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, mps; the best by default.")] = None,
-    simulate: Annotated[
-        str | None,
-        typer.Option(
-            help="Serve a SIMULATED generator instead: first token after a + b·prompt tokens, "
-            "a fixed answer (8b-a100, 70b-a100, smollm2-cpu)."
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-) -> None:
-    """Serve the embedded SmolLM2 generator as an OpenAI-compatible API (streamed)."""
-    try:
-        from ragzip.generators.base import TokenStreamer
-        from ragzip.server.model_app import serve_model as run_model_server
-
-        generator: TokenStreamer
-        if simulate is not None:
-            from ragzip.generators.simulated import SimulatedGenerator, preset
-
-            generator = SimulatedGenerator(preset(simulate))
-            console.print(generator.timing.describe())
-        else:
-            from ragzip.generators.embedded import EmbeddedGenerator
-
-            generator = EmbeddedGenerator(device=device)
-        console.print(f"serving {name or generator.name} on http://{host}:{port}/v1")
-        run_model_server(generator, host=host, port=port, model_name=name, log_level=log_level)
-    except RagzipError as exc:
-        raise _fail(exc) from exc
-
-
 def _register_optional_commands() -> None:
     from ragzip.evaluation.command import eval_command
     from ragzip.profiling.command import profile_command
+    from ragzip.server.command import serve, serve_model
     from ragzip.training.command import train_app
 
+    app.command("serve")(serve)
+    app.command("serve-model")(serve_model)
     app.command("eval")(eval_command)
     app.command("profile")(profile_command)
     app.add_typer(train_app, name="train")

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from ragzip.commands import fail
 from ragzip.errors import RagzipError
 
 train_app = typer.Typer(
@@ -36,11 +37,6 @@ def _start(threads: int) -> str:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     set_threads(threads)
     return " ".join(["ragzip", *sys.argv[1:]])
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
 
 
 @train_app.command("xrag")
@@ -80,7 +76,7 @@ def train_xrag(
         )
         record = train(config, command=command, resume=resume)
     except RagzipError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     val = record["stage2"]["val"][-1] if record["stage2"]["val"] else {}
     typer.echo(f"wrote {out} (for {record['generator']['name']}); last val {val}")
 
@@ -122,7 +118,7 @@ def train_merge(
         )
         record = train(config, command=command, resume=resume)
     except RagzipError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(
         f"wrote {out} (for {record['generator']['name']}); val answer CE "
         f"{record['untrained_val_ce']:.3f} untrained -> {record['best_val_ce']:.3f}"

