@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -139,13 +139,10 @@ class ProxyService:
         """``POST /v1/chat/completions``: compress the marked context, then forward."""
         raw: dict[str, Any] = await request.json()
         options = body.ragzip
-        given = options.passage_list() if options else []
-        plan = plan_chat(raw["messages"], given)
-        retrieved = await self._retrieve(plan, options, request)
-        if retrieved is None:
+        planned = await self._plan(lambda ps: plan_chat(raw["messages"], ps), options, request)
+        if planned is None:
             return Response(status_code=CLIENT_CLOSED)
-        if retrieved.passages:
-            plan = plan_chat(raw["messages"], [*given, *retrieved.passages])
+        plan, retrieved = planned
         usage: RagzipUsage | None = None
         if plan.has_work:
             done = await self._until_disconnect(  # a client gone stops its compression
@@ -182,13 +179,10 @@ class ProxyService:
         """``POST /v1/completions``: compress the marked context, then forward."""
         raw: dict[str, Any] = await request.json()
         options = body.ragzip
-        given = options.passage_list() if options else []
-        plan = plan_completion(raw["prompt"], given)
-        retrieved = await self._retrieve(plan, options, request)
-        if retrieved is None:
+        planned = await self._plan(lambda ps: plan_completion(raw["prompt"], ps), options, request)
+        if planned is None:
             return Response(status_code=CLIENT_CLOSED)
-        if retrieved.passages:
-            plan = plan_completion(raw["prompt"], [*given, *retrieved.passages])
+        plan, retrieved = planned
         usage: RagzipUsage | None = None
         if plan.has_work:
             done = await self._until_disconnect(request, self.compression.run_plan(plan, options))
@@ -207,19 +201,28 @@ class ProxyService:
             content = await request.body()
         return await self._forward("completions", content, request, bool(body.stream), usage)
 
-    async def _retrieve(
-        self, plan: ContextPlan, options: RagzipOptions | None, request: Request
-    ) -> Retrieved | None:
-        """The passages the proxy retrieves for this request (none unless it asks, or the
-        server retrieves by default); ``None`` when the client left meanwhile."""
+    async def _plan(
+        self,
+        make_plan: Callable[[list[Passage]], ContextPlan],
+        options: RagzipOptions | None,
+        request: Request,
+    ) -> tuple[ContextPlan, Retrieved] | None:
+        """The request's context: the passages it sends or marks, then those the proxy
+        retrieves for it (none unless it asks, or the server retrieves by default); ``None``
+        when the client left meanwhile."""
+        given = options.passage_list() if options else []
+        plan = make_plan(given)
         if not self.retrieval.wanted(options, plan.has_work):
-            return Retrieved()
+            return plan, Retrieved()
         query = question_of(plan, options)
         require_question(query)
         done = await self._until_disconnect(
             request, self.retrieval.retrieve(query, options.k if options else None)
         )
-        return None if done is None else Retrieved(*done)
+        if done is None:
+            return None
+        retrieved = Retrieved(*done)
+        return (make_plan([*given, *retrieved.passages]) if retrieved.passages else plan), retrieved
 
     async def _forward_soft(
         self,
