@@ -67,12 +67,18 @@ WITH dense AS (
     ORDER BY score DESC, row_id LIMIT %(k)s
 )
 SELECT f.score, f.bm25_rank, f.bm25_score, f.dense_rank, f.dense_score,
-       c.chunk_id, c.title, c.text, c.metadata, x.keys, x.vectors
+       c.chunk_id, c.title, c.text, c.metadata, {features}
 FROM fused f JOIN {t} c USING (row_id)
-LEFT JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(vector) AS vectors
-                   FROM {t}_features WHERE chunk_id = c.chunk_id) x ON true
+{join}
 ORDER BY f.score DESC, f.row_id
 """
+WITH_FEATURES = {
+    "features": "x.keys, x.vectors",
+    "join": "LEFT JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(vector) AS vectors\n"
+    "                   FROM {t}_features WHERE chunk_id = c.chunk_id) x ON true",
+}
+WITHOUT_FEATURES = {"features": "NULL, NULL", "join": ""}
+"""The stored sentence vectors come back only when a feature cache wants them."""
 
 
 def _driver() -> tuple[Any, Any]:
@@ -354,8 +360,10 @@ class PostgresIndex:
                 "rrf_k": float(rrf_k),
                 "k": k,
             }
+            parts = WITH_FEATURES if self._query_cache is not None else WITHOUT_FEATURES
+            sql = SEARCH_SQL.format(t=self.table, **parts).format(t=self.table)
             with self._conn.cursor() as cur:
-                cur.execute(SEARCH_SQL.format(t=self.table), params)
+                cur.execute(sql, params)
                 out.append(self._passages(cur.fetchall()))
         return out
 
