@@ -19,12 +19,14 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from ragzip.errors import ConfigError, InputError, RetrievalError
 from ragzip.features import FeatureCache
 from ragzip.retrievers.base import Retriever
 from ragzip.server.metrics import Metrics
+from ragzip.server.protocol import RagzipUsage
 from ragzip.server.redact import Redactor
 from ragzip.server.settings import Settings
 from ragzip.types import Passage
@@ -154,3 +156,17 @@ class RetrievalService:
         finally:
             self.metrics.stage.labels("retrieve").observe(time.perf_counter() - start)
         return list(found), round((time.perf_counter() - start) * 1000, 3)
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What the proxy retrieved for one request."""
+
+    passages: list[Passage] = field(default_factory=list)
+    ms: float = 0.0
+
+    def report(self, usage: RagzipUsage) -> RagzipUsage:
+        """``usage`` with the retrieval counted."""
+        if not self.passages:
+            return usage
+        return usage.model_copy(update={"retrieved": len(self.passages), "retrieve_ms": self.ms})

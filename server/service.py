@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
@@ -45,7 +45,7 @@ from ragzip.server.protocol import (
     RagzipOptions,
     RagzipUsage,
 )
-from ragzip.server.retrieval import RetrievalService
+from ragzip.server.retrieval import RetrievalService, Retrieved
 from ragzip.server.settings import Settings
 from ragzip.server.soft import chat_from_completion, chat_stream, completion_body, render_soft_chat
 from ragzip.server.streaming import UpstreamStreamResponse, wait_for_disconnect
@@ -374,20 +374,6 @@ class ProxyService:
             logger.info("client disconnected before the answer; request cancelled")
             return None
         return reply
-
-
-@dataclass(frozen=True)
-class Retrieved:
-    """What the proxy retrieved for one request."""
-
-    passages: list[Passage] = field(default_factory=list)
-    ms: float = 0.0
-
-    def report(self, usage: RagzipUsage) -> RagzipUsage:
-        """``usage`` with the retrieval counted."""
-        if not self.passages:
-            return usage
-        return usage.model_copy(update={"retrieved": len(self.passages), "retrieve_ms": self.ms})
 
 
 def _with_usage(content: bytes, usage: RagzipUsage) -> bytes:
