@@ -16,6 +16,10 @@ Which passages get a vector: the first ``top_k`` non-empty passages in the order
 retrieval order. The retriever's ranking (hybrid BM25 + dense in ragzip) is already a relevance
 order, and ranking again by MiniLM similarity to the question would only repeat its dense half.
 The budget caps the count: at most ``budget_tokens`` vectors, so a budget of 0 keeps none.
+
+With ``sentences=n`` a kept passage is not embedded whole: its ``n`` sentences most similar to
+the question (title prefixed, as the passage is) get one vector each, in passage order, so a
+vector stands for the sentence that answers rather than for the passage's topic.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from torch import nn
 from ragzip.artefacts import read_artefact_config, read_tensors, shipped_for, write_artefact
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.mig import Embedder, encode_unit_norm
+from ragzip.compressors.units import sentence_spans
 from ragzip.errors import CompressionError, ConfigError, ModelError
 from ragzip.generators.target import SoftTarget, load_target
 from ragzip.tokenization import TokenCounter
@@ -171,6 +176,8 @@ class XragCompressor(Compressor):
 
         Attributes:
             top_k: Passages turned into a vector, the first ones in retrieval order.
+            sentences: 0 embeds each kept passage whole (one vector); ``n > 0`` gives it
+                one vector for each of its ``n`` sentences most similar to the question.
             batch_size: Embedding batch size.
             device: Device of the default embedder and the projector (``None`` picks one).
             weights: Folder of a trained projector; ``None`` uses the one shipped for the
@@ -181,6 +188,7 @@ class XragCompressor(Compressor):
         """
 
         top_k: int = 1
+        sentences: int = 0
         batch_size: int = 32
         device: str | None = None
         weights: str | None = None
@@ -189,6 +197,10 @@ class XragCompressor(Compressor):
         def __post_init__(self) -> None:
             if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
                 msg = f"top_k must be an int >= 1, got {self.top_k!r}"
+                raise ConfigError(msg)
+            n = self.sentences
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                msg = f"sentences must be an int >= 0, got {n!r}"
                 raise ConfigError(msg)
             if self.batch_size < 1:
                 msg = f"batch_size must be >= 1, got {self.batch_size}"
@@ -226,25 +238,49 @@ class XragCompressor(Compressor):
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         t0 = time.perf_counter()
-        n_keep = min(self.config.top_k, request.budget_tokens)
-        kept = [i for i, p in enumerate(request.passages) if p.text.strip()][: max(n_keep, 0)]
         counts = [0] * len(request.passages)
+        limit = max(request.budget_tokens, 0)
+        kept = [i for i, p in enumerate(request.passages) if p.text.strip()]
+        kept = kept[: min(self.config.top_k, limit)]
         if not kept:
             return CompressionOutput(
                 embeddings=np.zeros((0, self.dim), dtype=np.float32), vectors_per_passage=counts
             )
-        passages = [request.passages[i] for i in kept]
-        vectors = self.encode([passage_input(p.title, p.text) for p in passages])
+        vectors, owners = self._embed(request, kept)
+        vectors, owners = vectors[:limit], owners[:limit]
         t_embed = time.perf_counter()
         soft = self.project(vectors)
         t_project = time.perf_counter()
-        for i in kept:
-            counts[i] = 1
+        for i in owners:
+            counts[i] += 1
         return CompressionOutput(
             embeddings=soft,
             vectors_per_passage=counts,
             timings={"embed": t_embed - t0, "project": t_project - t_embed},
         )
+
+    def _embed(
+        self, request: CompressionRequest, kept: Sequence[int]
+    ) -> tuple[np.ndarray, list[int]]:
+        """Sentence embeddings of the kept passages, in order, and the passage of each row:
+        the passages whole, or their ``sentences`` closest to the question."""
+        passages = [request.passages[i] for i in kept]
+        if not self.config.sentences:
+            return self.encode([passage_input(p.title, p.text) for p in passages]), list(kept)
+        texts: list[str] = []
+        owners: list[int] = []
+        for i, p in zip(kept, passages, strict=True):
+            pieces = [p.text[a:b] for a, b in sentence_spans(p.text) if p.text[a:b].strip()]
+            texts += [passage_input(p.title, t) for t in pieces or [p.text]]
+            owners += [i] * max(len(pieces), 1)
+        vectors = self.encode([request.query, *texts])
+        query, vectors = vectors[0], vectors[1:]
+        chosen: list[int] = []
+        for i in kept:
+            rows = [r for r, owner in enumerate(owners) if owner == i]
+            best = sorted(rows, key=lambda r: -float(vectors[r] @ query))[: self.config.sentences]
+            chosen += sorted(best)
+        return vectors[chosen], [owners[r] for r in chosen]
 
     @property
     def dim(self) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,11 +17,14 @@ from ragzip.artefacts import shipped_for
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.merge.adapter import WEIGHTS_DIR, Adapter, _load_adapter
 from ragzip.compressors.merge.allocation import allocate, group_mig, merge_runs
+from ragzip.compressors.mig import Embedder, MIGCompressor
 from ragzip.compressors.units import sentence_spans
 from ragzip.embedding import normalize
 from ragzip.errors import CompressionError, ConfigError, ModelError
+from ragzip.features import FeatureCache
 from ragzip.generators.target import SoftTarget
 from ragzip.tokenization import TokenCounter
+from ragzip.types import Span
 
 # -------------------------------------------------------------------------------- compressor
 
@@ -31,6 +34,7 @@ class _Group:
     passage: int
     start: int  # token positions within the passage
     end: int
+    verbatim: bool = False  # kept as the model's own token embeddings, not merged
 
 
 class MergeCompressor(Compressor):
@@ -45,6 +49,9 @@ class MergeCompressor(Compressor):
         tokenizer: The model's fast tokenizer (token offsets are needed to find sentences).
         adapter: A trained :class:`Adapter` to apply instead of the one ``config.adapter``
             names.
+        embedder: Sentence embedder of the verbatim selection (``text_share > 0``); defaults
+            to the packaged all-MiniLM-L6-v2.
+        features: Feature cache of the verbatim selection (the proxy shares its own).
 
     Raises:
         ConfigError: Only one of model and tokenizer given, or a slow tokenizer.
@@ -71,6 +78,9 @@ class MergeCompressor(Compressor):
             generator: The generator the vectors are for (``smollm2``, ``gemma3-270m``, a
                 model folder or ``.gguf``; see :mod:`ragzip.generators.local`); ``None`` is
                 the embedded SmolLM2. Only its tokenizer and input-embedding table are read.
+            text_share: Share of the budget spent on whole sentences kept verbatim (as the
+                model's own token embeddings), chosen by :mod:`ragzip.compressors.mig`; the
+                rest of the budget merges the other sentences. 0 merges everything (COMI).
         """
 
         redundancy_weight: float = 0.1
@@ -80,6 +90,7 @@ class MergeCompressor(Compressor):
         keep_norm: bool = True
         adapter: str | None = None
         generator: str | None = None
+        text_share: float = 0.0
 
         def __post_init__(self) -> None:
             for key in ("redundancy_weight", "sharpness", "token_sharpness"):
@@ -93,6 +104,13 @@ class MergeCompressor(Compressor):
             size = self.max_group_tokens
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 msg = f"max_group_tokens must be an int >= 1, got {size!r}"
+                raise ConfigError(msg)
+            share = self.text_share
+            if isinstance(share, bool) or not isinstance(share, int | float):
+                msg = f"text_share must be a number, got {share!r}"
+                raise ConfigError(msg)
+            if not 0.0 <= share <= 1.0:
+                msg = f"text_share must be between 0 and 1, got {share!r}"
                 raise ConfigError(msg)
             if not isinstance(self.keep_norm, bool):
                 msg = f"keep_norm must be a bool, got {self.keep_norm!r}"
@@ -119,9 +137,14 @@ class MergeCompressor(Compressor):
         model: Any = None,
         tokenizer: Any = None,
         adapter: Adapter | None = None,
+        embedder: Embedder | None = None,
+        features: FeatureCache | None = None,
     ) -> None:
         super().__init__(counter=counter)
         self.config = config or MergeCompressor.Config()
+        self.selector: MIGCompressor | None = None
+        if self.config.text_share > 0:
+            self.selector = MIGCompressor(counter=counter, embedder=embedder, features=features)
         if (model is None) != (tokenizer is None):
             msg = "give both model and tokenizer, or neither (for the configured generator)"
             raise ConfigError(msg)
@@ -168,8 +191,11 @@ class MergeCompressor(Compressor):
             (int(s), int(e)) for s, e in enc["offset_mapping"]
         ]
 
-    def _groups(self, passage: int, text: str, offsets: Sequence[tuple[int, int]]) -> list[_Group]:
-        """Sentence groups of one passage's tokens, each at most ``max_group_tokens`` long.
+    def _groups(
+        self, passage: int, text: str, offsets: Sequence[tuple[int, int]], keep: np.ndarray
+    ) -> list[_Group]:
+        """Groups of one passage's tokens in order: runs of kept tokens (verbatim), and sentence
+        groups of the others, each at most ``max_group_tokens`` long.
 
         A token belongs to the last sentence starting at or before its first character. A
         passage of whitespace only has no groups (nothing worth a vector).
@@ -183,11 +209,41 @@ class MergeCompressor(Compressor):
         groups: list[_Group] = []
         begin = 0
         for t in range(1, len(offsets) + 1):
-            if t < len(offsets) and (sentence is None or sentence[t] == sentence[begin]):
+            if (
+                t < len(offsets)
+                and keep[t] == keep[begin]
+                and (sentence is None or sentence[t] == sentence[begin])
+            ):
                 continue
-            groups.extend(_Group(passage, a, min(a + size, t)) for a in range(begin, t, size))
+            if keep[begin]:
+                groups.append(_Group(passage, begin, t, verbatim=True))
+            else:
+                groups.extend(_Group(passage, a, min(a + size, t)) for a in range(begin, t, size))
             begin = t
         return groups
+
+    def _kept(
+        self, request: CompressionRequest, encoded: Sequence[tuple[list[int], list[Span]]]
+    ) -> list[np.ndarray]:
+        """Which tokens of each passage stay verbatim: those overlapping a sentence MIG
+        keeps within ``text_share`` of the budget (never more tokens than the budget)."""
+        keep = [np.zeros(len(ids), dtype=bool) for ids, _ in encoded]
+        text_budget = math.floor(self.config.text_share * request.budget_tokens)
+        if self.selector is None or text_budget <= 0:
+            return keep
+        spans = self.selector.select(replace(request, budget_tokens=text_budget))
+        for mask, (_, offsets), kept in zip(keep, encoded, spans, strict=True):
+            bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+            for a, b in kept:  # a token overlapping a kept span (its leading space may not)
+                mask |= (bounds[:, 1] > a) & (bounds[:, 0] < b)
+        over = sum(int(m.sum()) for m in keep) - request.budget_tokens
+        for mask in reversed(keep):  # tokenised in place, kept text can outgrow its count
+            if over <= 0:
+                break
+            on = np.flatnonzero(mask)[::-1][:over]
+            mask[on] = False
+            over -= len(on)
+        return keep
 
     def token_states(self, ids: Sequence[int]) -> np.ndarray:
         """Input embeddings ``(n, d)`` of token ids."""
@@ -201,36 +257,44 @@ class MergeCompressor(Compressor):
         t0 = time.perf_counter()
         cfg = self.config
         encoded = [self._ids(p.text) for p in request.passages]
+        counts = [0] * len(request.passages)
+        if request.budget_tokens <= 0:
+            return self._empty(counts, t0)
+        keep = self._kept(request, encoded)
+        t_select = time.perf_counter()
         groups = [
             g
             for i, (_, off) in enumerate(encoded)
-            for g in self._groups(i, request.passages[i].text, off)
+            for g in self._groups(i, request.passages[i].text, off, keep[i])
         ]
-        counts = [0] * len(request.passages)
-        if not groups or request.budget_tokens <= 0:
-            return CompressionOutput(
-                embeddings=np.zeros((0, self.dim), dtype=np.float32),
-                vectors_per_passage=counts,
-                timings={"group": time.perf_counter() - t0},
-            )
+        if not groups:
+            return self._empty(counts, t0)
+        soft = [g for g in groups if not g.verbatim]
+        n_text = sum(g.end - g.start for g in groups if g.verbatim)
         q_ids, _ = self._ids(request.query)
         query = self._pool(q_ids) if q_ids else np.zeros(self.dim, dtype=np.float32)
         states = [self.token_states(ids) for ids, _ in encoded]
         centred = [s - self.center for s in states]
-        pooled = np.stack([centred[g.passage][g.start : g.end].mean(axis=0) for g in groups])
-        t_group = time.perf_counter()
-        mig = group_mig(query, pooled, cfg.redundancy_weight)
-        alloc = allocate(
-            [g.end - g.start for g in groups], mig, request.budget_tokens, cfg.sharpness
-        )
+        alloc: dict[_Group, int] = {}
+        if soft:
+            pooled = np.stack([centred[g.passage][g.start : g.end].mean(axis=0) for g in soft])
+            mig = group_mig(query, pooled, cfg.redundancy_weight)
+            shares = allocate(
+                [g.end - g.start for g in soft], mig, request.budget_tokens - n_text, cfg.sharpness
+            )
+            alloc = dict(zip(soft, shares, strict=True))
         t_alloc = time.perf_counter()
         pieces: list[np.ndarray] = []
-        for g, m in zip(groups, alloc, strict=True):
+        merged: list[int] = []  # indices into pieces of merged vectors (the adapter's input)
+        for g in groups:
+            m = g.end - g.start if g.verbatim else alloc[g]
             if m == 0:
                 continue
-            pieces.append(
-                merge_runs(
-                    states[g.passage][g.start : g.end],
+            rows = states[g.passage][g.start : g.end]
+            if not g.verbatim:
+                merged.append(len(pieces))
+                rows = merge_runs(
+                    rows,
                     centred[g.passage][g.start : g.end],
                     query,
                     m,
@@ -238,11 +302,14 @@ class MergeCompressor(Compressor):
                     token_sharpness=cfg.token_sharpness,
                     keep_norm=cfg.keep_norm,
                 )
-            )
+            pieces.append(rows)
             counts[g.passage] += m
+        if self.adapter is not None and merged:
+            adapted = self.apply_adapter(np.concatenate([pieces[i] for i in merged]))
+            sizes = np.cumsum([0, *(len(pieces[i]) for i in merged)])
+            for k, i in enumerate(merged):
+                pieces[i] = adapted[sizes[k] : sizes[k + 1]]
         vectors = np.concatenate(pieces, axis=0)
-        if self.adapter is not None:
-            vectors = self.apply_adapter(vectors)
         if not np.isfinite(vectors).all():
             msg = "merging produced non-finite vectors"
             raise CompressionError(msg)
@@ -251,10 +318,18 @@ class MergeCompressor(Compressor):
             embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
             vectors_per_passage=counts,
             timings={
-                "group": t_group - t0,
-                "allocate": t_alloc - t_group,
+                "select": t_select - t0,
+                "group": t_alloc - t_select,
                 "merge": t_merge - t_alloc,
+                "text_vectors": float(n_text),
             },
+        )
+
+    def _empty(self, counts: list[int], t0: float) -> CompressionOutput:
+        return CompressionOutput(
+            embeddings=np.zeros((0, self.dim), dtype=np.float32),
+            vectors_per_passage=counts,
+            timings={"group": time.perf_counter() - t0},
         )
 
     def apply_adapter(self, vectors: np.ndarray) -> np.ndarray:

@@ -165,6 +165,8 @@ def test_bad_input(
         {"max_group_tokens": True},
         {"keep_norm": "yes"},
         {"adapter": ""},
+        {"text_share": 1.5},
+        {"text_share": "half"},
         {"no_such_key": 1},
     ],
 )
@@ -173,6 +175,48 @@ def test_bad_config(counter: HFTokenCounter, tiny: TinyModel, config: dict[str, 
         create_compressor(
             "merge", counter=counter, config=config, model=tiny, tokenizer=counter.tokenizer
         )
+
+
+@pytest.mark.parametrize("share", [0.5, 1.0])
+def test_text_share_keeps_mig_sentences_verbatim(
+    counter: HFTokenCounter, tiny: TinyModel, share: float
+) -> None:
+    from ragzip.compressors.mig import MIGCompressor
+
+    table = tiny.get_input_embeddings().weight.detach().numpy()
+    adapter = Adapter(table.shape[1], rank=4)
+    with torch.no_grad():
+        adapter.up.weight.fill_(0.5)  # not the identity: merged vectors change, kept ones not
+    comp = MergeCompressor(
+        MergeCompressor.Config(text_share=share),
+        counter=counter,
+        model=tiny,
+        tokenizer=counter.tokenizer,
+        adapter=adapter,
+    )
+    budget = Budget.tokens(30)
+    result = comp.compress(QUERY, PASSAGES, budget=budget)
+    assert result.embeddings is not None
+    assert result.compressed_tokens == len(result.embeddings) <= result.budget_tokens
+    # the sentences MIG keeps in share of the budget are there as their own token embeddings
+    text = MIGCompressor(counter=counter).compress(
+        QUERY, PASSAGES, budget=Budget.tokens(int(share * result.budget_tokens))
+    )
+    kept = [p for p in text.passages if p.text]
+    assert kept
+    rows = {tuple(np.round(r, 5)) for r in result.embeddings}
+    for p in kept:
+        ids = passage_ids(counter, p.passage.text)
+        offsets = counter.tokenizer(p.passage.text, add_special_tokens=False,
+                                    return_offsets_mapping=True)["offset_mapping"]  # fmt: skip
+        a, b = p.spans[0]
+        inside = [i for i, (s, e) in zip(ids, offsets, strict=True) if e > a and s < b]
+        assert inside and all(tuple(np.round(table[i], 5)) in rows for i in inside)
+    # the rest of the budget is merged and adapted: those rows are no token's embedding
+    vocab = {tuple(np.round(r, 5)) for r in table}
+    verbatim = sum(tuple(np.round(r, 5)) in vocab for r in result.embeddings)
+    assert verbatim == result.timings["text_vectors"] > 0
+    assert result.compressed_tokens - verbatim == (result.budget_tokens - verbatim)
 
 
 def test_model_and_tokenizer_go_together(counter: HFTokenCounter, tiny: TinyModel) -> None:

@@ -93,6 +93,47 @@ def test_top_k_and_budget_cap_the_vectors(
     assert result.compressed_tokens <= result.budget_tokens
 
 
+def test_sentences_give_the_closest_sentences_a_vector_each(
+    smollm2_counter: TokenCounter, embedder: Any, untrained: Projector
+) -> None:
+    passages = [
+        {
+            "title": "Yesterday",
+            "text": "Yesterday is a song by the Beatles. It was written by Paul McCartney. "
+            "It was recorded in 1965. Many artists covered it.",
+        },
+        "Paris is the capital of France. The Seine flows through the city.",
+    ]
+    comp = make(smollm2_counter, embedder, untrained, top_k=2, sentences=2)
+    result = comp.compress(QUERY, passages, budget=Budget.tokens(100))
+    assert result.embeddings is not None
+    assert [p.tokens for p in result.passages] == [2, 2]
+    # the first passage's two sentences closest to the question, in passage order, title first
+    sentences = [
+        "Yesterday is a song by the Beatles.",
+        "It was written by Paul McCartney.",
+        "It was recorded in 1965.",
+        "Many artists covered it.",
+    ]
+    vecs = embedder.encode(
+        [QUERY, *(passage_input("Yesterday", t) for t in sentences)], normalize_embeddings=True
+    )
+    best = sorted(np.argsort(-(vecs[1:] @ vecs[0]))[:2])
+    with torch.no_grad():
+        expected = untrained(torch.as_tensor(vecs[1:][best])).numpy()
+    np.testing.assert_allclose(result.embeddings[:2], expected, rtol=1e-4, atol=1e-5)
+    # a passage with fewer sentences than asked gives each one; the budget caps the total
+    capped = comp.compress(QUERY, passages, budget=Budget.tokens(3))
+    assert [p.tokens for p in capped.passages] == [2, 1]
+    whole = make(smollm2_counter, embedder, untrained, top_k=2, sentences=9)
+    assert [
+        p.tokens for p in whole.compress(QUERY, passages, budget=Budget.tokens(99)).passages
+    ] == [
+        4,
+        2,
+    ]
+
+
 def test_zero_budget_and_empty_passages_give_no_vectors(
     smollm2_counter: TokenCounter, embedder: Any, untrained: Projector
 ) -> None:
@@ -132,7 +173,7 @@ def test_bad_input(
 def test_bad_config_and_weights(
     smollm2_counter: TokenCounter, embedder: Any, tmp_path: Path
 ) -> None:
-    for bad in ({"top_k": 0}, {"top_k": 1.5}, {"batch_size": 0}, {"nope": 1}):
+    for bad in ({"top_k": 0}, {"top_k": 1.5}, {"sentences": -1}, {"batch_size": 0}, {"nope": 1}):
         with pytest.raises(ConfigError):
             ragzip.create_compressor("xrag", counter=smollm2_counter, config=bad, embedder=embedder)
     with pytest.raises(ConfigError):
