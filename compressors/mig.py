@@ -50,7 +50,7 @@ from ragzip.errors import CompressionError, ConfigError
 from ragzip.features import FeatureCache, FeatureTable
 from ragzip.retrievers.dense import feature_model
 from ragzip.tokenization import TokenCounter
-from ragzip.types import Passage, Span
+from ragzip.types import Passage
 
 ENCODE_SLICE = 256
 """Texts embedded between two cancellation checkpoints (length sorting works within a slice)."""
@@ -254,13 +254,6 @@ class MIGCompressor(Compressor):
                 "cache_misses": float(len(texts) + 1 - hits),
             },
         )
-
-    def select(self, request: CompressionRequest) -> Sequence[Sequence[Span]]:
-        """The character spans of each passage MIG keeps within ``request.budget_tokens``
-        (what ``merge`` keeps verbatim when part of its budget goes to text)."""
-        spans = self._compress(request).spans
-        assert spans is not None  # a text compressor always returns spans
-        return spans
 
     def rank(
         self, query: np.ndarray, vectors: np.ndarray, units: Units, budget_tokens: int

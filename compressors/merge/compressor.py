@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +35,24 @@ class _Group:
     start: int  # token positions within the passage
     end: int
     verbatim: bool = False  # kept as the model's own token embeddings, not merged
+
+
+@dataclass(frozen=True)
+class MergedRows:
+    """A request's vectors before the adapter.
+
+    Attributes:
+        vectors: ``(n, d)`` rows in passage order.
+        merged: ``(n,)`` whether each row is a merged run (adapted) or a kept token's own
+            embedding (sent as it is).
+        counts: Rows per passage.
+        timings: Seconds per stage.
+    """
+
+    vectors: np.ndarray
+    merged: np.ndarray
+    counts: tuple[int, ...]
+    timings: Mapping[str, float]
 
 
 class MergeCompressor(Compressor):
@@ -231,7 +249,8 @@ class MergeCompressor(Compressor):
         text_budget = math.floor(self.config.text_share * request.budget_tokens)
         if self.selector is None or text_budget <= 0:
             return keep
-        spans = self.selector.select(replace(request, budget_tokens=text_budget))
+        spans = self.selector.compress_request(replace(request, budget_tokens=text_budget)).spans
+        assert spans is not None  # a text compressor returns spans
         for mask, (_, offsets), kept in zip(keep, encoded, spans, strict=True):
             bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
             for a, b in kept:  # a token overlapping a kept span (its leading space may not)
@@ -254,21 +273,45 @@ class MergeCompressor(Compressor):
         return normalize(states.mean(axis=0)[None, :])[0]
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
+        rows = self.rows(request)
+        vectors = rows.vectors
+        t0 = time.perf_counter()
+        if self.adapter is not None and rows.merged.any():
+            vectors = vectors.copy()
+            vectors[rows.merged] = self.apply_adapter(vectors[rows.merged])
+        if not np.isfinite(vectors).all():
+            msg = "merging produced non-finite vectors"
+            raise CompressionError(msg)
+        timings = dict(rows.timings)
+        timings["adapt"] = time.perf_counter() - t0
+        timings["text_vectors"] = float(len(rows.merged) - int(rows.merged.sum()))
+        return CompressionOutput(
+            embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
+            vectors_per_passage=rows.counts,
+            timings=timings,
+        )
+
+    def rows(self, request: CompressionRequest) -> MergedRows:
+        """The request's vectors before the adapter, and which of them are merged (the rest
+        are kept tokens' own embeddings): what ``_compress`` adapts and the adapter's trainer
+        reads."""
         t0 = time.perf_counter()
         cfg = self.config
         encoded = [self._ids(p.text) for p in request.passages]
         counts = [0] * len(request.passages)
-        if request.budget_tokens <= 0:
-            return self._empty(counts, t0)
-        keep = self._kept(request, encoded)
+        groups: list[_Group] = []
+        if request.budget_tokens > 0:
+            keep = self._kept(request, encoded)
+            for i, (_, offsets) in enumerate(encoded):
+                groups += self._groups(i, request.passages[i].text, offsets, keep[i])
         t_select = time.perf_counter()
-        groups = [
-            g
-            for i, (_, off) in enumerate(encoded)
-            for g in self._groups(i, request.passages[i].text, off, keep[i])
-        ]
         if not groups:
-            return self._empty(counts, t0)
+            return MergedRows(
+                np.zeros((0, self.dim), dtype=np.float32),
+                np.zeros(0, dtype=bool),
+                tuple(counts),
+                {"select": t_select - t0},
+            )
         soft = [g for g in groups if not g.verbatim]
         n_text = sum(g.end - g.start for g in groups if g.verbatim)
         q_ids, _ = self._ids(request.query)
@@ -285,14 +328,13 @@ class MergeCompressor(Compressor):
             alloc = dict(zip(soft, shares, strict=True))
         t_alloc = time.perf_counter()
         pieces: list[np.ndarray] = []
-        merged: list[int] = []  # indices into pieces of merged vectors (the adapter's input)
+        merged: list[bool] = []
         for g in groups:
             m = g.end - g.start if g.verbatim else alloc[g]
             if m == 0:
                 continue
             rows = states[g.passage][g.start : g.end]
             if not g.verbatim:
-                merged.append(len(pieces))
                 rows = merge_runs(
                     rows,
                     centred[g.passage][g.start : g.end],
@@ -303,33 +345,17 @@ class MergeCompressor(Compressor):
                     keep_norm=cfg.keep_norm,
                 )
             pieces.append(rows)
+            merged += [not g.verbatim] * m
             counts[g.passage] += m
-        if self.adapter is not None and merged:
-            adapted = self.apply_adapter(np.concatenate([pieces[i] for i in merged]))
-            sizes = np.cumsum([0, *(len(pieces[i]) for i in merged)])
-            for k, i in enumerate(merged):
-                pieces[i] = adapted[sizes[k] : sizes[k + 1]]
-        vectors = np.concatenate(pieces, axis=0)
-        if not np.isfinite(vectors).all():
-            msg = "merging produced non-finite vectors"
-            raise CompressionError(msg)
-        t_merge = time.perf_counter()
-        return CompressionOutput(
-            embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
-            vectors_per_passage=counts,
-            timings={
+        return MergedRows(
+            np.ascontiguousarray(np.concatenate(pieces, axis=0), dtype=np.float32),
+            np.asarray(merged, dtype=bool),
+            tuple(counts),
+            {
                 "select": t_select - t0,
                 "group": t_alloc - t_select,
-                "merge": t_merge - t_alloc,
-                "text_vectors": float(n_text),
+                "merge": time.perf_counter() - t_alloc,
             },
-        )
-
-    def _empty(self, counts: list[int], t0: float) -> CompressionOutput:
-        return CompressionOutput(
-            embeddings=np.zeros((0, self.dim), dtype=np.float32),
-            vectors_per_passage=counts,
-            timings={"group": time.perf_counter() - t0},
         )
 
     def apply_adapter(self, vectors: np.ndarray) -> np.ndarray:

@@ -92,6 +92,9 @@ def train_merge(
     val_examples: Annotated[int, typer.Option(help="Val questions per validation.")] = 40,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 40,
     kl_weight: Annotated[float, typer.Option(help="Self-distillation weight.")] = 0.0,
+    text_share: Annotated[
+        float, typer.Option(help="Share of the budget kept as text while training.")
+    ] = 0.0,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the NQ data.")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
     resume: Annotated[bool, typer.Option(help="Go on from a checkpoint in --out.")] = True,
@@ -113,6 +116,7 @@ def train_merge(
             val_examples=val_examples,
             val_every=val_every,
             kl_weight=kl_weight,
+            text_share=text_share,
             data_dir=str(data_dir) if data_dir else None,
             threads=threads,
         )

@@ -69,7 +69,7 @@ def test_train_merge_for_a_third_model_and_resume(
     out = tmp_path / "merge"
     common = ["train", "merge", "--out", str(out), "--generator", third]
     common += ["--data-dir", str(data_dir), "--train-n", "24", "--val-examples", "2"]
-    common += ["--val-every", "1", "--minutes", "10"]
+    common += ["--val-every", "1", "--minutes", "10", "--text-share", "0.5"]
     # a first run, killed once it has written a checkpoint
     code = "from ragzip.cli import main; main()"
     proc = subprocess.Popen(
@@ -97,12 +97,14 @@ def test_train_merge_for_a_third_model_and_resume(
     assert record["resumed_at"] == [done] and record["steps"] == done + 2
     assert record["val_curve"][0]["step"] == 0  # the curve of the first run goes on
     assert not (out / "checkpoint.pt").exists()
+    assert record["config"]["text_share"] == 0.5  # trained beside kept text
     counter = smollm2_counter()
     merge = MergeCompressor(
-        MergeCompressor.Config(generator=third, adapter=str(out)), counter=counter
+        MergeCompressor.Config(generator=third, adapter=str(out), text_share=0.5), counter=counter
     )
-    result = merge.compress(QUESTION, PASSAGES, budget=Budget.compression(4))
+    result = merge.compress(QUESTION, PASSAGES, budget=Budget.tokens(12))
     assert result.embeddings is not None and result.embeddings.shape[1] == THIRD_HIDDEN
+    assert 0 < result.timings["text_vectors"] < result.compressed_tokens
     assert _generate(third, result).completion_tokens >= 1
     with pytest.raises(ModelError, match="trained for model"):
         MergeCompressor(MergeCompressor.Config(adapter=str(out)), counter=counter)

@@ -27,6 +27,8 @@ class TrainConfig:
         train_n: Train questions used, the first of the split (0: all 1,200).
         k: Passages per training context.
         ratios: Compression factors drawn per example.
+        text_share: The compressor's ``text_share`` while training (the adapter learns to
+            work beside kept text); recorded, and the setting to use the adapter with.
         rank: Adapter rank.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
@@ -48,6 +50,7 @@ class TrainConfig:
     train_n: int = 0
     k: int = 5
     ratios: str = "4,8"
+    text_share: float = 0.0
     rank: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragzip.datasets import NQExample, nq_corpus
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
-from ragzip.types import CompressionResult, Passage
+from ragzip.types import Passage
 
 if TYPE_CHECKING:
     pass
@@ -51,7 +51,8 @@ def retrieve_contexts(
     return contexts
 
 
-def soft_messages(result: CompressionResult) -> list[Any]:
-    """Chat messages of a soft result: one placeholder per vector, passages with none left out."""
-    context = [SOFT_PLACEHOLDER * p.tokens for p in result.passages if p.tokens > 0]
-    return build_messages(result.query, context)
+def soft_messages(query: str, vectors_per_passage: Sequence[int]) -> list[Any]:
+    """Chat messages of a soft context: one placeholder per vector, passages with none left
+    out."""
+    context = [SOFT_PLACEHOLDER * n for n in vectors_per_passage if n > 0]
+    return build_messages(query, context)

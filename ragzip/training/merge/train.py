@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragzip.compressor import CompressionRequest
 from ragzip.datasets import NQExample, load_nq, nq_split
 from ragzip.generators.rendering import PromptRenderer
 from ragzip.machine import machine_info
@@ -40,7 +41,8 @@ class _Example:
     prompt_ids: list[int]  # prompt with placeholders, generation prompt included
     positions: list[int]  # where the vectors go in it
     answer_ids: list[int]  # answer tokens + end of turn
-    vectors: np.ndarray  # merged, un-adapted
+    vectors: np.ndarray  # un-adapted
+    merged: np.ndarray  # which vectors are merged (adapted); the others are kept tokens
     teacher_ids: list[int] | None  # full-text prompt, for self-distillation
     ratio: float
 
@@ -55,34 +57,44 @@ def build_example(
     teacher: bool,
 ) -> _Example:
     """Merge one question's context and tokenise its prompt and answer."""
-    result = compressor.compress(question.question, list(context), budget=Budget.compression(ratio))
-    assert result.embeddings is not None
+    passages = tuple(context)
+    counts = tuple(compressor.counter.count_batch([p.text for p in passages]))
+    request = CompressionRequest(  # as a soft compressor's budget counts: the passages alone
+        query=question.question,
+        passages=passages,
+        passage_tokens=counts,
+        budget_tokens=Budget.compression(ratio).resolve(sum(counts)),
+    )
+    rows = compressor.rows(request)
     teacher_ids = (
         list(renderer.ids(build_messages(question.question, [p.text for p in context])).ids)
         if teacher
         else None
     )
-    prompt = renderer.ids(soft_messages(result))
+    prompt = renderer.ids(soft_messages(question.question, rows.counts))
     return _Example(
         prompt_ids=list(prompt.ids),
         positions=list(prompt.soft_positions),
         answer_ids=renderer.answer_ids(question.answers[0]),
-        vectors=result.embeddings,
+        vectors=rows.vectors,
+        merged=rows.merged,
         teacher_ids=teacher_ids,
         ratio=ratio,
     )
 
 
 def _student_logits(model: Any, adapter: Adapter, ex: _Example) -> torch.Tensor:
-    """Logits over the answer positions with the adapted vectors spliced in."""
+    """Logits over the answer positions with the vectors spliced in, merged ones adapted."""
     import torch
 
     device = next(model.parameters()).device
     ids = torch.tensor(ex.prompt_ids + ex.answer_ids, dtype=torch.long, device=device)
     embeds = model.get_input_embeddings()(ids).detach()
     positions = torch.tensor(ex.positions, dtype=torch.long, device=device)
-    vectors = adapter(torch.from_numpy(ex.vectors).to(device))
-    embeds = embeds.index_put((positions,), vectors)
+    vectors = torch.from_numpy(ex.vectors).to(device)
+    merged = torch.from_numpy(ex.merged).to(device)
+    vectors = torch.where(merged[:, None], adapter(vectors), vectors)
+    embeds = embeds.index_put((positions,), vectors.to(embeds.dtype))
     logits = model(inputs_embeds=embeds[None]).logits[0]
     start = len(ex.prompt_ids) - 1
     return logits[start : start + len(ex.answer_ids)].float()
@@ -172,7 +184,7 @@ def train(config: TrainConfig, *, command: str, resume: bool = True) -> dict[str
         p.requires_grad_(False)
     renderer = PromptRenderer(tokenizer)
     compressor = MergeCompressor(
-        MergeCompressor.Config(generator=config.generator),
+        MergeCompressor.Config(generator=config.generator, text_share=config.text_share),
         counter=HFTokenCounter(tokenizer, name=target.name),
         model=model,
         tokenizer=tokenizer,
@@ -288,7 +300,13 @@ def train(config: TrainConfig, *, command: str, resume: bool = True) -> dict[str
     adapter.load_state_dict(run.best_state)
     n_params = sum(p.numel() for p in adapter.parameters())
     adapter.cpu().save(
-        out, target=target, extra={"parameters": n_params, "trained_steps": run.best[1]}
+        out,
+        target=target,
+        extra={
+            "parameters": n_params,
+            "trained_steps": run.best[1],
+            "text_share": config.text_share,
+        },
     )
     record = {
         "command": command,
