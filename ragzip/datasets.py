@@ -18,7 +18,6 @@ trained compressor is never scored on its own training questions.
 from __future__ import annotations
 
 import gzip
-import json
 import random
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragzip.errors import InputError
+from ragzip.jsonl import json_objects
 from ragzip.paths import paths
 from ragzip.types import Passage
 
@@ -136,18 +136,8 @@ def _read_jsonl_gz(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise InputError(msg)
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    msg = f"{path}: line {lineno + 1} is not valid JSON: {exc.msg}"
-                    raise InputError(msg) from exc
-                if not isinstance(row, dict):
-                    msg = f"{path}: line {lineno + 1} is a {type(row).__name__}, not an object"
-                    raise InputError(msg)
-                yield lineno, row
+            for number, row in json_objects(fh, str(path)):
+                yield number - 1, row
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         msg = f"cannot read {path} as gzip-compressed UTF-8 JSON lines: {exc}"
         raise InputError(msg) from exc

@@ -9,7 +9,6 @@ path given explicitly must exist and be a readable document, else :class:`InputE
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragzip.errors import InputError
+from ragzip.jsonl import json_objects
 from ragzip.types import Passage
 
 logger = logging.getLogger(__name__)
@@ -168,18 +168,8 @@ def _load_file(path: Path, *, explicit: bool, skipped: list[tuple[str, str]]) ->
 
 def _load_jsonl(path: Path, text: str, skipped: list[tuple[str, str]]) -> list[Passage]:
     passages: list[Passage] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in json_objects(text.splitlines(), str(path)):
         where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            msg = f"{where}: not valid JSON ({exc.msg})"
-            raise InputError(msg) from exc
-        if not isinstance(record, dict):
-            msg = f"{where}: expected a JSON object, got {type(record).__name__}"
-            raise InputError(msg)
         body = record.get("text")
         if not isinstance(body, str):
             msg = f"{where}: needs a string 'text' field"

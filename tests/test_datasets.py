@@ -102,8 +102,8 @@ def test_default_folder_is_relative_to_cwd(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("line", "match"),
     [
-        ("{not json", "line 2 is not valid JSON"),
-        ("[1, 2]", "line 2 is a list"),
+        ("{not json", ":2: not valid JSON"),
+        ("[1, 2]", "expected a JSON object, got list"),
         (json.dumps({"question": "q", "title": "t", "text": "x"}), "no 'answers' field"),
         (json.dumps({"question": "q", "answers": [], "title": "t", "text": "x"}), "non-empty list"),
         (json.dumps({"question": 3, "answers": ["a"], "title": "t", "text": "x"}), "must be str"),
