@@ -29,6 +29,13 @@ GENERATOR_HELP = (
     "The generator the vectors are for: smollm2, gemma3-270m, a Hugging Face model folder or a "
     ".gguf file."
 )
+# the options both commands take
+Generator = Annotated[str, typer.Option(help=GENERATOR_HELP)]
+Device = Annotated[str, typer.Option(help="cpu or cuda.")]
+TrainN = Annotated[int, typer.Option(help="Train questions to use (0: all).")]
+DataDir = Annotated[Path | None, typer.Option(help="Folder with the NQ data.")]
+Threads = Annotated[int, typer.Option(help="torch CPU threads.")]
+Resume = Annotated[bool, typer.Option(help="Go on from a checkpoint in --out.")]
 
 
 def _start(threads: int) -> str:
@@ -42,17 +49,17 @@ def _start(threads: int) -> str:
 @train_app.command("xrag")
 def train_xrag(
     out: Annotated[Path, typer.Option(help="Folder to write the projector to.")],
-    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = "smollm2",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    generator: Generator = "smollm2",
+    device: Device = "cpu",
     minutes: Annotated[float, typer.Option(help="Training time, both stages (0: no limit).")] = 0,
-    train_n: Annotated[int, typer.Option(help="Train questions to use (0: all).")] = 0,
+    train_n: TrainN = 0,
     stage1_examples: Annotated[int, typer.Option(help="Paraphrase examples.")] = 640,
     stage2_examples: Annotated[int, typer.Option(help="Question-answering examples.")] = 640,
     val_n: Annotated[int, typer.Option(help="Val questions for the curves.")] = 32,
     eval_every: Annotated[int, typer.Option(help="Steps between validations.")] = 20,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the NQ data.")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
-    resume: Annotated[bool, typer.Option(help="Go on from a checkpoint in --out.")] = True,
+    data_dir: DataDir = None,
+    threads: Threads = 1,
+    resume: Resume = True,
 ) -> None:
     """Train an xRAG projector (passage vector -> one input embedding) for a generator."""
     from ragzip.training.xrag.config import TrainConfig
@@ -84,20 +91,20 @@ def train_xrag(
 @train_app.command("merge")
 def train_merge(
     out: Annotated[Path, typer.Option(help="Folder to write the adapter to.")],
-    generator: Annotated[str, typer.Option(help=GENERATOR_HELP)] = "smollm2",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    generator: Generator = "smollm2",
+    device: Device = "cpu",
     minutes: Annotated[float, typer.Option(help="Training time of the loop.")] = 30.0,
     max_steps: Annotated[int, typer.Option(help="Most optimiser steps.")] = 10_000,
-    train_n: Annotated[int, typer.Option(help="Train questions to use (0: all).")] = 0,
+    train_n: TrainN = 0,
     val_examples: Annotated[int, typer.Option(help="Val questions per validation.")] = 40,
     val_every: Annotated[int, typer.Option(help="Steps between validations.")] = 40,
     kl_weight: Annotated[float, typer.Option(help="Self-distillation weight.")] = 0.0,
     text_share: Annotated[
         float, typer.Option(help="Share of the budget kept as text while training.")
     ] = 0.0,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the NQ data.")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
-    resume: Annotated[bool, typer.Option(help="Go on from a checkpoint in --out.")] = True,
+    data_dir: DataDir = None,
+    threads: Threads = 1,
+    resume: Resume = True,
 ) -> None:
     """Train a merge adapter (merged token embeddings -> what the generator reads best)."""
     from ragzip.training.merge.config import TrainConfig
