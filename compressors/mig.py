@@ -186,6 +186,7 @@ class MIGCompressor(Compressor):
         self.embedder = embedder
         self.features = features or FeatureCache(self.config.cache_mb * 2**20)
         self._model_key = feature_model(embedder, self.config.precision)
+        self._last_split: tuple[tuple[str, ...], Units] | None = None
 
     @property
     def feature_model(self) -> str:
@@ -207,9 +208,13 @@ class MIGCompressor(Compressor):
         return self._embedded_texts(self._split(passages), passages)
 
     def _split(self, passages: Sequence[Passage]) -> Units:
-        return split_units(
-            [p.text for p in passages], self.counter, granularity=self.config.granularity
-        )
+        texts = tuple(p.text for p in passages)
+        last = self._last_split  # one tuple, read once: safe beside other threads
+        if last is not None and last[0] == texts:  # ``auto`` asked about these passages first
+            return last[1]
+        units = split_units(list(texts), self.counter, granularity=self.config.granularity)
+        self._last_split = (texts, units)
+        return units
 
     def _embedded_texts(self, units: Units, passages: Sequence[Passage]) -> list[str]:
         """What is embedded for each unit: its text, after its passage's title if configured."""

@@ -3,6 +3,7 @@ redundant input, and answer recall on NQ against the baselines."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -227,3 +228,31 @@ def test_seen_text_is_not_embedded_again(minilm_counter: TokenCounter) -> None:
     off.compress("Q?", [TEXT], budget=Budget.tokens(4))
     off.compress("Q?", [TEXT], budget=Budget.tokens(4))
     assert len(emb.calls) == 4  # no cache: both calls embed
+
+
+def test_passages_asked_about_are_split_once(
+    minilm_counter: TokenCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ragzip.compressors.mig as mig_module
+
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        calls.append(list(texts))
+        return split_units(texts, *args, **kwargs)
+
+    monkeypatch.setattr(mig_module, "split_units", counting)
+    comp = MIGCompressor(
+        MIGCompressor.Config(include_title=False),
+        counter=minilm_counter,
+        embedder=TableEmbedder(TABLE),
+    )
+    request = ragzip.compressor.CompressionRequest(
+        query="Q?", passages=(ragzip.Passage(TEXT),), passage_tokens=(8,), budget_tokens=4
+    )
+    comp.cached_share(request)  # what ``auto`` asks first
+    first = comp.compress_request(request)
+    assert calls == [[TEXT]]  # the split of the question about the same passages is reused
+    comp.compress_request(replace(request, passages=(ragzip.Passage("Gamma."),)))
+    assert calls == [[TEXT], ["Gamma."]]
+    assert comp.compress_request(request).spans == first.spans
