@@ -30,26 +30,26 @@ tokenizer), so merged vectors live in the space the generator reads through ``in
    differing embeddings is shorter than any of them, and the generator never saw such short
    inputs.
 
-4. **Kept text (``text_share``).** Optionally a share of the budget first goes to whole
+4. **Kept text (``text_share``, default 0.5).** First a share of the budget goes to whole
    sentences chosen by :mod:`ragzip.compressors.mig` (MiniLM relevance and redundancy); their
    tokens are sent as the generator's own input embeddings, exactly what it reads for that
    text, and only the other sentences are grouped, allocated and merged in the rest of the
-   budget. The adapter touches merged vectors only. Small readers follow text far better than
-   merged vectors: on 100 NQ val questions at 4x, half the budget as text with the trained
-   adapter answered as well as ``mig`` with the whole budget as text for Gemma 3 270M (34% and
-   34%, against 30% for ``mig`` with half the budget), where merging everything answered 4-6%
-   (``benchmarks/results/soft_context/``).
+   budget. ``text_share=0`` merges everything, as COMI does.
 
 COMI fine-tunes the generator to read merged tokens. Here the generator stays frozen; an
-optional small *adapter* (a residual low-rank linear map on the merged vectors, trained by
-:mod:`ragzip.training.merge` with gold-answer cross-entropy and self-distillation from the same
-model reading the full text) is applied when ``Config.adapter`` names a weights folder
-(``"default"``: the shipped ``compressors/weights/merge``). Without it the method is
-training-free. The shipped adapter (rank 64, 74k parameters, 0.3 MB) saw 400 train questions
-(top-5 hybrid contexts at 4x or 8x) in 23 minutes of one CPU thread; its mean answer
-cross-entropy on 40 val questions at 4x and 8x fell from 5.53 (identity) to 3.39. Much of that
-gain is the answer *form*: with the adapter SmolLM2 replies with a bare answer, where it
-otherwise wraps it in a sentence (see ``training.json`` and ``reports/merge``).
+optional small *adapter* (a residual low-rank map, trained by :mod:`ragzip.training.merge` on
+gold-answer cross-entropy) is applied to the merged vectors, never to kept tokens, when
+``Config.adapter`` names a weights folder (``"default"``: the one shipped for the generator).
+Without it the method is training-free. The shipped adapters (rank 64; 74k parameters for
+SmolLM2, 82k for Gemma 3 270M) were trained beside kept text (``ragzip train merge
+--text-share 0.5 --minutes 20``, one CPU thread: 143 and 80 steps of 4 train questions, top-5
+hybrid contexts at 4x or 8x); mean answer cross-entropy on 40 val questions fell from 4.77 to
+2.32 (SmolLM2) and 3.16 to 2.25 (Gemma). Small readers follow text far better than merged
+vectors: on 100 NQ val questions at 4x everything merged answered 4-6%, half text with the
+adapter 33% for SmolLM2 and 42% for Gemma, where ``mig`` with the whole budget as text answered
+31% and 34% (``benchmarks/results/soft_context/``). Much of the adapter's gain is the answer's
+*form*: with it both readers reply with a bare answer (exact match 27% and 37%, against 0% and
+11% for ``mig``).
 
 Budgets count vectors: each vector takes one prompt position, exactly as one text token would,
 so ``budget_tokens`` of a 4x budget is a quarter of the context's tokens.

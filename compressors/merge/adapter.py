@@ -47,6 +47,9 @@ class Adapter(nn.Module):
         self.up = nn.Linear(rank, dim, bias=False)
         self.bias = nn.Parameter(torch.zeros(dim))
         nn.init.zeros_(self.up.weight)
+        self.text_share: float | None = None
+        """The compressor's ``text_share`` while this adapter was trained (``None``: not
+        recorded, i.e. everything merged)."""
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         """Map ``(n, dim)`` merged vectors to ``(n, dim)``."""
@@ -88,6 +91,7 @@ class Adapter(nn.Module):
         try:
             adapter = cls(int(config["dim"]), int(config["rank"]), float(config["scale"]))
             adapter.load_state_dict(state, strict=True)
+            adapter.text_share = float(config.get("text_share", 0.0))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             msg = f"the adapter weights in {folder} do not fit its config: {exc}"
             raise ModelError(msg) from exc

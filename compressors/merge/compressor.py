@@ -3,6 +3,7 @@ by MIG; see :mod:`ragzip.compressors.merge`."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ from ragzip.features import FeatureCache
 from ragzip.generators.target import SoftTarget
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Span
+
+logger = logging.getLogger(__name__)
 
 # -------------------------------------------------------------------------------- compressor
 
@@ -98,7 +101,9 @@ class MergeCompressor(Compressor):
                 the embedded SmolLM2. Only its tokenizer and input-embedding table are read.
             text_share: Share of the budget spent on whole sentences kept verbatim (as the
                 model's own token embeddings), chosen by :mod:`ragzip.compressors.mig`; the
-                rest of the budget merges the other sentences. 0 merges everything (COMI).
+                rest of the budget merges the other sentences. 0 merges everything (COMI);
+                the default 0.5 is what the shipped adapters were trained with, and answered
+                far better with small readers.
         """
 
         redundancy_weight: float = 0.1
@@ -108,7 +113,7 @@ class MergeCompressor(Compressor):
         keep_norm: bool = True
         adapter: str | None = None
         generator: str | None = None
-        text_share: float = 0.0
+        text_share: float = 0.5
 
         def __post_init__(self) -> None:
             for key in ("redundancy_weight", "sharpness", "token_sharpness"):
@@ -196,6 +201,13 @@ class MergeCompressor(Compressor):
         if adapter is not None and adapter.dim != self.table.shape[1]:
             msg = f"the adapter maps {adapter.dim}-d vectors, the model's are {self.table.shape[1]}"
             raise ModelError(msg)
+        trained = None if adapter is None else adapter.text_share
+        if trained is not None and not math.isclose(trained, self.config.text_share):
+            logger.warning(
+                "the merge adapter was trained with text_share=%g, used with text_share=%g",
+                trained,
+                self.config.text_share,
+            )
         self.adapter = adapter
 
     @property

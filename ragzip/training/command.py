@@ -101,7 +101,7 @@ def train_merge(
     kl_weight: Annotated[float, typer.Option(help="Self-distillation weight.")] = 0.0,
     text_share: Annotated[
         float, typer.Option(help="Share of the budget kept as text while training.")
-    ] = 0.0,
+    ] = 0.5,
     data_dir: DataDir = None,
     threads: Threads = 1,
     resume: Resume = True,

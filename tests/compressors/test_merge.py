@@ -61,6 +61,9 @@ def tiny(counter: HFTokenCounter) -> TinyModel:
 
 
 def make(counter: HFTokenCounter, tiny: TinyModel, **config: Any) -> MergeCompressor:
+    """A merge compressor over the tiny table; everything merged unless ``text_share`` is
+    given (the merging itself is what most tests here check)."""
+    config.setdefault("text_share", 0.0)
     return MergeCompressor(
         MergeCompressor.Config(**config), counter=counter, model=tiny, tokenizer=counter.tokenizer
     )
@@ -217,6 +220,23 @@ def test_text_share_keeps_mig_sentences_verbatim(
     verbatim = sum(tuple(np.round(r, 5)) in vocab for r in result.embeddings)
     assert verbatim == result.timings["text_vectors"] > 0
     assert result.compressed_tokens - verbatim == (result.budget_tokens - verbatim)
+
+
+def test_half_the_budget_is_text_by_default_and_an_adapter_says_how_it_was_trained(
+    counter: HFTokenCounter, tiny: TinyModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert MergeCompressor.Config().text_share == 0.5
+    target = make(counter, tiny).target
+    Adapter(16, rank=2).save(tmp_path / "a", target=target, extra={"text_share": 0.5})
+    assert Adapter.load(tmp_path / "a").text_share == 0.5
+    Adapter(16, rank=2).save(tmp_path / "old", target=target)  # recorded nothing: all merged
+    assert Adapter.load(tmp_path / "old").text_share == 0.0
+    with caplog.at_level("WARNING"):
+        make(counter, tiny, text_share=0.5, adapter=str(tmp_path / "a"))
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        make(counter, tiny, adapter=str(tmp_path / "a"))
+    assert "trained with text_share=0.5, used with text_share=0" in caplog.text
 
 
 def test_model_and_tokenizer_go_together(counter: HFTokenCounter, tiny: TinyModel) -> None:

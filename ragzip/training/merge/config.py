@@ -50,7 +50,7 @@ class TrainConfig:
     train_n: int = 0
     k: int = 5
     ratios: str = "4,8"
-    text_share: float = 0.0
+    text_share: float = 0.5
     rank: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
