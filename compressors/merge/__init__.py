@@ -45,11 +45,12 @@ SmolLM2, 82k for Gemma 3 270M) were trained beside kept text (``ragzip train mer
 --text-share 0.5 --minutes 20``, one CPU thread: 143 and 80 steps of 4 train questions, top-5
 hybrid contexts at 4x or 8x); mean answer cross-entropy on 40 val questions fell from 4.77 to
 2.32 (SmolLM2) and 3.16 to 2.25 (Gemma). Small readers follow text far better than merged
-vectors: on 100 NQ val questions at 4x everything merged answered 4-6%, half text with the
-adapter 33% for SmolLM2 and 42% for Gemma, where ``mig`` with the whole budget as text answered
-31% and 34% (``benchmarks/results/soft_context/``). Much of the adapter's gain is the answer's
-*form*: with it both readers reply with a bare answer (exact match 27% and 37%, against 0% and
-11% for ``mig``).
+vectors. On 100 NQ test questions at 4x, everything merged answered 4-5%, half text with the
+adapter 25% (SmolLM2) and 35% (Gemma), as ``mig`` at 4x (24%, 35%); but the text half alone
+(``mig`` at 8x) answered 34% and 39%: the merged half carries no answer these readers can use.
+The adapter's gain is the answer's *form*: with it both readers reply with a bare answer (exact
+match 23% and 29%, against 0% and 14% for the text half alone;
+``benchmarks/results/soft_context/``).
 
 Budgets count vectors: each vector takes one prompt position, exactly as one text token would,
 so ``budget_tokens`` of a 4x budget is a quarter of the context's tokens.
