@@ -159,6 +159,63 @@ class Compressor(ABC):
         checkpoint()
         return output
 
+    def request(
+        self,
+        query: str,
+        passages: Sequence[Passage | str | Mapping[str, Any]],
+        *,
+        budget: Budget,
+        layout: ContextLayout = PLAIN_CONTEXT,
+    ) -> CompressionRequest:
+        """The validated, counted request :meth:`compress` hands to the method (what a trainer
+        that needs more than the result, e.g. ``merge``'s rows, starts from).
+
+        Raises:
+            InputError, BudgetError: As :meth:`compress`.
+        """
+        return self._prepare(query, passages, budget, layout)[0]
+
+    def _prepare(
+        self,
+        query: str,
+        passages: Sequence[Passage | str | Mapping[str, Any]],
+        budget: Budget,
+        layout: ContextLayout,
+    ) -> tuple[CompressionRequest, int, int]:
+        """The request, the context's tokens as sent and the resolved budget."""
+        if not isinstance(query, str) or not query.strip():
+            msg = "query must be a non-empty string"
+            raise InputError(msg)
+        if not isinstance(budget, Budget):
+            msg = f"budget must be a ragzip.Budget, got {type(budget).__name__}"
+            raise InputError(msg)
+        if isinstance(passages, str | bytes):
+            msg = "passages must be a sequence of passages, not a single string"
+            raise InputError(msg)
+        items = tuple(Passage.coerce(p) for p in passages)
+        counts = tuple(self.counter.count_batch([p.text for p in items]))
+        if self.soft:  # vectors stand in for passages: the budget counts the passages alone
+            original = sum(counts)
+        else:
+            original = self._sent_tokens(layout, items, [p.text for p in items]) if items else 0
+        budget_tokens = budget.resolve(original)
+        if budget_tokens == 0 and original > 0:
+            msg = (
+                f"the budget ({budget}) leaves 0 of the context's {original} tokens: "
+                "give a smaller ratio or a larger token budget"
+            )
+            raise BudgetError(msg)
+        # What the layout adds around the passages is paid for before they share the rest.
+        framing = 0 if self.soft else max(0, original - sum(counts))
+        request = CompressionRequest(
+            query=query,
+            passages=items,
+            passage_tokens=counts,
+            budget_tokens=max(0, budget_tokens - framing),
+            framing_tokens=framing,
+        )
+        return request, original, budget_tokens
+
     def compress(
         self,
         query: str,
@@ -186,38 +243,9 @@ class Compressor(ABC):
             BudgetError: A budget that leaves no token of a non-empty context.
         """
         t0 = time.perf_counter()
-        if not isinstance(query, str) or not query.strip():
-            msg = "query must be a non-empty string"
-            raise InputError(msg)
-        if not isinstance(budget, Budget):
-            msg = f"budget must be a ragzip.Budget, got {type(budget).__name__}"
-            raise InputError(msg)
-        if isinstance(passages, str | bytes):
-            msg = "passages must be a sequence of passages, not a single string"
-            raise InputError(msg)
-        items = tuple(Passage.coerce(p) for p in passages)
-        counts = tuple(self.counter.count_batch([p.text for p in items]))
-        if self.soft:  # vectors stand in for passages: the budget counts the passages alone
-            original = sum(counts)
-        else:
-            original = self._sent_tokens(layout, items, [p.text for p in items]) if items else 0
-        budget_tokens = budget.resolve(original)
-        if budget_tokens == 0 and original > 0:
-            msg = (
-                f"the budget ({budget}) leaves 0 of the context's {original} tokens: "
-                "give a smaller ratio or a larger token budget"
-            )
-            raise BudgetError(msg)
+        request, original, budget_tokens = self._prepare(query, passages, budget, layout)
+        items = request.passages
         t_count = time.perf_counter()
-        # What the layout adds around the passages is paid for before they share the rest.
-        framing = 0 if self.soft else max(0, original - sum(counts))
-        request = CompressionRequest(
-            query=query,
-            passages=items,
-            passage_tokens=counts,
-            budget_tokens=max(0, budget_tokens - framing),
-            framing_tokens=framing,
-        )
         if not items:
             output = CompressionOutput(spans=[])
         elif budget_tokens >= original and not (self.soft or self.decides_amount):

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragzip.compressor import CompressionRequest
 from ragzip.datasets import NQExample, load_nq, nq_split
 from ragzip.generators.rendering import PromptRenderer
 from ragzip.machine import machine_info
@@ -57,14 +56,7 @@ def build_example(
     teacher: bool,
 ) -> _Example:
     """Merge one question's context and tokenise its prompt and answer."""
-    passages = tuple(context)
-    counts = tuple(compressor.counter.count_batch([p.text for p in passages]))
-    request = CompressionRequest(  # as a soft compressor's budget counts: the passages alone
-        query=question.question,
-        passages=passages,
-        passage_tokens=counts,
-        budget_tokens=Budget.compression(ratio).resolve(sum(counts)),
-    )
+    request = compressor.request(question.question, context, budget=Budget.compression(ratio))
     rows = compressor.rows(request)
     teacher_ids = (
         list(renderer.ids(build_messages(question.question, [p.text for p in context])).ids)
