@@ -48,8 +48,9 @@ class Adapter(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
         nn.init.zeros_(self.up.weight)
         self.text_share: float | None = None
-        """The compressor's ``text_share`` while this adapter was trained (``None``: not
-        recorded, i.e. everything merged)."""
+        """The compressor's ``text_share`` while this adapter was trained, as its folder
+        records it (0, everything merged, when it records none); ``None`` for an adapter not
+        read from a folder."""
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         """Map ``(n, dim)`` merged vectors to ``(n, dim)``."""

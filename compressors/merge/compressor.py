@@ -345,10 +345,10 @@ class MergeCompressor(Compressor):
             m = g.end - g.start if g.verbatim else alloc[g]
             if m == 0:
                 continue
-            rows = states[g.passage][g.start : g.end]
+            block = states[g.passage][g.start : g.end]
             if not g.verbatim:
-                rows = merge_runs(
-                    rows,
+                block = merge_runs(
+                    block,
                     centred[g.passage][g.start : g.end],
                     query,
                     m,
@@ -356,7 +356,7 @@ class MergeCompressor(Compressor):
                     token_sharpness=cfg.token_sharpness,
                     keep_norm=cfg.keep_norm,
                 )
-            pieces.append(rows)
+            pieces.append(block)
             merged += [not g.verbatim] * m
             counts[g.passage] += m
         return MergedRows(
