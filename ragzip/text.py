@@ -69,9 +69,64 @@ def _merge_small(blocks: list[Span]) -> list[Span]:
     return out
 
 
-def _split_block(text: str) -> list[Span]:
-    if not text.strip():
+_SOFT_WRAP = re.compile(r"(?<=[^\W_]|[,;)`*])\n(?=[ \t]*(?:[^\W\d_]|[(`]))")
+"""A line break inside a paragraph: after a word character, comma, semicolon, closing bracket,
+backtick or emphasis mark, before a letter, an opening bracket or a backtick (never before a
+list marker, heading, quote, table row, digit or record)."""
+SOFT_WRAP_MIN_CHARS = 40
+"""A line this long or longer that a soft wrap ends is taken as wrapped prose (hard-wrapped
+Markdown, plain-text mail); shorter lines are kept as lines of their own (records, lists)."""
+
+
+def unwrap(text: str) -> str:
+    """``text`` with the line breaks of hard-wrapped paragraphs turned into spaces, and nothing
+    else changed (same length, so offsets into it are offsets into ``text``).
+
+    pySBD ends a sentence at every line break; a paragraph wrapped at 80 or 100 columns would
+    otherwise split into line fragments ("bm25s stores the" / "BM25 scores in ..."). A break is
+    a wrap when the line before is prose-long (:data:`SOFT_WRAP_MIN_CHARS`) and it matches
+    :data:`_SOFT_WRAP`, or when the next line starts with a lower-case letter.
+    """
+    out = list(text)
+    for match in _SOFT_WRAP.finditer(text):
+        i = match.start()
+        line_start = text.rfind("\n", 0, i) + 1
+        line = text[line_start:i].strip()
+        lower_next = text[i + 1 : i + 2].lstrip()[:1].islower()
+        if (len(line) >= SOFT_WRAP_MIN_CHARS or lower_next) and not line.startswith("|"):
+            out[i] = " "
+    return "".join(out)
+
+
+_EMPHASIS = re.compile(r"\*\*|__")
+_LIST_MARKER = re.compile(r"[ \t]*(?:[-*+>]|\d{1,3}[.)])[ \t]+")
+
+
+def _segmenter_view(block: str) -> str:
+    """What pySBD reads of a block: soft wraps unwrapped and Markdown's ``**``/``__`` emphasis
+    blanked (``**Sparse retrieval.** ragzip uses ...`` would otherwise split after ``**``);
+    the same length as ``block``."""
+    return _EMPHASIS.sub(lambda m: " " * len(m.group()), unwrap(block))
+
+
+def _widen(block: str, start: int, end: int, floor: int) -> Span:
+    """A sentence span grown over the emphasis marks around it, and back to its line's start
+    over a list marker (``- **Term.**``), never before ``floor``."""
+    while end < len(block) and block[end] in "*_":
+        end += 1
+    while start > floor and block[start - 1] in "*_":
+        start -= 1
+    line_start = max(block.rfind("\n", 0, start) + 1, floor)
+    marker = _LIST_MARKER.fullmatch(block, line_start, start)
+    if marker is not None:
+        start = line_start + (len(marker.group()) - len(marker.group().lstrip()))
+    return start, end
+
+
+def _split_block(block: str) -> list[Span]:
+    if not block.strip():
         return []
+    text = _segmenter_view(block)
     spans: list[Span] = []
     cursor = 0
     for piece in _segmenter().segment(text):
@@ -87,6 +142,7 @@ def _split_block(text: str) -> list[Span]:
         while end > start and text[end - 1].isspace():
             end -= 1
         if end > start:
+            start, end = _widen(block, start, end, spans[-1][1] if spans else 0)
             spans.append((start, end))
     return spans
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from ragzip.text import BLOCK_CHARS, split_sentences
+from ragzip.text import BLOCK_CHARS, split_sentences, unwrap
 
 PARAGRAPH = (
     "The river flows through the old town. It was bridged in 1850 by Dr. Smith, e.g. with "
@@ -38,3 +38,39 @@ def test_a_long_single_line_is_split_at_sentence_ends() -> None:
     sentences = [text[s:e] for s, e in spans]
     assert len(sentences) == 3 * 300
     assert set(sentences) == {text[s:e] for s, e in split_sentences(PARAGRAPH)}
+
+
+WRAPPED = """# Hybrid retrieval
+
+- **Sparse retrieval.** ragzip uses the bm25s library for BM25 retrieval. bm25s stores the
+  BM25 scores in sparse matrices, so a query over a large corpus takes a few milliseconds.
+- **Dense retrieval.** ragzip embeds passages with the all-MiniLM-L6-v2 sentence-transformers
+  model and searches them with a faiss-cpu index.
+
+Unit 17: SN-74694-FL
+Unit 18: SN-11111-AB
+"""
+
+
+def test_hard_wrapped_markdown_splits_into_whole_sentences() -> None:
+    got = [WRAPPED[s:e] for s, e in split_sentences(WRAPPED)]
+    assert got == [
+        "# Hybrid retrieval",
+        "- **Sparse retrieval.**",
+        "ragzip uses the bm25s library for BM25 retrieval.",
+        "bm25s stores the\n  BM25 scores in sparse matrices, so a query over a large corpus takes a "
+        "few milliseconds.",
+        "- **Dense retrieval.**",
+        "ragzip embeds passages with the all-MiniLM-L6-v2 sentence-transformers\n  model and "
+        "searches them with a faiss-cpu index.",
+        "Unit 17: SN-74694-FL",  # short lines (records, lists) stay lines of their own
+        "Unit 18: SN-11111-AB",
+    ]
+
+
+def test_unwrap_keeps_offsets_and_structure() -> None:
+    flat = unwrap(WRAPPED)
+    assert len(flat) == len(WRAPPED)
+    assert "bm25s stores the   BM25 scores" in flat
+    assert "\n- **Dense" in flat  # a list item starts a line
+    assert "SN-74694-FL\nUnit 18" in flat
