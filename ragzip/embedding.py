@@ -4,24 +4,40 @@ run in where the hardware computes it natively."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+import os
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ragzip.errors import MissingDependencyError
+from ragzip.errors import ConfigError, MissingDependencyError
 
 FixedPrecision = Literal["float32", "bfloat16"]
 Precision = Literal["auto", "float32", "bfloat16"]
 """``"auto"`` resolves per device (:func:`resolve_precision`)."""
 
+PRECISION_ENV = "RAGZIP_PRECISION"
+"""Environment variable that fixes what ``"auto"`` resolves to (``float32`` or ``bfloat16``),
+on every device: to run on one CPU what another would pick, or to pin a deployment's numbers."""
+
 
 def resolve_precision(precision: Precision, device: str = "cpu") -> FixedPrecision:
-    """``"auto"``: bfloat16 on CPUs that compute it natively (AVX512-BF16 or AMX), float32
-    elsewhere, CUDA included: on an H200, MiniLM under bfloat16 autocast took 7x longer per
-    request of varied sentence lengths than in float32 (``mig`` cold p50 188 vs 26 ms,
-    ``benchmarks/results/compress_latency_h200.md``). Other values as they are."""
+    """``"auto"``: what :data:`PRECISION_ENV` says when it is set; otherwise bfloat16 on CPUs
+    that compute it natively (AVX512-BF16 or AMX), float32 elsewhere, CUDA included: on an
+    H200, MiniLM under bfloat16 autocast took 7x longer per request of varied sentence lengths
+    than in float32 (``mig`` cold p50 188 vs 26 ms,
+    ``benchmarks/results/compress_latency_h200.md``). Other values as they are.
+
+    Raises:
+        ConfigError: :data:`PRECISION_ENV` holds something else than a fixed precision.
+    """
     if precision != "auto":
         return precision
+    forced = os.environ.get(PRECISION_ENV, "").strip()
+    if forced:
+        if forced not in get_args(FixedPrecision):
+            msg = f"{PRECISION_ENV}={forced!r}: use one of {', '.join(get_args(FixedPrecision))}"
+            raise ConfigError(msg)
+        return forced  # type: ignore[return-value]
     if device != "cpu":
         return "float32"
     from ragzip.models import native_bf16_cpu

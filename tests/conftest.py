@@ -82,3 +82,4 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
