@@ -59,12 +59,29 @@ def test_wheel_installs_in_fresh_venv(tmp_path: Path) -> None:
             str(dist),
         ],
         check=True,
+        capture_output=True,
+        text=True,
     )
+    built = subprocess.run(  # the build itself says nothing to fix: no deprecated field
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
+        + ["-v", "-w", str(tmp_path / "again")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "Warning" not in built.stdout + built.stderr
     (wheel,) = dist.glob("ragzip-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = _source_modules() - names
     assert not missing, f"not in the wheel (add the subpackage to pyproject): {missing}"
     assert "ragzip/py.typed" in names
+    weights = {
+        f"ragzip/{p.relative_to(ROOT).as_posix()}"
+        for p in (ROOT / "compressors" / "weights").glob("*/*")
+        if p.suffix in (".json", ".safetensors")
+    }
+    assert weights and not weights - names, f"weights not in the wheel: {weights - names}"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
