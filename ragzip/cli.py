@@ -24,6 +24,8 @@ app = typer.Typer(
     help="Compress retrieved context between retrieval and an LLM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # help texts are plain text: "pip install 'ragzip[postgres]'" must not read as markup
+    rich_markup_mode=None,
 )
 DEFAULT_INDEX = Path(".ragzip/index")
 BACKEND_HELP = "'folder' (the --index folder) or 'postgres' (pip install 'ragzip[postgres]')."
@@ -32,6 +34,26 @@ SPEC_HELP = (
     "Compressor spec: a registered name, optionally with config settings as "
     "NAME:KEY=VALUE;KEY=VALUE (quote it in the shell), e.g. 'sentence:mode=adaptive;threshold=0.4'."
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ragzip import __version__
+
+        typer.echo(f"ragzip {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Compress retrieved context between retrieval and an LLM."""
 
 
 def _quiet_libraries() -> None:
@@ -270,9 +292,12 @@ def list_compressors() -> None:
     """List registered compressors and the extra each needs."""
     from ragzip.registry import entries
 
-    table = Table("name", "extra", "what it does")
+    from rich.text import Text
+
+    table = Table("name", "install", "what it does")
     for entry in entries():
-        table.add_row(entry.name, entry.extra or "-", entry.summary)
+        extra = f"ragzip[{entry.extra}]" if entry.extra else "-"
+        table.add_row(entry.name, Text(extra), Text(entry.summary))  # Text: no markup
     Console().print(table)
 
 

@@ -109,3 +109,23 @@ def test_cli_is_quiet_and_reports_skipped_files(tmp_path: Path) -> None:
     assert ask.returncode == 0, ask.stderr
     assert ask.stdout.strip()
     assert not any(n in ask.stderr for n in NOISE), ask.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    from ragzip import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"ragzip {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [("ask", "ragzip[postgres]"), ("index", "ragzip[postgres]"), ("compressors", "ragzip[models]")],
+)
+def test_extras_are_named_literally(command: str, extra: str) -> None:
+    """Square brackets in help texts and tables are text, never markup that eats them."""
+    args = [command] if command == "compressors" else [command, "--help"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert extra in " ".join(result.output.split())

@@ -23,6 +23,7 @@ from ragzip.errors import RagzipError
 train_app = typer.Typer(
     help="Train the soft compressors' artefacts (xrag projector, merge adapter) for a generator.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 GENERATOR_HELP = (
