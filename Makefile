@@ -28,7 +28,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ragzip index $(DEMO_DOCS) --index $(DEMO_INDEX)
-	$(BIN)/ragzip ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --compressor sentence --budget 4x
+	$(BIN)/ragzip ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --compressor sentence --budget 4x --explain
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,10 +42,12 @@ typecheck: $(STAMP)
 	for d in compressors retrievers server; do ln -s $(CURDIR)/$$d $(TYPECHECK_TREE)/ragzip/$$d; done
 	cd $(TYPECHECK_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p ragzip
 
-# redis-server (Debian package) for the shared feature cache's tests, installed when absent.
+# Debian packages the tests drive, installed when absent: redis-server (the shared feature
+# cache) and chromium (the inspector page's browser test).
 servers:
-	@command -v redis-server >/dev/null || { apt-get update -q >/dev/null && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; }
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null || { \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends redis-server chromium >/dev/null; }
 
 test: $(STAMP) servers lint typecheck
 	$(BIN)/python -m pytest -q

@@ -15,6 +15,7 @@ from ragzip.retrievers.base import Retriever
 from ragzip.server.errors import install_error_handlers
 from ragzip.server.limits import BodySizeLimitMiddleware
 from ragzip.server.metrics import Metrics, MetricsMiddleware
+from ragzip.server.inspect import inspect_router
 from ragzip.server.routes import api, docs_router, ops, protected_ops
 from ragzip.server.service import ProxyService
 from ragzip.server.settings import Settings
@@ -96,6 +97,8 @@ def create_app(
     app.include_router(ops)
     app.include_router(protected_ops)
     app.include_router(docs_router(app))
+    if settings.inspect:
+        app.include_router(inspect_router())
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes, metrics=metrics
     )

@@ -64,6 +64,13 @@ def serve(
             "reaching the port is then served on that key); refused otherwise.",
         ),
     ] = False,
+    inspect: Annotated[
+        bool,
+        typer.Option(
+            help="Serve the inspector page /inspect: paste a question and passages, see what a "
+            "compressor keeps (behind --auth-token like every route)."
+        ),
+    ] = True,
 ) -> None:
     """Run the OpenAI-compatible proxy that compresses context on the way upstream.
 
@@ -93,6 +100,7 @@ def serve(
         "retrieval_dsn": dsn,
         "retrieval_table": pg_table,
         "retrieve_by_default": retrieve_by_default or None,
+        "inspect": None if inspect else False,
     }
     try:
         settings = Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -150,7 +150,10 @@ def _count(request: Request, code: str) -> None:
 async def _ragzip_error(request: Request, exc: Exception) -> JSONResponse:
     spec = spec_for(exc)
     _count(request, spec.code)
-    headers = {"WWW-Authenticate": "Bearer"} if spec.status == 401 else None
+    headers = None
+    if spec.status == 401:  # a browser opening the inspector asks for the token as a password
+        page = request.url.path.endswith("/inspect")
+        headers = {"WWW-Authenticate": 'Basic realm="ragzip"' if page else "Bearer"}
     if isinstance(exc, ServerBusyError):
         headers = {"Retry-After": str(exc.retry_after)}
     if spec.status >= 500 and not isinstance(exc, ServerBusyError):

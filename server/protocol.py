@@ -141,6 +141,8 @@ class CompressedPassageOut(BaseModel):
     original_tokens: int
     tokens: int
     dropped: bool
+    score: float | None = None
+    """The passage's score as sent or retrieved (``null`` when it had none)."""
 
 
 class CompressResponse(BaseModel):
@@ -186,6 +188,7 @@ class CompressResponse(BaseModel):
                     original_tokens=p.original_tokens,
                     tokens=p.tokens,
                     dropped=p.tokens == 0 if soft else p.dropped,
+                    score=p.passage.score,
                 )
                 for p in result.passages
             ],

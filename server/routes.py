@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
@@ -38,10 +40,23 @@ async def require_auth(
     token = service_of(request).settings.auth_token
     if token is None:
         return
-    given = credentials.credentials.encode() if credentials is not None else b""
+    given = credentials.credentials.encode() if credentials is not None else _basic_password(request)
     if not hmac.compare_digest(given, token.get_secret_value().encode()):
         msg = "missing or wrong bearer token for this proxy"
         raise AuthenticationError(msg)
+
+
+def _basic_password(request: Request) -> bytes:
+    """The password of ``Authorization: Basic ...`` (how a browser logs in to ``/inspect``; any
+    user name), or nothing."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return b""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return decoded.partition(b":")[2]
 
 
 ERRORS: dict[int | str, dict[str, object]] = {

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         allow_anonymous: Serve without ``auth_token`` although ``upstream_api_key`` is set, so
             that anyone who reaches the port is served on the operator's key. Off, such a
             proxy refuses to start.
+        inspect: Serve the inspector page ``GET /inspect`` (behind ``auth_token`` like every
+            route; a browser may log in with HTTP Basic, any user name, the token as password).
         host: Interface :func:`ragzip.server.main.serve` binds to.
         port: Port :func:`ragzip.server.main.serve` listens on.
         default_compressor: Registry name used when a request names none.
@@ -124,6 +126,7 @@ class Settings(BaseSettings):
     upstream_api_key: SecretStr | None = None
     auth_token: SecretStr | None = None
     allow_anonymous: bool = False
+    inspect: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
 
