@@ -201,6 +201,14 @@ def ask(
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 32,
     show_context: Annotated[bool, typer.Option(help="Print the compressed context.")] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            help="Show each retrieved passage with the kept text highlighted and the dropped "
+            "text dimmed (marked [-like this-] when stdout is not a terminal), tokens before "
+            "and after, and the budget."
+        ),
+    ] = False,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "folder",
     dsn: Annotated[str | None, typer.Option(help=DSN_HELP)] = None,
     pg_table: Annotated[str, typer.Option("--table", help="Postgres index name.")] = "ragzip",
@@ -227,9 +235,15 @@ def ask(
     comp = result.compression
     if show_context:
         console.rule("compressed context")
-        console.print(comp.context, markup=False, highlight=False)
+        console.print(f"{comp.context}{question}", markup=False, highlight=False)
         console.rule()
-    typer.echo(result.answer.strip())
+    if explain:
+        from ragzip.explain import show
+
+        show(comp, Console())
+        typer.echo(f"\nQuestion: {question}\nAnswer: {result.answer.strip()}")
+    else:
+        typer.echo(result.answer.strip())
     table = Table(title=f"{compressor} @ {parsed}", show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -265,6 +265,22 @@ class CompressedPassage:
         """Whether nothing of the passage was kept."""
         return not self.text
 
+    def segments(self) -> tuple[tuple[str, bool], ...]:
+        """The whole original text in order, cut into ``(text, kept)`` pieces by ``spans``:
+        what an explanation shows highlighted (kept) and dimmed (dropped)."""
+        text = self.passage.text
+        out: list[tuple[str, bool]] = []
+        cursor = 0
+        for start, end in self.spans:
+            if start > cursor:
+                out.append((text[cursor:start], False))
+            if end > start:
+                out.append((text[start:end], True))
+            cursor = max(cursor, end)
+        if cursor < len(text):
+            out.append((text[cursor:], False))
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class Decision:

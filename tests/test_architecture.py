@@ -194,7 +194,7 @@ LAYERS = [
     # 2: composing them
     ("ragzip.pipeline", "ragzip.backends", "ragzip.integrations", "ragzip.evaluation"),
     # 3: applications
-    ("ragzip.server", "ragzip.training", "ragzip.cli", "ragzip.commands"),
+    ("ragzip.server", "ragzip.training", "ragzip.cli", "ragzip.commands", "ragzip.explain"),
 ]
 
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from ragzip.embedding import PRECISION_ENV, resolve_precision
 from ragzip.errors import (
     ConfigError,
     IndexCorruptedError,
@@ -469,7 +471,10 @@ def test_bfloat16_embeddings_match_float32(
 
 
 def test_auto_precision_is_resolved_and_recorded(index: HybridIndex, saved: Path) -> None:
-    expected = "bfloat16" if native_bf16_cpu() else "float32"
+    expected = resolve_precision("auto")  # the CPU's, or what RAGZIP_PRECISION fixes
+    assert expected == os.environ.get(PRECISION_ENV) or expected == (
+        "bfloat16" if native_bf16_cpu() else "float32"
+    )
     assert index.dense.config.precision == expected
     assert json.loads((saved / "manifest.json").read_text())["dense"]["precision"] == expected
 
