@@ -12,7 +12,7 @@ DEMO_DOCS := $(filter-out docs/architecture.md,$(wildcard docs/*.md))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test servers lint typecheck bench eval clean
+.PHONY: install demo test servers lint typecheck bench eval figures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .ragzip build dist *.egg-info
+
+# The notebooks' figures and the inspector's screenshot, rendered into docs/images
+# (FIGURES_ARGS=--small for the notebooks' quick mode).
+figures: $(STAMP) servers
+	$(BIN)/python benchmarks/figures.py $(FIGURES_ARGS)

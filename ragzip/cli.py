@@ -304,9 +304,9 @@ def compress(
 @app.command("compressors")
 def list_compressors() -> None:
     """List registered compressors and the extra each needs."""
-    from ragzip.registry import entries
-
     from rich.text import Text
+
+    from ragzip.registry import entries
 
     table = Table("name", "install", "what it does")
     for entry in entries():

@@ -27,10 +27,11 @@ def _header(index: int, passage: CompressedPassage) -> str:
 def _summary(result: CompressionResult) -> str:
     ratio = "all dropped" if result.compressed_tokens == 0 else f"{result.ratio:.1f}x"
     soft = "" if result.embeddings is None else " (soft: vectors stand for the kept text)"
+    kept = sum(not p.dropped for p in result.passages)
     return (
         f"{result.compressor}: {result.original_tokens} → {result.compressed_tokens} context "
         f"tokens ({ratio}), budget {result.budget_tokens}, "
-        f"{sum(not p.dropped for p in result.passages)} of {len(result.passages)} passages kept{soft}"
+        f"{kept} of {len(result.passages)} passages kept{soft}"
     )
 
 

@@ -13,9 +13,9 @@ from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.registry import get_entry, parse_spec, resolve_config
 from ragzip.retrievers.base import Retriever
 from ragzip.server.errors import install_error_handlers
+from ragzip.server.inspect import inspect_router
 from ragzip.server.limits import BodySizeLimitMiddleware
 from ragzip.server.metrics import Metrics, MetricsMiddleware
-from ragzip.server.inspect import inspect_router
 from ragzip.server.routes import api, docs_router, ops, protected_ops
 from ragzip.server.service import ProxyService
 from ragzip.server.settings import Settings

@@ -40,7 +40,9 @@ async def require_auth(
     token = service_of(request).settings.auth_token
     if token is None:
         return
-    given = credentials.credentials.encode() if credentials is not None else _basic_password(request)
+    given = (
+        credentials.credentials.encode() if credentials is not None else _basic_password(request)
+    )
     if not hmac.compare_digest(given, token.get_secret_value().encode()):
         msg = "missing or wrong bearer token for this proxy"
         raise AuthenticationError(msg)

@@ -82,4 +82,3 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 from rich.console import Console
 
@@ -12,7 +13,9 @@ from ragzip.registry import create_compressor
 from ragzip.types import Budget, Passage
 
 PASSAGES = [
-    Passage("The Seine flows through Paris. It is 777 km long. Boats carry tourists.", title="Seine"),
+    Passage(
+        "The Seine flows through Paris. It is 777 km long. Boats carry tourists.", title="Seine"
+    ),
     Passage("Paris is the capital of France. About two million people live there.", id="p2"),
 ]
 
@@ -31,7 +34,7 @@ def test_segments_cover_the_text_and_follow_the_spans() -> None:
             passage.passage.text[s:e] for s, e in passage.spans
         )
         kept_flags = [kept for _, kept in segments]
-        assert all(a != b for a, b in zip(kept_flags, kept_flags[1:], strict=False))
+        assert all(a != b for a, b in itertools.pairwise(kept_flags))
 
 
 def test_plain_view_marks_dropped_text_and_counts() -> None:
@@ -42,7 +45,9 @@ def test_plain_view_marks_dropped_text_and_counts() -> None:
         f"truncate: {result.original_tokens} → {result.compressed_tokens} context tokens"
     )
     assert f"budget {result.budget_tokens}" in text
-    assert f"[1] Seine ({first.passage.id}): {first.original_tokens} → {first.tokens} tokens" in text
+    assert (
+        f"[1] Seine ({first.passage.id}): {first.original_tokens} → {first.tokens} tokens" in text
+    )
     assert "[2] (p2):" in text
     dropped = [t for p in result.passages for t, kept in p.segments() if not kept]
     assert dropped and all(f"[-{t}-]" in text for t in dropped)

@@ -63,8 +63,18 @@ def test_wheel_installs_in_fresh_venv(tmp_path: Path) -> None:
         text=True,
     )
     built = subprocess.run(  # the build itself says nothing to fix: no deprecated field
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
-        + ["-v", "-w", str(tmp_path / "again")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-v",
+            "-w",
+            str(tmp_path / "again"),
+        ],
         check=True,
         capture_output=True,
         text=True,

@@ -58,8 +58,8 @@ def test_hard_wrapped_markdown_splits_into_whole_sentences() -> None:
         "# Hybrid retrieval",
         "- **Sparse retrieval.**",
         "ragzip uses the bm25s library for BM25 retrieval.",
-        "bm25s stores the\n  BM25 scores in sparse matrices, so a query over a large corpus takes a "
-        "few milliseconds.",
+        "bm25s stores the\n  BM25 scores in sparse matrices, so a query over a large corpus takes "
+        "a few milliseconds.",
         "- **Dense retrieval.**",
         "ragzip embeds passages with the all-MiniLM-L6-v2 sentence-transformers\n  model and "
         "searches them with a faiss-cpu index.",

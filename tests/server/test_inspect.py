@@ -78,8 +78,14 @@ def test_in_headless_chromium_kept_text_is_highlighted(
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-            + ["--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         try:
             context = browser.new_context(
@@ -110,8 +116,11 @@ def test_in_headless_chromium_kept_text_is_highlighted(
             assert shot.stat().st_size > 10_000
             assert not errors
             # a whole request body works too; a bad one is a clear error on the page
-            page.fill("#body", '{"messages": [{"role": "user", "content": [{"type": "text", '
-                      f'"text": "{QUESTION}"}}]}}], "ragzip": {{"passages": ["{PASSAGES[0]}"]}}}}')
+            page.fill(
+                "#body",
+                '{"messages": [{"role": "user", "content": [{"type": "text", '
+                f'"text": "{QUESTION}"}}]}}], "ragzip": {{"passages": ["{PASSAGES[0]}"]}}}}',
+            )
             page.click("#submit")
             sync_api.expect(page.locator("#result .passage")).to_have_count(1)
             page.fill("#body", "{not json")
