@@ -12,7 +12,7 @@ DEMO_DOCS := $(filter-out docs/architecture.md,$(wildcard docs/*.md))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test servers lint typecheck bench eval figures clean
+.PHONY: install demo test test-precision servers lint typecheck bench eval figures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ servers:
 
 test: $(STAMP) servers lint typecheck
 	$(BIN)/python -m pytest -q
+
+# The tests whose numbers depend on the embedder's precision, with it forced to each one
+# (bfloat16 is emulated, and slow, on CPUs without it: the NQ-quality tests are left out).
+PRECISION_TESTS := tests/retrievers tests/compressors/test_mig.py tests/compressors/test_contract.py \
+	tests/test_features.py tests/test_embedding.py
+test-precision: $(STAMP)
+	for p in float32 bfloat16; do \
+		RAGZIP_PRECISION=$$p $(BIN)/python -m pytest -q -m "not slow" $(PRECISION_TESTS) || exit 1; \
+	done
 
 eval: $(STAMP)
 	$(BIN)/ragzip eval --questions 500 --generate-n 100 --out reports/eval
