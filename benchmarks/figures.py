@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,15 +23,11 @@ from pathlib import Path
 import nbclient
 import nbformat
 
+from ragzip.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
 
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def run_notebook(path: Path, small: bool) -> float:
@@ -68,7 +63,7 @@ def main() -> None:
     (OUT / "README.md").write_text(
         "# Figures\n\nRendered by `python benchmarks/figures.py"
         + (" --small" if args.small else "")
-        + f"` on {today}, {_cpu()}, {os.cpu_count()} cores:\n\n"
+        + f"` on {today}, {cpu_model()}, {os.cpu_count()} cores:\n\n"
         + "\n".join(lines)
         + "\n\nEach PNG's JSON beside it holds the numbers plotted.\n",
         encoding="utf-8",

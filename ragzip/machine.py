@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, as every reported figure names it (e.g. "AMD EPYC")."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -34,7 +35,7 @@ def machine_key() -> str:
     Kernel builds, host names and library patch levels are left out, so a profile stays valid
     across updates of the same machine (and on identical machines).
     """
-    return f"{platform.system()}-{platform.machine()}|{_cpu_model()}|{os.cpu_count()}cpu"
+    return f"{platform.system()}-{platform.machine()}|{cpu_model()}|{os.cpu_count()}cpu"
 
 
 _VERSIONED = ("ragzip", "torch", "transformers", "sentence-transformers", "bm25s", "faiss-cpu")
@@ -72,6 +73,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "torch_threads": torch_threads,
