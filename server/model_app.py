@@ -25,77 +25,16 @@ from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ragzip import __version__
 from ragzip.errors import ConfigError, GenerationError, RagzipError
-from ragzip.messages import Role
 from ragzip.server.errors import error_body, install_error_handlers, spec_for
-from ragzip.server.protocol import WireMessage
+from ragzip.server.model_protocol import ChatRequest, TextRequest
 from ragzip.server.streaming import DONE
 
 if TYPE_CHECKING:
     from ragzip.generators.base import StreamedToken, TokenStreamer
-
-
-DEFAULT_MAX_TOKENS = 256
-
-
-class _Message(WireMessage):
-    """The embedded generator reads text turns of the three chat roles only."""
-
-    role: Role
-    content: str
-
-
-class _StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    include_usage: bool = False
-
-
-class _Sampling(BaseModel):
-    """Fields shared by both routes; unknown OpenAI fields are accepted and ignored."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-    max_tokens: StrictInt | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0)
-    n: StrictInt | None = Field(default=None, ge=1)
-
-    def check_greedy(self) -> None:
-        """Refuse sampling settings this server cannot honour."""
-        if self.temperature not in (None, 0.0):
-            msg = f"this server decodes greedily: temperature must be 0, got {self.temperature}"
-            raise ConfigError(msg)
-        if self.n not in (None, 1):
-            msg = f"this server returns one choice: n must be 1, got {self.n}"
-            raise ConfigError(msg)
-
-
-class ChatRequest(_Sampling):
-    """``POST /v1/chat/completions``."""
-
-    messages: list[_Message] = Field(min_length=1)
-    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
-
-    def limit(self) -> int:
-        """``max_completion_tokens``, else ``max_tokens``, else the server default."""
-        return self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS
-
-
-class TextRequest(_Sampling):
-    """``POST /v1/completions`` with one string prompt."""
-
-    prompt: str = Field(min_length=1)
-
-    def limit(self) -> int:
-        """``max_tokens`` or the server default."""
-        return self.max_tokens or DEFAULT_MAX_TOKENS
 
 
 _END = object()
@@ -327,7 +266,7 @@ def create_model_app(generator: TokenStreamer, *, model_name: str | None = None)
     async def chat_completions(body: ChatRequest, request: Request) -> Response:
         service.check_model(body.model)
         body.check_greedy()
-        messages = [m.model_dump(include={"role", "content"}) for m in body.messages]
+        messages = [t for m in body.messages if (t := m.turn()) is not None]
         ids = await asyncio.to_thread(generator.prompt_ids, messages)
         return await service.respond(
             request,

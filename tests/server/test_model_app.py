@@ -16,6 +16,7 @@ import pytest
 from ragzip.generators.embedded import EmbeddedGenerator
 from ragzip.generators.openai_compat import OpenAIGenerator
 from ragzip.server.model_app import create_model_app
+from ragzip.server.model_protocol import ModelMessage
 from tests.server.conftest import ServerThread
 from tests.soft_support import small_generator
 
@@ -37,6 +38,9 @@ MESSAGES = [
     {"role": "system", "content": "Answer briefly."},
     {"role": "user", "content": "Which river flows through Paris?"},
 ]
+
+
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
 
 
 def _events(text: str) -> list[Any]:
@@ -136,6 +140,39 @@ def test_openai_generator_reads_the_loopback_server(
     assert 0 < gen.ttft_s <= gen.total_s
 
 
+def test_every_openai_message_shape_is_read_as_its_text(
+    server: ServerThread, tiny_generator: EmbeddedGenerator
+) -> None:
+    """Content parts, ``name``, developer instructions, tool calls and their results: the
+    model reads the same text as from plain string messages."""
+    parts = [
+        {"role": "developer", "content": [{"type": "text", "text": "Answer briefly."}]},
+        {"role": "user", "name": "ann", "content": [{"type": "text", "text": "Who wrote"},
+                                                    {"type": "text", "text": "Hamlet?"}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "name": "look", "content": "Shakespeare."},
+    ]  # fmt: skip
+    plain = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "Who wrote\nHamlet?"},
+        {"role": "user", "content": "Result of look:\nShakespeare."},
+    ]
+    reply = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": MODEL, "messages": parts, "max_tokens": 4},
+    )
+    assert reply.status_code == 200, reply.text
+    expected = tiny_generator.generate(plain, max_new_tokens=4)
+    assert reply.json()["choices"][0]["message"]["content"] == expected.text
+    assert reply.json()["usage"]["prompt_tokens"] == expected.prompt_tokens
+
+
+def test_a_part_that_is_not_text_is_named() -> None:
+    with pytest.raises(ValueError, match="part 1 is of type 'image_url'"):
+        ModelMessage(role="user", content=[{"type": "text", "text": "x"}, IMAGE_PART])
+
+
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
@@ -143,7 +180,11 @@ def test_openai_generator_reads_the_loopback_server(
         ({"model": MODEL, "messages": MESSAGES, "temperature": 0.7}, "invalid_value"),
         ({"model": MODEL, "messages": MESSAGES, "n": 2}, "invalid_value"),
         ({"model": MODEL, "messages": []}, "invalid_value"),
-        ({"model": MODEL, "messages": [{"role": "tool", "content": "x"}]}, "invalid_value"),
+        ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "invalid_value"),
+        (
+            {"model": MODEL, "messages": [{"role": "user", "content": [IMAGE_PART]}]},
+            "invalid_value",
+        ),
         ({"model": MODEL, "messages": MESSAGES, "max_tokens": 0}, "invalid_value"),
         (
             {"model": MODEL, "messages": [{"role": "user", "content": "word " * 600}]},
