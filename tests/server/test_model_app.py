@@ -234,3 +234,23 @@ def test_smollm2_served_on_loopback_answers_like_the_embedded_model() -> None:
     assert gen.text == local.text
     assert "Seine" in gen.text
     assert gen.ttft_s < gen.total_s
+
+
+def test_content_parts_pass_through_the_proxy_to_serve_model(
+    server: ServerThread, serve_proxy: Any
+) -> None:
+    proxy = serve_proxy(server.url)
+    question = [{"type": "text", "text": "Who wrote Hamlet?"}]
+    passage = "Hamlet is a tragedy by William Shakespeare. It is set in Denmark. It is long."
+    reply = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "max_tokens": 3,
+            "messages": [{"role": "user", "content": question}],
+            "ragzip": {"passages": [passage], "budget": "2x"},
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    assert int(reply.headers["x-ragzip-compressed-tokens"]) > 0
+    assert reply.json()["choices"][0]["message"]["content"]
