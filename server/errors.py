@@ -16,7 +16,7 @@ request validation (pydantic), bad JSON     400     invalid_request_error     in
 unknown route / method                      404/405 invalid_request_error     not_found / ...
 :class:`RequestTooLargeError` (and limits)  413     invalid_request_error     request_too_large
 :class:`ServerBusyError` (``Retry-After``)  503     server_error              server_busy
-:class:`~ragzip.errors.RetrievalError`      503     server_error              retrieval_failed
+:class:`~ragzip.errors.RetrievalError` (``Retry-After``) 503 server_error         retrieval_failed
 :class:`~ragzip.errors.CompressionError`    500     server_error              compression_failed
 :class:`UpstreamTimeoutError`               504     upstream_error            upstream_timeout
 :class:`~ragzip.errors.UpstreamError`       502     upstream_error            upstream_error
@@ -52,6 +52,10 @@ from ragzip.errors import (
 )
 
 logger = logging.getLogger("ragzip.server")
+
+
+RETRIEVAL_RETRY_AFTER_S = 5
+"""``Retry-After`` of a ``503 retrieval_failed``: seconds a client waits before trying again."""
 
 
 class AuthenticationError(RagzipError):
@@ -156,6 +160,8 @@ async def _ragzip_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Basic realm="ragzip"' if page else "Bearer"}
     if isinstance(exc, ServerBusyError):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, RetrievalError):  # a backend that failed may be back soon
+        headers = {"Retry-After": str(RETRIEVAL_RETRY_AFTER_S)}
     if spec.status >= 500 and not isinstance(exc, ServerBusyError):
         logger.warning(
             "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc

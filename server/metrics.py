@@ -54,7 +54,11 @@ KNOWN_ROUTES = frozenset(
         "/v1/compress",
         "/v1/models",
         "/healthz",
+        "/readyz",
         "/metrics",
+        "/docs",
+        "/openapi.json",
+        "/inspect",
     }
 )
 

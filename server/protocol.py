@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ragzip.errors import BudgetError
 from ragzip.types import Budget, CompressionResult, Passage
@@ -67,7 +67,7 @@ class RagzipOptions(BaseModel):
     budget: BudgetField = None
     compressor: str | None = None
     query: str | None = None
-    retrieve: bool | None = None
+    retrieve: StrictBool | None = None
     k: StrictInt | None = Field(default=None, ge=1)
 
     def passage_list(self) -> list[Passage]:

@@ -111,12 +111,13 @@ class RetrievalService:
         if callable(close) and self._owned:
             close()
 
-    def wanted(self, options: Any, marks_context: bool) -> bool:
-        """Whether a request retrieves: it asks to, or marks no context and the server retrieves
-        by default."""
+    def wanted(self, options: Any, marks_context: bool, has_question: bool = True) -> bool:
+        """Whether a request retrieves: it asks to, or the server retrieves by default and the
+        request marks no context of its own and asks something (a request with only a system
+        message, say, passes through as it came)."""
         if options is not None and options.retrieve is not None:
             return bool(options.retrieve)
-        return self.settings.retrieve_by_default and not marks_context
+        return self.settings.retrieve_by_default and not marks_context and has_question
 
     async def retrieve(self, query: str, k: int | None) -> tuple[list[Passage], float]:
         """The top ``k`` passages for ``query`` (``retrieval_k`` when ``None``) and the

@@ -212,9 +212,9 @@ class ProxyService:
         when the client left meanwhile."""
         given = options.passage_list() if options else []
         plan = make_plan(given)
-        if not self.retrieval.wanted(options, plan.has_work):
-            return plan, Retrieved()
         query = question_of(plan, options)
+        if not self.retrieval.wanted(options, plan.has_work, bool(query.strip())):
+            return plan, Retrieved()
         require_question(query)
         done = await self._until_disconnect(
             request, self.retrieval.retrieve(query, options.k if options else None)

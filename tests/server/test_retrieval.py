@@ -15,6 +15,7 @@ from ragzip.backends import write_index
 from ragzip.errors import ConfigError, IndexNotFoundError
 from ragzip.features import FeatureCache
 from ragzip.server import Settings, create_app
+from ragzip.server.errors import RETRIEVAL_RETRY_AFTER_S
 from ragzip.types import Passage
 
 from .conftest import FakeUpstream, ServerThread, proxy_settings
@@ -133,6 +134,9 @@ def test_bad_retrieval_requests_are_refused(
     assert "max_retrieval_k" in too_many.json()["error"]["message"]
     zero = _chat(retrieving_proxy, {"retrieve": True, "k": 0})
     assert zero.status_code == 400
+    for loose in ("yes", "true", 1):  # a flag is a JSON boolean, never a string or number
+        reply = _chat(retrieving_proxy, {"retrieve": loose})
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "ragzip.retrieve"
     blank = httpx.post(
         f"{retrieving_proxy.url}/v1/chat/completions",
         json={
@@ -166,6 +170,11 @@ def test_retrieve_by_default_serves_plain_openai_clients(
     # a request marking its own context is left alone
     reply = _chat(proxy, {"passages": ["Own context."]})
     assert reply.json()["ragzip"]["retrieved"] == 0
+    # and so is one that asks nothing (only a system message): it passes through as it came
+    system_only = {"model": "m", "messages": [{"role": "system", "content": "Be brief."}]}
+    reply = httpx.post(f"{proxy.url}/v1/chat/completions", json=system_only, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert upstream.last()["json"]["messages"] == system_only["messages"]
 
 
 def test_settings_name_one_backend_and_its_location(index_dir: Path) -> None:
@@ -208,6 +217,7 @@ def test_a_failing_backend_is_a_503_without_secrets(
     with ServerThread(app) as proxy:
         reply = _chat(proxy, {"retrieve": True})
     assert reply.status_code == 503
+    assert reply.headers["retry-after"] == str(RETRIEVAL_RETRY_AFTER_S)
     error = reply.json()["error"]
     assert error["code"] == "retrieval_failed" and "could not connect" in error["message"]
     assert "hunter2" not in reply.text

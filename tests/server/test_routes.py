@@ -81,6 +81,12 @@ async def test_healthz_and_metrics(client: httpx.AsyncClient) -> None:
     )
     assert 'ragzip_stage_duration_seconds_count{stage="compress"} 1.0' in text
     assert 'ragzip_context_tokens_total{kind="original"}' in text
+    await client.get("/readyz")
+    await client.get("/openapi.json")
+    text = (await client.get("/metrics")).text
+    for route in ("/readyz", "/openapi.json", "/metrics"):  # each route its own label
+        assert f'route="{route}"' in text
+    assert 'route="other"' not in text
 
 
 async def test_unknown_route_and_method_in_openai_shape(client: httpx.AsyncClient) -> None:
