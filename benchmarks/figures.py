@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,6 @@ from ragzip.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
-
 
 
 def run_notebook(path: Path, small: bool) -> float:
@@ -48,24 +48,26 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="notebook file names to run (default: all)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    lines = []
+    records_file = OUT / "figures.json"
+    records = json.loads(records_file.read_text()) if records_file.is_file() else {}
+    where = f"{datetime.date.today().isoformat()}, {cpu_model()}, {os.cpu_count()} cores"
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         if args.only and path.name not in args.only:
             continue
         seconds = run_notebook(path, args.small)
-        lines.append(f"- `{path.name}`: {'small' if args.small else 'full'} mode, {seconds:.0f} s")
-        print(lines[-1], flush=True)
+        mode = "small mode (a smoke test, not results)" if args.small else "full mode"
+        records[path.name] = f"{mode}, {seconds:.0f} s, {where}"
+        print(path.name, records[path.name], flush=True)
     env = dict(os.environ, RAGZIP_INSPECT_SCREENSHOT=str(OUT / "inspect.png"))
     test = "tests/server/test_inspect.py::test_in_headless_chromium_kept_text_is_highlighted"
     subprocess.run([sys.executable, "-m", "pytest", "-q", test], cwd=ROOT, env=env, check=True)
-    lines.append("- `inspect.png`: the inspector's browser test, headless Chromium")
-    today = datetime.date.today().isoformat()
+    records["inspect.png"] = f"the inspector's browser test in headless Chromium, {where}"
+    records_file.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     (OUT / "README.md").write_text(
-        "# Figures\n\nRendered by `python benchmarks/figures.py"
-        + (" --small" if args.small else "")
-        + f"` on {today}, {cpu_model()}, {os.cpu_count()} cores:\n\n"
-        + "\n".join(lines)
-        + "\n\nEach PNG's JSON beside it holds the numbers plotted.\n",
+        "# Figures\n\nRendered by `python benchmarks/figures.py` (`--small`: the notebooks' "
+        "quick mode; `--only NAME.ipynb`: one notebook), recorded in `figures.json`:\n\n"
+        + "\n".join(f"- `{name}`: {text}" for name, text in sorted(records.items()))
+        + "\n\nEach notebook figure's JSON beside it holds the numbers plotted.\n",
         encoding="utf-8",
     )
 

@@ -13,7 +13,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -115,6 +115,29 @@ def join_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]
         parts.append(text[start:end])
         prev_end = end
     return "".join(parts), tuple((s, e) for s, e in merged)
+
+
+def _kept_nothing(output: CompressionOutput, passages: Sequence[Passage]) -> bool:
+    """Whether a text compressor's output keeps no character but whitespace."""
+    if output.embeddings is not None:
+        return False
+    return not any(
+        p.text[s:e].strip()
+        for p, kept in zip(passages, output.spans or (), strict=False)
+        for s, e in kept
+    )
+
+
+def _keeps_nothing(budget: Budget, request: CompressionRequest, budget_tokens: int) -> str:
+    """Why a token budget is refused: it keeps no part of a context that has text."""
+    counts = zip(request.passages, request.passage_tokens, strict=True)
+    smallest = min(n for p, n in counts if p.text.strip())
+    return (
+        f"the budget ({budget}) keeps nothing of this context: of its {budget_tokens} tokens the "
+        f"layout takes {request.framing_tokens}, and the shortest passage has {smallest}; give "
+        f"about {request.framing_tokens + smallest} tokens or more, or a ratio such as '4x' "
+        "(a ratio is raised until something is kept)"
+    )
 
 
 class Compressor(ABC):
@@ -246,12 +269,21 @@ class Compressor(ABC):
         request, original, budget_tokens = self._prepare(query, passages, budget, layout)
         items = request.passages
         t_count = time.perf_counter()
-        if not items:
-            output = CompressionOutput(spans=[])
-        elif budget_tokens >= original and not (self.soft or self.decides_amount):
-            output = CompressionOutput(spans=[[(0, len(p.text))] for p in items])
-        else:
-            output = self.compress_request(request)
+        output = self._run(request, budget_tokens, original)
+        empty = (
+            not self.soft and _kept_nothing(output, items) and any(p.text.strip() for p in items)
+        )
+        if empty and budget.max_tokens is not None:
+            raise BudgetError(_keeps_nothing(budget, request, budget_tokens))
+        raised = empty
+        while empty:  # a ratio never empties a context: doubled until something is kept
+            if budget_tokens >= original:  # (``auto`` chose to keep nothing: keep it whole)
+                output = CompressionOutput(spans=[[(0, len(p.text))] for p in items])
+                break
+            budget_tokens = min(original, 2 * budget_tokens)
+            request = replace(request, budget_tokens=budget_tokens - request.framing_tokens)
+            output = self._run(request, budget_tokens, original)
+            empty = _kept_nothing(output, items)
         t_done = time.perf_counter()
         if output.embeddings is None:
             result, compressed = self._build(request, output, layout, budget_tokens)
@@ -273,7 +305,17 @@ class Compressor(ABC):
             embeddings=output.embeddings,
             rendered=rendered,
             decision=output.decision,
+            budget_raised=raised,
         )
+
+    def _run(
+        self, request: CompressionRequest, budget_tokens: int, original: int
+    ) -> CompressionOutput:
+        if not request.passages:
+            return CompressionOutput(spans=[])
+        if budget_tokens >= original and not (self.soft or self.decides_amount):
+            return CompressionOutput(spans=[[(0, len(p.text))] for p in request.passages])
+        return self.compress_request(request)
 
     def _sent_tokens(
         self, layout: ContextLayout, passages: Sequence[Passage], texts: Sequence[str]

@@ -329,6 +329,10 @@ class CompressionResult:
             (one piece for a :class:`ContextFormat`); empty for soft compressors.
         decision: For a compressor that decides whether and how much to compress (``auto``):
             what it chose and why; ``None`` otherwise.
+        budget_raised: A ratio budget kept nothing of a context with text (say ``4x`` of a
+            21-token passage: 5 tokens, less than its layout), so it was doubled until something
+            was kept; ``budget_tokens`` is the budget used. A token budget is never raised: one
+            that keeps nothing is refused with a ``BudgetError`` naming the numbers.
     """
 
     compressor: str
@@ -341,6 +345,7 @@ class CompressionResult:
     embeddings: np.ndarray | None = field(default=None, compare=False)
     rendered: tuple[str, ...] = ()
     decision: Decision | None = field(default=None, compare=False)
+    budget_raised: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timings", _frozen_mapping(self.timings))
@@ -393,5 +398,6 @@ class CompressionResult:
                 }
                 for p in self.passages
             ],
+            "budget_raised": self.budget_raised,
             **({"decision": self.decision.to_dict()} if self.decision is not None else {}),
         }

@@ -304,6 +304,7 @@ class CompressionService:
             budget_tokens=result.budget_tokens,
             passages=len(passages),
             kept_passages=sum(1 for p in result.passages if p.text or p.tokens),
+            budget_raised=result.budget_raised,
             compress_ms=round((time.perf_counter() - start) * 1000, 3),
             decision=_decision_out(result),
         )

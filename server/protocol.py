@@ -160,6 +160,7 @@ class CompressResponse(BaseModel):
     passages: list[CompressedPassageOut]
     timings: dict[str, float]
     embeddings_shape: list[int] | None = None
+    budget_raised: bool = False
 
     @classmethod
     def from_result(cls, result: CompressionResult) -> CompressResponse:
@@ -196,6 +197,7 @@ class CompressResponse(BaseModel):
             embeddings_shape=(
                 list(result.embeddings.shape) if result.embeddings is not None else None
             ),
+            budget_raised=result.budget_raised,
         )
 
 
@@ -235,6 +237,8 @@ class RagzipUsage(BaseModel):
         decision: With the ``auto`` compressor, what it decided and why.
         retrieved: Passages the proxy retrieved for the request (counted in ``passages``).
         retrieve_ms: Milliseconds spent retrieving them.
+        budget_raised: The ratio budget would have kept nothing, so it was raised until
+            something was (``budget_tokens`` is the budget used).
     """
 
     compressor: str
@@ -249,6 +253,7 @@ class RagzipUsage(BaseModel):
     decision: AutoDecisionOut | None = None
     retrieved: int = 0
     retrieve_ms: float = 0.0
+    budget_raised: bool = False
 
     def headers(self) -> dict[str, str]:
         """The ``x-ragzip-*`` response headers."""
@@ -262,6 +267,8 @@ class RagzipUsage(BaseModel):
             out["x-ragzip-retrieved"] = str(self.retrieved)
         if self.fallback:
             out["x-ragzip-fallback"] = "compression-failed"
+        if self.budget_raised:
+            out["x-ragzip-budget-raised"] = str(self.budget_tokens)  # the budget used
         if self.decision is not None:
             d = self.decision
             out["x-ragzip-decision"] = (

@@ -124,14 +124,26 @@ def _check(
             compressor.compress(query, passages, budget=budget, layout=layout)
         return
     before = len(trims)
-    result = compressor.compress(query, passages, budget=budget, layout=layout)
+    has_text = any(p.text.strip() for p in originals)
+    try:
+        result = compressor.compress(query, passages, budget=budget, layout=layout)
+    except BudgetError as exc:  # a token budget that keeps nothing of a context with text
+        assert has_text and budget.max_tokens is not None and not compressor.soft, exc
+        assert "keeps nothing of this context" in str(exc)
+        return
     assert len(trims) == before, f"{compressor.name} relied on the base class trim: {trims}"
     assert result.query == query
     assert result.compressor == compressor.name
     assert result.compressed_tokens <= result.budget_tokens
     assert len(result.passages) == len(originals)
     if result.embeddings is None:  # what is sent, counted afresh, holds the budget
-        assert result.budget_tokens == budget.resolve(original)
+        if result.budget_raised:  # a ratio that kept nothing, raised until something is kept
+            assert budget.max_tokens is None
+            assert budget.resolve(original) <= result.budget_tokens <= original
+        else:
+            assert result.budget_tokens == budget.resolve(original)
+        if has_text:  # a context with text never comes back empty
+            assert any(p.spans for p in result.passages), (query, passages, budget, result)
         assert result.original_tokens == original
         sent = _sent(counter, layout, originals, [p.text for p in result.passages])
         assert sent == result.compressed_tokens <= result.budget_tokens
@@ -314,3 +326,18 @@ def test_unknown_name_lists_valid_names(minilm_counter: TokenCounter) -> None:
 
 def test_registered_names_cover_the_baselines() -> None:
     assert {"identity", "truncate", "random", "mig"} <= set(NAMES)
+
+
+def test_a_short_context_is_kept_or_refused_never_dropped(compressor: Compressor) -> None:
+    """4x of one short passage is less than the prompt's layout: a ratio is raised until
+    something is kept (and says so); a token budget that keeps nothing is refused."""
+    if compressor.soft:
+        pytest.skip("soft compressors count vectors, not the layout")
+    passages = ["The Eiffel Tower stands in Paris, France."]
+    query = "Where is the Eiffel Tower?"
+    result = compressor.compress(query, passages, budget=Budget.parse("4x"), layout=PROMPT_CONTEXT)
+    assert result.budget_raised
+    assert result.budget_tokens > Budget.parse("4x").resolve(result.original_tokens)
+    assert result.passages[0].text.strip() and result.compressed_tokens <= result.budget_tokens
+    with pytest.raises(BudgetError, match=r"keeps nothing of this context: .* layout takes \d+"):
+        compressor.compress(query, passages, budget=Budget.tokens(5), layout=PROMPT_CONTEXT)

@@ -340,3 +340,27 @@ def test_replicas_share_vectors_through_redis_and_survive_its_loss(
         assert reply.choices[0].message.content == f"echo: {QUESTION}"
     assert _metric(first, "ragzip_feature_cache_remote_failures_total") >= 1
     assert f"127.0.0.1:{redis_server.port}" not in httpx.get(first.url + "/metrics").text
+
+
+def test_a_short_context_is_never_dropped_silently(
+    proxy: ServerThread, upstream: FakeUpstream
+) -> None:
+    """4x of a 20-token passage is less than its layout: the ratio is raised until the passage
+    is kept, and says so; a token budget that keeps nothing is refused with the numbers."""
+    passage = "Marie Curie was born in Warsaw, in Poland."
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "ragzip": {"passages": [passage]},
+    }
+    reply = httpx.post(f"{proxy.url}/v1/chat/completions", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    usage = reply.json()["ragzip"]
+    assert usage["kept_passages"] == 1 and usage["budget_raised"] is True
+    assert reply.headers["x-ragzip-budget-raised"] == str(usage["budget_tokens"])
+    assert "[1] Marie Curie" in str(upstream.last()["json"]["messages"])
+    body["ragzip"] = {"passages": [passage], "budget": "3"}
+    refused = httpx.post(f"{proxy.url}/v1/chat/completions", json=body, timeout=30)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_budget" and "keeps nothing of this context" in error["message"]
