@@ -119,25 +119,9 @@ def join_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]
 
 def _kept_nothing(output: CompressionOutput, passages: Sequence[Passage]) -> bool:
     """Whether a text compressor's output keeps no character but whitespace."""
-    if output.embeddings is not None:
-        return False
-    return not any(
-        p.text[s:e].strip()
-        for p, kept in zip(passages, output.spans or (), strict=False)
-        for s, e in kept
-    )
-
-
-def _keeps_nothing(budget: Budget, request: CompressionRequest, budget_tokens: int) -> str:
-    """Why a token budget is refused: it keeps no part of a context that has text."""
-    counts = zip(request.passages, request.passage_tokens, strict=True)
-    smallest = min(n for p, n in counts if p.text.strip())
-    return (
-        f"the budget ({budget}) keeps nothing of this context: of its {budget_tokens} tokens the "
-        f"layout takes {request.framing_tokens}, and the shortest passage has {smallest}; give "
-        f"about {request.framing_tokens + smallest} tokens or more, or a ratio such as '4x' "
-        "(a ratio is raised until something is kept)"
-    )
+    pairs = zip(passages, output.spans or (), strict=False)
+    kept = any(p.text[s:e].strip() for p, spans in pairs for s, e in spans)
+    return output.embeddings is None and not kept
 
 
 class Compressor(ABC):
@@ -165,6 +149,14 @@ class Compressor(ABC):
         """Whether the compressor chooses by itself how much to keep, treating the budget only
         as a cap even when it covers the whole context (``auto``, ``sentence`` in adaptive
         mode). Every other text compressor keeps the whole context when the budget covers it."""
+        return False
+
+    @property
+    def allows_empty(self) -> bool:
+        """Whether the caller configured this compressor to keep nothing when nothing
+        qualifies (``sentence`` in adaptive mode with ``min_sentences=0``). Every other one
+        never returns an empty context for a context with text: a ratio budget is raised until
+        something is kept, a token budget that keeps nothing is refused."""
         return False
 
     @abstractmethod
@@ -270,11 +262,16 @@ class Compressor(ABC):
         items = request.passages
         t_count = time.perf_counter()
         output = self._run(request, budget_tokens, original)
+        sizes = [
+            n for p, n in zip(items, request.passage_tokens, strict=True) if n and p.text.strip()
+        ]
         empty = (
-            not self.soft and _kept_nothing(output, items) and any(p.text.strip() for p in items)
+            not (self.soft or self.allows_empty) and bool(sizes) and _kept_nothing(output, items)
         )
-        if empty and budget.max_tokens is not None:
-            raise BudgetError(_keeps_nothing(budget, request, budget_tokens))
+        if empty and budget.max_tokens is not None:  # a token budget is never raised: refused
+            raise BudgetError.keeps_nothing(
+                budget, budget_tokens, request.framing_tokens, min(sizes)
+            )
         raised = empty
         while empty:  # a ratio never empties a context: doubled until something is kept
             if budget_tokens >= original:  # (``auto`` chose to keep nothing: keep it whole)
@@ -348,10 +345,7 @@ class Compressor(ABC):
             msg = f"{self.name} returned neither spans nor embeddings"
             raise AssertionError(msg)
         if len(output.spans) != len(passages):
-            msg = (
-                f"{self.name} returned spans for {len(output.spans)} passages, "
-                f"expected {len(passages)}"
-            )
+            msg = f"{self.name} returned spans for {len(output.spans)} of {len(passages)} passages"
             raise AssertionError(msg)
         cut = [join_spans(p.text, s) for p, s in zip(passages, output.spans, strict=True)]
         spans = [list(s) for _, s in cut]
@@ -387,9 +381,8 @@ class Compressor(ABC):
         passages = request.passages
         assert output.embeddings is not None
         n_vectors = int(output.embeddings.shape[0])
-        counts = (
-            list(output.vectors_per_passage) if output.vectors_per_passage is not None else None
-        )
+        given = output.vectors_per_passage
+        counts = list(given) if given is not None else None
         if counts is None or len(counts) != len(passages) or sum(counts) != n_vectors:
             msg = (
                 f"{self.name} must give vectors_per_passage with one entry per passage "
@@ -398,8 +391,7 @@ class Compressor(ABC):
             raise AssertionError(msg)
         if n_vectors > request.budget_tokens:
             msg = (
-                f"{self.name} returned {n_vectors} vectors for a budget of "
-                f"{request.budget_tokens} tokens"
+                f"{self.name} returned {n_vectors} vectors for a budget of {request.budget_tokens}"
             )
             raise AssertionError(msg)
         return tuple(

@@ -35,6 +35,18 @@ class ConfigError(RagzipError, ValueError):
 class BudgetError(ConfigError):
     """A budget that makes no sense (negative, zero ratio, ...)."""
 
+    @classmethod
+    def keeps_nothing(cls, budget: object, tokens: int, layout: int, smallest: int) -> BudgetError:
+        """A token budget that keeps no part of a context with text: ``tokens`` in all, of
+        which the layout around the passages takes ``layout``; the shortest passage has
+        ``smallest``."""
+        return cls(
+            f"the budget ({budget}) keeps nothing of this context: of its {tokens} tokens the "
+            f"layout takes {layout}, and the shortest passage has {smallest}; give about "
+            f"{layout + smallest} tokens or more, or a ratio such as '4x' (a ratio is raised "
+            "until something is kept)"
+        )
+
 
 class InputError(RagzipError, ValueError):
     """Invalid input: an empty question, passages of the wrong type, ..."""

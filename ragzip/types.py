@@ -268,18 +268,11 @@ class CompressedPassage:
     def segments(self) -> tuple[tuple[str, bool], ...]:
         """The whole original text in order, cut into ``(text, kept)`` pieces by ``spans``:
         what an explanation shows highlighted (kept) and dimmed (dropped)."""
-        text = self.passage.text
-        out: list[tuple[str, bool]] = []
-        cursor = 0
+        text, out, cursor = self.passage.text, [], 0
         for start, end in self.spans:
-            if start > cursor:
-                out.append((text[cursor:start], False))
-            if end > start:
-                out.append((text[start:end], True))
+            out += [(text[cursor:start], False), (text[start:end], True)]
             cursor = max(cursor, end)
-        if cursor < len(text):
-            out.append((text[cursor:], False))
-        return tuple(out)
+        return tuple((t, kept) for t, kept in [*out, (text[cursor:], False)] if t)
 
 
 @dataclass(frozen=True)
@@ -329,10 +322,8 @@ class CompressionResult:
             (one piece for a :class:`ContextFormat`); empty for soft compressors.
         decision: For a compressor that decides whether and how much to compress (``auto``):
             what it chose and why; ``None`` otherwise.
-        budget_raised: A ratio budget kept nothing of a context with text (say ``4x`` of a
-            21-token passage: 5 tokens, less than its layout), so it was doubled until something
-            was kept; ``budget_tokens`` is the budget used. A token budget is never raised: one
-            that keeps nothing is refused with a ``BudgetError`` naming the numbers.
+        budget_raised: A ratio budget would have kept nothing (``4x`` of a 21-token passage
+            is less than its layout), so it was doubled until something was (``budget_tokens``).
     """
 
     compressor: str

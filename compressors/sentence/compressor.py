@@ -122,6 +122,12 @@ class SentenceCompressor(Compressor):
         return self.config.mode == "adaptive"
 
     @property
+    def allows_empty(self) -> bool:
+        """Adaptive mode with ``min_sentences=0`` was asked to keep nothing when no sentence
+        reaches the threshold."""
+        return self.config.mode == "adaptive" and self.config.min_sentences == 0
+
+    @property
     def precision(self) -> FixedPrecision:
         """The precision the classifier runs in (``"auto"`` resolved for its device)."""
         return resolve_precision(self.config.precision, torch.device(self.scorer.device).type)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ragzip
-from ragzip import Budget
+from ragzip import Budget, BudgetError
 from ragzip.compressors.truncate import water_fill
 from ragzip.compressors.units import split_words
 from ragzip.compressors.values import value_units
@@ -101,7 +101,10 @@ def test_never_cuts_an_identifier_or_a_number(counter: TokenCounter) -> None:
         "Inspection hotline: +49 89 1234567. The station sits at latitude 48.1374 today.",
     ]
     for n in range(1, 60):
-        result = comp.compress("id?", passages, budget=Budget.tokens(n))
+        try:
+            result = comp.compress("id?", passages, budget=Budget.tokens(n))
+        except BudgetError:  # too small to keep anything whole: refused, never emptied
+            continue
         for out in result.passages:
             kept, text = out.text, out.passage.text
             assert text.startswith(kept)
