@@ -180,9 +180,10 @@ def test_auto_compressor_keeps_the_callers_budget_as_a_cap(
     never = make_profile(CompressorCost("truncate", 2.0, LinearModel(10.0, 1e-4), 2.0))
     auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(never))
     short = _passages(data_dir, 2)
-    res = auto.compress("who wrote it?", short, budget=Budget.tokens(40))
+    cap = max(minilm_counter.count(p) for p in short)  # room for one whole passage
+    res = auto.compress("who wrote it?", short, budget=Budget.tokens(cap))
     assert res.decision is not None and not res.decision.compress
-    assert res.compressed_tokens <= 40
+    assert 0 < res.compressed_tokens <= cap
 
 
 def test_auto_compressor_without_a_profile_is_a_config_error(

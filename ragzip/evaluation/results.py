@@ -63,7 +63,8 @@ class CompressionRow:
         answer_recall: Fraction of contexts in which an accepted answer survived.
         achieved_ratio: Mean original tokens over mean kept tokens.
         adherence: ``achieved_ratio / requested_ratio``.
-        budget_violations: Contexts whose recounted kept tokens exceed the budget (must be 0).
+        budget_violations: Contexts whose recounted kept tokens exceed the budget (must be 0;
+            a ratio raised because it would have kept nothing is held to the budget used).
         original_tokens: Mean context tokens before compression.
         compressed_tokens: Mean context tokens after compression.
         ms_per_1k_tokens: Mean compression time per 1,000 original tokens.

@@ -104,6 +104,8 @@ def evaluate_compression(
                 originals.append(res.original_tokens)
                 kept.append(res.compressed_tokens)
                 allowed = budget.resolve(sum(counter.count_batch([p.text for p in ctx])))
+                # a ratio raised because it would have kept nothing: held to the budget used
+                allowed = res.budget_tokens if res.budget_raised else allowed
                 violations += _recount_violation(counter, res.texts, allowed)
                 seconds.append(res.timings["total"])
                 per_1k.append(_ms_per_1k(res.timings["total"], res.original_tokens))
@@ -229,7 +231,8 @@ def evaluate_kv(
                 if any(case.value in t for t in res.texts):
                     survived.append(case.index)
                 pair_hits += any(record in t for t in res.texts)
-                violations += _recount_violation(counter, res.texts, budget.resolve(original))
+                allowed = res.budget_tokens if res.budget_raised else budget.resolve(original)
+                violations += _recount_violation(counter, res.texts, allowed)
                 originals.append(res.original_tokens)
                 kept.append(res.compressed_tokens)
                 per_1k.append(_ms_per_1k(res.timings["total"], res.original_tokens))
