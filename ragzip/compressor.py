@@ -278,7 +278,7 @@ class Compressor(ABC):
                 output = CompressionOutput(spans=[[(0, len(p.text))] for p in items])
                 break
             budget_tokens = min(original, 2 * budget_tokens)
-            request = replace(request, budget_tokens=budget_tokens - request.framing_tokens)
+            request = replace(request, budget_tokens=max(0, budget_tokens - request.framing_tokens))
             output = self._run(request, budget_tokens, original)
             empty = _kept_nothing(output, items)
         t_done = time.perf_counter()

@@ -69,7 +69,7 @@ def _merge_small(blocks: list[Span]) -> list[Span]:
     return out
 
 
-_SOFT_WRAP = re.compile(r"(?<=[^\W_]|[,;)`*])\n(?=[ \t]*(?:[^\W\d_]|[(`]))")
+_SOFT_WRAP = re.compile(r"(?<=[^\W_]|[,;)`*])\n(?=[ \t]*([^\W\d_]|[(`]))")
 """A line break inside a paragraph: after a word character, comma, semicolon, closing bracket,
 backtick or emphasis mark, before a letter, an opening bracket or a backtick (never before a
 list marker, heading, quote, table row, digit or record)."""
@@ -92,7 +92,7 @@ def unwrap(text: str) -> str:
         i = match.start()
         line_start = text.rfind("\n", 0, i) + 1
         line = text[line_start:i].strip()
-        lower_next = text[i + 1 : i + 2].lstrip()[:1].islower()
+        lower_next = match.group(1).islower()  # the next line's first character
         if (len(line) >= SOFT_WRAP_MIN_CHARS or lower_next) and not line.startswith("|"):
             out[i] = " "
     return "".join(out)

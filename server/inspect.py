@@ -9,6 +9,7 @@ Basic: any user name, the token as password) and ``inspect=False`` (``--no-inspe
 
 from __future__ import annotations
 
+import html
 from functools import lru_cache
 from importlib.resources import files
 
@@ -43,16 +44,9 @@ def inspect_router() -> APIRouter:
     @router.get("/inspect")
     async def inspect(request: Request) -> HTMLResponse:
         settings = service_of(request).settings
-        html = page_template()
-        html = html.replace("{{default_compressor}}", _attr(settings.default_compressor))
-        html = html.replace("{{default_budget}}", _attr(settings.default_budget))
-        return HTMLResponse(html, headers=PAGE_HEADERS)
+        page = page_template()
+        page = page.replace("{{default_compressor}}", html.escape(settings.default_compressor))
+        page = page.replace("{{default_budget}}", html.escape(settings.default_budget))
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     return router
-
-
-def _attr(value: str) -> str:
-    """``value`` safe inside a double-quoted HTML attribute."""
-    return (
-        value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-    )

@@ -74,3 +74,4 @@ def test_unwrap_keeps_offsets_and_structure() -> None:
     assert "bm25s stores the   BM25 scores" in flat
     assert "\n- **Dense" in flat  # a list item starts a line
     assert "SN-74694-FL\nUnit 18" in flat
+    assert unwrap("Short line\n  goes on here.") == "Short line   goes on here."  # lower case next
