@@ -138,18 +138,47 @@ def check_backend(backend: str) -> None:
 
 
 def open_retriever(
-    backend: Backend, *, index_path: Path, dsn: str | None = None, table: str = "ragzip"
+    backend: Backend,
+    *,
+    index_path: Path,
+    dsn: str | None = None,
+    table: str = "ragzip",
+    wait: float = 0.0,
+    connections: int = 4,
+    live: bool = False,
 ) -> Retriever:
     """The folder index at ``index_path``, or the Postgres index ``table`` at ``dsn``.
 
+    Args:
+        wait: Seconds to keep trying while the database does not answer yet (Postgres).
+        connections: The most database connections kept open (Postgres).
+        live: Open the folder index as a :class:`~ragzip.retrievers.live.LiveIndex` that
+            follows re-indexing.
+
     Raises:
-        ConfigError: An unknown backend, or no DSN for Postgres.
+        ConfigError: An unknown backend, no DSN for Postgres, or a database that did not
+            answer within ``wait`` seconds.
     """
     check_backend(backend)
     if backend == "postgres":
         from ragzip.retrievers.postgres import PostgresIndex
 
-        return PostgresIndex.connect(resolve_dsn(dsn), table=table)
+        return PostgresIndex.connect(
+            resolve_dsn(dsn), table=table, wait=wait, pool_size=connections
+        )
+    if live:
+        from ragzip.retrievers.live import LiveIndex
+
+        return LiveIndex(index_path)
     from ragzip.retrievers.index import HybridIndex
 
     return HybridIndex.load(index_path)
+
+
+def release_dsn(dsn: str | None) -> None:
+    """Stop the embedded Postgres :func:`resolve_dsn` started for ``"embedded"``, unless another
+    process still uses it (any other DSN: nothing to do)."""
+    if dsn == EMBEDDED:
+        from ragzip.retrievers.postgres import release_embedded
+
+        release_embedded(paths().cache / "postgres")

@@ -201,6 +201,11 @@ class FeatureCache:
             if all(t is not table for t in self._tables):
                 self._tables = (*self._tables, table)
 
+    def detach(self, table: FeatureTable) -> None:
+        """Stop reading ``table`` (an index version that was replaced)."""
+        with self._lock:
+            self._tables = tuple(t for t in self._tables if t is not table)
+
     def vectors(
         self,
         model: str,

@@ -29,6 +29,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     embedder: PromptEmbedder | None = None,
     retriever: Retriever | None = None,
+    close_retriever: bool = False,
 ) -> FastAPI:
     """Build the OpenAI-compatible compression proxy.
 
@@ -44,6 +45,8 @@ def create_app(
             :class:`~ragzip.integrations.langchain_retriever.LangChainRetriever` over any LangChain
             store included); the index the settings name (``retrieval_index`` /
             ``retrieval_dsn``) when ``None``.
+        close_retriever: Close ``retriever`` when the app stops (it was opened for this app,
+            as :func:`~ragzip.server.main.serve` opens the configured one).
 
     Returns:
         The app; ``app.state.service`` holds the :class:`~ragzip.server.service.ProxyService`,
@@ -70,6 +73,7 @@ def create_app(
         transport=transport,
         embedder=embedder,
         retriever=retriever,
+        close_retriever=close_retriever,
     )
 
     @asynccontextmanager

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 from ragzip.server.app import create_app
+from ragzip.server.retrieval import open_configured
 from ragzip.server.settings import Settings
 
 logger = logging.getLogger("ragzip.server")
@@ -16,11 +18,26 @@ def serve(settings: Settings | None = None) -> None:
     Args:
         settings: Proxy settings; ``Settings.load()`` (``RAGZIP_SETTINGS_FILE`` and ``RAGZIP_*``
             environment variables) when ``None``.
+
+    The retrieval index opens before the server listens (a database that does not answer
+    within ``retrieval_startup_wait`` seconds fails the start with one line). ``SIGHUP`` makes
+    the proxy serve the folder index's newest published version.
+
+    Raises:
+        RagzipError: Bad settings, or an index that cannot be opened.
     """
     import uvicorn
 
     settings = settings if settings is not None else Settings.load()
-    app = create_app(settings)
+    retriever = open_configured(settings)
+    try:
+        app = create_app(settings, retriever=retriever, close_retriever=True)
+    except BaseException:
+        close = getattr(retriever, "close", None)
+        if callable(close):
+            close()
+        raise
+    signal.signal(signal.SIGHUP, lambda *_: app.state.service.retrieval.reload_soon())
     logger.info(
         "ragzip proxy on http://%s:%d → %s (compressor %s, budget %s)",
         settings.host,

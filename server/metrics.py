@@ -54,6 +54,7 @@ KNOWN_ROUTES = frozenset(
         "/v1/compress",
         "/v1/models",
         "/healthz",
+        "/admin/reload",
         "/readyz",
         "/metrics",
         "/docs",

@@ -9,6 +9,13 @@ any :class:`~ragzip.retrievers.base.Retriever` given to
 Retrievals run on their own small thread pool
 (``retrieval_workers``), each bounded by ``retrieval_timeout``; a failing or slow backend is
 answered 503 (``retrieval_failed``) with its message masked of every configured secret.
+
+Operations: a Postgres backend is reached through a connection pool that survives database
+restarts by itself, and ``/readyz`` answers 503 while the database does not answer (start-up
+waits ``retrieval_startup_wait`` seconds for it). A folder index is a
+:class:`~ragzip.retrievers.live.LiveIndex`: a version published by ``ragzip index`` is picked up
+within ``index_watch_interval`` seconds (and on ``SIGHUP`` or ``POST /admin/reload``) without
+dropping a request.
 Retrievers that take a feature cache share the proxy's, so ``mig`` reuses the question's vector
 and the sentence vectors stored with the chunks.
 """
@@ -20,7 +27,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragzip.errors import ConfigError, InputError, RetrievalError
 from ragzip.features import FeatureCache
@@ -30,6 +37,9 @@ from ragzip.server.protocol import RagzipUsage
 from ragzip.server.redact import Redactor
 from ragzip.server.settings import Settings
 from ragzip.types import Passage
+
+if TYPE_CHECKING:
+    from ragzip.retrievers.live import Refresh
 
 logger = logging.getLogger("ragzip.server")
 
@@ -52,6 +62,9 @@ def open_configured(settings: Settings) -> Retriever | None:
         index_path=Path(settings.retrieval_index or "."),
         dsn=dsn,
         table=settings.retrieval_table,
+        wait=settings.retrieval_startup_wait,
+        connections=settings.retrieval_workers + 1,
+        live=True,
     )
 
 
@@ -63,6 +76,8 @@ class RetrievalService:
         metrics: The app's metrics (the ``retrieve`` stage).
         features: The proxy's feature cache, shared with retrievers that take one.
         retriever: A retriever to use instead of the one the settings name.
+        owned: Whether ``retriever`` was opened from these settings (then it is closed here,
+            and an embedded Postgres released).
     """
 
     def __init__(
@@ -72,12 +87,15 @@ class RetrievalService:
         features: FeatureCache,
         *,
         retriever: Retriever | None = None,
+        owned: bool = False,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._features = features
         self._retriever = retriever
-        self._owned = False  # opened here from the settings (closed here too)
+        self._owned = owned  # opened from the settings (closed here too)
+        self._watcher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = ThreadPoolExecutor(settings.retrieval_workers, "ragzip-retrieve")
         self._redactor = Redactor(settings.secret_values())
         if retriever is not None:
@@ -94,22 +112,69 @@ class RetrievalService:
             share(self._features)
 
     async def startup(self) -> None:
-        """Open the configured retriever (a wrong path or DSN fails the start)."""
-        if self._retriever is not None or self.settings.retrieval_backend is None:
-            return
+        """Open the configured retriever (a wrong path fails the start; an unreachable database
+        after ``retrieval_startup_wait`` seconds) and start watching a folder index."""
+        self._loop = asyncio.get_running_loop()
+        if self._retriever is None and self.settings.retrieval_backend is not None:
+            retriever = await self._loop.run_in_executor(self._pool, open_configured, self.settings)
+            assert retriever is not None
+            self._share(retriever)
+            self._retriever = retriever
+            self._owned = True
+        interval = self.settings.index_watch_interval
+        if interval > 0 and callable(getattr(self._retriever, "refresh", None)):
+            self._watcher = asyncio.create_task(self._watch(interval), name="ragzip-index-watch")
+
+    async def _watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.reload(force=False)
+
+    async def reload(self, *, force: bool = True) -> Refresh | None:
+        """Serve the version of the folder index its path names now (``None``: the retriever
+        follows its source by itself, as Postgres does)."""
+        refresh = getattr(self._retriever, "refresh", None)
+        if not callable(refresh):
+            return None
         loop = asyncio.get_running_loop()
-        retriever = await loop.run_in_executor(self._pool, open_configured, self.settings)
-        assert retriever is not None
-        self._share(retriever)
-        self._retriever = retriever
-        self._owned = True
+        done: Refresh = await loop.run_in_executor(None, lambda: refresh(force=force))
+        return done
+
+    def reload_soon(self) -> None:
+        """Reload from any thread (the ``SIGHUP`` handler)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.reload()))
+
+    async def health(self) -> tuple[bool, str]:
+        """Whether the retriever's backend answers now (one ``ping`` of a database; a retriever
+        without one is healthy once opened)."""
+        ping = getattr(self._retriever, "ping", None)
+        if not callable(ping):
+            return True, "ok"
+        timeout = self.settings.readiness_timeout
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, ping, timeout), timeout + 1)
+        except Exception as exc:  # any failure to answer means: not ready
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            return False, f"retrieval backend unreachable: {self._redactor.mask_text(detail)}"
+        return True, "ok"
 
     def shutdown(self) -> None:
-        """Stop the threads and close the retriever's connection, if it has one."""
+        """Stop the threads and the watcher, close the retriever's connections if it has any,
+        and release an embedded Postgres."""
+        if self._watcher is not None:
+            self._watcher.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if not self._owned:
+            return
         close = getattr(self._retriever, "close", None)
-        if callable(close) and self._owned:
+        if callable(close):
             close()
+        if self.settings.retrieval_backend == "postgres" and self.settings.retrieval_dsn:
+            from ragzip.backends import release_dsn
+
+            release_dsn(self.settings.retrieval_dsn.get_secret_value())
 
     def wanted(self, options: Any, marks_context: bool, has_question: bool = True) -> bool:
         """Whether a request retrieves: it asks to, or the server retrieves by default and the

