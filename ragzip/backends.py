@@ -7,7 +7,10 @@ reuses at query time (``--no-features`` leaves those out).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -66,6 +69,40 @@ def sentence_features(chunks: Sequence[Passage], embedder: Any) -> FeatureTable:
     return mig_featurizer(embedder).precompute(chunks)
 
 
+@dataclass(frozen=True)
+class Written:
+    """What :func:`write_index` did.
+
+    Attributes:
+        where: The index (a folder path, or the Postgres table).
+        documents: Documents written.
+        chunks: Chunks written.
+        unchanged: Documents left as they were (same content and settings; Postgres).
+        removed: Documents pruned because they left the sources (Postgres).
+    """
+
+    where: str
+    documents: int
+    chunks: int
+    unchanged: int = 0
+    removed: int = 0
+
+
+def fingerprint(doc: Passage, chunking: ChunkConfig | None, features: bool) -> str:
+    """What decides a document's chunks and vectors: its title, text and the index settings."""
+    settings = json.dumps([chunking.to_dict() if chunking else None, features], sort_keys=True)
+    data = "\0".join((doc.title, doc.text, settings))
+    return hashlib.sha256(data.encode()).hexdigest()[:32]
+
+
+def under(path: str | None, roots: Sequence[Path]) -> bool:
+    """Whether the file ``path`` lies in one of ``roots`` (resolved folders or files)."""
+    if path is None:
+        return False
+    file = Path(path)
+    return any(file == root or root in file.parents for root in roots)
+
+
 def write_postgres(
     documents: Sequence[Passage],
     *,
@@ -74,19 +111,48 @@ def write_postgres(
     chunking: ChunkConfig | None,
     features: bool,
     progress: ProgressFn | None = None,
-) -> int:
-    """Upsert ``documents`` into the Postgres index ``table`` (made when absent); returns the
-    chunks written."""
+    prune: Sequence[Path] = (),
+) -> Written:
+    """Upsert the changed ``documents`` into the Postgres index ``table`` (made when absent),
+    skipping those indexed before with the same content and settings; with ``prune`` (source
+    folders or files), remove the documents read from there before that are not in ``documents``
+    now."""
     from ragzip.models import load_embedder
     from ragzip.retrievers.postgres import PostgresIndex
 
     embedder = load_embedder()
     featurizer = mig_featurizer(embedder) if features else None
     model = featurizer.feature_model if featurizer is not None else ""
+    marked = [
+        replace(doc, metadata={**doc.metadata, "indexed_as": fingerprint(doc, chunking, features)})
+        for doc in documents
+    ]
     with PostgresIndex.connect(
         resolve_dsn(dsn), table=table, embedder=embedder, create=True, features_model=model
     ) as index:
-        return index.upsert(documents, chunking=chunking, featurizer=featurizer, progress=progress)
+        stored = index.documents()
+        changed = [
+            doc
+            for doc in marked
+            if doc.id not in stored or stored[doc.id].indexed_as != doc.metadata["indexed_as"]
+        ]
+        chunks = 0
+        if changed:
+            chunks = index.upsert(
+                changed, chunking=chunking, featurizer=featurizer, progress=progress
+            )
+        roots = [Path(p).resolve() for p in prune]
+        current = {doc.id for doc in marked}
+        gone = [d for d, row in stored.items() if d not in current and under(row.path, roots)]
+        if gone:
+            index.delete(gone)
+    return Written(
+        f"Postgres table {table!r}",
+        len(changed),
+        chunks,
+        unchanged=len(marked) - len(changed),
+        removed=len(gone),
+    )
 
 
 def write_index(
@@ -99,31 +165,52 @@ def write_index(
     chunking: ChunkConfig | None,
     features: bool,
     progress: ProgressFn | None = None,
-) -> tuple[int, str]:
-    """Index ``documents`` in a folder (replaced atomically) or in Postgres (upserted by document
-    id); returns the chunks written and where they went.
+    prune: Sequence[Path] = (),
+) -> Written:
+    """Index ``documents`` in a folder (rebuilt, replaced atomically: it always holds exactly
+    ``documents``) or in Postgres (:func:`write_postgres`: upserted by document id, ``prune``
+    removing what left those sources).
 
     Raises:
         ConfigError: An unknown backend, or no DSN for Postgres.
     """
     check_backend(backend)
     if backend == "postgres":
-        written = write_postgres(
+        return write_postgres(
             documents,
             dsn=dsn,
             table=table,
             chunking=chunking,
             features=features,
             progress=progress,
+            prune=prune,
         )
-        return written, f"Postgres table {table!r}"
     from ragzip.retrievers.index import HybridIndex
 
     built = HybridIndex.build(documents, chunking=chunking, progress=progress or False)
     if features:
         built.features = sentence_features(built.chunks, built.embedder)
     built.save(index_path)
-    return len(built), str(index_path)
+    return Written(str(index_path), len(documents), len(built))
+
+
+def index_stats(
+    backend: Backend, *, index_path: Path, dsn: str | None = None, table: str = "ragzip"
+) -> dict[str, Any]:
+    """Documents, chunks, stored sentence vectors, bytes and embedder of an index.
+
+    Raises:
+        ConfigError, IndexNotFoundError, IndexFormatError: The index cannot be opened.
+    """
+    check_backend(backend)
+    if backend == "postgres":
+        from ragzip.retrievers.postgres import PostgresIndex
+
+        with PostgresIndex.connect(resolve_dsn(dsn), table=table) as index:
+            return index.stats()
+    from ragzip.retrievers.folder import folder_stats
+
+    return folder_stats(index_path)
 
 
 def check_backend(backend: str) -> None:

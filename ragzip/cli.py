@@ -119,7 +119,9 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.md .txt .rst .jsonl).")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders (.md .txt .rst .jsonl).")
+    ] = None,
     index_path: Annotated[Path, typer.Option("--index", help="Where to write the index.")] = (
         DEFAULT_INDEX
     ),
@@ -136,13 +138,41 @@ def index(
     dsn: Annotated[str | None, typer.Option(help=DSN_HELP)] = None,
     pg_table: Annotated[str, typer.Option("--table", help="Postgres index name.")] = "ragzip",
     progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="Postgres: also remove the documents read from these paths before that are "
+            "no longer there (the folder backend always holds exactly the documents given)."
+        ),
+    ] = False,
+    stats: Annotated[
+        bool, typer.Option(help="Print the index's documents, chunks and size, and stop.")
+    ] = False,
 ) -> None:
-    """Chunk documents and build a hybrid (BM25 + dense) index (a folder, or Postgres)."""
+    """Chunk documents and build a hybrid (BM25 + dense) index (a folder, or Postgres).
+
+    A document's id is the one its author gave (JSON Lines "id", Markdown front matter "id:"), else its file's resolved path. Into Postgres only new and changed documents are embedded and written; --prune removes what left the sources.
+    """  # noqa: E501 - typer rewraps the help text; one line per paragraph reads best
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from ragzip.backends import write_index
+    from ragzip.backends import check_backend, index_stats, write_index
     from ragzip.retrievers.chunking import ChunkConfig
     from ragzip.retrievers.documents import read_documents
+    from ragzip.retrievers.postgres.schema import check_table_name
+
+    try:  # settings first: nothing heavy loads for a typo
+        check_backend(backend)
+        if backend == "postgres":
+            check_table_name(pg_table)
+        if stats:
+            shown = index_stats(backend, index_path=index_path, dsn=dsn, table=pg_table)  # type: ignore[arg-type]
+            typer.echo(json.dumps(shown, indent=2))
+            return
+        if not paths:
+            msg = "give the files or folders to index"
+            raise typer.BadParameter(msg, param_hint="PATHS")
+    except RagzipError as exc:
+        raise fail(exc) from exc
 
     labels = {"chunk": "chunking documents", "embed": "embedding chunks", "bm25": "indexing"}
     display = Progress(
@@ -166,7 +196,7 @@ def index(
         config = ChunkConfig(max_words=max_words, overlap_words=overlap_words)
         with display:
             found = read_documents(paths)
-            n_chunks, where = write_index(
+            written = write_index(
                 backend,  # type: ignore[arg-type]
                 found.passages,
                 index_path=index_path,
@@ -175,6 +205,7 @@ def index(
                 chunking=config,
                 features=features,
                 progress=report,
+                prune=paths if prune else (),
             )
     except RagzipError as exc:
         raise fail(exc) from exc
@@ -182,9 +213,12 @@ def index(
         console.print(f"[yellow]skipped {len(found.skipped)} file(s):[/]")
         for where, reason in found.skipped:
             console.print(f"  {where}: {reason}", markup=False, highlight=False)
-    console.print(
-        f"indexed [bold]{len(found.passages)}[/] documents as [bold]{n_chunks}[/] chunks → {where}"
-    )
+    line = f"indexed [bold]{written.documents}[/] documents as [bold]{written.chunks}[/] chunks"
+    if written.unchanged:
+        line += f", {written.unchanged} unchanged"
+    if written.removed:
+        line += f", {written.removed} removed"
+    console.print(f"{line} → {written.where}")
 
 
 @app.command()

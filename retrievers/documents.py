@@ -9,6 +9,7 @@ path given explicitly must exist and be a readable document, else :class:`InputE
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES
 _BINARY_SNIFF_BYTES = 8192
 _ATX_HEADING = re.compile(r"^\s{0,3}#{1,6}[ \t]+(?P<title>.+?)[ \t]*#*[ \t]*$")
 _FRONT_MATTER = re.compile(r"\A---\r?\n.*?\r?\n(---|\.\.\.)\r?\n", re.DOTALL)
+_FRONT_MATTER_ID = re.compile(r"^id:[ \t]*(?P<id>\S.*?)[ \t]*$", re.MULTILINE)
 
 
 PathArg = str | os.PathLike[str]
@@ -62,8 +64,12 @@ def read_documents(paths: Sequence[PathArg] | PathArg) -> Documents:
 
     Returns:
         One passage per text file and one per JSON Lines record, in path order. Each passage has
-        ``metadata["source"]`` (the file path) and, for JSON Lines, ``metadata["line"]``; its id is
-        the record's ``"id"``, or the file path (``path:line`` for JSON Lines).
+        ``metadata["source"]`` (the path as given), ``metadata["path"]`` (the file's absolute,
+        resolved path), ``metadata["sha256"]`` (of its title and text) and, for JSON Lines,
+        ``metadata["line"]``. Its id is the one its author gave (a JSON Lines record's ``"id"``,
+        a Markdown front matter's ``id:``), else the resolved path (``path:line`` for JSON
+        Lines): the same file reached through another path is the same document. A file found
+        twice (overlapping paths) is read once.
 
     Raises:
         InputError: A path is missing, an explicitly named file is not a supported document, a
@@ -77,6 +83,7 @@ def read_documents(paths: Sequence[PathArg] | PathArg) -> Documents:
     passages: list[Passage] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
+    seen_files: set[Path] = set()
     for raw in paths:
         root = Path(raw)
         if not root.exists():
@@ -93,6 +100,9 @@ def read_documents(paths: Sequence[PathArg] | PathArg) -> Documents:
                 raise InputError(msg)
             files = [root]
         for file in files:
+            if file.resolve() in seen_files:
+                continue
+            seen_files.add(file.resolve())
             loaded = _load_file(file, explicit=file is root, skipped=skipped)
             for passage in loaded:
                 if passage.id in seen:
@@ -156,14 +166,33 @@ def _load_file(path: Path, *, explicit: bool, skipped: list[tuple[str, str]]) ->
         logger.info("skipping %s: empty", path)
         skipped.append((str(path), "is empty"))
         return []
+    title = _title(path, text)
     return [
         Passage(
             text=text,
-            id=str(path),
-            title=_title(path, text),
-            metadata={"source": str(path)},
+            id=_front_matter_id(path, text) or path.resolve().as_posix(),
+            title=title,
+            metadata={
+                "source": str(path),
+                "path": path.resolve().as_posix(),
+                "sha256": content_hash(title, text),
+            },
         )
     ]
+
+
+def content_hash(title: str, text: str) -> str:
+    """SHA-256 of a document's title and text (what the index reads of it)."""
+    return hashlib.sha256(f"{title}\0{text}".encode()).hexdigest()
+
+
+def _front_matter_id(path: Path, text: str) -> str | None:
+    """The ``id:`` a Markdown file's front matter gives, if any."""
+    if path.suffix.lower() not in {".md", ".markdown"}:
+        return None
+    front = _FRONT_MATTER.match(text)
+    match = _FRONT_MATTER_ID.search(front.group(0)) if front else None
+    return match.group("id").strip().strip("\"'") or None if match else None
 
 
 def _load_jsonl(path: Path, text: str, skipped: list[tuple[str, str]]) -> list[Passage]:
@@ -183,12 +212,18 @@ def _load_jsonl(path: Path, text: str, skipped: list[tuple[str, str]]) -> list[P
             msg = f"{where}: 'title' must be a string"
             raise InputError(msg)
         record_id = record.get("id")
+        resolved = path.resolve().as_posix()
         passages.append(
             Passage(
                 text=body,
-                id=str(record_id) if record_id not in (None, "") else where,
+                id=str(record_id) if record_id not in (None, "") else f"{resolved}:{number}",
                 title=title,
-                metadata={"source": str(path), "line": number},
+                metadata={
+                    "source": str(path),
+                    "line": number,
+                    "path": resolved,
+                    "sha256": content_hash(title, body),
+                },
             )
         )
     return passages

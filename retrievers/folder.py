@@ -43,6 +43,7 @@ from ragzip.artefacts import sha256_file
 from ragzip.errors import (
     IndexCorruptedError,
     IndexFormatError,
+    IndexNotFoundError,
     InputError,
     MissingDependencyError,
 )
@@ -190,6 +191,36 @@ def read_chunks(path: Path) -> list[Passage]:
         msg = f"cannot read chunk record {path}:{number}: {exc!r}"
         raise IndexCorruptedError(msg) from exc
     return chunks
+
+
+def folder_stats(path: Path) -> dict[str, Any]:
+    """Documents, chunks, stored sentence vectors, bytes and embedder of the index at ``path``.
+
+    Raises:
+        IndexNotFoundError: Nothing at ``path``.
+        IndexFormatError, IndexCorruptedError: Not a readable ragzip index.
+    """
+    if not path.exists():
+        msg = f"no index at {str(path)!r}"
+        raise IndexNotFoundError(msg)
+    folder = path.resolve()
+    manifest = read_manifest(folder)
+    chunks = read_chunks(folder / CHUNKS)
+    features = manifest.get("features") or {}
+    try:
+        return {
+            "index": str(path),
+            "version": folder.name,
+            "embedder": str(manifest["embedder"]["name"]),
+            "dim": int(manifest["embedder"]["dim"]),
+            "documents": len({str(c.metadata.get("doc_id", c.id)) for c in chunks}),
+            "chunks": len(chunks),
+            "sentence_vectors": int(features.get("n", 0)),
+            "bytes": sum(int(entry["size"]) for entry in manifest["files"].values()),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = f"{folder / MANIFEST}: malformed manifest ({exc!r})"
+        raise IndexFormatError(msg) from exc
 
 
 @dataclass(frozen=True)

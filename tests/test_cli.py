@@ -105,6 +105,12 @@ def test_cli_is_quiet_and_reports_skipped_files(tmp_path: Path) -> None:
         assert reason in report
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["features"]["n"] >= 1  # the sentence vectors mig reuses were stored
+    stats = _run("index", "--stats", "--index", "idx", cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    shown = json.loads(stats.stdout)
+    assert shown["documents"] == 1 and shown["chunks"] == 1
+    assert shown["sentence_vectors"] == manifest["features"]["n"] and shown["bytes"] > 0
+    assert shown["version"] == (tmp_path / "idx").resolve().name
     ask = _run("ask", "How long is the Seine?", "--index", "idx", "--no-progress", cwd=tmp_path)
     assert ask.returncode == 0, ask.stderr
     assert ask.stdout.strip()

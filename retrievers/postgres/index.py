@@ -36,49 +36,10 @@ from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import embed_cached, embed_texts, embedder_name, embedding_dim
 from ragzip.retrievers.fusion import HYBRID_RRF_K
 from ragzip.retrievers.index import FUSION_DEPTH, Mode
-from ragzip.retrievers.postgres import schema
+from ragzip.retrievers.postgres import catalog, schema
 from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
 from ragzip.text import words
 from ragzip.types import Passage
-
-SEARCH_SQL = """
-WITH dense AS (
-    SELECT row_id, row_number() OVER (ORDER BY dist) AS rank, 1 - dist AS score
-    FROM (SELECT row_id, embedding <=> %(vec)s AS dist FROM {t}
-          ORDER BY embedding <=> %(vec)s LIMIT %(dense_depth)s) d
-), lex AS (
-    SELECT row_id, row_number() OVER (ORDER BY score DESC, row_id) AS rank, score
-    FROM (SELECT row_id, ts_rank_cd(lexemes, q) AS score
-          FROM {t}, to_tsquery('english', %(tsq)s) q
-          WHERE %(tsq)s <> '' AND lexemes @@ q
-          ORDER BY score DESC, row_id LIMIT %(lex_depth)s) l
-), fused AS (
-    SELECT coalesce(d.row_id, l.row_id) AS row_id,
-           CASE %(mode)s
-             WHEN 'dense' THEN coalesce(d.score, -1e9)
-             WHEN 'bm25' THEN coalesce(l.score, -1e9)
-             ELSE coalesce(%(w_lex)s / (%(rrf_k)s + l.rank), 0)
-                  + coalesce(%(w_dense)s / (%(rrf_k)s + d.rank), 0)
-           END AS score,
-           l.rank AS bm25_rank, l.score AS bm25_score, d.rank AS dense_rank, d.score AS dense_score
-    FROM dense d FULL OUTER JOIN lex l ON d.row_id = l.row_id
-    WHERE %(mode)s = 'hybrid' OR (%(mode)s = 'dense' AND d.row_id IS NOT NULL)
-          OR (%(mode)s = 'bm25' AND l.row_id IS NOT NULL)
-    ORDER BY score DESC, row_id LIMIT %(k)s
-)
-SELECT f.score, f.bm25_rank, f.bm25_score, f.dense_rank, f.dense_score,
-       c.chunk_id, c.title, c.text, c.metadata, {features}
-FROM fused f JOIN {t} c USING (row_id)
-{join}
-ORDER BY f.score DESC, f.row_id
-"""
-WITH_FEATURES = {
-    "features": "x.keys, x.vectors",
-    "join": "LEFT JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(vector) AS vectors\n"
-    "                   FROM {t}_features WHERE chunk_id = c.chunk_id) x ON true",
-}
-WITHOUT_FEATURES = {"features": "NULL, NULL", "join": ""}
-"""The stored sentence vectors come back only when a feature cache wants them."""
 
 
 def _dim(embedder: Any) -> int:
@@ -275,8 +236,19 @@ class PostgresIndex:
             progress("faiss", len(chunks), len(chunks))
         return len(chunks)
 
+    def documents(self) -> dict[str, catalog.StoredDocument]:
+        """Every indexed document, by id (:mod:`.catalog`)."""
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            return catalog.documents(cur, self.table)
+
+    def stats(self) -> dict[str, Any]:
+        """Documents, chunks, stored sentence vectors and bytes on disk, with the embedder."""
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            counts = catalog.stats(cur, self.table)
+        return {"table": self.table, "embedder": self.embedder_name, "dim": self.dim, **counts}
+
     def delete(self, doc_ids: Sequence[str]) -> int:
-        """Remove every chunk of ``doc_ids``; returns how many were removed."""
+        """Remove every chunk of ``doc_ids``; returns how many chunks were removed."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(f"DELETE FROM {self.table} WHERE doc_id = ANY(%s)", (list(doc_ids),))
             return int(cur.rowcount)
@@ -357,8 +329,10 @@ class PostgresIndex:
                 "rrf_k": float(rrf_k),
                 "k": k,
             }
-            parts = WITH_FEATURES if self._query_cache is not None else WITHOUT_FEATURES
-            sql = SEARCH_SQL.format(t=self.table, **parts).format(t=self.table)
+            parts = (
+                schema.WITH_FEATURES if self._query_cache is not None else schema.WITHOUT_FEATURES
+            )
+            sql = schema.SEARCH_SQL.format(t=self.table, **parts).format(t=self.table)
             with self._pool.connection() as conn, conn.cursor() as cur:
                 cur.execute(sql, params)
                 out.append(self._passages(cur.fetchall()))

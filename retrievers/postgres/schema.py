@@ -67,6 +67,48 @@ def _create_v1(cur: Any, table: str, dim: int) -> None:
     cur.execute(f"CREATE INDEX {table}_features_chunk ON {table}_features (chunk_id)")
 
 
+# ---------------------------------------------------------------------- the search
+
+SEARCH_SQL = """
+WITH dense AS (
+    SELECT row_id, row_number() OVER (ORDER BY dist) AS rank, 1 - dist AS score
+    FROM (SELECT row_id, embedding <=> %(vec)s AS dist FROM {t}
+          ORDER BY embedding <=> %(vec)s LIMIT %(dense_depth)s) d
+), lex AS (
+    SELECT row_id, row_number() OVER (ORDER BY score DESC, row_id) AS rank, score
+    FROM (SELECT row_id, ts_rank_cd(lexemes, q) AS score
+          FROM {t}, to_tsquery('english', %(tsq)s) q
+          WHERE %(tsq)s <> '' AND lexemes @@ q
+          ORDER BY score DESC, row_id LIMIT %(lex_depth)s) l
+), fused AS (
+    SELECT coalesce(d.row_id, l.row_id) AS row_id,
+           CASE %(mode)s
+             WHEN 'dense' THEN coalesce(d.score, -1e9)
+             WHEN 'bm25' THEN coalesce(l.score, -1e9)
+             ELSE coalesce(%(w_lex)s / (%(rrf_k)s + l.rank), 0)
+                  + coalesce(%(w_dense)s / (%(rrf_k)s + d.rank), 0)
+           END AS score,
+           l.rank AS bm25_rank, l.score AS bm25_score, d.rank AS dense_rank, d.score AS dense_score
+    FROM dense d FULL OUTER JOIN lex l ON d.row_id = l.row_id
+    WHERE %(mode)s = 'hybrid' OR (%(mode)s = 'dense' AND d.row_id IS NOT NULL)
+          OR (%(mode)s = 'bm25' AND l.row_id IS NOT NULL)
+    ORDER BY score DESC, row_id LIMIT %(k)s
+)
+SELECT f.score, f.bm25_rank, f.bm25_score, f.dense_rank, f.dense_score,
+       c.chunk_id, c.title, c.text, c.metadata, {features}
+FROM fused f JOIN {t} c USING (row_id)
+{join}
+ORDER BY f.score DESC, f.row_id
+"""
+WITH_FEATURES = {
+    "features": "x.keys, x.vectors",
+    "join": "LEFT JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(vector) AS vectors\n"
+    "                   FROM {t}_features WHERE chunk_id = c.chunk_id) x ON true",
+}
+WITHOUT_FEATURES = {"features": "NULL, NULL", "join": ""}
+"""The stored sentence vectors come back only when a feature cache wants them."""
+
+
 MIGRATIONS: dict[int, Callable[[Any, str, int], None]] = {}
 """Step from version ``v`` to ``v + 1``, by ``v`` (none yet: version 1 is the first)."""
 

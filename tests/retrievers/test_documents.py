@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def test_markdown_title_is_first_heading(tmp_path: Path) -> None:
     assert doc.title == "Getting started"
     assert doc.text == md.read_text(encoding="utf-8")
     assert doc.metadata["source"] == str(md)
-    assert doc.id == str(md)
+    assert doc.id == md.resolve().as_posix()
 
 
 def test_title_falls_back_to_file_stem(tmp_path: Path) -> None:
@@ -121,3 +122,27 @@ def test_single_path_and_empty_list(tmp_path: Path) -> None:
     assert [d.text for d in load_documents(path)] == ["One document."]
     with pytest.raises(InputError, match="no paths given"):
         load_documents([])
+
+
+def test_a_document_is_the_same_through_any_path(tmp_path: Path, monkeypatch: Any) -> None:
+    md = write(tmp_path / "docs" / "guide.md", "# Guide\n\nBody text.\n")
+    monkeypatch.chdir(tmp_path)
+    by_relative = load_documents(["docs"])
+    by_absolute = load_documents([str(tmp_path / "docs" / ".." / "docs")])
+    assert [d.id for d in by_relative] == [d.id for d in by_absolute] == [md.resolve().as_posix()]
+    assert by_relative[0].metadata["sha256"] == by_absolute[0].metadata["sha256"]
+    # overlapping paths read the file once, not twice under one id
+    assert len(load_documents(["docs", "docs/guide.md", str(md)])) == 1
+    # the content hash follows the content
+    md.write_text("# Guide\n\nOther body text.\n", encoding="utf-8")
+    assert load_documents([md])[0].metadata["sha256"] != by_relative[0].metadata["sha256"]
+
+
+def test_the_author_may_give_a_stable_id(tmp_path: Path) -> None:
+    write(tmp_path / "a.md", "---\nid: 'install-guide'\ntitle: x\n---\n# Install\n\nRun it.\n")
+    write(tmp_path / "b.md", "---\nid: install-guide\n---\nSame id, another file.\n")
+    with pytest.raises(InputError, match="duplicate document id 'install-guide'"):
+        load_documents([tmp_path])
+    (tmp_path / "b.md").unlink()
+    [doc] = load_documents([tmp_path])
+    assert doc.id == "install-guide" and doc.metadata["path"] == (tmp_path / "a.md").as_posix()

@@ -166,3 +166,49 @@ def test_the_cli_indexes_into_postgres_and_asks(dsn: str, tmp_path: Path) -> Non
         assert len(idx) == 1
         hit = idx.search("How long is the Seine?", 1)[0]
         assert "777 km" in hit.text and json.dumps(dict(hit.metadata))
+
+
+def test_re_indexing_writes_what_changed_and_prunes_what_left(dsn: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ragzip.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "seine.md").write_text("# Seine\n\nThe Seine is 777 km long.")
+    (docs / "loire.md").write_text("# Loire\n\nThe Loire is 1,006 km long.")
+    runner = CliRunner()
+    where = ["--backend", "postgres", "--dsn", dsn, "--table", "prune_docs", "--no-progress"]
+
+    def index(*args: str) -> str:
+        done = runner.invoke(app, ["index", *args, *where])
+        assert done.exit_code == 0, done.output
+        return " ".join(done.output.split())
+
+    assert "indexed 2 documents as 2 chunks" in index(str(docs))
+    # the same files through another path: the same documents, nothing written twice
+    assert "indexed 0 documents as 0 chunks, 2 unchanged" in index(f"{docs}/../docs")
+    (docs / "seine.md").write_text("# Seine\n\nThe Seine is 777 km long and ends at Le Havre.")
+    (docs / "loire.md").unlink()
+    assert "indexed 1 documents as 1 chunks" in index(str(docs))  # loire stays without --prune
+    pruned = index(str(docs), "--prune")
+    assert "indexed 0 documents as 0 chunks, 1 unchanged, 1 removed" in pruned
+    stats = runner.invoke(app, ["index", "--stats", *where])
+    assert stats.exit_code == 0, stats.output
+    shown = json.loads(stats.output)
+    assert shown["documents"] == 1 and shown["chunks"] == 1 and shown["bytes"] > 0
+    with PostgresIndex.connect(dsn, table="prune_docs") as idx:
+        [hit] = idx.search("Where does the Seine end?", 5)
+        assert "Le Havre" in hit.text
+
+
+def test_a_bad_table_name_is_refused_before_anything_loads() -> None:
+    from typer.testing import CliRunner
+
+    from ragzip.cli import app
+
+    done = CliRunner().invoke(
+        app, ["index", "nowhere", "--backend", "postgres", "--table", "Bad-Name", "--no-progress"]
+    )
+    assert done.exit_code == 2
+    assert "table must be a lower-case identifier" in " ".join(done.output.split())
