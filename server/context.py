@@ -333,9 +333,14 @@ def render_chat(
             message["content"] = f"{block}\n\n{content or ''}"
         out[last_user] = message
         return out
-    position = last_user if last_user is not None else len(out)
-    out.insert(position, {"role": "system", "content": block})
+    out.insert(insert_position(out), {"role": "system", "content": block})
     return out
+
+
+def insert_position(messages: Sequence[Any]) -> int:
+    """Where :func:`render_chat` inserts a context message: before the last user message."""
+    users = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"]
+    return users[-1] if users else len(messages)
 
 
 # --- completions ----------------------------------------------------------------------------

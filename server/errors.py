@@ -24,12 +24,17 @@ anything else                               500     server_error              in
 ==========================================  ======  ========================  ==================
 
 Upstream 4xx answers are not errors of the proxy: they are passed to the client as they came
-(with the upstream key scrubbed), so a wrong model name reads as the upstream server put it.
+(with the upstream key scrubbed), so a wrong model name reads as the upstream server put it —
+except that message positions are given back in the client's numbering: when the proxy inserted
+a context message at position ``p``, the upstream's ``messages.N`` (or ``messages[N]``, or
+``"messages", N`` in a validation location) becomes ``N - 1`` for ``N > p``, and the inserted
+message itself reads ``ragzip_context`` (:func:`client_message_indices`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,3 +232,26 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RagzipError, _ragzip_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+_MESSAGE_INDEX = re.compile(r"""(messages(?:\.|\[|"\s*,\s*|'\s*,\s*))(\d+)""")
+
+
+def client_message_indices(body: bytes, inserted: int) -> bytes:
+    """An upstream error ``body`` with message positions as the client numbered them, the
+    proxy having inserted a message at position ``inserted`` (see the module docstring)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+    def renumber(match: re.Match[str]) -> str:
+        prefix, number = match.group(1), int(match.group(2))
+        if number < inserted:
+            return match.group(0)
+        if number > inserted:
+            return f"{prefix}{number - 1}"
+        quoted = prefix.startswith('messages"') or prefix.startswith("messages'")
+        return f'{prefix}"ragzip_context"' if quoted else f"{prefix}ragzip_context"
+
+    return _MESSAGE_INDEX.sub(renumber, text).encode("utf-8")

@@ -20,24 +20,20 @@ import httpx
 from fastapi import Request
 from starlette.responses import Response
 
-from ragzip.errors import (
-    ConfigError,
-    InputError,
-    RagzipError,
-    RegistryError,
-)
+from ragzip.errors import ConfigError, InputError, RagzipError, RegistryError
 from ragzip.generators.prompt_embeds import PromptEmbedder, encode_prompt_embeds
 from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.retrievers.base import Retriever
 from ragzip.server.compression import CompressionService, question_of, require_question
 from ragzip.server.context import (
     ContextPlan,
+    insert_position,
     plan_chat,
     plan_completion,
     render_chat,
     render_completion,
 )
-from ragzip.server.errors import UpstreamTimeoutError
+from ragzip.server.errors import UpstreamTimeoutError, client_message_indices
 from ragzip.server.metrics import Metrics
 from ragzip.server.protocol import (
     ChatCompletionRequest,
@@ -150,6 +146,7 @@ class ProxyService:
             return Response(status_code=CLIENT_CLOSED)
         plan, retrieved = planned
         usage: RagzipUsage | None = None
+        inserted: int | None = None  # where a context message went in, if one did
         if plan.has_work:
             done = await self._until_disconnect(  # a client gone stops its compression
                 request,
@@ -174,12 +171,16 @@ class ProxyService:
                 placement=self.settings.context_placement,
                 header=self.settings.context_header,
             )
+            if len(forward["messages"]) > len(raw["messages"]):
+                inserted = insert_position(raw["messages"])
             content = _dumps(forward)
         elif "ragzip" in raw:
             content = _dumps({k: v for k, v in raw.items() if k != "ragzip"})
         else:
             content = await request.body()  # nothing to do: forward the very bytes
-        return await self._forward("chat/completions", content, request, bool(body.stream), usage)
+        return await self._forward(
+            "chat/completions", content, request, bool(body.stream), usage, inserted
+        )
 
     async def completions(self, body: CompletionRequest, request: Request) -> Response:
         """``POST /v1/completions``: compress the marked context, then forward."""
@@ -323,6 +324,7 @@ class ProxyService:
         request: Request,
         stream: bool,
         usage: RagzipUsage | None,
+        inserted: int | None = None,
     ) -> Response:
         reply = await self._forward_reply(path, content, request, stream)
         if reply is None:
@@ -340,6 +342,8 @@ class ProxyService:
         body = reply.content
         if usage is not None and 200 <= reply.status < 300:
             body = _with_usage(body, usage)
+        elif inserted is not None and 400 <= reply.status < 500:
+            body = client_message_indices(body, inserted)
         return Response(body, status_code=reply.status, headers=out_headers)
 
     async def _until_disconnect(self, request: Request, work: Awaitable[T]) -> T | None:

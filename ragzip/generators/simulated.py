@@ -38,6 +38,8 @@ class PrefillModel:
         per_token_s: Prefill seconds per prompt token.
         decode_s: Seconds per further token.
         source: Where the figures come from.
+        context_window: Tokens of prompt and answer together it reads; a longer prompt is
+            refused (as a real server answers 400), the answer cut to what is left.
     """
 
     name: str
@@ -45,6 +47,7 @@ class PrefillModel:
     per_token_s: float
     decode_s: float
     source: str = ""
+    context_window: int = 8192
 
     def __post_init__(self) -> None:
         if not self.name.startswith("simulated-"):
@@ -55,6 +58,12 @@ class PrefillModel:
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 msg = f"{key} must be a number >= 0, got {value!r}"
                 raise ConfigError(msg)
+        if isinstance(self.context_window, bool) or not isinstance(self.context_window, int):
+            msg = f"context_window must be an integer, got {self.context_window!r}"
+            raise ConfigError(msg)
+        if self.context_window < 2:
+            msg = f"context_window must be >= 2, got {self.context_window}"
+            raise ConfigError(msg)
 
     def describe(self) -> str:
         """One line saying what is simulated and from which figures."""
@@ -157,7 +166,7 @@ class SimulatedGenerator:
         """The fixed answer, its first token after the simulated prefill of ``prompt_ids``.
 
         Raises:
-            InputError: An empty prompt.
+            InputError: An empty prompt, or one the context window cannot hold.
             ConfigError: ``max_new_tokens`` below 1.
         """
         if not prompt_ids:
@@ -166,7 +175,14 @@ class SimulatedGenerator:
         if max_new_tokens < 1:
             msg = f"max_new_tokens must be >= 1, got {max_new_tokens}"
             raise ConfigError(msg)
-        return self._steps(len(prompt_ids), max_new_tokens)
+        window = self.timing.context_window
+        if len(prompt_ids) >= window:
+            msg = (
+                f"the prompt is {len(prompt_ids)} tokens; {self.name} reads at most {window} "
+                "(compress the context further)"
+            )
+            raise InputError(msg)
+        return self._steps(len(prompt_ids), min(max_new_tokens, window - len(prompt_ids)))
 
     def _steps(
         self, prompt_tokens: int, max_new_tokens: int

@@ -72,3 +72,26 @@ def test_served_over_http_its_time_to_first_token_follows_the_prompt() -> None:
     assert short.ttft_s >= TIMING.ttft_s(short.prompt_tokens)
     assert long.ttft_s >= TIMING.ttft_s(long.prompt_tokens)
     assert long.prompt_tokens > short.prompt_tokens + 700
+
+
+def test_a_prompt_beyond_the_context_window_is_answered_400_over_http() -> None:
+    import dataclasses
+
+    import httpx
+
+    with pytest.raises(ConfigError, match="context_window"):
+        dataclasses.replace(TIMING, context_window=1)
+    small = dataclasses.replace(TIMING, context_window=64)
+    gen = SimulatedGenerator(small, sleep=lambda _s: None)
+    with pytest.raises(InputError, match="reads at most 64"):
+        gen.stream_ids(list(range(64)), max_new_tokens=4)
+    # the answer is cut to what the window leaves
+    assert len(list(gen.stream_ids(list(range(62)), max_new_tokens=16))) == 2
+    with ServerThread(create_model_app(gen)) as server:
+        body = {"model": small.name, "messages": [{"role": "user", "content": "word " * 100}]}
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+        fits = {"model": small.name, "messages": MESSAGES, "max_tokens": 4}
+        ok = httpx.post(f"{server.url}/v1/chat/completions", json=fits, timeout=30)
+    assert reply.status_code == 400, reply.text
+    assert "reads at most 64" in reply.text
+    assert ok.status_code == 200, ok.text

@@ -254,3 +254,27 @@ def test_content_parts_pass_through_the_proxy_to_serve_model(
     assert reply.status_code == 200, reply.text
     assert int(reply.headers["x-ragzip-compressed-tokens"]) > 0
     assert reply.json()["choices"][0]["message"]["content"]
+
+
+def test_an_upstream_error_names_the_message_as_the_client_numbered_it(
+    server: ServerThread, serve_proxy: Any
+) -> None:
+    proxy = serve_proxy(server.url)
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE_PART]},
+    ]
+    direct = httpx.post(
+        f"{server.url}/v1/chat/completions", json={"model": MODEL, "messages": messages}
+    )
+    assert direct.status_code == 400 and "messages.1" in direct.text
+    passage = "Hamlet is a tragedy by William Shakespeare. It is set in Denmark."
+    reply = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json={"model": MODEL, "messages": messages, "ragzip": {"passages": [passage]}},
+    )
+    # the proxy inserted its context message at 1: the client's image message went upstream
+    # as messages.2, and comes back as the client's messages.1
+    assert reply.status_code == 400, reply.text
+    assert "messages.1" in reply.text and "messages.2" not in reply.text
+    assert reply.json()["error"]["message"] == direct.json()["error"]["message"]
