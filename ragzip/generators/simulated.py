@@ -1,16 +1,21 @@
-"""A SIMULATED generator: the prefill timing of a GPU-hosted model, without the model.
+"""A SIMULATED generator: the timing of a GPU-hosted model serving many users, without the model.
 
 Compression pays only when it costs less than the prefill it saves, and that depends on how fast
-the generator prefills. :class:`SimulatedGenerator` stands in for a fast generator this machine
-cannot run: it streams its first token ``overhead_s + per_token_s · prompt_tokens`` seconds after
-a request (then one token every ``decode_s``), counting prompt tokens with SmolLM2's tokenizer.
+the generator prefills and how busy it is. :class:`SimulatedGenerator` stands in for a fast
+generator this machine cannot run: alone, a request gets its first token ``overhead_s +
+per_token_s · prompt_tokens`` seconds after it arrives (then one token every ``decode_s``),
+counting prompt tokens with SmolLM2's tokenizer; concurrent requests share one simulated GPU
+(:mod:`ragzip.generators.simulated_engine`: prefill first come first served at the preset's
+rate, decode steps slowed by the batch, a KV-cache capacity beyond which requests queue).
 Its answer is a fixed sentence that says it is simulated; only its timing means anything.
 ``ragzip serve-model --simulate NAME`` serves it behind the OpenAI-compatible API, so the proxy,
 the profiler and the benchmarks measure it over real HTTP like any server.
 
-Presets (:data:`PRESETS`): prefill rates of published serving figures for 8B and 70B models on
-A100-class GPUs, and the embedded SmolLM2-135M on this project's 2-core CPU as its profile
-measured it. Every figure from them is a simulation and is labelled so.
+Presets (:data:`PRESETS`): approximate prefill and decode rates of published vLLM serving figures
+for an 8B model on L4-, A100- and H100-class GPUs and a 70B model on A100-class GPUs, KV-cache
+capacities from the models' KV size per token and the memory left after the weights, and the
+embedded SmolLM2-135M on this project's 2-core CPU as its profile measured it. Every figure from
+them is a simulation and is labelled so.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.generators.base import StreamedToken
+from ragzip.generators.simulated_engine import SharedEngine
 from ragzip.messages import ChatMessage, validate_messages
 
 ANSWER = "This answer is simulated."
@@ -40,6 +46,8 @@ class PrefillModel:
         source: Where the figures come from.
         context_window: Tokens of prompt and answer together it reads; a longer prompt is
             refused (as a real server answers 400), the answer cut to what is left.
+        decode_batch_s: Seconds a decode step gains per other request decoding at once.
+        kv_tokens: KV-cache tokens of all requests in flight together (0: no limit).
     """
 
     name: str
@@ -48,12 +56,14 @@ class PrefillModel:
     decode_s: float
     source: str = ""
     context_window: int = 8192
+    decode_batch_s: float = 0.0
+    kv_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not self.name.startswith("simulated-"):
             msg = f"a simulated generator's name starts with 'simulated-', got {self.name!r}"
             raise ConfigError(msg)
-        for key in ("overhead_s", "per_token_s", "decode_s"):
+        for key in ("overhead_s", "per_token_s", "decode_s", "decode_batch_s"):
             value = getattr(self, key)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 msg = f"{key} must be a number >= 0, got {value!r}"
@@ -64,12 +74,20 @@ class PrefillModel:
         if self.context_window < 2:
             msg = f"context_window must be >= 2, got {self.context_window}"
             raise ConfigError(msg)
+        if isinstance(self.kv_tokens, bool) or not isinstance(self.kv_tokens, int):
+            msg = f"kv_tokens must be an integer, got {self.kv_tokens!r}"
+            raise ConfigError(msg)
+        if self.kv_tokens < 0:
+            msg = f"kv_tokens must be >= 0, got {self.kv_tokens}"
+            raise ConfigError(msg)
 
     def describe(self) -> str:
         """One line saying what is simulated and from which figures."""
+        capacity = f"{self.kv_tokens} KV-cache tokens" if self.kv_tokens else "no KV limit"
         return (
             f"SIMULATED generator {self.name}: first token after {self.overhead_s * 1e3:g} ms + "
-            f"{self.per_token_s * 1e3:g} ms per prompt token ({self.source})"
+            f"{self.per_token_s * 1e3:g} ms per prompt token, prefill shared first come first "
+            f"served, {capacity} ({self.source})"
         )
 
     def ttft_s(self, prompt_tokens: int) -> float:
@@ -78,21 +96,48 @@ class PrefillModel:
 
 
 PRESETS: Mapping[str, PrefillModel] = {
+    "8b-l4": PrefillModel(
+        "simulated-8b-l4",
+        overhead_s=0.03,
+        per_token_s=0.0004,
+        decode_s=0.055,
+        decode_batch_s=0.0006,
+        kv_tokens=40_000,
+        source="an 8B model in vLLM on one L4-class GPU (24 GB): ~2.5k prefill tokens/s, ~18 "
+        "tokens/s decode alone, ~5 GB of KV cache at 128 KiB per token (approximate, published "
+        "serving benchmarks)",
+    ),
     "8b-a100": PrefillModel(
         "simulated-8b-a100",
         overhead_s=0.015,
         per_token_s=0.0001,
         decode_s=0.012,
+        decode_batch_s=0.00015,
+        kv_tokens=400_000,
         source="an 8B model in vLLM on one A100-class GPU: ~10k prefill tokens/s, ~80 tokens/s "
-        "decode (published serving benchmarks)",
+        "decode alone, ~50 GB of KV cache at 128 KiB per token (approximate, published serving "
+        "benchmarks)",
+    ),
+    "8b-h100": PrefillModel(
+        "simulated-8b-h100",
+        overhead_s=0.01,
+        per_token_s=0.00004,
+        decode_s=0.007,
+        decode_batch_s=0.0001,
+        kv_tokens=450_000,
+        source="an 8B model in vLLM on one H100-class GPU: ~25k prefill tokens/s, ~140 tokens/s "
+        "decode alone (approximate, published serving benchmarks)",
     ),
     "70b-a100": PrefillModel(
         "simulated-70b-a100",
         overhead_s=0.035,
         per_token_s=0.001,
         decode_s=0.035,
+        decode_batch_s=0.0004,
+        kv_tokens=450_000,
         source="a 70B model in vLLM on A100-class GPUs: ~1k prefill tokens/s, ~30 tokens/s "
-        "decode (published serving benchmarks)",
+        "decode alone, KV cache at 320 KiB per token (approximate, published serving "
+        "benchmarks)",
     ),
     "smollm2-cpu": PrefillModel(
         "simulated-smollm2-cpu",
@@ -126,6 +171,7 @@ class SimulatedGenerator:
         model: The timing to simulate.
         tokenizer: Counts prompt tokens and renders chat prompts; SmolLM2's by default.
         sleep: Waits the simulated seconds (``time.sleep``; tests pass their own).
+        clock: The engine's clock (``time.monotonic``; tests pass one their ``sleep`` moves).
     """
 
     def __init__(
@@ -134,12 +180,14 @@ class SimulatedGenerator:
         tokenizer: Any = None,
         *,
         sleep: collections.abc.Callable[[float], None] = time.sleep,
+        clock: collections.abc.Callable[[], float] = time.monotonic,
     ) -> None:
         if tokenizer is None:
             from ragzip.models import smollm2_counter
 
             tokenizer = smollm2_counter().tokenizer
         self.timing = model
+        self.engine = SharedEngine(model, clock=clock)
         self._tokenizer = tokenizer
         self._sleep = sleep
         self._answer = [int(i) for i in tokenizer(ANSWER, add_special_tokens=False)["input_ids"]]
@@ -187,12 +235,22 @@ class SimulatedGenerator:
     def _steps(
         self, prompt_tokens: int, max_new_tokens: int
     ) -> collections.abc.Generator[StreamedToken, None, None]:
-        self._sleep(self.timing.ttft_s(prompt_tokens))
-        ids = self._answer[:max_new_tokens]
-        for i, token in enumerate(ids):
-            if i:
-                self._sleep(self.timing.decode_s)
-            last = i == len(ids) - 1
-            finish = ("stop" if len(ids) == len(self._answer) else "length") if last else None
-            text = self._tokenizer.decode([token])
-            yield StreamedToken(token_id=token, text=text, finish_reason=finish)
+        admission = self.engine.admit(prompt_tokens, max_new_tokens)
+        try:
+            self._sleep(admission.wait_s)
+            ids = self._answer[:max_new_tokens]
+            self.engine.decoding(+1)
+            try:
+                for i, token in enumerate(ids):
+                    if i:
+                        self._sleep(self.engine.decode_step_s())
+                    last = i == len(ids) - 1
+                    finish = (
+                        ("stop" if len(ids) == len(self._answer) else "length") if last else None
+                    )
+                    text = self._tokenizer.decode([token])
+                    yield StreamedToken(token_id=token, text=text, finish_reason=finish)
+            finally:
+                self.engine.decoding(-1)
+        finally:
+            self.engine.release(admission)

@@ -21,9 +21,25 @@ TIMING = PrefillModel("simulated-test", overhead_s=0.02, per_token_s=0.0005, dec
 MESSAGES = [{"role": "user", "content": "Which river flows through Paris?"}]
 
 
+class FakeTime:
+    """A clock that only ``sleep`` moves: the waits a generator asks for, in order."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
 def test_first_token_waits_for_the_simulated_prefill_of_every_prompt_token() -> None:
-    waits: list[float] = []
-    gen = SimulatedGenerator(TIMING, sleep=waits.append)
+    time = FakeTime()
+    waits = time.waits
+    gen = SimulatedGenerator(TIMING, sleep=time.sleep, clock=time.clock)
     for words in (1, 400):
         waits.clear()
         ids = gen.prompt_ids([{"role": "user", "content": "word " * words}])
@@ -95,3 +111,86 @@ def test_a_prompt_beyond_the_context_window_is_answered_400_over_http() -> None:
     assert reply.status_code == 400, reply.text
     assert "reads at most 64" in reply.text
     assert ok.status_code == 200, ok.text
+
+
+LOADED = PrefillModel(
+    "simulated-load",
+    overhead_s=0.01,
+    per_token_s=0.001,
+    decode_s=0.02,
+    decode_batch_s=0.005,
+    kv_tokens=1000,
+)
+
+
+def test_requests_sent_together_share_the_prefill_first_come_first_served() -> None:
+    from ragzip.generators.simulated_engine import SharedEngine
+
+    time = FakeTime()
+    engine = SharedEngine(LOADED, clock=time.clock)
+    # alone: a + b·n; N together: the k-th first token after k·b·n (+ a)
+    admitted = [engine.admit(100, 1) for _ in range(5)]
+    assert [a.wait_s for a in admitted] == pytest.approx([0.01 + 0.1 * k for k in range(1, 6)])
+    for a in admitted:
+        engine.release(a)
+    # at saturation it prefills exactly its rate: arrivals faster than b·n queue up
+    time.now += 10
+    first = []
+    for _ in range(50):
+        a = engine.admit(100, 1)
+        first.append(time.now + a.wait_s)
+        engine.release(a)
+        time.now += 0.05  # one arrival every 50 ms, each needing 100 ms of prefill
+    rate = 100 * (len(first) - 1) / (first[-1] - first[0])
+    assert rate == pytest.approx(1 / LOADED.per_token_s)
+
+
+def test_decode_steps_slow_with_the_batch_and_the_kv_cache_queues_requests() -> None:
+    import threading
+
+    from ragzip.generators.simulated_engine import SharedEngine
+
+    engine = SharedEngine(LOADED)
+    assert engine.decode_step_s() == pytest.approx(0.02)
+    for _ in range(3):
+        engine.decoding(+1)
+    assert engine.decode_step_s() == pytest.approx(0.02 + 2 * 0.005)
+    first = engine.admit(600, 100)
+    got: list[float] = []
+    late = threading.Thread(target=lambda: got.append(engine.admit(300, 100).queued_s))
+    late.start()
+    late.join(0.2)
+    assert late.is_alive() and engine.kv_in_use == 700  # 700 + 400 > 1000: it waits
+    engine.release(first)
+    late.join(5)
+    assert got and got[0] >= 0.2 and engine.kv_in_use == 400
+    with pytest.raises(Exception, match="no KV-cache room"):
+        engine.admit(700, 0, timeout=0.05)
+    # a request alone is always admitted, even beyond the capacity
+    engine.release(engine.admit(0, 0))
+    big = SharedEngine(LOADED).admit(5000, 10)
+    assert big.kv_tokens == 5010
+
+
+def test_concurrent_requests_over_http_queue_behind_each_other() -> None:
+    import threading
+
+    counter = smollm2_counter()
+    slow = PrefillModel("simulated-slow", overhead_s=0.0, per_token_s=0.002, decode_s=0.0)
+    gen = SimulatedGenerator(slow)
+    prompt = [{"role": "user", "content": "word " * 100}]
+    results: list[float] = []
+    with ServerThread(create_model_app(gen)) as server:
+
+        def ask() -> None:
+            with OpenAIGenerator(server.url, slow.name, counter=counter) as remote:
+                results.append(remote.generate(prompt, max_new_tokens=2).ttft_s)
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    one = slow.ttft_s(len(gen.prompt_ids(prompt)))
+    # the last of four sent together waits for all four prefills
+    assert len(results) == 4 and max(results) >= 4 * one * 0.95
