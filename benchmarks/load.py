@@ -160,23 +160,87 @@ def summary(done: list[dict[str, Any]], wall: float, cpu: float, slo: float) -> 
     }
 
 
-def recall(url: str, items: list[dict[str, Any]], config: str) -> float:
-    """Share of ``items`` whose gold answer survives ``config`` (``/v1/compress``)."""
+def recall(url: str, items: list[dict[str, Any]], config: str) -> dict[str, float]:
+    """Share of ``items`` whose gold answer survives ``config`` (``/v1/compress``), and the
+    context tokens kept."""
     from ragzip.text import answer_in_text
 
     name, budget = config.split("@")
     kept = 0
+    before = after = 0
     with httpx.Client(timeout=120) as client:
         for item in items:
             payload = {"query": item["question"], "passages": item["passages"]}
             reply = client.post(url, json={**payload, "compressor": name, "budget": budget})
             reply.raise_for_status()
-            kept += answer_in_text(item["answers"], reply.json()["text"])
-    return round(kept / len(items), 3)
+            data = reply.json()
+            kept += answer_in_text(item["answers"], data["context"])
+            before += data["original_tokens"]
+            after += data["compressed_tokens"]
+    return {"answer_recall": round(kept / len(items), 3), "ratio": round(before / after, 2)}
 
 
 def start(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([str(RAGZIP), *args], stdout=subprocess.DEVNULL)
+
+
+async def warm(url: str, bodies: list[dict[str, Any]], concurrency: int = 2) -> None:
+    """Every body once, ``concurrency`` at a time: the proxy's caches as after a while."""
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=300) as client:
+
+        async def send(payload: dict[str, Any]) -> None:
+            async with gate:
+                await one(client, url, payload)
+
+        await asyncio.gather(*(send(b) for b in bodies))
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def sweep(
+    args: argparse.Namespace,
+    config: str,
+    upstream: str,
+    index: Path,
+    items: list[Any],
+    order: list[int],
+    model: str,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One config on a fresh proxy: warm-up over the pool, the rates, then answer recall."""
+    port = free_port()
+    proxy_args = ["serve", "--port", str(port), "--upstream", upstream, "--compressor", "identity"]
+    if args.mode == "retrieve":
+        proxy_args += ["--index", str(index)]
+    proc = start(proxy_args)
+    base = f"http://127.0.0.1:{port}"
+    chat = f"{base}/v1/chat/completions"
+    rows = []
+    try:
+        wait_http(f"{base}/readyz")
+        pool = [body(item, config, args.mode, model, args.passages) for item in items]
+        cpu0 = cpu_seconds(proc.pid)
+        asyncio.run(warm(chat, pool))
+        first_sight = (cpu_seconds(proc.pid) - cpu0) / len(pool)
+        bodies = [body(items[i], config, args.mode, model, args.passages) for i in order]
+        for rate in args.rates:
+            cpu0 = cpu_seconds(proc.pid)
+            done, wall = asyncio.run(run_rate(chat, bodies, rate, args.seconds, args.seed))
+            row = summary(done, wall, cpu_seconds(proc.pid) - cpu0, args.slo)
+            rows.append({"config": config, "rate": rate, **row})
+            print(json.dumps(rows[-1]), flush=True)
+            if row["p95_ttft_s"] > 3 * args.slo:
+                break  # saturated: higher rates only queue longer
+        quality = recall(f"{base}/v1/compress", items[: args.recall_questions], config)
+    finally:
+        stop(proc)
+    return rows, {**quality, "first_sight_cpu_s_per_request": round(first_sight, 4)}
 
 
 def bench(args: argparse.Namespace, preset: str) -> dict[str, Any]:
@@ -185,50 +249,22 @@ def bench(args: argparse.Namespace, preset: str) -> dict[str, Any]:
 
     items, index = workload(args.questions, args.passages)
     order = zipf_order(len(items), 5000, args.zipf, args.seed)
-    up, px = free_port(), free_port()
+    up = free_port()
     model = timing(preset).name
-    procs = [
-        start(["serve-model", "--simulate", preset, "--port", str(up), "--log-level", "warning"])
-    ]
+    upstream = start(
+        ["serve-model", "--simulate", preset, "--port", str(up), "--log-level", "warning"]
+    )
+    rows: list[dict[str, Any]] = []
+    recalls = {}
     try:
         wait_http(f"http://127.0.0.1:{up}/v1/models")
-        proxy_args = [
-            "serve",
-            "--port",
-            str(px),
-            "--upstream",
-            f"http://127.0.0.1:{up}/v1",
-            "--compressor",
-            "identity",
-        ]
-        if args.mode == "retrieve":
-            proxy_args += ["--index", str(index)]
-        procs.append(start(proxy_args))
-        base = f"http://127.0.0.1:{px}"
-        wait_http(f"{base}/readyz")
-        rows = []
         for config in args.configs:
-            bodies = [body(items[i], config, args.mode, model, args.passages) for i in order]
-            asyncio.run(run_rate(f"{base}/v1/chat/completions", bodies[:20], 2.0, 3.0, 0))
-            for rate in args.rates:
-                cpu0 = cpu_seconds(procs[1].pid)
-                done, wall = asyncio.run(
-                    run_rate(f"{base}/v1/chat/completions", bodies, rate, args.seconds, args.seed)
-                )
-                row = summary(done, wall, cpu_seconds(procs[1].pid) - cpu0, args.slo)
-                rows.append({"config": config, "rate": rate, **row})
-                print(json.dumps(rows[-1]), flush=True)
-                if row["p95_ttft_s"] > 3 * args.slo:
-                    break  # saturated: higher rates only queue longer
-        recalls = {
-            c: recall(f"{base}/v1/compress", items[: args.recall_questions], c)
-            for c in args.configs
-        }
+            got, recalls[config] = sweep(
+                args, config, f"http://127.0.0.1:{up}/v1", index, items, order, model
+            )
+            rows += got
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=60)
+        stop(upstream)
     best = {
         c: max((r["rate"] for r in rows if r["config"] == c and r["within_slo"]), default=0.0)
         for c in args.configs
@@ -263,11 +299,20 @@ def markdown(r: dict[str, Any], command: str) -> str:
         f"{r['seconds']:g} s per rate; {r['questions']} NQ test questions, {r['passages']} "
         "passages each, drawn Zipf-like.",
         "",
-        "| config | sustained rate (req/s) | vs uncompressed | answer recall |",
-        "|---|---:|---:|---:|",
+        "Each config runs on a fresh proxy that first sees every question of the pool once "
+        "(its CPU-seconds per request then: *first sight*); the rates are then measured in "
+        "that steady state, where recurring passages hit the proxy's feature cache.",
+        "",
+        "| config | sustained rate (req/s) | vs uncompressed | answer recall | ratio | "
+        "first-sight CPU-s/req |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for c, rate in r["sustained_rate"].items():
-        lines.append(f"| `{c}` | {rate:g} | {r['vs_uncompressed'][c]} | {r['recall'][c]} |")
+        q = r["recall"][c]
+        lines.append(
+            f"| `{c}` | {rate:g} | {r['vs_uncompressed'][c]} | {q['answer_recall']} | "
+            f"{q['ratio']}x | {q['first_sight_cpu_s_per_request']} |"
+        )
     lines += [
         "",
         "| config | offered/s | answers/s | p50 TTFT s | p95 TTFT s | failed | proxy CPU-s/req |",
@@ -310,7 +355,7 @@ def main() -> None:
     parser.add_argument("--rates", default="2,4,8,12,16,24,32")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--slo", type=float, default=2.0)
-    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--passages", type=int, default=10)
     parser.add_argument("--recall-questions", type=int, default=100)
     parser.add_argument("--zipf", type=float, default=1.1)
