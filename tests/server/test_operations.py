@@ -247,18 +247,20 @@ def test_a_re_index_under_traffic_is_served_within_a_second_without_a_failed_req
     settings = proxy_settings(
         upstream_server.url, retrieval_index=str(index_dir), index_watch_interval=0.25
     )
-    with ServerThread(create_app(settings, counter=minilm_counter)) as proxy:
-        with Traffic(proxy, question) as traffic:
-            time.sleep(0.5)
-            _publish(index_dir, {"okapi": fact})
-            published = time.monotonic()
-            seen = len(upstream.received)
-            while not any(fact in str(r["json"]) for r in upstream.received[seen:]):
-                assert time.monotonic() - published < 5, "the new version is not served"
-                time.sleep(0.02)
-            served_after = time.monotonic() - published
-            _publish(index_dir, {})  # and back: the okapi is gone again
-            time.sleep(1.0)
+    with (
+        ServerThread(create_app(settings, counter=minilm_counter)) as proxy,
+        Traffic(proxy, question) as traffic,
+    ):
+        time.sleep(0.5)
+        _publish(index_dir, {"okapi": fact})
+        published = time.monotonic()
+        seen = len(upstream.received)
+        while not any(fact in str(r["json"]) for r in upstream.received[seen:]):
+            assert time.monotonic() - published < 5, "the new version is not served"
+            time.sleep(0.02)
+        served_after = time.monotonic() - published
+        _publish(index_dir, {})  # and back: the okapi is gone again
+        time.sleep(1.0)
     assert {status for _, _, status in traffic.replies} == {200}
     assert len(traffic.replies) > 10
     assert served_after < 1.0, served_after
