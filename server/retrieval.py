@@ -9,6 +9,8 @@ any :class:`~ragzip.retrievers.base.Retriever` given to
 Retrievals run on their own small thread pool
 (``retrieval_workers``), each bounded by ``retrieval_timeout``; a failing or slow backend is
 answered 503 (``retrieval_failed``) with its message masked of every configured secret.
+Retrievers that take a feature cache share the proxy's, so ``mig`` reuses the question's vector
+and the sentence vectors stored with the chunks.
 
 Operations: a Postgres backend is reached through a connection pool that survives database
 restarts by itself, and ``/readyz`` answers 503 while the database does not answer (start-up
@@ -16,8 +18,6 @@ waits ``retrieval_startup_wait`` seconds for it). A folder index is a
 :class:`~ragzip.retrievers.live.LiveIndex`: a version published by ``ragzip index`` is picked up
 within ``index_watch_interval`` seconds (and on ``SIGHUP`` or ``POST /admin/reload``) without
 dropping a request.
-Retrievers that take a feature cache share the proxy's, so ``mig`` reuses the question's vector
-and the sentence vectors stored with the chunks.
 """
 
 from __future__ import annotations
@@ -128,7 +128,10 @@ class RetrievalService:
     async def _watch(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.reload(force=False)
+            try:
+                await self.reload(force=False)
+            except Exception:  # the watch goes on; the index in use stays
+                logger.exception("checking the index for a new version failed")
 
     async def reload(self, *, force: bool = True) -> Refresh | None:
         """Serve the version of the folder index its path names now (``None``: the retriever
