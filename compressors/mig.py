@@ -46,6 +46,7 @@ from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
 from ragzip.embedding import Precision, autocast, device_of
+from ragzip.encoders.onnx import Backend, check_backend
 from ragzip.errors import CompressionError, ConfigError
 from ragzip.features import FeatureCache, FeatureTable
 from ragzip.retrievers.dense import feature_model
@@ -124,6 +125,11 @@ class MIGCompressor(Compressor):
             precision: ``"bfloat16"`` runs the embedder under ``torch.autocast`` (about twice as
                 fast on CPUs with bfloat16 instructions; cosine to the float32 embeddings
                 > 0.9999); ``"auto"`` does so on such CPUs only; ``"float32"`` never.
+            backend: What runs the default embedder on the CPU: ``"auto"`` (ONNX Runtime int8
+                where the CPU has no native bfloat16 and no precision is pinned, torch
+                elsewhere; see
+                :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
+                ``"onnx-int8"``.
             cache_mb: MiB of sentence and query vectors kept by content
                 (:class:`~ragzip.features.FeatureCache`), so text seen before is not embedded
                 again; 0 turns the cache off. Ignored when a cache is injected.
@@ -136,6 +142,7 @@ class MIGCompressor(Compressor):
         batch_size: int = 16
         device: str | None = None
         precision: Precision = "auto"
+        backend: Backend = "auto"
         cache_mb: int = 64
 
         def __post_init__(self) -> None:
@@ -168,6 +175,7 @@ class MIGCompressor(Compressor):
             if self.precision not in ("auto", "float32", "bfloat16"):
                 msg = f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}"
                 raise ConfigError(msg)
+            check_backend(self.backend)
 
     def __init__(
         self,
@@ -182,7 +190,7 @@ class MIGCompressor(Compressor):
         if embedder is None:
             from ragzip.models import load_embedder
 
-            embedder = load_embedder(self.config.device)
+            embedder = load_embedder(self.config.device, self.config.backend, self.config.precision)
         self.embedder = embedder
         self.features = features or FeatureCache(self.config.cache_mb * 2**20)
         self._model_key = feature_model(embedder, self.config.precision)

@@ -40,12 +40,12 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> FixedPrecisi
         return forced  # type: ignore[return-value]
     if device != "cpu":
         return "float32"
-    from ragzip.models import native_bf16_cpu
+    from ragzip.machine import native_bf16_cpu
 
     return "bfloat16" if native_bf16_cpu() else "float32"
 
 
-def feature_namespace(embedder: str, precision: FixedPrecision) -> str:
+def feature_namespace(embedder: str, precision: str) -> str:
     """The identity under which unit vectors of ``embedder`` at ``precision`` are cached: one
     namespace for every component that embeds text with the same model the same way (the
     index's query vectors, ``mig``'s sentence vectors, vectors precomputed at index time)."""

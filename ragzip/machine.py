@@ -12,9 +12,27 @@ import platform
 import resource
 import subprocess
 import sys
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+
+@lru_cache(maxsize=1)
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), read on Linux only."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS tells, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def cpu_model() -> str:

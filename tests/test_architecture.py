@@ -170,6 +170,7 @@ LAYERS = [
         "ragzip.cancellation",
         "ragzip.artefacts",
         "ragzip.embedding",
+        "ragzip.encoders",
         "ragzip.features",
         "ragzip.redis_tier",
         "ragzip.paths",

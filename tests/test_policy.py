@@ -142,9 +142,8 @@ def test_auto_compressor_skips_short_and_compresses_long(
         CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0),
     )  # n* ≈ 460 tokens at 4x
     path = save_profile(profile, tmp_path / "profile.json")
-    auto = create_compressor(
-        "auto", counter=minilm_counter, config={"profile_path": str(path), "eval_path": None}
-    )
+    config = {"profile_path": str(path), "eval_path": None, "min_quality": 0.0}
+    auto = create_compressor("auto", counter=minilm_counter, config=config)
     assert isinstance(auto, AutoCompressor)
     n_star = profile.break_even("truncate", 4)
     assert n_star is not None
@@ -264,6 +263,28 @@ def test_pipeline_result_has_the_auto_decision(
     assert plain.run("who wrote it?", _passages(data_dir, 2)).decision is None
 
 
+def test_by_default_auto_reads_the_shipped_quality_and_keeps_answers(
+    minilm_counter,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ragzip.policy import SHIPPED_QUALITY
+
+    monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
+    path = save_profile(make_profile(TRUNC4, MIG_CACHED), tmp_path / "profile.json")
+    auto = create_compressor("auto", counter=minilm_counter, config={"profile_path": str(path)})
+    assert isinstance(auto, AutoCompressor)
+    assert auto.policy.quality == load_quality(SHIPPED_QUALITY)
+    assert auto.policy.min_quality == 0.9
+    assert auto.policy.quality[("truncate", 4.0)] < 0.9 <= auto.policy.quality[("mig", 4.0)]
+    decision = auto.policy.decide(20_000)  # long enough for both to pay: truncate is cheaper
+    assert decision.compressor == "mig"
+    assert (
+        "truncate@4 (quality"
+        in AutoPolicy(make_profile(TRUNC4), auto.policy.quality, 0.9).decide(20_000).reason
+    )
+
+
 def test_missing_default_eval_report_means_unknown_quality(
     minilm_counter,  # type: ignore[no-untyped-def]
     tmp_path: Path,
@@ -272,9 +293,8 @@ def test_missing_default_eval_report_means_unknown_quality(
     monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
     path = save_profile(make_profile(TRUNC4), tmp_path / "profile.json")
     missing = str(tmp_path / "no-eval.json")
-    auto = create_compressor(
-        "auto", counter=minilm_counter, config={"profile_path": str(path), "eval_path": missing}
-    )
+    config = {"profile_path": str(path), "eval_path": missing, "min_quality": 0.0}
+    auto = create_compressor("auto", counter=minilm_counter, config=config)
     assert isinstance(auto, AutoCompressor) and auto.policy.quality == {}
     with pytest.raises(ConfigError, match="cannot read eval report"):
         create_compressor(

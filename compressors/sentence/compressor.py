@@ -18,6 +18,7 @@ from ragzip.compressors.sentence.model import Mode
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import Selection, Units, greedy_fill, split_units
 from ragzip.embedding import FixedPrecision, Precision, resolve_precision
+from ragzip.encoders.onnx import Backend, check_backend
 from ragzip.errors import CompressionError, ConfigError
 from ragzip.text import words
 from ragzip.tokenization import TokenCounter
@@ -53,6 +54,11 @@ class SentenceCompressor(Compressor):
                 elsewhere), ``"float32"`` or ``"bfloat16"`` (autocast; about 2x faster on CPUs
                 with native bfloat16, probabilities within a few thousandths).
             device: Device of the default classifier (``None`` picks one).
+            backend: What runs the default classifier on the CPU: ``"auto"`` (ONNX Runtime
+                int8 where the CPU has no native bfloat16 and no precision is pinned, torch
+                elsewhere; see
+                :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
+                ``"onnx-int8"``.
             weights: Folder of another trained classifier (default: the shipped one).
             prefilter: Share of a request's sentences the classifier reads, those sharing the most
                 words with the question (ties: earlier in the context first); the others rank
@@ -69,6 +75,7 @@ class SentenceCompressor(Compressor):
         batch_size: int = 32
         precision: Precision = "auto"
         device: str | None = None
+        backend: Backend = "auto"
         weights: str | None = field(default=None)
         cache_size: int = 0
         prefilter: float = 0.7
@@ -80,6 +87,7 @@ class SentenceCompressor(Compressor):
             if self.precision not in ("auto", "float32", "bfloat16"):
                 msg = f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}"
                 raise ConfigError(msg)
+            check_backend(self.backend)
             if self.threshold is not None and (
                 isinstance(self.threshold, bool)
                 or not isinstance(self.threshold, int | float)
@@ -111,7 +119,9 @@ class SentenceCompressor(Compressor):
         super().__init__(counter=counter)
         self.config = config or SentenceCompressor.Config()
         if scorer is None:
-            scorer = load_scorer(self.config.weights, self.config.device)
+            scorer = load_scorer(
+                self.config.weights, self.config.device, self.config.backend, self.config.precision
+            )
         self.scorer = scorer
         if self.config.cache_size:
             scorer.reserve_cache(self.config.cache_size)

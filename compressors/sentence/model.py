@@ -159,32 +159,20 @@ def load_base(n_frozen: int, head_hidden: int, *, dropout: float = 0.1) -> tuple
     Raises:
         ModelError: The weights cannot be read.
     """
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer
 
+    from ragzip.encoders.minilm import load_bert
     from ragzip.models import minilm_dir
 
     folder = minilm_dir()
-    weights = folder / "model.safetensors"
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        bert_config = BertConfig.from_json_file(str(folder / "config.json"))
-        encoder = BertModel(bert_config, add_pooling_layer=False)
-        state = {
-            k: v
-            for k, v in load_file(str(weights)).items()
-            if not k.startswith("pooler.") and not k.endswith("position_ids")
-        }
-        missing, unexpected = encoder.load_state_dict(state, strict=False)
-    except (OSError, ValueError, RuntimeError) as exc:
-        msg = f"cannot load MiniLM from {folder}: {exc}"
+    except (OSError, ValueError) as exc:
+        msg = f"cannot load MiniLM's tokenizer from {folder}: {exc}"
         raise ModelError(msg) from exc
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        msg = f"MiniLM weights in {folder} do not fit: missing {missing}, unexpected {unexpected}"
-        raise ModelError(msg)
+    encoder = load_bert(folder).train()
     model = SentenceClassifier(encoder, n_frozen=n_frozen, head_hidden=head_hidden, dropout=dropout)
-    return model, tokenizer, sha256_file(weights)
+    return model, tokenizer, sha256_file(folder / "model.safetensors")
 
 
 def save_classifier(

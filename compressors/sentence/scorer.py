@@ -13,9 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.artefacts import check_base, read_tensors
+from ragzip.artefacts import check_base, read_tensors, sha256_file
 from ragzip.cancellation import checkpoint
-from ragzip.compressors.sentence.features import Encoded, Featurizer, InputLimits, PassageSentences
+from ragzip.compressors.sentence.features import (
+    Batch,
+    Encoded,
+    Featurizer,
+    InputLimits,
+    PassageSentences,
+)
 from ragzip.compressors.sentence.model import (
     WEIGHTS_DIR,
     SentenceClassifier,
@@ -25,6 +31,16 @@ from ragzip.compressors.sentence.model import (
     read_config,
 )
 from ragzip.embedding import FixedPrecision
+from ragzip.encoders.onnx import (
+    Backend,
+    FixedBackend,
+    OnnxModel,
+    cached_graph,
+    export_key,
+    exported,
+    onnx_precision,
+    resolve_backend,
+)
 from ragzip.errors import ConfigError
 
 
@@ -37,6 +53,8 @@ class SentenceScorer:
         limits: Input segment lengths (must match what the model was trained with).
         threshold: Default probability threshold of ``adaptive`` mode.
         device: Device to run on.
+        graph: The classifier exported to ONNX (:func:`load_scorer`): when given, batches run
+            on it instead of ``model``.
         cache_size: Requests (question and passages) whose probabilities are remembered, so
             the same context compressed at several budgets or in both modes is scored once;
             0 remembers none. :meth:`reserve_cache` raises it.
@@ -50,9 +68,11 @@ class SentenceScorer:
         limits: InputLimits | None = None,
         threshold: float = 0.5,
         device: str = "cpu",
+        graph: OnnxModel | None = None,
         cache_size: int = 0,
     ) -> None:
         self.model = model.to(device).eval()
+        self.graph = graph
         self.featurizer = Featurizer(tokenizer, limits or InputLimits())
         self.threshold = float(threshold)
         self.device = device
@@ -128,11 +148,14 @@ class SentenceScorer:
 
         ``precision="bfloat16"`` runs the matrix products under ``torch.autocast`` in bfloat16:
         about twice as fast on CPUs with native bfloat16 (AVX512-BF16, AMX), probabilities
-        within a few thousandths of float32, slower on CPUs without it.
+        within a few thousandths of float32, slower on CPUs without it. With an ONNX graph the
+        graph's own precision applies.
         """
         probs = np.zeros(len(encoded), dtype=np.float32)
         if not encoded:
             return probs
+        if self.graph is not None:
+            return self._predict_graph(encoded, probs)
         batches = length_batches([len(e.input_ids) for e in encoded], batch_size)
         device_type = torch.device(self.device).type
         autocast = torch.autocast(
@@ -141,8 +164,26 @@ class SentenceScorer:
         with torch.inference_mode(), autocast:
             for batch in batches:
                 checkpoint()  # a cancelled request stops between batches
-                logits = self.model(pad_batch([encoded[i] for i in batch], self.device)).float()
-                probs[batch] = torch.sigmoid(logits).cpu().numpy()
+                padded = pad_batch([encoded[i] for i in batch], self.device)
+                probs[batch] = torch.sigmoid(self.model(padded).float()).cpu().numpy()
+        return probs
+
+    def _predict_graph(self, encoded: Sequence[Encoded], probs: np.ndarray) -> np.ndarray:
+        """Each input alone, unpadded, through the ONNX graph (faster on the CPU than padded
+        batches, and an int8 graph then scores a sentence the same whatever it is batched
+        with)."""
+        assert self.graph is not None
+        for i, e in enumerate(encoded):
+            if i % 32 == 0:
+                checkpoint()  # a cancelled request stops here
+            ids = np.asarray(e.input_ids, dtype=np.int64)[None, :]
+            logit = self.graph.run(
+                input_ids=ids,
+                token_type_ids=np.asarray(e.token_type_ids, dtype=np.int64)[None, :],
+                attention_mask=np.ones_like(ids),
+                segment_ids=np.asarray(e.segment_ids, dtype=np.int64)[None, :],
+            )
+            probs[i] = 1.0 / (1.0 + np.exp(-float(logit.reshape(-1)[0])))
         return probs
 
 
@@ -157,9 +198,17 @@ def _request_key(
     return digest.digest()
 
 
-@lru_cache(maxsize=4)
-def load_scorer(folder: str | None = None, device: str | None = None) -> SentenceScorer:
-    """The trained classifier in ``folder`` (default: the shipped one) over MiniLM, cached.
+@lru_cache(maxsize=8)
+def load_scorer(
+    folder: str | None = None,
+    device: str | None = None,
+    backend: Backend = "auto",
+    precision: str = "auto",
+) -> SentenceScorer:
+    """The trained classifier in ``folder`` (default: the shipped one) over MiniLM, cached;
+    where ``backend`` resolves to ONNX Runtime (:func:`~ragzip.encoders.onnx.resolve_backend`)
+    it runs as a graph exported from those weights on first use (a pinned ``precision`` keeps
+    torch).
 
     Raises:
         ModelError: Missing or mismatched weights (e.g. another MiniLM release as base).
@@ -168,15 +217,53 @@ def load_scorer(folder: str | None = None, device: str | None = None) -> Sentenc
 
     path = Path(folder) if folder else WEIGHTS_DIR
     config = read_config(path)
-    model, tokenizer, _ = load_base(int(config["n_frozen"]), int(config["head_hidden"]))
+    model, tokenizer, base_sha = load_base(int(config["n_frozen"]), int(config["head_hidden"]))
     check_base(
         config, minilm_dir() / "model.safetensors", base_name="all-MiniLM-L6-v2", folder=path
     )
     model.load_trained_state(read_tensors(path))
+    dev = resolve_device(device)
+    fixed = resolve_backend(backend, dev, precision)
+    graph = None
+    if fixed != "torch":
+        weights = sha256_file(path / "model.safetensors")
+        graph = OnnxModel(_export_classifier(model.eval(), export_key(base_sha, weights), fixed))
     return SentenceScorer(
         model,
         tokenizer,
         limits=InputLimits(**config["limits"]),
         threshold=float(config["threshold"]),
-        device=resolve_device(device),
+        device=dev,
+        graph=graph,
+    )
+
+
+def _export_classifier(model: SentenceClassifier, key: str, backend: FixedBackend) -> Path:
+    precision = onnx_precision(backend)
+    cached = cached_graph("sentence-classifier", key, precision)
+    if cached is not None:
+        return cached
+
+    class Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(Batch(**inputs))
+
+    ids = torch.ones((2, 8), dtype=torch.long)
+    example = {
+        "input_ids": ids,
+        "token_type_ids": torch.zeros_like(ids),
+        "attention_mask": ids,
+        "segment_ids": ids,
+    }
+    return exported(
+        Graph(),
+        example,
+        outputs=["logits"],
+        name="sentence-classifier",
+        key=key,
+        precision=precision,
     )

@@ -25,6 +25,7 @@ from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, named_values, unit_maximum
 from ragzip.compressors.units import split_words
 from ragzip.compressors.values import value_units
+from ragzip.encoders.onnx import Backend, check_backend
 from ragzip.errors import ConfigError
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Span
@@ -66,7 +67,12 @@ class TokenCompressor(Compressor):
             batch_size: Windows per forward pass.
             length_bucketing: Sort windows by length before batching (less padding).
             drop_separators: Drop a separator-only word that follows another kept one.
-            quantize: ``"int8"`` for dynamic int8 quantisation of the linear layers (CPU).
+            quantize: ``"int8"`` for torch's dynamic int8 quantisation of the linear layers
+                (CPU; the torch backend).
+            backend: What runs the default classifier on the CPU: ``"auto"`` (ONNX Runtime
+                int8 where the CPU has no native bfloat16, torch elsewhere; see
+                :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
+                ``"onnx-int8"``.
             device: Torch device; ``None`` picks the best.
             cache_size: Requests (question and passages) whose word probabilities are
                 remembered, so one context compressed at several budgets is scored once
@@ -84,6 +90,7 @@ class TokenCompressor(Compressor):
         length_bucketing: bool = True
         drop_separators: bool = True
         quantize: Quantize = "none"
+        backend: Backend = "auto"
         device: str | None = None
         cache_size: int = 0
 
@@ -113,6 +120,7 @@ class TokenCompressor(Compressor):
                     f"max_query_tokens ({self.max_query_tokens})"
                 )
                 raise ConfigError(msg)
+            check_backend(self.backend)
             if self.quantize not in ("none", "int8"):
                 msg = f"quantize must be 'none' or 'int8', got {self.quantize!r}"
                 raise ConfigError(msg)
@@ -129,7 +137,7 @@ class TokenCompressor(Compressor):
         self.config = config or TokenCompressor.Config()
         if model is None:
             model, loaded_tok = load_token_classifier(
-                self.config.weights, self.config.quantize, self.config.device
+                self.config.weights, self.config.quantize, self.config.device, self.config.backend
             )
             tokenizer = tokenizer or loaded_tok
         elif tokenizer is None:

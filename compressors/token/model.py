@@ -8,10 +8,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
+
+import numpy as np
 
 from ragzip.artefacts import WEIGHTS_FILE, check_base, read_artefact_config, read_tensors
 from ragzip.compressors.units import sentence_spans, split_words
+from ragzip.encoders.onnx import (
+    Backend,
+    FixedBackend,
+    OnnxModel,
+    cached_graph,
+    export_key,
+    exported,
+    onnx_precision,
+    resolve_backend,
+)
 from ragzip.errors import ConfigError, MissingDependencyError, ModelError
 from ragzip.types import Span
 
@@ -109,29 +122,89 @@ def apply_artefact(model: Any, folder: Path) -> dict[str, Any]:
     return cfg
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def load_token_classifier(
-    folder: str | None = None, quantize: Quantize = "none", device: str | None = None
+    folder: str | None = None,
+    quantize: Quantize = "none",
+    device: str | None = None,
+    backend: Backend = "auto",
 ) -> tuple[Any, Any]:
     """The trained token classifier and its tokenizer (cached; treat as read-only).
 
     Args:
         folder: Artefact folder; ``None`` for the shipped weights.
-        quantize: ``"int8"`` applies dynamic int8 quantisation to the linear layers (CPU).
+        quantize: ``"int8"`` applies torch's dynamic int8 quantisation to the linear layers
+            (CPU, torch backend).
         device: Torch device; ``None`` picks the best.
+        backend: Where it resolves to ONNX Runtime
+            (:func:`~ragzip.encoders.onnx.resolve_backend`), the classifier runs as a graph
+            exported from the weights on first use (:class:`OnnxTokenClassifier`).
     """
     _require_torch()
     from ragzip.models import resolve_device
 
     model, tokenizer = load_base_classifier()
-    apply_artefact(model, Path(folder) if folder else WEIGHTS_DIR)
+    path = Path(folder) if folder else WEIGHTS_DIR
+    apply_artefact(model, path)
     dev = resolve_device(device)
+    fixed = resolve_backend(backend, dev) if quantize == "none" else "torch"
+    if fixed != "torch":
+        return OnnxTokenClassifier(_exported(model, path, fixed)), tokenizer
     if quantize == "int8":
         if dev != "cpu":
             msg = "int8 dynamic quantisation runs on the CPU only"
             raise ConfigError(msg)
         model = _quantize_int8(model)
     return model.to(dev).eval(), tokenizer
+
+
+class OnnxTokenClassifier:
+    """The token classifier as an ONNX graph, called like the torch model:
+    ``model(input_ids=, attention_mask=, token_type_ids=).logits`` (torch tensors in and out)."""
+
+    def __init__(self, graph: OnnxModel) -> None:
+        self.graph = graph
+
+    def __call__(self, **inputs: Any) -> Any:
+        """Each row alone, its padding cut off (faster on the CPU than the padded batch, and an
+        int8 graph then reads a window the same whatever it is batched with); logits of padding
+        positions are 0."""
+        import torch
+
+        arrays = {k: v.cpu().numpy() for k, v in inputs.items()}
+        mask = arrays["attention_mask"]
+        rows: list[np.ndarray] = []
+        for r in range(mask.shape[0]):
+            n = int(mask[r].sum())
+            rows.append(self.graph.run(**{k: a[r : r + 1, :n] for k, a in arrays.items()})[0])
+        logits = np.zeros((mask.shape[0], mask.shape[1], rows[0].shape[-1]), dtype=np.float32)
+        for r, row in enumerate(rows):
+            logits[r, : len(row)] = row
+        return SimpleNamespace(logits=torch.from_numpy(logits))
+
+
+def _exported(model: Any, folder: Path, backend: FixedBackend) -> OnnxModel:
+    import torch
+
+    from ragzip.artefacts import sha256_file
+    from ragzip.models import minilm_dir
+
+    key = export_key(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(folder / WEIGHTS_FILE))
+    precision = onnx_precision(backend)
+    path = cached_graph("token-classifier", key, precision)
+    if path is None:
+        ids = torch.ones((2, 8), dtype=torch.long)
+        example = {"input_ids": ids, "attention_mask": ids, "token_type_ids": torch.zeros_like(ids)}
+        path = exported(
+            model,
+            example,
+            outputs=["logits"],
+            name="token-classifier",
+            key=key,
+            precision=precision,
+            select=lambda out: out.logits,
+        )
+    return OnnxModel(path)
 
 
 def _quantize_int8(model: Any) -> Any:

@@ -1,0 +1,277 @@
+"""ONNX Runtime as the CPU backend of ragzip's MiniLM encoders (query and sentence embedding,
+the ``sentence`` and ``token`` classifiers), in one place.
+
+A torch module is exported once, on first use, from the weights ragzip ships (no hub), into
+the model cache (``cache_dir()/onnx``), named by a digest of those weights, so a changed
+artefact is exported anew; ``int8`` graphs get dynamic int8 quantisation of their matrix
+products, weights per output channel. Sessions run on the thread count torch was given by
+the entry point, with idle threads asleep (a proxy must not spin cores it does not use).
+
+Which backend runs is chosen per CPU like :func:`ragzip.embedding.resolve_precision`
+(:func:`resolve_backend`): where the CPU computes bfloat16 natively, torch under bfloat16
+autocast is already fast; elsewhere ONNX Runtime is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from ragzip.errors import ConfigError, MissingDependencyError, ModelError
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
+"""``"onnx"`` runs float32 graphs, ``"onnx-int8"`` int8 ones; ``"auto"`` resolves per device
+and CPU (:func:`resolve_backend`)."""
+FixedBackend = Literal["torch", "onnx", "onnx-int8"]
+OnnxPrecision = Literal["float32", "int8"]
+AUTO_ONNX: FixedBackend = "onnx-int8"
+"""What ``"auto"`` picks on CPUs without native bfloat16."""
+
+BACKEND_ENV = "RAGZIP_BACKEND"
+"""Environment variable that fixes what ``"auto"`` resolves to (``torch`` or ``onnx``): to
+turn the fast path off, or to run on one CPU what another would pick."""
+
+EXPORT_FORMAT = 1
+"""Bumped when the export changes, so graphs exported before are made again."""
+_EXPORT_LOCK = threading.Lock()
+
+
+def onnx_installed() -> bool:
+    """Whether ONNX Runtime and the ``onnx`` package (needed to export) are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def check_backend(backend: object) -> None:
+    """Raises :class:`ConfigError` unless ``backend`` is one of :data:`Backend`."""
+    if backend not in get_args(Backend):
+        msg = f"backend must be one of {', '.join(get_args(Backend))}, got {backend!r}"
+        raise ConfigError(msg)
+
+
+def resolve_backend(
+    backend: Backend = "auto", device: str = "cpu", precision: str = "auto"
+) -> FixedBackend:
+    """``"auto"``: what :data:`BACKEND_ENV` says when set; else torch on CUDA, torch where a
+    precision is pinned (``precision`` other than ``"auto"``, or
+    :data:`~ragzip.embedding.PRECISION_ENV` set), torch on CPUs with native bfloat16
+    (AVX512-BF16 or AMX: its bfloat16 autocast is the fast path there), and ONNX Runtime int8
+    on other CPUs when it is installed. Other values as they are.
+
+    Raises:
+        ConfigError: An unknown backend, or an ONNX one for a device other than the CPU.
+        MissingDependencyError: An ONNX backend asked for explicitly but not installed.
+    """
+    check_backend(backend)
+    if backend == "auto":
+        forced = os.environ.get(BACKEND_ENV, "").strip()
+        if forced:
+            if forced not in get_args(FixedBackend):
+                msg = f"{BACKEND_ENV}={forced!r}: use one of {', '.join(get_args(FixedBackend))}"
+                raise ConfigError(msg)
+            backend = forced  # type: ignore[assignment]
+    if backend == "auto":
+        from ragzip.embedding import PRECISION_ENV
+        from ragzip.machine import native_bf16_cpu
+
+        pinned = precision != "auto" or bool(os.environ.get(PRECISION_ENV, "").strip())
+        if device != "cpu" or pinned or native_bf16_cpu() or not onnx_installed():
+            return "torch"
+        return AUTO_ONNX
+    if backend != "torch":
+        if device != "cpu":
+            msg = f"the {backend} backend runs on the CPU, not on {device!r}"
+            raise ConfigError(msg)
+        if not onnx_installed():
+            msg = f"the {backend} backend needs onnxruntime and onnx: pip install 'ragzip[models]'"
+            raise MissingDependencyError(msg, name="onnxruntime")
+    return backend
+
+
+def onnx_precision(backend: FixedBackend) -> OnnxPrecision:
+    """The graph precision an ONNX backend runs."""
+    return "int8" if backend == "onnx-int8" else "float32"
+
+
+def export_key(*parts: str) -> str:
+    """A short digest naming one export: the weights' digests, the settings, the format."""
+    digest = hashlib.sha256(f"onnx-export-{EXPORT_FORMAT}".encode())
+    for part in parts:
+        digest.update(b"\x00" + part.encode())
+    return digest.hexdigest()[:20]
+
+
+def _graph_path(name: str, key: str, precision: OnnxPrecision) -> Path:
+    from ragzip.paths import paths
+
+    return paths().cache / "onnx" / f"{name}-{key}-{precision}.onnx"
+
+
+def cached_graph(name: str, key: str, precision: OnnxPrecision) -> Path | None:
+    """The graph :func:`exported` wrote under these names, when it is there (checked before
+    loading a torch model only to export it)."""
+    path = _graph_path(name, key, precision)
+    return path if path.is_file() else None
+
+
+def exported(
+    module: Any,
+    example: Mapping[str, Any],
+    *,
+    outputs: Sequence[str],
+    name: str,
+    key: str,
+    precision: OnnxPrecision = "float32",
+    select: Callable[[Any], Any] | None = None,
+) -> Path:
+    """The ONNX graph of ``module`` (called with ``example`` as keyword tensors, batch and
+    length dynamic; ``select`` picks the output tensor from what it returns), exported into
+    the cache when it is not there yet.
+
+    The graph is written beside its final name and renamed into place, so processes racing to
+    export never read half a file.
+
+    Raises:
+        ModelError: The export failed or the cache cannot be written.
+    """
+    final = _graph_path(name, key, precision)
+    folder = final.parent
+    if final.is_file():
+        return final
+    with _EXPORT_LOCK:
+        if final.is_file():
+            return final
+        logger.info("exporting %s to ONNX (%s) in %s (one time)", name, precision, folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=folder) as tmp:
+                plain = Path(tmp) / "model.onnx"
+                _export(module, example, outputs, plain, select)
+                if precision == "int8":
+                    quantized = Path(tmp) / "model-int8.onnx"
+                    _quantize(plain, quantized)
+                    plain = quantized
+                os.replace(plain, final)
+        except (OSError, RuntimeError, ValueError) as exc:
+            msg = f"cannot export {name} to ONNX under {folder}: {exc}"
+            raise ModelError(msg) from exc
+    return final
+
+
+def _export(
+    module: Any,
+    example: Mapping[str, Any],
+    outputs: Sequence[str],
+    path: Path,
+    select: Callable[[Any], Any] | None,
+) -> None:
+    import warnings
+
+    import torch
+
+    names = list(example)
+    axes = {n: {0: "batch", 1: "length"} for n in names}
+    axes.update({o: {0: "batch"} for o in outputs})
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its successor
+            torch.onnx.export(
+                _keywords(module, names, select),
+                tuple(example[n] for n in names),
+                str(path),
+                input_names=names,
+                output_names=list(outputs),
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+    finally:
+        module.train(was_training)
+
+
+def _quantize(source: Path, dest: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the quantiser suggests pre-processing on the root logger
+    try:
+        quantize_dynamic(
+            str(source),
+            str(dest),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+    finally:
+        quiet.setLevel(level)
+
+
+def _keywords(module: Any, names: Sequence[str], select: Callable[[Any], Any] | None) -> Any:
+    """``module`` called with keyword tensors from positional ones (what the exporter traces)."""
+    import torch
+
+    class Keywords(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *args: Any) -> Any:
+            out = self.inner(**dict(zip(names, args, strict=True)))
+            return select(out) if select is not None else out
+
+    return Keywords().eval()
+
+
+class OnnxModel:
+    """One ONNX Runtime session on the CPU: ``run(**arrays)`` → the first output, float32.
+
+    Args:
+        path: The ``.onnx`` graph.
+        threads: Intra-op threads; ``None`` takes torch's count (set by the entry point).
+    """
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or _torch_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            msg = f"cannot load the ONNX graph {path}: {exc}"
+            raise ModelError(msg) from exc
+        self.path = path
+        self.inputs = tuple(i.name for i in self.session.get_inputs())
+
+    def run(self, **arrays: np.ndarray) -> np.ndarray:
+        """The first output for the named inputs (int64 ids and masks)."""
+        feed = {n: np.ascontiguousarray(arrays[n], dtype=np.int64) for n in self.inputs}
+        out = self.session.run(None, feed)[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+def _torch_threads() -> int:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return 1
+    return max(1, int(torch.get_num_threads()))

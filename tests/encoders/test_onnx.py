@@ -1,0 +1,100 @@
+"""The ONNX Runtime backend: chosen per CPU, exported once from the shipped weights into the
+cache, and as close to torch as the graph's precision allows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ragzip.embedding import PRECISION_ENV
+from ragzip.encoders.onnx import (
+    AUTO_ONNX,
+    BACKEND_ENV,
+    OnnxModel,
+    cached_graph,
+    check_backend,
+    export_key,
+    exported,
+    resolve_backend,
+)
+from ragzip.errors import ConfigError
+from ragzip.models import native_bf16_cpu
+
+
+@pytest.fixture
+def no_pins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+
+
+@pytest.mark.usefixtures("no_pins")
+def test_auto_picks_the_fast_path_of_this_cpu() -> None:
+    assert resolve_backend("auto") == ("torch" if native_bf16_cpu() else AUTO_ONNX)
+    assert resolve_backend("auto", "cuda") == "torch"
+    # a pinned precision keeps torch: the numbers it names are torch's
+    assert resolve_backend("auto", "cpu", "float32") == "torch"
+    assert resolve_backend("torch") == "torch"
+    assert resolve_backend("onnx") == "onnx"
+
+
+@pytest.mark.usefixtures("no_pins")
+def test_environment_fixes_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BACKEND_ENV, "onnx")
+    assert resolve_backend("auto") == "onnx"
+    assert resolve_backend("torch") == "torch"  # an explicit choice wins
+    monkeypatch.setenv(BACKEND_ENV, "torch")
+    assert resolve_backend("auto") == "torch"
+    monkeypatch.setenv(BACKEND_ENV, "tensorrt")
+    with pytest.raises(ConfigError, match="RAGZIP_BACKEND='tensorrt'"):
+        resolve_backend("auto")
+    monkeypatch.delenv(BACKEND_ENV)
+    monkeypatch.setenv(PRECISION_ENV, "float32")
+    assert resolve_backend("auto") == "torch"
+
+
+def test_bad_backends_are_refused() -> None:
+    with pytest.raises(ConfigError, match="backend must be one of auto, torch, onnx"):
+        check_backend("openvino")
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        resolve_backend("onnx-int8", "cuda")
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(8, 4)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.one_hot(input_ids % 8, 8).float()
+        return self.proj(x) * attention_mask[..., None].float()
+
+
+def test_export_is_written_once_per_key_and_runs_any_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path))
+    module = Tiny()
+    ids = torch.ones((2, 3), dtype=torch.long)
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    key = export_key("weights-digest")
+    assert cached_graph("tiny", key, "float32") is None
+    path = exported(module, example, outputs=["out"], name="tiny", key=key)
+    assert path.is_file() and cached_graph("tiny", key, "float32") == path
+    stamp = path.stat().st_mtime_ns
+    assert exported(module, example, outputs=["out"], name="tiny", key=key) == path
+    assert path.stat().st_mtime_ns == stamp  # not exported again
+    assert export_key("other-digest") != key
+    assert module.training  # the module's mode is given back
+    tokens = np.array([[1, 2, 3, 4, 5]], dtype=np.int64)
+    out = OnnxModel(path, threads=1).run(input_ids=tokens, attention_mask=np.ones_like(tokens))
+    with torch.no_grad():
+        want = module.eval()(torch.from_numpy(tokens), torch.ones((1, 5), dtype=torch.long))
+    np.testing.assert_allclose(out, want.numpy(), atol=1e-6)
+    leftovers = [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # the temporary folder is gone
+    assert os.access(path, os.R_OK)
