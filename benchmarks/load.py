@@ -30,8 +30,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,34 +38,12 @@ from typing import Any
 
 import httpx
 import numpy as np
+from harness import cpu_seconds, free_port, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RAGZIP = Path(sys.executable).with_name("ragzip")
 CONFIGS = ("identity@1x", "mig@4x", "sentence@4x", "token@4x", "auto@4x")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_http(url: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout:g} s")
 
 
 def workload(n_questions: int, k: int) -> tuple[list[dict[str, Any]], Path]:
@@ -194,14 +170,6 @@ async def warm(url: str, bodies: list[dict[str, Any]], concurrency: int = 2) -> 
                 await one(client, url, payload)
 
         await asyncio.gather(*(send(b) for b in bodies))
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def sweep(

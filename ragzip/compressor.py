@@ -117,10 +117,10 @@ def join_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]
     return "".join(parts), tuple((s, e) for s, e in merged)
 
 
-def _kept_nothing(output: CompressionOutput, passages: Sequence[Passage]) -> bool:
-    """Whether a text compressor's output keeps no character but whitespace."""
-    pairs = zip(passages, output.spans or (), strict=False)
-    kept = any(p.text[s:e].strip() for p, spans in pairs for s, e in spans)
+def _kept_nothing(output: CompressionOutput, passages: Sequence[Passage], tokens: Any) -> bool:
+    """Whether a text compressor keeps no non-blank text of a passage of one token or more."""
+    pairs = zip(passages, tokens, output.spans or (), strict=False)
+    kept = any(p.text[s:e].strip() for p, n, spans in pairs if n for s, e in spans)
     return output.embeddings is None and not kept
 
 
@@ -262,12 +262,10 @@ class Compressor(ABC):
         items = request.passages
         t_count = time.perf_counter()
         output = self._run(request, budget_tokens, original)
-        sizes = [
-            n for p, n in zip(items, request.passage_tokens, strict=True) if n and p.text.strip()
-        ]
-        empty = (
-            not (self.soft or self.allows_empty) and bool(sizes) and _kept_nothing(output, items)
-        )
+        counts = request.passage_tokens
+        sizes = [n for p, n in zip(items, counts, strict=True) if n and p.text.strip()]
+        empty = not (self.soft or self.allows_empty) and bool(sizes)
+        empty = empty and _kept_nothing(output, items, counts)
         if empty and budget.max_tokens is not None:  # a token budget is never raised: refused
             raise BudgetError.keeps_nothing(
                 budget, budget_tokens, request.framing_tokens, min(sizes)
@@ -280,7 +278,7 @@ class Compressor(ABC):
             budget_tokens = min(original, 2 * budget_tokens)
             request = replace(request, budget_tokens=max(0, budget_tokens - request.framing_tokens))
             output = self._run(request, budget_tokens, original)
-            empty = _kept_nothing(output, items)
+            empty = _kept_nothing(output, items, counts)
         t_done = time.perf_counter()
         if output.embeddings is None:
             result, compressed = self._build(request, output, layout, budget_tokens)

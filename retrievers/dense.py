@@ -168,14 +168,11 @@ def embed_texts(
 def feature_model(embedder: Any, precision: Precision) -> str:
     """The namespace of ``embedder``'s unit vectors at ``precision`` (resolved for its device)
     in a :class:`~ragzip.features.FeatureCache`: shared by every component that embeds the
-    same way (index queries, ``mig``, vectors precomputed at index time)."""
-    from ragzip.encoders.minilm import OnnxEmbedder
-
-    fixed: str = (
-        embedder.precision  # an ONNX graph computes in its own precision, whatever was asked
-        if isinstance(embedder, OnnxEmbedder)
-        else resolve_precision(precision, device_of(embedder))
-    )
+    same way (index queries, ``mig``, vectors precomputed at index time). An embedder whose
+    vectors have a precision of their own says so in ``feature_precision`` (an ONNX graph's
+    ``"float32"`` or ``"int8"``, whatever autocast was asked for)."""
+    own = getattr(embedder, "feature_precision", None)  # an embedder that computes in its own
+    fixed = own if isinstance(own, str) else resolve_precision(precision, device_of(embedder))
     return feature_namespace(embedder_name(embedder), fixed)
 
 

@@ -19,9 +19,9 @@ def serve(settings: Settings | None = None) -> None:
         settings: Proxy settings; ``Settings.load()`` (``RAGZIP_SETTINGS_FILE`` and ``RAGZIP_*``
             environment variables) when ``None``.
 
-    The retrieval index opens before the server listens (a database that does not answer
-    within ``retrieval_startup_wait`` seconds fails the start with one line). ``SIGHUP`` makes
-    the proxy serve the folder index's newest published version.
+    The retrieval index and its query embedder open before the server listens (a database that
+    does not answer within ``retrieval_startup_wait`` seconds fails the start with one line).
+    ``SIGHUP`` makes the proxy serve the folder index's newest published version.
 
     Raises:
         RagzipError: Bad settings, or an index that cannot be opened.
@@ -30,6 +30,10 @@ def serve(settings: Settings | None = None) -> None:
 
     settings = settings if settings is not None else Settings.load()
     retriever = open_configured(settings)
+    if retriever is not None:  # the query embedder loads (first run: exports) before listening
+        from ragzip.models import load_embedder
+
+        load_embedder()
     try:
         app = create_app(settings, retriever=retriever, close_retriever=True)
     except BaseException:

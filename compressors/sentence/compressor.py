@@ -55,7 +55,7 @@ class SentenceCompressor(Compressor):
                 with native bfloat16, probabilities within a few thousandths).
             device: Device of the default classifier (``None`` picks one).
             backend: What runs the default classifier on the CPU: ``"auto"`` (ONNX Runtime
-                int8 where the CPU has no native bfloat16 and no precision is pinned, torch
+                float32 where the CPU has no native bfloat16 and no precision is pinned, torch
                 elsewhere; see
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
                 ``"onnx-int8"``.

@@ -32,6 +32,7 @@ from ragzip.compressors.sentence.model import (
 )
 from ragzip.embedding import FixedPrecision
 from ragzip.encoders.onnx import (
+    AUTO_ONNX_CLASSIFIER,
     Backend,
     FixedBackend,
     OnnxModel,
@@ -223,7 +224,7 @@ def load_scorer(
     )
     model.load_trained_state(read_tensors(path))
     dev = resolve_device(device)
-    fixed = resolve_backend(backend, dev, precision)
+    fixed = resolve_backend(backend, dev, precision, onnx=AUTO_ONNX_CLASSIFIER)
     graph = None
     if fixed != "torch":
         weights = sha256_file(path / "model.safetensors")

@@ -16,6 +16,7 @@ import numpy as np
 from ragzip.artefacts import WEIGHTS_FILE, check_base, read_artefact_config, read_tensors
 from ragzip.compressors.units import sentence_spans, split_words
 from ragzip.encoders.onnx import (
+    AUTO_ONNX_CLASSIFIER,
     Backend,
     FixedBackend,
     OnnxModel,
@@ -147,7 +148,9 @@ def load_token_classifier(
     path = Path(folder) if folder else WEIGHTS_DIR
     apply_artefact(model, path)
     dev = resolve_device(device)
-    fixed = resolve_backend(backend, dev) if quantize == "none" else "torch"
+    fixed: FixedBackend = "torch"
+    if quantize == "none":
+        fixed = resolve_backend(backend, dev, onnx=AUTO_ONNX_CLASSIFIER)
     if fixed != "torch":
         return OnnxTokenClassifier(_exported(model, path, fixed)), tokenizer
     if quantize == "int8":

@@ -51,11 +51,14 @@ class OnnxEmbedder:
         self.model = model
         self.tokenizer = tokenizer
         self.precision = precision
+        self.feature_precision = precision  # the namespace of its vectors in a feature cache
         self.max_length = max_length
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         """384, the width of MiniLM's vectors."""
         return 384
+
+    get_sentence_embedding_dimension = get_embedding_dimension  # sentence-transformers' old name
 
     def encode(
         self,

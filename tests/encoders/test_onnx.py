@@ -13,6 +13,7 @@ import torch
 from ragzip.embedding import PRECISION_ENV
 from ragzip.encoders.onnx import (
     AUTO_ONNX,
+    AUTO_ONNX_CLASSIFIER,
     BACKEND_ENV,
     OnnxModel,
     cached_graph,
@@ -34,6 +35,8 @@ def no_pins(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("no_pins")
 def test_auto_picks_the_fast_path_of_this_cpu() -> None:
     assert resolve_backend("auto") == ("torch" if native_bf16_cpu() else AUTO_ONNX)
+    classifier = resolve_backend("auto", onnx=AUTO_ONNX_CLASSIFIER)
+    assert classifier == ("torch" if native_bf16_cpu() else "onnx")  # float32: torch's scores
     assert resolve_backend("auto", "cuda") == "torch"
     # a pinned precision keeps torch: the numbers it names are torch's
     assert resolve_backend("auto", "cpu", "float32") == "torch"

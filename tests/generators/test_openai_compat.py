@@ -74,7 +74,10 @@ def test_ttft_is_time_to_first_text_chunk(fake_server, minilm_counter) -> None:
     out = make(fake_server, counter=minilm_counter).generate(QUESTION)
     n = out.completion_tokens
     assert out.ttft_s >= 0.3  # the role-only first chunk carries no text and does not count
-    assert out.total_s >= out.ttft_s + 0.1 * (n - 1)
+    # the server sends the first text chunk after 0.3 s, then one every 0.1 s (a busy client may
+    # read the first one late, so the gap it sees after it can be shorter)
+    assert out.total_s >= 0.3 + 0.1 * (n - 1)
+    assert out.ttft_s < out.total_s
     assert out.decode_tokens_per_s > 0
 
 

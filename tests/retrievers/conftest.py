@@ -117,6 +117,7 @@ class CountingEmbedder:
         self.inner = inner
         self.calls: list[list[str]] = []
         self.name = "sentence-transformers/all-MiniLM-L6-v2"
+        self.feature_precision = getattr(inner, "feature_precision", None)
 
     def encode(self, sentences: Any, *args: Any, **kwargs: Any) -> Any:
         self.calls.append(list(sentences))

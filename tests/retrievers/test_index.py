@@ -448,9 +448,10 @@ def test_no_stray_files_after_save(saved: Path) -> None:
 # ---------------------------------------------------------------- precision
 
 
-def test_bfloat16_embeddings_match_float32(
-    index: HybridIndex, embedder: Any, tmp_path: Path
-) -> None:
+def test_bfloat16_embeddings_match_float32(index: HybridIndex, tmp_path: Path) -> None:
+    from ragzip.models import load_embedder
+
+    embedder = load_embedder("cpu", "torch")  # bfloat16 is torch's autocast
     bf16, f32 = (
         HybridIndex.build(
             corpus_passages(),
