@@ -46,7 +46,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for backend in args.backends.split(","):
         embedder = load_embedder("cpu", backend)
-        precision = resolve_precision(args.precision) if backend == "torch" else backend
+        graph = {"onnx": "float32", "onnx-int8": "int8"}
+        precision = resolve_precision(args.precision) if backend == "torch" else graph[backend]
         kwargs = {"batch_size": 32, "normalize_embeddings": True, "show_progress_bar": False}
         with autocast("cpu", args.precision if backend == "torch" else "float32"):  # type: ignore[arg-type]
             embedder.encode(questions[:5], **kwargs)  # warm up
