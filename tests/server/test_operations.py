@@ -381,10 +381,12 @@ def test_the_embedded_postgres_stops_with_the_proxy(
     env = {"RAGZIP_CACHE_DIR": str(tmp_path)}
     args = ("--dsn", "embedded", "--table", "ops_docs", "--upstream", upstream_server.url + "/v1")
     proc, url = _serve(env, *args)
-    running = info.read_from_pgdata(folder)
-    assert running is not None and running.is_running()
-    reply = httpx.post(f"{url}/v1/chat/completions", json=_body(), timeout=30)
-    assert reply.status_code == 200, reply.text
-    _stop(proc)
+    try:
+        running = info.read_from_pgdata(folder)
+        assert running is not None and running.is_running()
+        reply = httpx.post(f"{url}/v1/chat/completions", json=_body(), timeout=30)
+        assert reply.status_code == 200, reply.text
+    finally:  # a failed check leaves no proxy (nor its Postgres) behind
+        _stop(proc)
     after = info.read_from_pgdata(folder)
     assert after is None or not after.is_running()
