@@ -117,13 +117,6 @@ def join_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]
     return "".join(parts), tuple((s, e) for s, e in merged)
 
 
-def _kept_nothing(output: CompressionOutput, passages: Sequence[Passage], tokens: Any) -> bool:
-    """Whether a text compressor keeps no non-blank text of a passage of one token or more."""
-    pairs = zip(passages, tokens, output.spans or (), strict=False)
-    kept = any(p.text[s:e].strip() for p, n, spans in pairs if n for s, e in spans)
-    return output.embeddings is None and not kept
-
-
 class Compressor(ABC):
     """Base class of all compressors.
 
@@ -264,8 +257,9 @@ class Compressor(ABC):
         output = self._run(request, budget_tokens, original)
         counts = request.passage_tokens
         sizes = [n for p, n in zip(items, counts, strict=True) if n and p.text.strip()]
-        empty = not (self.soft or self.allows_empty) and bool(sizes)
-        empty = empty and _kept_nothing(output, items, counts)
+        must_keep = not (self.soft or self.allows_empty) and bool(sizes)
+        result, rendered, compressed = self._finish(request, output, layout, budget_tokens)
+        empty = must_keep and not any(p.text.strip() for p in result)  # judged on what is sent
         if empty and budget.max_tokens is not None:  # a token budget is never raised: refused
             raise BudgetError.keeps_nothing(
                 budget, budget_tokens, request.framing_tokens, min(sizes)
@@ -274,18 +268,15 @@ class Compressor(ABC):
         while empty:  # a ratio never empties a context: doubled until something is kept
             if budget_tokens >= original:  # (``auto`` chose to keep nothing: keep it whole)
                 output = CompressionOutput(spans=[[(0, len(p.text))] for p in items])
-                break
-            budget_tokens = min(original, 2 * budget_tokens)
-            request = replace(request, budget_tokens=max(0, budget_tokens - request.framing_tokens))
-            output = self._run(request, budget_tokens, original)
-            empty = _kept_nothing(output, items, counts)
+                empty = False
+            else:
+                budget_tokens = min(original, 2 * budget_tokens)
+                framed = max(0, budget_tokens - request.framing_tokens)
+                request = replace(request, budget_tokens=framed)
+                output = self._run(request, budget_tokens, original)
+            result, rendered, compressed = self._finish(request, output, layout, budget_tokens)
+            empty = empty and not any(p.text.strip() for p in result)
         t_done = time.perf_counter()
-        if output.embeddings is None:
-            result, compressed = self._build(request, output, layout, budget_tokens)
-            rendered = layout.render(items, [p.text for p in result])
-        else:
-            result = self._build_soft(request, output)
-            rendered, compressed = (), int(output.embeddings.shape[0])
         timings = {"count": t_count - t0, **output.timings}
         timings["total"] = time.perf_counter() - t0
         timings.setdefault("compress", t_done - t_count)
@@ -329,6 +320,15 @@ class Compressor(ABC):
     ) -> CompressionResult:
         """Async variant of :meth:`compress`; runs it in a worker thread."""
         return await asyncio.to_thread(self.compress, query, passages, budget=budget, layout=layout)
+
+    def _finish(
+        self, request: CompressionRequest, output: CompressionOutput, layout: Any, budget: int
+    ) -> tuple[tuple[CompressedPassage, ...], tuple[str, ...], int]:
+        """The result passages, the context as sent and its tokens (vectors for soft)."""
+        if output.embeddings is not None:
+            return self._build_soft(request, output), (), int(output.embeddings.shape[0])
+        result, compressed = self._build(request, output, layout, budget)
+        return result, layout.render(request.passages, [p.text for p in result]), compressed
 
     def _build(
         self,
