@@ -65,6 +65,8 @@ def test_config_from_mapping_and_unknown_keys(minilm_counter) -> None:
 def test_base_class_enforces_budget(minilm_counter, caplog) -> None:
     comp = _HeadSentence(_HeadSentence.Config(keep=1000), counter=minilm_counter)
     passages = ["alpha beta gamma delta epsilon zeta eta theta", "one two three four five six"]
-    result = comp.compress("q?", passages, budget=ragzip.Budget.tokens(5))
-    assert result.compressed_tokens <= 5
+    result = comp.compress("q?", passages, budget=ragzip.Budget.tokens(7))
+    assert 0 < result.compressed_tokens <= 7
     assert "exceeded its budget" in caplog.text
+    with pytest.raises(ragzip.errors.BudgetError, match="keeps nothing"):  # trimmed to nothing
+        comp.compress("q?", passages, budget=ragzip.Budget.tokens(5))
