@@ -36,7 +36,6 @@ from ragzip.encoders.onnx import (
     Backend,
     FixedBackend,
     OnnxModel,
-    cached_graph,
     export_key,
     exported,
     onnx_precision,
@@ -240,10 +239,7 @@ def load_scorer(
 
 
 def _export_classifier(model: SentenceClassifier, key: str, backend: FixedBackend) -> Path:
-    precision = onnx_precision(backend)
-    cached = cached_graph("sentence-classifier", key, precision)
-    if cached is not None:
-        return cached
+    precision = onnx_precision(backend)  # exported() returns a graph already in the cache
 
     class Graph(torch.nn.Module):
         def __init__(self) -> None:

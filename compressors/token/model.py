@@ -20,7 +20,6 @@ from ragzip.encoders.onnx import (
     Backend,
     FixedBackend,
     OnnxModel,
-    cached_graph,
     export_key,
     exported,
     onnx_precision,
@@ -193,20 +192,17 @@ def _exported(model: Any, folder: Path, backend: FixedBackend) -> OnnxModel:
     from ragzip.models import minilm_dir
 
     key = export_key(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(folder / WEIGHTS_FILE))
-    precision = onnx_precision(backend)
-    path = cached_graph("token-classifier", key, precision)
-    if path is None:
-        ids = torch.ones((2, 8), dtype=torch.long)
-        example = {"input_ids": ids, "attention_mask": ids, "token_type_ids": torch.zeros_like(ids)}
-        path = exported(
-            model,
-            example,
-            outputs=["logits"],
-            name="token-classifier",
-            key=key,
-            precision=precision,
-            select=lambda out: out.logits,
-        )
+    ids = torch.ones((2, 8), dtype=torch.long)  # the model is loaded: exported() reuses a cache
+    example = {"input_ids": ids, "attention_mask": ids, "token_type_ids": torch.zeros_like(ids)}
+    path = exported(
+        model,
+        example,
+        outputs=["logits"],
+        name="token-classifier",
+        key=key,
+        precision=onnx_precision(backend),
+        select=lambda out: out.logits,
+    )
     return OnnxModel(path)
 
 
