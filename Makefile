@@ -11,6 +11,9 @@ DEMO_DOCS := $(filter-out docs/architecture.md,$(wildcard docs/*.md))
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# no network calls from the frameworks the integrations run in (Haystack telemetry, LiteLLM prices)
+export HAYSTACK_TELEMETRY_ENABLED := False
+export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: install demo test test-precision servers lint typecheck bench eval figures clean
 

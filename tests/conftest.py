@@ -10,6 +10,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# the frameworks' network calls, which an offline machine would wait on: Haystack's telemetry,
+# LiteLLM's price list (it ships a copy)
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -195,7 +195,14 @@ LAYERS = [
     # 2: composing them
     ("ragzip.pipeline", "ragzip.backends", "ragzip.integrations", "ragzip.evaluation"),
     # 3: applications
-    ("ragzip.server", "ragzip.training", "ragzip.cli", "ragzip.commands", "ragzip.explain"),
+    (
+        "ragzip.server",
+        "ragzip.training",
+        "ragzip.cli",
+        "ragzip.commands",
+        "ragzip.explain",
+        "ragzip.integrations.litellm_hook",  # the proxy's request grammar, inside LiteLLM's proxy
+    ),
 ]
 
 

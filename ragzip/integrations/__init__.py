@@ -11,7 +11,19 @@ LangChain (``pip install 'ragzip[langchain]'``; only ``langchain-core`` is neede
 - :class:`RagzipChatModel`: a ragzip :class:`~ragzip.generators.base.Generator` (the embedded
   SmolLM2 by default) as a LangChain chat model.
 
-Importing this package is cheap; LangChain is imported when one of these names is first used.
+LlamaIndex (``pip install 'ragzip[llamaindex]'``): :class:`RagzipNodePostprocessor` (compresses
+retrieved nodes), :class:`RagzipLlamaIndexRetriever` (a ragzip index as a retriever) and
+:class:`RagzipLLM` (a ragzip generator as an LLM).
+
+Haystack (``pip install 'ragzip[haystack]'``): :class:`RagzipDocumentCompressor`, a component.
+
+LiteLLM (``pip install 'ragzip[litellm]'``): :class:`RagzipLiteLLMHook`, a proxy callback;
+``ragzip.integrations.litellm_hook.handler`` is one with the defaults.
+
+Every adapter defaults to ``mig`` at 4x counted in SmolLM2's tokenizer, and shares compressors
+given by spec across the process (:mod:`ragzip.integrations.common`).
+
+Importing this package is cheap; a framework is imported when one of these names is first used.
 """
 
 from __future__ import annotations
@@ -20,15 +32,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ragzip.integrations.haystack import RagzipDocumentCompressor
     from ragzip.integrations.langchain_chat import RagzipChatModel
     from ragzip.integrations.langchain_compressor import RagzipCompressor
     from ragzip.integrations.langchain_documents import document_to_passage, passage_to_document
     from ragzip.integrations.langchain_retriever import LangChainRetriever, RagzipRetriever
+    from ragzip.integrations.litellm_hook import RagzipLiteLLMHook
+    from ragzip.integrations.llamaindex import RagzipLlamaIndexRetriever, RagzipNodePostprocessor
+    from ragzip.integrations.llamaindex_llm import RagzipLLM
 
 __all__ = [
     "LangChainRetriever",
     "RagzipChatModel",
     "RagzipCompressor",
+    "RagzipDocumentCompressor",
+    "RagzipLLM",
+    "RagzipLiteLLMHook",
+    "RagzipLlamaIndexRetriever",
+    "RagzipNodePostprocessor",
     "RagzipRetriever",
     "document_to_passage",
     "passage_to_document",
@@ -38,6 +59,11 @@ _MODULES = {
     "LangChainRetriever": "langchain_retriever",
     "RagzipChatModel": "langchain_chat",
     "RagzipCompressor": "langchain_compressor",
+    "RagzipDocumentCompressor": "haystack",
+    "RagzipLLM": "llamaindex_llm",
+    "RagzipLiteLLMHook": "litellm_hook",
+    "RagzipLlamaIndexRetriever": "llamaindex",
+    "RagzipNodePostprocessor": "llamaindex",
     "RagzipRetriever": "langchain_retriever",
     "document_to_passage": "langchain_documents",
     "passage_to_document": "langchain_documents",

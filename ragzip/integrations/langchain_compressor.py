@@ -8,12 +8,18 @@ numbers in their metadata; the caller's documents are never modified.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.errors import CompressionError, ConfigError, MissingDependencyError
+from ragzip.errors import ConfigError, MissingDependencyError
+from ragzip.integrations.common import METADATA_PREFIX as METADATA_PREFIX
+from ragzip.integrations.common import (
+    as_budget,
+    figures,
+    require_text,
+    shared_compressor,
+)
 from ragzip.integrations.langchain_documents import document_to_passage
 from ragzip.tokenization import TokenCounter
 from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextFormat
@@ -25,20 +31,6 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
     msg = "the LangChain integration needs langchain-core: pip install 'ragzip[langchain]'"
     raise MissingDependencyError(msg, name=exc.name) from exc
-
-METADATA_PREFIX = "ragzip_"
-"""Prefix of the metadata keys :class:`RagzipCompressor` adds to each document."""
-
-
-def _as_budget(value: Budget | str | int) -> Budget:
-    if isinstance(value, Budget):
-        return value
-    if isinstance(value, str):
-        return Budget.parse(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Budget.tokens(value)
-    msg = f"budget must be a Budget, a string like '256' or '4x', or an int, got {value!r}"
-    raise ConfigError(msg)
 
 
 class RagzipCompressor(BaseDocumentCompressor):
@@ -103,7 +95,9 @@ class RagzipCompressor(BaseDocumentCompressor):
         config: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(compressor, str):
+        if isinstance(compressor, str) and counter is None and config is None:
+            compressor = shared_compressor(compressor)  # loaded once per process
+        elif isinstance(compressor, str):
             from ragzip.registry import create_compressor
 
             if counter is None:
@@ -114,7 +108,7 @@ class RagzipCompressor(BaseDocumentCompressor):
         elif counter is not None or config is not None:
             msg = "counter and config apply to a compressor given by name, not to an instance"
             raise ConfigError(msg)
-        fields: dict[str, Any] = {"compressor": compressor, "budget": _as_budget(budget)}
+        fields: dict[str, Any] = {"compressor": compressor, "budget": as_budget(budget)}
         super().__init__(**fields, **kwargs)
 
     @field_validator("compressor", mode="before")
@@ -128,7 +122,7 @@ class RagzipCompressor(BaseDocumentCompressor):
     @field_validator("budget", mode="before")
     @classmethod
     def _check_budget(cls, value: Any) -> Budget:
-        return _as_budget(value)
+        return as_budget(value)
 
     def compress_documents(
         self,
@@ -176,30 +170,11 @@ class RagzipCompressor(BaseDocumentCompressor):
     def _documents(
         self, documents: Sequence[Document], result: CompressionResult
     ) -> list[Document]:
-        if result.embeddings is not None:
-            msg = (
-                f"compressor {result.compressor!r} returns embeddings, not text; "
-                "a LangChain document compressor needs a text compressor"
-            )
-            raise CompressionError(msg)
-        context = {
-            f"{METADATA_PREFIX}context_original_tokens": result.original_tokens,
-            f"{METADATA_PREFIX}context_compressed_tokens": result.compressed_tokens,
-            f"{METADATA_PREFIX}budget_tokens": result.budget_tokens,
-        }
+        require_text(result, "LangChain")
         out: list[Document] = []
         for doc, kept in zip(documents, result.passages, strict=True):
             if not kept.text.strip():  # dropped entirely
                 continue
-            metadata = {
-                **copy.deepcopy(doc.metadata),
-                f"{METADATA_PREFIX}compressor": result.compressor,
-                f"{METADATA_PREFIX}original_tokens": kept.original_tokens,
-                f"{METADATA_PREFIX}compressed_tokens": kept.tokens,
-                f"{METADATA_PREFIX}ratio": (
-                    kept.original_tokens / kept.tokens if kept.tokens else math.inf
-                ),
-                **context,
-            }
+            metadata = {**copy.deepcopy(doc.metadata), **figures(result, kept)}
             out.append(Document(page_content=kept.text, metadata=metadata, id=doc.id))
         return out

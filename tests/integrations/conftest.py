@@ -4,6 +4,7 @@ generator tokenizer, and the embedded generator (loaded once per session)."""
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Generator
 from functools import cache
 from pathlib import Path
@@ -65,3 +66,9 @@ def counter() -> Any:
 @pytest.fixture(scope="session")
 def generator() -> Any:
     return embedded_generator()
+
+
+def snippets(page: str, language: str = "python") -> list[str]:
+    """The ``language`` code blocks of ``docs/integrations/<page>.md``, in order."""
+    text = (DOCS / "integrations" / f"{page}.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
