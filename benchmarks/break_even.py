@@ -38,8 +38,6 @@ from typing import Any
 
 import httpx
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compress_latency import contexts
 
 from ragzip import Budget

@@ -24,10 +24,8 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_load import (
     RESULTS,
     Connection,

@@ -14,26 +14,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # the NQ helpers live in the conftest beside this script
-
-from conftest import (  # noqa: E402
+from conftest import (  # the NQ helpers beside this script (its folder is on sys.path)
     context_recall,
     load_nq,
     nq_cases,
     train_bytebpe,
 )
 
-import ragzip  # noqa: E402
-from ragzip.tokenization import TokenCounter  # noqa: E402
+import ragzip
+from ragzip.tokenization import TokenCounter
 
+HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[2] / "shared" / "data"
 
 

