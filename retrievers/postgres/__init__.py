@@ -8,7 +8,7 @@ pgvector from a pip package; :func:`migrate` brings an index's tables to this ra
 from __future__ import annotations
 
 from ragzip.retrievers.postgres.connection import embedded_dsn, release_embedded
-from ragzip.retrievers.postgres.index import PostgresIndex, lexical_query
+from ragzip.retrievers.postgres.index import PostgresIndex
 from ragzip.retrievers.postgres.schema import SCHEMA_VERSION
 from ragzip.retrievers.postgres.schema import migrate as _migrate_tables
 
@@ -26,7 +26,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "PostgresIndex",
     "embedded_dsn",
-    "lexical_query",
     "migrate",
     "release_embedded",
 ]

@@ -1,5 +1,5 @@
-"""Hybrid retrieval inside Postgres: pgvector HNSW for the dense ranking, full-text search for the
-lexical one, fused by weighted reciprocal rank fusion in SQL, in one round trip per query.
+"""Hybrid retrieval inside Postgres: pgvector HNSW for the dense ranking, BM25 over term postings
+for the lexical one, fused by weighted reciprocal rank fusion in SQL, in one round trip per query.
 
 :class:`PostgresIndex` answers like :class:`~ragzip.retrievers.index.HybridIndex` (``search``,
 ``retrieve``, ``share_features``) over any Postgres with pgvector given a DSN: a managed
@@ -11,8 +11,9 @@ Chunks are stored with the sentence vectors ``mig`` reuses, and a search returns
 chunks, so compression stays cheap at query time. The schema is versioned
 (:mod:`ragzip.retrievers.postgres.schema`).
 
-The lexical ranking is Postgres's own (``ts_rank_cd`` over English lexemes, any query word
-matching), not bm25s's BM25: ``benchmarks/retrieval.py`` compares the two backends' recall.
+The lexical ranking is BM25 with bm25s' tokenization and scoring (:mod:`.bm25`), the folder
+index's: both backends rank the same chunks the same way. ``benchmarks/retrieval.py`` compares
+them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.features import FeatureCache, Featurizer
+from ragzip.retrievers.bm25 import BM25Config
 from ragzip.retrievers.building import (
     ProgressFn,
     chunk_documents,
@@ -36,9 +38,8 @@ from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import embed_cached, embed_texts, embedder_name, embedding_dim
 from ragzip.retrievers.fusion import HYBRID_RRF_K
 from ragzip.retrievers.index import FUSION_DEPTH, Mode
-from ragzip.retrievers.postgres import catalog, schema
+from ragzip.retrievers.postgres import bm25, catalog, schema
 from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
-from ragzip.text import words
 from ragzip.types import Passage
 
 
@@ -47,13 +48,8 @@ def _dim(embedder: Any) -> int:
     return embedding_dim(embedder) or int(embed_texts(embedder, ["size"]).shape[1])
 
 
-def lexical_query(text: str) -> str:
-    """A ``to_tsquery`` string matching any word of ``text`` (words only: no operators pass)."""
-    return " | ".join(dict.fromkeys(words(text)))
-
-
 class PostgresIndex:
-    """Chunks, their vectors and their lexemes in Postgres; hybrid search in one query.
+    """Chunks, their vectors and their BM25 postings in Postgres; hybrid search in one query.
 
     Open with :meth:`connect`; its connection pool is the index's own (close it, or use
     ``with``). A database restart costs the queries made while it is down (each fails within the
@@ -73,6 +69,7 @@ class PostgresIndex:
         self.embedder_name = str(meta["embedder"])
         self.dim = int(meta["dim"])
         self.features_model = str(meta.get("features_model") or "")
+        self.bm25 = BM25Config(**meta["bm25"])
         self._embedder = embedder
         self._query_cache: FeatureCache | None = None
 
@@ -218,11 +215,10 @@ class PostgresIndex:
                     row = table.get(key)
                     if row is not None:
                         feature_rows.append((chunk.id, key, row.astype(np.float16).tobytes()))
+        terms = bm25.tokenize([indexed_text(c) for c in chunks], self.bm25)
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.execute(
-                f"DELETE FROM {self.table} WHERE doc_id = ANY(%s) OR chunk_id = ANY(%s)",
-                (ids, [c.id for c in chunks]),
-            )
+            chunk_ids = [c.id for c in chunks]
+            self._remove(cur, "doc_id = ANY(%s) OR chunk_id = ANY(%s)", (ids, chunk_ids))
             columns = "chunk_id, doc_id, title, text, metadata, embedding"
             with cur.copy(f"COPY {self.table} ({columns}) FROM STDIN") as copy:
                 for chunk, vector in zip(chunks, vectors, strict=True):
@@ -232,6 +228,14 @@ class PostgresIndex:
             with cur.copy(f"COPY {self.table}_features (chunk_id, key, vector) FROM STDIN") as c:
                 for feature in feature_rows:
                     c.write_row(feature)
+            cur.execute(
+                f"SELECT chunk_id, row_id FROM {self.table} WHERE chunk_id = ANY(%s)",
+                ([c.id for c in chunks],),
+            )
+            row_of = dict(cur.fetchall())
+            bm25.record(
+                cur, self.table, ((row_of[c.id], t) for c, t in zip(chunks, terms, strict=True))
+            )
         if progress:
             progress("faiss", len(chunks), len(chunks))
         return len(chunks)
@@ -250,8 +254,15 @@ class PostgresIndex:
     def delete(self, doc_ids: Sequence[str]) -> int:
         """Remove every chunk of ``doc_ids``; returns how many chunks were removed."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.execute(f"DELETE FROM {self.table} WHERE doc_id = ANY(%s)", (list(doc_ids),))
-            return int(cur.rowcount)
+            return self._remove(cur, "doc_id = ANY(%s)", (list(doc_ids),))
+
+    def _remove(self, cur: Any, where: str, params: tuple[Any, ...]) -> int:
+        """Delete the chunks ``where`` selects, taking them out of BM25's statistics first."""
+        cur.execute(f"SELECT row_id FROM {self.table} WHERE {where} FOR UPDATE", params)
+        rows = [r[0] for r in cur.fetchall()]
+        bm25.forget(cur, self.table, rows)
+        cur.execute(f"DELETE FROM {self.table} WHERE row_id = ANY(%s)", (rows,))
+        return len(rows)
 
     # ------------------------------------------------------------------ searching
 
@@ -278,8 +289,7 @@ class PostgresIndex:
         depth: int = FUSION_DEPTH,
         rrf_k: float = HYBRID_RRF_K,
     ) -> list[Passage]:
-        """The top ``k`` chunks for ``query``, as :meth:`HybridIndex.search` returns them (the
-        lexical score is ``ts_rank_cd``'s, under the ``bm25_*`` metadata keys).
+        """The top ``k`` chunks for ``query``, as :meth:`HybridIndex.search` returns them.
 
         Raises:
             InputError: An empty query, ``k`` below 1 or an unknown mode.
@@ -317,10 +327,15 @@ class PostgresIndex:
         use_lex = not (mode == "dense" or (mode == "hybrid" and w_lex == 0))
         vectors = self._embed(list(queries), self._query_cache) if use_dense else None
         out = []
+        sql = schema.search_sql(self.table, features=self._query_cache is not None)
         for i, query in enumerate(queries):
+            terms, counts = bm25.query_terms(query, self.bm25)
             params = {
                 "vec": vectors[i] if vectors is not None else np.zeros(self.dim, np.float32),
-                "tsq": lexical_query(query),
+                "terms": terms,
+                "counts": counts,
+                "k1": self.bm25.k1,
+                "b": self.bm25.b,
                 "dense_depth": depth if use_dense else 0,
                 "lex_depth": depth if use_lex else 0,
                 "mode": mode,
@@ -329,10 +344,6 @@ class PostgresIndex:
                 "rrf_k": float(rrf_k),
                 "k": k,
             }
-            parts = (
-                schema.WITH_FEATURES if self._query_cache is not None else schema.WITHOUT_FEATURES
-            )
-            sql = schema.SEARCH_SQL.format(t=self.table, **parts).format(t=self.table)
             with self._pool.connection() as conn, conn.cursor() as cur:
                 cur.execute(sql, params)
                 out.append(self._passages(cur.fetchall()))

@@ -1,13 +1,17 @@
 """The Postgres schema of a :class:`~ragzip.retrievers.postgres.index.PostgresIndex`, versioned.
 
-One index is three tables named after it (``TABLE`` below)::
+One index is these tables named after it (``TABLE`` below)::
 
-    TABLE_meta      key text PRIMARY KEY, value jsonb    -- schema_version, embedder, dim
+    TABLE_meta      key text PRIMARY KEY, value jsonb    -- schema_version, embedder, dim, bm25
     TABLE           one row per chunk: chunk_id (unique), doc_id, title, text, metadata jsonb,
-                    embedding vector(dim) (HNSW, cosine), lexemes tsvector (generated from the
-                    title and text; GIN)
+                    embedding vector(dim) (HNSW, cosine)
     TABLE_features  the chunks' sentence vectors for compression: chunk_id (→ TABLE, cascading
                     deletes), key bytea (content address), vector bytea (float16 bytes)
+    TABLE_terms, TABLE_df, TABLE_bm25
+                    BM25's postings and term statistics (:mod:`.bm25`)
+
+Version 1 ranked lexically with full-text search (a generated ``tsvector`` column); version 2
+replaced it with BM25 (:func:`migrate` tokenizes the stored chunks once).
 
 Migrations are explicit: :func:`create_schema` makes a new index's tables, :func:`check_schema`
 refuses tables of another schema version with a message naming :func:`migrate`, and
@@ -23,8 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ragzip.errors import ConfigError, IndexFormatError, IndexNotFoundError
+from ragzip.retrievers.bm25 import BM25Config
+from ragzip.retrievers.postgres import bm25
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 
@@ -36,7 +42,7 @@ def check_table_name(table: str) -> str:
     return table
 
 
-def _create_v1(cur: Any, table: str, dim: int) -> None:
+def _create(cur: Any, table: str, dim: int) -> None:
     cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
     cur.execute(f"CREATE TABLE {table}_meta (key text PRIMARY KEY, value jsonb NOT NULL)")
     cur.execute(
@@ -47,13 +53,10 @@ def _create_v1(cur: Any, table: str, dim: int) -> None:
             title text NOT NULL,
             text text NOT NULL,
             metadata jsonb NOT NULL,
-            embedding vector({int(dim)}) NOT NULL,
-            lexemes tsvector GENERATED ALWAYS AS
-                (to_tsvector('english', title || ' ' || text)) STORED
+            embedding vector({int(dim)}) NOT NULL
         )"""
     )
     cur.execute(f"CREATE INDEX {table}_doc ON {table} (doc_id)")
-    cur.execute(f"CREATE INDEX {table}_lexemes ON {table} USING gin (lexemes)")
     cur.execute(
         f"CREATE INDEX {table}_embedding ON {table} USING hnsw (embedding vector_cosine_ops)"
     )
@@ -65,6 +68,33 @@ def _create_v1(cur: Any, table: str, dim: int) -> None:
         )"""
     )
     cur.execute(f"CREATE INDEX {table}_features_chunk ON {table}_features (chunk_id)")
+    for statement in bm25.CREATE_SQL:
+        cur.execute(statement.format(t=table))
+
+
+def _bm25_from_fts(cur: Any, table: str, dim: int) -> None:
+    """Version 1 → 2: BM25 postings for the stored chunks, in place of the ``tsvector``."""
+    config = BM25Config().resolved()
+    cur.execute(f"DROP INDEX IF EXISTS {table}_lexemes")
+    cur.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS lexemes")
+    for statement in bm25.CREATE_SQL:
+        cur.execute(statement.format(t=table))
+    last = 0
+    while True:
+        cur.execute(
+            f"SELECT row_id, title, text FROM {table} WHERE row_id > %s ORDER BY row_id LIMIT 2000",
+            (last,),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            break
+        texts = [f"{title}\n{text}" if title else text for _, title, text in rows]
+        terms = bm25.tokenize(texts, config)
+        bm25.record(cur, table, zip((r[0] for r in rows), terms, strict=True))
+        last = rows[-1][0]
+    cur.execute(
+        f"INSERT INTO {table}_meta VALUES ('bm25', %s::jsonb)", (json.dumps(config.to_dict()),)
+    )
 
 
 # ---------------------------------------------------------------------- the search
@@ -74,12 +104,10 @@ WITH dense AS (
     SELECT row_id, row_number() OVER (ORDER BY dist) AS rank, 1 - dist AS score
     FROM (SELECT row_id, embedding <=> %(vec)s AS dist FROM {t}
           ORDER BY embedding <=> %(vec)s LIMIT %(dense_depth)s) d
+), stats AS (
+    {stats}
 ), lex AS (
-    SELECT row_id, row_number() OVER (ORDER BY score DESC, row_id) AS rank, score
-    FROM (SELECT row_id, ts_rank_cd(lexemes, q) AS score
-          FROM {t}, to_tsquery('english', %(tsq)s) q
-          WHERE %(tsq)s <> '' AND lexemes @@ q
-          ORDER BY score DESC, row_id LIMIT %(lex_depth)s) l
+    {lex}
 ), fused AS (
     SELECT coalesce(d.row_id, l.row_id) AS row_id,
            CASE %(mode)s
@@ -109,8 +137,15 @@ WITHOUT_FEATURES = {"features": "NULL, NULL", "join": ""}
 """The stored sentence vectors come back only when a feature cache wants them."""
 
 
-MIGRATIONS: dict[int, Callable[[Any, str, int], None]] = {}
-"""Step from version ``v`` to ``v + 1``, by ``v`` (none yet: version 1 is the first)."""
+MIGRATIONS: dict[int, Callable[[Any, str, int], None]] = {1: _bm25_from_fts}
+"""Step from version ``v`` to ``v + 1``, by ``v``."""
+
+
+def search_sql(table: str, *, features: bool) -> str:
+    """The hybrid query of ``table`` (with the stored sentence vectors when ``features``)."""
+    parts = WITH_FEATURES if features else WITHOUT_FEATURES
+    sql = SEARCH_SQL.format(t="{t}", stats=bm25.STATS_SQL, lex=bm25.LEX_SQL, **parts)
+    return sql.replace("{t}", table)
 
 
 def read_meta(cur: Any, table: str) -> dict[str, Any] | None:
@@ -122,15 +157,25 @@ def read_meta(cur: Any, table: str) -> dict[str, Any] | None:
     return {k: v for k, v in cur.fetchall()}
 
 
-def create_schema(conn: Any, table: str, *, embedder: str, dim: int, features_model: str) -> None:
+def create_schema(
+    conn: Any,
+    table: str,
+    *,
+    embedder: str,
+    dim: int,
+    features_model: str,
+    bm25_config: BM25Config | None = None,
+) -> None:
     """Make the tables of a new index (one transaction)."""
+    config = (bm25_config or BM25Config()).resolved()
     with conn.transaction(), conn.cursor() as cur:
-        _create_v1(cur, table, dim)
+        _create(cur, table, dim)
         for key, value in (
             ("schema_version", SCHEMA_VERSION),
             ("embedder", embedder),
             ("dim", dim),
             ("features_model", features_model),
+            ("bm25", config.to_dict()),
         ):
             cur.execute(
                 f"INSERT INTO {table}_meta VALUES (%s, %s::jsonb)", (key, json.dumps(value))

@@ -15,7 +15,7 @@ from ragzip.errors import ConfigError, IndexFormatError, IndexNotFoundError, Inp
 from ragzip.features import FeatureCache
 from ragzip.pipeline import Pipeline
 from ragzip.retrievers import HybridIndex
-from ragzip.retrievers.postgres import PostgresIndex, embedded_dsn, lexical_query, migrate
+from ragzip.retrievers.postgres import PostgresIndex, bm25, embedded_dsn, migrate
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Budget, Passage
 
@@ -49,6 +49,64 @@ def index(
     ) as idx:
         idx.upsert(corpus_passages(), featurizer=mig)
         yield idx
+
+
+def test_bm25_ranks_and_scores_as_the_folder_index(index: PostgresIndex, embedder: Any) -> None:
+    folder = HybridIndex.build(corpus_passages(), embedder=embedder, progress=False)
+    for question in [*QUESTIONS.values(), "okapi coat stripes legs", "the the the"]:
+        ours = index.search(question, 5, mode="bm25")
+        theirs = folder.search(question, 5, mode="bm25")
+        assert [p.id for p in ours] == [p.id for p in theirs]
+        assert [p.score for p in ours] == pytest.approx([p.score for p in theirs], rel=1e-5)
+
+
+def test_statistics_follow_upserts_and_deletes(
+    index: PostgresIndex, dsn: str, embedder: Any, request: pytest.FixtureRequest
+) -> None:
+    import psycopg
+
+    def stats(table: str) -> tuple[Any, ...]:
+        with psycopg.connect(dsn) as conn:
+            df = conn.execute(f"SELECT term, df FROM {table}_df ORDER BY term").fetchall()
+            totals = conn.execute(f"SELECT docs, length FROM {table}_bm25").fetchone()
+            return tuple(df), totals
+
+    docs = corpus_passages()
+    index.upsert([Passage(text="An okapi eats leaves.", id=docs[0].id, title="Okapi")])
+    index.delete([docs[1].id])
+    kept = [Passage(text="An okapi eats leaves.", id=docs[0].id, title="Okapi"), *docs[2:]]
+    with PostgresIndex.connect(
+        dsn, table="t_fresh_" + request.node.name[:20].lower(), embedder=embedder, create=True
+    ) as fresh:
+        fresh.upsert(kept)
+        assert stats(index.table) == stats(fresh.table)
+        question = "what does an okapi eat"
+        assert [p.id for p in index.search(question, 3, mode="bm25")] == [
+            p.id for p in fresh.search(question, 3, mode="bm25")
+        ]
+
+
+def test_a_version_1_index_migrates_to_bm25(index: PostgresIndex, dsn: str) -> None:
+    import psycopg
+
+    before = {q: [p.id for p in index.search(q, 5, mode="bm25")] for q in QUESTIONS.values()}
+    t = index.table
+    with psycopg.connect(dsn, autocommit=True) as conn:  # back to version 1's layout
+        for table in ("terms", "df", "bm25"):
+            conn.execute(f"DROP TABLE {t}_{table}")
+        conn.execute(
+            f"ALTER TABLE {t} ADD COLUMN lexemes tsvector GENERATED ALWAYS AS "
+            "(to_tsvector('english', title || ' ' || text)) STORED"
+        )
+        conn.execute(f"CREATE INDEX {t}_lexemes ON {t} USING gin (lexemes)")
+        conn.execute(f"DELETE FROM {t}_meta WHERE key = 'bm25'")
+        conn.execute(f"UPDATE {t}_meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(IndexFormatError, match="schema version 1"):
+        PostgresIndex.connect(dsn, table=t)
+    assert migrate(dsn, t) == 1
+    with PostgresIndex.connect(dsn, table=t, embedder=index.embedder) as again:
+        after = {q: [p.id for p in again.search(q, 5, mode="bm25")] for q in QUESTIONS.values()}
+    assert after == before
 
 
 def test_search_finds_what_the_folder_index_finds(index: PostgresIndex, embedder: Any) -> None:
@@ -114,8 +172,8 @@ def test_schema_versions_are_checked_and_migrations_are_explicit(
     with pytest.raises(IndexFormatError, match="no migration from schema version 0"):
         migrate(dsn, index.table)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"UPDATE {index.table}_meta SET value = '1' WHERE key = 'schema_version'")
-    assert migrate(dsn, index.table) == 1  # already current: nothing to do
+        conn.execute(f"UPDATE {index.table}_meta SET value = '2' WHERE key = 'schema_version'")
+    assert migrate(dsn, index.table) == 2  # already current: nothing to do
     with pytest.raises(IndexNotFoundError, match="no ragzip index"):
         PostgresIndex.connect(dsn, table="absent_index")
 
@@ -123,8 +181,12 @@ def test_schema_versions_are_checked_and_migrations_are_explicit(
 def test_hostile_names_and_queries_stay_data(index: PostgresIndex, dsn: str) -> None:
     with pytest.raises(ConfigError, match="identifier"):
         PostgresIndex.connect(dsn, table="x; DROP TABLE y")
-    assert lexical_query("it's a 'quote' & | ! <-> (paren)") == "it | s | a | quote | paren"
-    assert lexical_query("?! ...") == ""
+    config = index.bm25
+    assert bm25.query_terms("it's a 'quote' & | ! <-> (paren) quote", config) == (
+        ["quote", "paren"],
+        [2, 1],
+    )
+    assert bm25.query_terms("?! ...", config) == ([], [])
     hits = index.search("'); DROP TABLE chunks; --", 3)
     assert len(hits) == 3  # dense still answers; the lexical side matched words only
     assert index.search("?!", 2)  # no words at all: dense alone
