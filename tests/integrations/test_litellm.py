@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ PASSAGES = [
     "Budgets are counted in the generator's tokenizer. A ratio budget such as 4x keeps a "
     "quarter of the context tokens.",
 ]
+KEY = "sk-" + secrets.token_hex(16)  # the proxy's master key (os.environ/LITELLM_MASTER_KEY)
 TAGGED = "<ragzip:context>\n" + "\n\n".join(PASSAGES) + f"\n</ragzip:context>\n{QUESTION}"
 
 
@@ -132,7 +134,7 @@ def _port() -> int:
 
 
 def _start(args: list[str], url: str, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": KEY}
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -192,7 +194,7 @@ def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_a_real_litellm_proxy_compresses_and_reports(litellm_proxy: str) -> None:
     from openai import OpenAI
 
-    client = OpenAI(base_url=litellm_proxy, api_key="sk-1234", max_retries=0)
+    client = OpenAI(base_url=litellm_proxy, api_key=KEY, max_retries=0)
     messages = [{"role": "user", "content": QUESTION}]
 
     def ask(**extra: Any) -> tuple[dict[str, str], int]:
@@ -224,8 +226,9 @@ def test_a_real_litellm_proxy_compresses_and_reports(litellm_proxy: str) -> None
 
 
 def test_the_documented_client_and_hook_file_run(
-    litellm_proxy: str, capsys: pytest.CaptureFixture[str]
+    litellm_proxy: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LITELLM_API_KEY", KEY)
     client, hook_file = snippets("litellm")
     exec(client.replace("http://localhost:4000/v1", litellm_proxy), {})
     saved, _ = capsys.readouterr().out.split(" ", 1)
