@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import torch
 from compress_latency import contexts
+from timing import log
 
 from ragzip import Budget
 from ragzip.compressor import Compressor
@@ -59,10 +60,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 COMPRESSORS = ("truncate", "mig", "token", "sentence")
 RATIO = 4.0
 RAGZIP = [sys.executable, "-c", "from ragzip.cli import main; main()"]
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

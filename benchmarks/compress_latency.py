@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from timing import log
 
 from ragzip import Budget
 from ragzip.evaluation.metrics import answer_in_context
@@ -48,10 +49,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 COMPRESSORS = ("truncate", "mig", "token", "sentence")
 WITH_DEVICE = ("mig", "token", "sentence")
 RATIO = 4.0
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def contexts(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timing import log
 
 from ragzip.datasets import gold_doc_ids, load_kv, load_nq, nq_corpus, nq_split
 from ragzip.retrievers.building import indexed_text
@@ -38,10 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WEIGHTS = [(1.0, 1.0), (0.5, 1.0), (0.3, 1.0), (0.2, 1.0), (1.0, 0.5), (1.0, 0.0), (0.0, 1.0)]
 RRF_KS = [60, 20, 5]
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def doc_recall(results: list[list[Any]], gold: list[frozenset[str]], k: int) -> float:

@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from retrieval import (
+from retrieval_corpus import (
     DEFAULT_DATA,
     cached_embeddings,
     compose,
-    load_embedder,
     load_nq,
     nq_docs,
     synthesize,
 )
+from timing import log
 
+from ragzip.models import load_embedder
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
@@ -41,10 +42,6 @@ EF_SEARCH = [64, 128, 256, 384, 512]
 MIN_RECALL = 0.9925
 """The aim is 99% of the exact top-10; the default keeps a margin above it, since a natural
 corpus may be harder than this one."""
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def corpus(args: argparse.Namespace, embedder: Any) -> np.ndarray:
