@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -38,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from results_io import machine, peak_rss_mb, write
 
 from ragzip import Budget, Passage
 from ragzip.compressors.sentence.compressor import SentenceCompressor
@@ -49,26 +48,8 @@ from ragzip.embedding import FixedPrecision
 from ragzip.text import answer_in_text
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data"
 RATIOS = (2.0, 4.0, 8.0)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "note": "2 CPU cores shared with other jobs; timings are wall-clock under that load",
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average_1min": os.getloadavg()[0],
-    }
 
 
 class MemoScorer(SentenceScorer):
@@ -150,13 +131,6 @@ def contexts(questions: Sequence[NQExample], corpus: BM25Corpus, k: int) -> list
             docs[-1] = (q.title, q.text)
         out.append([Passage(text=x, title=t) for t, x in docs])
     return out
-
-
-def write(name: str, record: dict[str, Any], markdown: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
-    print(markdown)
 
 
 # ------------------------------------------------------------------------------------ speed

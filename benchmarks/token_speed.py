@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -48,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from results_io import machine, peak_rss_mb, write
 
 import ragzip
 from ragzip import Budget
@@ -58,7 +57,6 @@ from ragzip.models import smollm2_counter
 from ragzip.text import answer_in_text
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data"
 RATIOS = (2.0, 4.0, 8.0)
 MODES = (
@@ -73,23 +71,6 @@ ORT_MODES = ("forward-ort-fp32", "forward-ort-int8")
 """ONNX Runtime forward passes of the same model (export, then ORT's own dynamic int8
 quantisation); run only when asked for with ``--modes`` and ``onnxruntime`` + ``onnx`` are
 installed. Not a dependency of ragzip: they measure whether it would help."""
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    return {
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "loadavg": os.getloadavg(),
-        "note": "2 CPU cores shared with other jobs; wall figures depend on their load",
-    }
 
 
 def speed_contexts(n: int, others: int = 4) -> list[tuple[str, list[str]]]:
@@ -459,14 +440,6 @@ def kv_markdown(report: dict[str, Any]) -> str:
             f"{r['ms_per_case_wall']} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write(name: str, report: dict[str, Any], markdown: str) -> None:
-    """``benchmarks/results/<name>.json`` and ``.md``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / f"{name}.md").write_text(markdown, encoding="utf-8")
-    print(markdown)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -40,19 +40,19 @@ CREATE_SQL = (
 LEX_SQL = """
     SELECT row_id, row_number() OVER (ORDER BY score DESC, row_id) AS rank, score
     FROM (SELECT p.row_id,
-                 sum(q.idf * p.tf
-                     / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / s.avgdl))) AS score
+                 sum(q.idf * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl
+                                                      / (SELECT avgdl FROM stats)))) AS score
           FROM (SELECT t.term,
-                       t.n * ln(1 + (s.docs - d.df + 0.5) / (d.df + 0.5)) AS idf
+                       t.n * ln(1 + ((SELECT docs FROM stats) - d.df + 0.5) / (d.df + 0.5)) AS idf
                 FROM unnest(%(terms)s::text[], %(counts)s::int[]) AS t (term, n)
-                JOIN {t}_df d USING (term), stats s
-                WHERE d.df > 0) q
-          JOIN {t}_terms p USING (term), stats s
+                JOIN {t}_df d ON d.term = t.term AND d.df > 0) q,
+               LATERAL (SELECT row_id, tf, dl FROM {t}_terms WHERE term = q.term OFFSET 0) p
           GROUP BY p.row_id
           ORDER BY score DESC, p.row_id
           LIMIT %(lex_depth)s) l
 """
-"""The lexical ranking: only postings of the query's terms are read and scored."""
+"""The lexical ranking: only the postings of the query's terms are read (one index range per
+term, ``OFFSET 0`` keeping the planner from turning that into a scan of every posting)."""
 
 STATS_SQL = (
     "SELECT docs::float8 AS docs, greatest(length::float8 / greatest(docs, 1), 1e-9) AS avgdl "
