@@ -26,16 +26,15 @@ import sys
 import time
 from typing import Any
 
+from harness import rss_mib
+from http_load import Connection, summarize
 from proxy_load import (
     RESULTS,
-    Connection,
     environment,
     make_bodies,
-    rss_mib,
     run_proxy,
     run_upstream,
     start,
-    summarize,
     wait_ready,
 )
 

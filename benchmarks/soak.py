@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -39,9 +38,9 @@ from typing import Any
 
 import httpx
 from harness import free_port, rss_mib, wait_http
+from results_io import write
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 RAGZIP = Path(sys.executable).with_name("ragzip")
 QUESTIONS = [
     "How does ragzip keep the question from being compressed away?",
@@ -389,13 +388,10 @@ def main() -> None:
         default=10.0,
         help="seconds after the restart a retrieval may still fail",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "soak")
+    parser.add_argument("--name", default="soak", help="results file name (.json and .md)")
     args = parser.parse_args()
     result = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write(args.name, result, markdown(result))
     if result["unexpected"]:
         sys.exit(1)
 

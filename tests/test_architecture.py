@@ -225,3 +225,11 @@ def test_layers_import_only_their_own_or_lower_layers() -> None:
         if _layer(target) > _layer(name) and name != "ragzip"
     )
     assert upward == [], "imports from a higher layer (see docs/architecture.md)"
+
+
+def test_benchmark_scripts_are_small_enough_too() -> None:
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in root.glob("*.py")}
+    assert sizes, "no benchmark scripts found"
+    too_long = {n: s for n, s in sizes.items() if s > MAX_LINES}
+    assert too_long == {}, f"split these benchmark scripts: {too_long}"
