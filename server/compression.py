@@ -302,17 +302,8 @@ class CompressionService:
             kept, usage = await self._fallback(name, budget, passages, exc, start)
             return kept, usage, None
         kept = [p.text for p in result.passages]
-        usage = RagzipUsage(
-            compressor=name,
-            original_tokens=result.original_tokens,
-            compressed_tokens=result.compressed_tokens,
-            saved_tokens=result.saved_tokens,
-            budget_tokens=result.budget_tokens,
-            passages=len(passages),
-            kept_passages=sum(1 for p in result.passages if p.text or p.tokens),
-            budget_raised=result.budget_raised,
-            compress_ms=round((time.perf_counter() - start) * 1000, 3),
-            decision=_decision_out(result),
+        usage = RagzipUsage.of(
+            result, name, passages=len(passages), start=start, decision=_decision_out(result)
         )
         return kept, usage, (result if result.embeddings is not None else None)
 

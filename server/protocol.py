@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
@@ -255,6 +256,31 @@ class RagzipUsage(BaseModel):
     retrieved: int = 0
     retrieve_ms: float = 0.0
     budget_raised: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        result: CompressionResult,
+        compressor: str,
+        *,
+        passages: int,
+        start: float,
+        decision: AutoDecisionOut | None = None,
+    ) -> RagzipUsage:
+        """The report of ``result``, compressed from ``passages`` passages since ``start``
+        (a ``time.perf_counter()`` reading)."""
+        return cls(
+            compressor=compressor,
+            original_tokens=result.original_tokens,
+            compressed_tokens=result.compressed_tokens,
+            saved_tokens=result.saved_tokens,
+            budget_tokens=result.budget_tokens,
+            passages=passages,
+            kept_passages=sum(1 for p in result.passages if p.text or p.tokens),
+            budget_raised=result.budget_raised,
+            compress_ms=round((time.perf_counter() - start) * 1000, 3),
+            decision=decision,
+        )
 
     def headers(self) -> dict[str, str]:
         """The ``x-ragzip-*`` response headers."""

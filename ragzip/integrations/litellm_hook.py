@@ -208,17 +208,7 @@ class RagzipLiteLLMHook(CustomLogger):
         if result.embeddings is not None:
             msg = f"compressor {name!r} returns embeddings; the LiteLLM hook sends text"
             raise ConfigError(msg)
-        usage = RagzipUsage(
-            compressor=name,
-            original_tokens=result.original_tokens,
-            compressed_tokens=result.compressed_tokens,
-            saved_tokens=result.saved_tokens,
-            budget_tokens=result.budget_tokens,
-            passages=len(plan.passages),
-            kept_passages=sum(1 for p in result.passages if p.text),
-            budget_raised=result.budget_raised,
-            compress_ms=round((time.perf_counter() - start) * 1000, 3),
-        )
+        usage = RagzipUsage.of(result, name, passages=len(plan.passages), start=start)
         return [p.text for p in result.passages], usage.headers()
 
     async def async_post_call_response_headers_hook(

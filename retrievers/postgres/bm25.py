@@ -2,14 +2,17 @@
 
 Term statistics live in the database, beside the chunks (``TABLE`` is the index's table)::
 
-    TABLE_terms   term, row_id (→ TABLE, cascading deletes), tf, dl   PRIMARY KEY (term, row_id)
+    TABLE_terms   term, row_id (→ TABLE, cascading deletes), tf, dl, impact
+                  -- indexed by (term, impact DESC): a term's strongest postings first
     TABLE_df      term PRIMARY KEY, df          -- chunks holding the term
     TABLE_bm25    docs, length                  -- chunks, and their summed lengths (one row)
 
 Texts are tokenized by bm25s' tokenizer in Python (lower case, ``\\b\\w\\w+\\b``, English
 stopwords, PyStemmer's English stemmer when the index was built with it), so a chunk has the
 same terms in both backends. Writers keep ``df`` and the totals current in the transaction that
-writes or removes chunks; a query reads only the postings of its own terms, and scores with the
+writes or removes chunks; a query reads only the postings of its own terms, at most ``depth`` of
+each, strongest first (a posting's ``impact`` is its term-frequency factor with the average length
+of when it was written; the score itself uses the current one), and scores with the
 statistics of that moment, in Lucene's variant as bm25s computes it: ``idf · tf / (tf + k1 · (1 -
 b + b · dl / avgdl))`` summed over the query's terms, ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``.
 """
@@ -17,7 +20,7 @@ b + b · dl / avgdl))`` summed over the query's terms, ``idf = ln(1 + (N - df + 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ragzip.retrievers.bm25 import BM25Config, _stemmer
@@ -28,8 +31,9 @@ CREATE_SQL = (
         row_id bigint NOT NULL REFERENCES {t} (row_id) ON DELETE CASCADE,
         tf integer NOT NULL,
         dl integer NOT NULL,
-        PRIMARY KEY (term, row_id)
+        impact real NOT NULL
     )""",
+    "CREATE INDEX {t}_terms_impact ON {t}_terms (term, impact DESC) INCLUDE (row_id, tf, dl)",
     "CREATE INDEX {t}_terms_row ON {t}_terms (row_id)",
     "CREATE TABLE {t}_df (term text PRIMARY KEY, df integer NOT NULL)",
     "CREATE TABLE {t}_bm25 (one boolean PRIMARY KEY DEFAULT true CHECK (one), "
@@ -46,13 +50,14 @@ LEX_SQL = """
                        t.n * ln(1 + ((SELECT docs FROM stats) - d.df + 0.5) / (d.df + 0.5)) AS idf
                 FROM unnest(%(terms)s::text[], %(counts)s::int[]) AS t (term, n)
                 JOIN {t}_df d ON d.term = t.term AND d.df > 0) q,
-               LATERAL (SELECT row_id, tf, dl FROM {t}_terms WHERE term = q.term OFFSET 0) p
+               LATERAL (SELECT row_id, tf, dl FROM {t}_terms WHERE term = q.term
+                        ORDER BY impact DESC LIMIT %(term_depth)s) p
           GROUP BY p.row_id
           ORDER BY score DESC, p.row_id
           LIMIT %(lex_depth)s) l
 """
-"""The lexical ranking: only the postings of the query's terms are read (one index range per
-term, ``OFFSET 0`` keeping the planner from turning that into a scan of every posting)."""
+"""The lexical ranking: only the strongest ``term_depth`` postings of each query term are read (one
+index range per term; the ``LIMIT`` also keeps the planner from scanning every posting)."""
 
 STATS_SQL = (
     "SELECT docs::float8 AS docs, greatest(length::float8 / greatest(docs, 1), 1e-9) AS avgdl "
@@ -102,18 +107,21 @@ def forget(cur: Any, table: str, row_ids: Sequence[int]) -> None:
     )
 
 
-def record(cur: Any, table: str, rows: Iterable[tuple[int, list[str]]]) -> None:
+def record(cur: Any, table: str, rows: Sequence[tuple[int, list[str]]], config: BM25Config) -> None:
     """Write the postings of new chunks ``(row_id, terms)`` and add them to the statistics."""
     df: Counter[str] = Counter()
-    docs = length = 0
-    with cur.copy(f"COPY {table}_terms (term, row_id, tf, dl) FROM STDIN") as copy:
+    docs, length = len(rows), sum(len(terms) for _, terms in rows)
+    cur.execute(f"SELECT docs, length FROM {table}_bm25")
+    before_docs, before_length = cur.fetchone()
+    avgdl = max((before_length + length) / max(before_docs + docs, 1), 1e-9)
+    k1, b = config.k1, config.b
+    with cur.copy(f"COPY {table}_terms (term, row_id, tf, dl, impact) FROM STDIN") as copy:
         for row_id, terms in rows:
-            docs += 1
-            length += len(terms)
             tf = Counter(terms)
             df.update(tf.keys())
+            norm = k1 * (1 - b + b * len(terms) / avgdl)
             for term, n in tf.items():
-                copy.write_row((term, row_id, n, len(terms)))
+                copy.write_row((term, row_id, n, len(terms), n / (n + norm)))
     if df:
         cur.execute(
             f"""INSERT INTO {table}_df (term, df)

@@ -42,6 +42,10 @@ from ragzip.retrievers.postgres import bm25, catalog, schema
 from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
 from ragzip.types import Passage
 
+TERM_DEPTH = 5000
+"""The most postings a query reads per term (its strongest): a term in more chunks than that adds
+its weight only to those (a rare term, the one that decides a ranking, is read whole)."""
+
 
 def _dim(embedder: Any) -> int:
     """The embedder's output size (asked, or measured on one text)."""
@@ -70,6 +74,7 @@ class PostgresIndex:
         self.dim = int(meta["dim"])
         self.features_model = str(meta.get("features_model") or "")
         self.bm25 = BM25Config(**meta["bm25"])
+        self.term_depth = TERM_DEPTH
         self._embedder = embedder
         self._query_cache: FeatureCache | None = None
 
@@ -233,9 +238,8 @@ class PostgresIndex:
                 ([c.id for c in chunks],),
             )
             row_of = dict(cur.fetchall())
-            bm25.record(
-                cur, self.table, ((row_of[c.id], t) for c, t in zip(chunks, terms, strict=True))
-            )
+            postings = [(row_of[c.id], t) for c, t in zip(chunks, terms, strict=True)]
+            bm25.record(cur, self.table, postings, self.bm25)
         if progress:
             progress("faiss", len(chunks), len(chunks))
         return len(chunks)
@@ -334,6 +338,7 @@ class PostgresIndex:
                 "vec": vectors[i] if vectors is not None else np.zeros(self.dim, np.float32),
                 "terms": terms,
                 "counts": counts,
+                "term_depth": self.term_depth,
                 "k1": self.bm25.k1,
                 "b": self.bm25.b,
                 "dense_depth": depth if use_dense else 0,

@@ -90,7 +90,7 @@ def _bm25_from_fts(cur: Any, table: str, dim: int) -> None:
             break
         texts = [f"{title}\n{text}" if title else text for _, title, text in rows]
         terms = bm25.tokenize(texts, config)
-        bm25.record(cur, table, zip((r[0] for r in rows), terms, strict=True))
+        bm25.record(cur, table, list(zip((r[0] for r in rows), terms, strict=True)), config)
         last = rows[-1][0]
     cur.execute(
         f"INSERT INTO {table}_meta VALUES ('bm25', %s::jsonb)", (json.dumps(config.to_dict()),)

@@ -60,6 +60,19 @@ def test_bm25_ranks_and_scores_as_the_folder_index(index: PostgresIndex, embedde
         assert [p.score for p in ours] == pytest.approx([p.score for p in theirs], rel=1e-5)
 
 
+def test_each_term_reads_at_most_its_strongest_postings(index: PostgresIndex) -> None:
+    question = "when was Mount Everest first climbed?"
+    full = index.search(question, 10, mode="bm25")
+    index.term_depth = 1
+    try:
+        top = index.search(question, 10, mode="bm25")
+    finally:
+        index.term_depth = 5000
+    terms, _ = bm25.query_terms(question, index.bm25)
+    assert 0 < len(top) <= min(len(terms), len(full))
+    assert top[0].id == full[0].id  # the strongest posting of the rarest term decides
+
+
 def test_statistics_follow_upserts_and_deletes(
     index: PostgresIndex, dsn: str, embedder: Any, request: pytest.FixtureRequest
 ) -> None:
