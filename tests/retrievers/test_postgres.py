@@ -70,6 +70,8 @@ def test_each_term_reads_at_most_its_strongest_postings(index: PostgresIndex) ->
         index.term_depth = 5000
     terms, _ = bm25.query_terms(question, index.bm25)
     assert 0 < len(top) <= min(len(terms), len(full))
+    index.vacuum()  # what a bulk upsert ends with
+    assert [p.id for p in index.search(question, 10, mode="bm25")] == [p.id for p in full]
     assert top[0].id == full[0].id  # the strongest posting of the rarest term decides
 
 
