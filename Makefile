@@ -55,7 +55,7 @@ servers:
 		--no-install-recommends redis-server chromium >/dev/null; }
 
 test: $(STAMP) servers lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The tests whose numbers depend on the embedder's precision, with it forced to each one
 # (bfloat16 is emulated, and slow, on CPUs without it: the NQ-quality tests and the
