@@ -62,7 +62,12 @@ def stemmer_available() -> bool:
     return importlib.util.find_spec("Stemmer") is not None
 
 
-def _stemmer(stem: bool) -> Callable[..., Any] | None:
+def stemmer_for(stem: bool) -> Callable[..., Any] | None:
+    """PyStemmer's English stemmer when ``stem``, else ``None`` (no stemming).
+
+    Raises:
+        MissingDependencyError: ``stem`` without PyStemmer installed.
+    """
     if not stem:
         return None
     try:
@@ -74,6 +79,19 @@ def _stemmer(stem: bool) -> Callable[..., Any] | None:
     return stemmer
 
 
+def terms(texts: Sequence[str], stemmer: Callable[..., Any] | None) -> list[list[str]]:
+    """Each text's terms as the index tokenizes them: bm25s' tokenizer (lower case,
+    ``\\b\\w\\w+\\b``, English stopwords), then ``stemmer``."""
+    import bm25s
+
+    if not texts:
+        return []
+    tokens: list[list[str]] = bm25s.tokenize(
+        list(texts), stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False
+    )
+    return tokens
+
+
 class BM25Index:
     """A BM25 index over a list of texts; results are positions in that list.
 
@@ -83,7 +101,7 @@ class BM25Index:
     def __init__(self, retriever: Any, config: BM25Config) -> None:
         self._retriever = retriever
         self.config = config
-        self._stem = _stemmer(bool(config.stem))
+        self._stem = stemmer_for(bool(config.stem))
 
     @classmethod
     def build(
@@ -99,7 +117,7 @@ class BM25Index:
         tokens = bm25s.tokenize(
             list(texts),
             stopwords="en",
-            stemmer=_stemmer(bool(config.stem)),
+            stemmer=stemmer_for(bool(config.stem)),
             show_progress=progress,
         )
         retriever = bm25s.BM25(k1=config.k1, b=config.b)
@@ -111,16 +129,7 @@ class BM25Index:
 
     def tokenize(self, queries: Sequence[str]) -> list[list[str]]:
         """Query tokens, made the same way as the corpus'."""
-        import bm25s
-
-        tokens: list[list[str]] = bm25s.tokenize(
-            list(queries),
-            stopwords="en",
-            stemmer=self._stem,
-            return_ids=False,
-            show_progress=False,
-        )
-        return tokens
+        return terms(queries, self._stem)
 
     def search(self, queries: Sequence[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top ``k`` documents of each query.

@@ -42,7 +42,12 @@ from ragzip.errors import (
     MissingDependencyError,
     RegistryError,
 )
-from ragzip.integrations.common import DEFAULT_BUDGET, DEFAULT_COMPRESSOR, shared_compressor
+from ragzip.integrations.common import (
+    DEFAULT_BUDGET,
+    DEFAULT_COMPRESSOR,
+    as_budget,
+    shared_compressor,
+)
 from ragzip.server.compression import question_of, require_question
 from ragzip.server.context import ContextPlan, PlanLayout, plan_chat, render_chat
 from ragzip.server.protocol import RagzipOptions, RagzipUsage
@@ -106,7 +111,7 @@ class RagzipLiteLLMHook(CustomLogger):
         header: str = "Context:",
     ) -> None:
         super().__init__()
-        self.compressor, self.budget = compressor, Budget.parse(str(budget))
+        self.compressor, self.budget = compressor, as_budget(budget)
         self.tokenizer, self.enabled, self.timeout_s, self.header = (
             tokenizer,
             enabled,
@@ -174,7 +179,7 @@ class RagzipLiteLLMHook(CustomLogger):
         for _, settings in levels:
             merged.update(settings)
         name = str(merged.get("compressor", self.compressor))
-        budget = Budget.parse(str(merged["budget"])) if "budget" in merged else self.budget
+        budget = as_budget(merged["budget"]) if "budget" in merged else self.budget
         if options is not None:
             name = options.compressor if options.compressor is not None else name
             budget = options.budget_or(budget)

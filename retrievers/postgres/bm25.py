@@ -20,10 +20,10 @@ b + b · dl / avgdl))`` summed over the query's terms, ``idf = ln(1 + (N - df + 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ragzip.retrievers.bm25 import BM25Config, _stemmer
+from ragzip.retrievers.bm25 import BM25Config, terms
 
 CREATE_SQL = (
     """CREATE TABLE {t}_terms (
@@ -65,25 +65,9 @@ STATS_SQL = (
 )
 
 
-def tokenize(texts: Sequence[str], config: BM25Config) -> list[list[str]]:
-    """Each text's terms, as bm25s tokenizes the folder index's texts."""
-    import bm25s
-
-    if not texts:
-        return []
-    tokens: list[list[str]] = bm25s.tokenize(
-        list(texts),
-        stopwords="en",
-        stemmer=_stemmer(bool(config.stem)),
-        return_ids=False,
-        show_progress=False,
-    )
-    return tokens
-
-
-def query_terms(query: str, config: BM25Config) -> tuple[list[str], list[int]]:
+def query_terms(query: str, stemmer: Callable[..., Any] | None) -> tuple[list[str], list[int]]:
     """The query's distinct terms and how often each occurs (bm25s sums a repeated term)."""
-    counts = Counter(tokenize([query], config)[0])
+    counts = Counter(terms([query], stemmer)[0])
     return list(counts), list(counts.values())
 
 

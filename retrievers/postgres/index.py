@@ -27,7 +27,7 @@ import numpy as np
 
 from ragzip.errors import ConfigError, InputError
 from ragzip.features import FeatureCache, Featurizer
-from ragzip.retrievers.bm25 import BM25Config
+from ragzip.retrievers.bm25 import BM25Config, stemmer_for, terms
 from ragzip.retrievers.building import (
     ProgressFn,
     chunk_documents,
@@ -77,6 +77,8 @@ class PostgresIndex:
         self.dim = int(meta["dim"])
         self.features_model = str(meta.get("features_model") or "")
         self.bm25 = BM25Config(**meta["bm25"])
+        self.stemmer = stemmer_for(bool(self.bm25.stem))
+        """How this index's texts and queries are stemmed (``None``: not at all)."""
         self.term_depth = TERM_DEPTH
         self._embedder = embedder
         self._query_cache: FeatureCache | None = None
@@ -223,9 +225,9 @@ class PostgresIndex:
                     row = table.get(key)
                     if row is not None:
                         feature_rows.append((chunk.id, key, row.astype(np.float16).tobytes()))
-        terms = bm25.tokenize([indexed_text(c) for c in chunks], self.bm25)
+        tokens = terms([indexed_text(c) for c in chunks], self.stemmer)
+        chunk_ids = [c.id for c in chunks]
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            chunk_ids = [c.id for c in chunks]
             self._remove(cur, "doc_id = ANY(%s) OR chunk_id = ANY(%s)", (ids, chunk_ids))
             columns = "chunk_id, doc_id, title, text, metadata, embedding"
             with cur.copy(f"COPY {self.table} ({columns}) FROM STDIN") as copy:
@@ -238,10 +240,10 @@ class PostgresIndex:
                     c.write_row(feature)
             cur.execute(
                 f"SELECT chunk_id, row_id FROM {self.table} WHERE chunk_id = ANY(%s)",
-                ([c.id for c in chunks],),
+                (chunk_ids,),
             )
             row_of = dict(cur.fetchall())
-            postings = [(row_of[c.id], t) for c, t in zip(chunks, terms, strict=True)]
+            postings = [(row_of[c.id], t) for c, t in zip(chunks, tokens, strict=True)]
             bm25.record(cur, self.table, postings, self.bm25)
         if len(chunks) >= BULK_WRITE:
             self.vacuum()
@@ -345,10 +347,10 @@ class PostgresIndex:
         out = []
         sql = schema.search_sql(self.table, features=self._query_cache is not None)
         for i, query in enumerate(queries):
-            terms, counts = bm25.query_terms(query, self.bm25)
+            words, counts = bm25.query_terms(query, self.stemmer)
             params = {
                 "vec": vectors[i] if vectors is not None else np.zeros(self.dim, np.float32),
-                "terms": terms,
+                "terms": words,
                 "counts": counts,
                 "term_depth": self.term_depth,
                 "k1": self.bm25.k1,

@@ -27,8 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ragzip.errors import ConfigError, IndexFormatError, IndexNotFoundError
-from ragzip.retrievers.bm25 import BM25Config
+from ragzip.retrievers.bm25 import BM25Config, stemmer_for, terms
+from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.postgres import bm25
+from ragzip.types import Passage
 
 SCHEMA_VERSION = 2
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -75,6 +77,7 @@ def _create(cur: Any, table: str, dim: int) -> None:
 def _bm25_from_fts(cur: Any, table: str, dim: int) -> None:
     """Version 1 → 2: BM25 postings for the stored chunks, in place of the ``tsvector``."""
     config = BM25Config().resolved()
+    stemmer = stemmer_for(bool(config.stem))
     cur.execute(f"DROP INDEX IF EXISTS {table}_lexemes")
     cur.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS lexemes")
     for statement in bm25.CREATE_SQL:
@@ -88,9 +91,9 @@ def _bm25_from_fts(cur: Any, table: str, dim: int) -> None:
         rows = cur.fetchall()
         if not rows:
             break
-        texts = [f"{title}\n{text}" if title else text for _, title, text in rows]
-        terms = bm25.tokenize(texts, config)
-        bm25.record(cur, table, list(zip((r[0] for r in rows), terms, strict=True)), config)
+        texts = [indexed_text(Passage(text, title=title)) for _, title, text in rows]
+        tokens = terms(texts, stemmer)
+        bm25.record(cur, table, list(zip((r[0] for r in rows), tokens, strict=True)), config)
         last = rows[-1][0]
     cur.execute(
         f"INSERT INTO {table}_meta VALUES ('bm25', %s::jsonb)", (json.dumps(config.to_dict()),)

@@ -68,7 +68,7 @@ def test_each_term_reads_at_most_its_strongest_postings(index: PostgresIndex) ->
         top = index.search(question, 10, mode="bm25")
     finally:
         index.term_depth = 5000
-    terms, _ = bm25.query_terms(question, index.bm25)
+    terms, _ = bm25.query_terms(question, index.stemmer)
     assert 0 < len(top) <= min(len(terms), len(full))
     index.vacuum()  # what a bulk upsert ends with
     assert [p.id for p in index.search(question, 10, mode="bm25")] == [p.id for p in full]
@@ -196,12 +196,12 @@ def test_schema_versions_are_checked_and_migrations_are_explicit(
 def test_hostile_names_and_queries_stay_data(index: PostgresIndex, dsn: str) -> None:
     with pytest.raises(ConfigError, match="identifier"):
         PostgresIndex.connect(dsn, table="x; DROP TABLE y")
-    config = index.bm25
-    assert bm25.query_terms("it's a 'quote' & | ! <-> (paren) quote", config) == (
+    stemmer = index.stemmer
+    assert bm25.query_terms("it's a 'quote' & | ! <-> (paren) quote", stemmer) == (
         ["quote", "paren"],
         [2, 1],
     )
-    assert bm25.query_terms("?! ...", config) == ([], [])
+    assert bm25.query_terms("?! ...", stemmer) == ([], [])
     hits = index.search("'); DROP TABLE chunks; --", 3)
     assert len(hits) == 3  # dense still answers; the lexical side matched words only
     assert index.search("?!", 2)  # no words at all: dense alone
