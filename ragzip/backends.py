@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -112,11 +112,19 @@ def write_postgres(
     features: bool,
     progress: ProgressFn | None = None,
     prune: Sequence[Path] = (),
+    write_changed: Callable[[Any, list[Passage]], int] | None = None,
 ) -> Written:
     """Upsert the changed ``documents`` into the Postgres index ``table`` (made when absent),
     skipping those indexed before with the same content and settings; with ``prune`` (source
     folders or files), remove the documents read from there before that are not in ``documents``
-    now."""
+    now.
+
+    Args:
+        write_changed: ``write_changed(index, changed)`` writes the changed documents (each
+            with its fingerprint as ``metadata["indexed_as"]``) into the open
+            :class:`~ragzip.retrievers.postgres.PostgresIndex` and returns the chunks written
+            (a distributed build, :mod:`ragzip.indexing.ray_engine`); ``None``: upserted here.
+    """
     from ragzip.models import load_embedder
     from ragzip.retrievers.postgres import PostgresIndex
 
@@ -137,7 +145,9 @@ def write_postgres(
             if doc.id not in stored or stored[doc.id].indexed_as != doc.metadata["indexed_as"]
         ]
         chunks = 0
-        if changed:
+        if changed and write_changed is not None:
+            chunks = write_changed(index, changed)
+        elif changed:
             chunks = index.upsert(
                 changed, chunking=chunking, featurizer=featurizer, progress=progress
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -148,6 +149,19 @@ def index(
     stats: Annotated[
         bool, typer.Option(help="Print the index's documents, chunks and size, and stop.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="'local' (this process) or 'ray': documents prepared by a pool of Ray workers, "
+            "resumable (pip install 'ragzip[ray]')."
+        ),
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray workers (default: one per CPU).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="A running Ray cluster to use (default: start one here).")
+    ] = None,
 ) -> None:
     """Chunk documents and build a hybrid (BM25 + dense) index (a folder, or Postgres).
 
@@ -164,6 +178,9 @@ def index(
         check_backend(backend)
         if backend == "postgres":
             check_table_name(pg_table)
+        if engine not in ("local", "ray"):
+            msg = f"engine must be 'local' or 'ray', got {engine!r}"
+            raise typer.BadParameter(msg, param_hint="--engine")
         if stats:
             shown = index_stats(backend, index_path=index_path, dsn=dsn, table=pg_table)  # type: ignore[arg-type]
             typer.echo(json.dumps(shown, indent=2))
@@ -175,6 +192,8 @@ def index(
         raise fail(exc) from exc
 
     labels = {"chunk": "chunking documents", "embed": "embedding chunks", "bm25": "indexing"}
+    if engine == "ray":
+        labels["embed"] = "preparing documents on Ray"
     display = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -196,17 +215,23 @@ def index(
         config = ChunkConfig(max_words=max_words, overlap_words=overlap_words)
         with display:
             found = read_documents(paths)
-            written = write_index(
-                backend,  # type: ignore[arg-type]
-                found.passages,
-                index_path=index_path,
-                dsn=dsn,
-                table=pg_table,
-                chunking=config,
-                features=features,
-                progress=report,
-                prune=paths if prune else (),
-            )
+            kwargs: dict[str, Any] = {"index_path": index_path, "dsn": dsn, "table": pg_table}
+            kwargs |= {"chunking": config, "features": features, "progress": report}
+            if engine == "ray":
+                from ragzip.indexing.ray_engine import RayOptions, write_index_ray
+
+                logging.getLogger("ray").setLevel(logging.ERROR)
+                options = RayOptions(address=ray_address, workers=workers)
+                written = write_index_ray(
+                    backend, found.passages, options=options, prune=paths if prune else (), **kwargs
+                )
+            else:
+                written = write_index(
+                    backend,  # type: ignore[arg-type]
+                    found.passages,
+                    prune=paths if prune else (),
+                    **kwargs,
+                )
     except RagzipError as exc:
         raise fail(exc) from exc
     if found.skipped:

@@ -4,11 +4,13 @@ retriever reads, and the chunks' vectors (embedded in slices so a build can repo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ragzip.errors import InputError
+from ragzip.features import FeatureTable, Featurizer
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, embed_texts
 from ragzip.types import Passage
@@ -91,3 +93,61 @@ def with_doc_metadata(chunk: Passage) -> Passage:
 def indexed_text(chunk: Passage) -> str:
     """What both retrievers read of a chunk: its title as context, then its text."""
     return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Documents made ready to write into an index, with no index at hand (what a build worker
+    computes).
+
+    Attributes:
+        chunks: The documents' chunks, with their document metadata, in document order.
+        vectors: ``(len(chunks), dim)`` unit vectors of :func:`indexed_text` of each chunk.
+        features: The featurizer's vectors of every chunk's units, or ``None``.
+        unit_keys: Per chunk, the content addresses of its units in ``features`` (empty
+            without a featurizer).
+    """
+
+    chunks: tuple[Passage, ...]
+    vectors: np.ndarray
+    features: FeatureTable | None = None
+    unit_keys: tuple[tuple[bytes, ...], ...] = ()
+
+    def feature_rows(self) -> list[tuple[str, bytes, bytes]]:
+        """``(chunk id, unit key, float16 vector bytes)`` for every unit of every chunk."""
+        rows = []
+        if self.features is not None:
+            for chunk, keys in zip(self.chunks, self.unit_keys, strict=True):
+                for key in keys:
+                    row = self.features.get(key)
+                    if row is not None:
+                        rows.append((chunk.id, key, row.astype(np.float16).tobytes()))
+        return rows
+
+
+def prepare_documents(
+    documents: Sequence[Passage],
+    chunking: ChunkConfig | None,
+    embedder: Any,
+    config: DenseConfig,
+    *,
+    featurizer: Featurizer | None = None,
+    report: ProgressFn | None = None,
+    vectors: np.ndarray | None = None,
+) -> Prepared:
+    """Chunk ``documents``, embed the chunks in ``config``'s precision (unless ``vectors`` are
+    given, one row per chunk) and compute ``featurizer``'s vectors of their units.
+
+    Raises:
+        InputError: No document has any text, or ``vectors`` of another row count.
+    """
+    chunks = tuple(with_doc_metadata(c) for c in chunk_documents(documents, chunking, report))
+    if vectors is None:
+        vectors = embed_chunks(embedder, chunks, config, report=report, bars=False)
+    elif vectors.ndim != 2 or vectors.shape[0] != len(chunks):
+        msg = f"vectors {vectors.shape} for {len(chunks)} chunks"
+        raise InputError(msg)
+    if featurizer is None:
+        return Prepared(chunks, vectors)
+    keys = tuple(tuple(featurizer.unit_keys(c)) for c in chunks)
+    return Prepared(chunks, vectors, featurizer.precompute(chunks), keys)

@@ -193,7 +193,13 @@ LAYERS = [
         "ragzip.profiling",
     ),
     # 2: composing them
-    ("ragzip.pipeline", "ragzip.backends", "ragzip.integrations", "ragzip.evaluation"),
+    (
+        "ragzip.pipeline",
+        "ragzip.backends",
+        "ragzip.indexing",
+        "ragzip.integrations",
+        "ragzip.evaluation",
+    ),
     # 3: applications
     (
         "ragzip.server",

@@ -1,10 +1,19 @@
 """What a Postgres index holds, by document: for re-indexing only what changed, pruning what
-left the sources, and ``ragzip index --stats``."""
+left the sources, and ``ragzip index --stats``; and the passages a search's rows stand for."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ragzip.types import Passage
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ragzip.features import FeatureCache
 
 
 @dataclass(frozen=True)
@@ -49,3 +58,24 @@ def stats(cur: Any, table: str) -> dict[str, Any]:
         "sentence_vectors": int(vectors),
         "bytes": int(size),
     }
+
+
+def passages(rows: Sequence[Any], cache: FeatureCache | None) -> list[Passage]:
+    """The passages of the search query's ``rows`` (:func:`.schema.search_sql`), ranks and
+    scores in their metadata; the sentence vectors stored with them go into ``cache``."""
+    out = []
+    for score, b_rank, b_score, d_rank, d_score, cid, title, text, meta, keys, vecs in rows:
+        metadata = dict(meta)
+        for name, value in (
+            ("bm25_rank", b_rank),
+            ("bm25_score", b_score),
+            ("dense_rank", d_rank),
+            ("dense_score", d_score),
+        ):
+            if value is not None:
+                metadata[name] = int(value) if name.endswith("rank") else float(value)
+        out.append(Passage(text=text, id=cid, title=title, metadata=metadata, score=float(score)))
+        if keys and cache is not None:
+            rows16 = np.stack([np.frombuffer(bytes(v), dtype=np.float16) for v in vecs])
+            cache.put([bytes(key) for key in keys], rows16)
+    return out

@@ -29,13 +29,19 @@ from ragzip.errors import ConfigError, InputError
 from ragzip.features import FeatureCache, Featurizer
 from ragzip.retrievers.bm25 import BM25Config, stemmer_for, terms
 from ragzip.retrievers.building import (
+    Prepared,
     ProgressFn,
-    chunk_documents,
     indexed_text,
-    with_doc_metadata,
+    prepare_documents,
 )
 from ragzip.retrievers.chunking import ChunkConfig
-from ragzip.retrievers.dense import embed_cached, embed_texts, embedder_name, embedding_dim
+from ragzip.retrievers.dense import (
+    DenseConfig,
+    embed_cached,
+    embed_texts,
+    embedder_name,
+    embedding_dim,
+)
 from ragzip.retrievers.fusion import HYBRID_RRF_K
 from ragzip.retrievers.index import FUSION_DEPTH, Mode
 from ragzip.retrievers.postgres import bm25, catalog, schema
@@ -211,32 +217,47 @@ class PostgresIndex:
         if any(not i for i in ids) or len(set(ids)) != len(ids):
             msg = "every document needs its own non-empty id to be upserted"
             raise InputError(msg)
-        chunks = [with_doc_metadata(c) for c in chunk_documents(documents, chunking, progress)]
-        if vectors is None:
-            vectors = self._embed([indexed_text(c) for c in chunks])
-        elif vectors.shape != (len(chunks), self.dim):
-            msg = f"vectors {vectors.shape} for {len(chunks)} chunks of dimension {self.dim}"
+        if vectors is not None and vectors.shape[1:] != (self.dim,):
+            msg = f"vectors {vectors.shape} are not of dimension {self.dim}"
             raise InputError(msg)
-        feature_rows: list[tuple[str, bytes, bytes]] = []
-        if featurizer is not None:
-            table = featurizer.precompute(chunks)
-            for chunk in chunks:
-                for key in featurizer.unit_keys(chunk):
-                    row = table.get(key)
-                    if row is not None:
-                        feature_rows.append((chunk.id, key, row.astype(np.float16).tobytes()))
+        config = DenseConfig(precision="auto", batch_size=64)
+        prepared = prepare_documents(
+            documents,
+            chunking,
+            self.embedder,
+            config,
+            featurizer=featurizer,
+            report=progress,
+            vectors=vectors,
+        )
+        return self.write(ids, prepared, progress=progress)
+
+    def write(
+        self, doc_ids: Sequence[str], prepared: Prepared, *, progress: ProgressFn | None = None
+    ) -> int:
+        """Replace every chunk of ``doc_ids`` (and any chunk with a prepared chunk's id) by the
+        ``prepared`` chunks in one transaction; returns the chunks written. :meth:`upsert`
+        prepares and writes; a distributed build prepares in its workers and writes here.
+
+        Raises:
+            InputError: Vectors of another dimension than the index's.
+        """
+        chunks = prepared.chunks
+        if prepared.vectors.shape != (len(chunks), self.dim):
+            msg = f"vectors {prepared.vectors.shape} for {len(chunks)} chunks of dim {self.dim}"
+            raise InputError(msg)
         tokens = terms([indexed_text(c) for c in chunks], self.stemmer)
         chunk_ids = [c.id for c in chunks]
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            self._remove(cur, "doc_id = ANY(%s) OR chunk_id = ANY(%s)", (ids, chunk_ids))
+            self._remove(cur, "doc_id = ANY(%s) OR chunk_id = ANY(%s)", (list(doc_ids), chunk_ids))
             columns = "chunk_id, doc_id, title, text, metadata, embedding"
             with cur.copy(f"COPY {self.table} ({columns}) FROM STDIN") as copy:
-                for chunk, vector in zip(chunks, vectors, strict=True):
+                for chunk, vector in zip(chunks, prepared.vectors, strict=True):
                     doc_id = str(chunk.metadata.get("doc_id", chunk.id))
                     meta = json.dumps(dict(chunk.metadata), ensure_ascii=False)
                     copy.write_row((chunk.id, doc_id, chunk.title, chunk.text, meta, vector))
             with cur.copy(f"COPY {self.table}_features (chunk_id, key, vector) FROM STDIN") as c:
-                for feature in feature_rows:
+                for feature in prepared.feature_rows():
                     c.write_row(feature)
             cur.execute(
                 f"SELECT chunk_id, row_id FROM {self.table} WHERE chunk_id = ANY(%s)",
@@ -365,25 +386,5 @@ class PostgresIndex:
             }
             with self._pool.connection() as conn, conn.cursor() as cur:
                 cur.execute(sql, params)
-                out.append(self._passages(cur.fetchall()))
-        return out
-
-    def _passages(self, rows: Sequence[Any]) -> list[Passage]:
-        out = []
-        for score, b_rank, b_score, d_rank, d_score, cid, title, text, meta, keys, vecs in rows:
-            metadata = dict(meta)
-            for name, value in (
-                ("bm25_rank", b_rank),
-                ("bm25_score", b_score),
-                ("dense_rank", d_rank),
-                ("dense_score", d_score),
-            ):
-                if value is not None:
-                    metadata[name] = int(value) if name.endswith("rank") else float(value)
-            out.append(
-                Passage(text=text, id=cid, title=title, metadata=metadata, score=float(score))
-            )
-            if keys and self._query_cache is not None:
-                rows16 = np.stack([np.frombuffer(bytes(v), dtype=np.float16) for v in vecs])
-                self._query_cache.put([bytes(key) for key in keys], rows16)
+                out.append(catalog.passages(cur.fetchall(), self._query_cache))
         return out

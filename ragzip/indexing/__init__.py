@@ -1,0 +1,2 @@
+"""Building indexes beyond one process: on Ray (:mod:`.ray_engine`), in resumable parts
+(:mod:`.shards`)."""
