@@ -70,6 +70,8 @@ def test_bad_names_and_budgets_fail_before_any_model_loads(
         (["ask", "q?", "--compressor", "nosuch"], "unknown compressor 'nosuch'"),
         (["ask", "q?", "--compressor", "mig:bogus=1"], "valid keys"),
         (["ask", "q?", "--budget", "0"], "at least 1"),
+        (["index", str(tmp_path), "--engine", "spark"], "engine must be 'local' or 'ray'"),
+        (["index", str(tmp_path), "--engine", "ray", "--workers", "0"], "greater than or equal"),
     ):
         result = runner.invoke(app, args, terminal_width=200)
         assert result.exit_code == 2, result.output

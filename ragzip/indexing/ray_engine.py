@@ -33,17 +33,19 @@ import numpy as np
 
 from ragzip.backends import Written, fingerprint, mig_featurizer, write_postgres
 from ragzip.embedding import Precision, resolve_precision
-from ragzip.errors import ConfigError, InputError
+from ragzip.errors import ConfigError, IndexStoreError, InputError, MissingDependencyError
 from ragzip.indexing import shards
-from ragzip.retrievers.building import ProgressFn, prepare_documents
+from ragzip.retrievers.building import Prepared, ProgressFn, prepare_documents
 from ragzip.retrievers.chunking import ChunkConfig
-from ragzip.retrievers.dense import DenseConfig
+from ragzip.retrievers.dense import DenseConfig, embed_texts
 from ragzip.types import Passage
 
 logger = logging.getLogger(__name__)
 
 DOCS_PER_ITEM = 16
-"""Documents per work item: the unit a worker prepares and the driver writes at once."""
+"""Documents per work item: the unit a worker prepares (and a folder index's shard)."""
+DOCS_PER_WRITE = 128
+"""Documents gathered from finished items into one Postgres transaction."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,18 @@ class RayOptions:
         workers: Actors preparing documents, each with one CPU; ``None``: every CPU the
             cluster has.
         docs_per_item: Documents per work item.
+        docs_per_write: Postgres: the most documents written in one transaction (finished
+            items gathered; fewer, larger transactions cost the database less). A build killed
+            loses at most these, prepared again when it runs again.
     """
 
     address: str | None = None
     workers: int | None = None
     docs_per_item: int = DOCS_PER_ITEM
+    docs_per_write: int = DOCS_PER_WRITE
 
     def __post_init__(self) -> None:
-        for name in ("workers", "docs_per_item"):
+        for name in ("workers", "docs_per_item", "docs_per_write"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < 1):
                 msg = f"{name} must be at least 1, got {value!r}"
@@ -106,14 +112,18 @@ class Preparer:
         self.featurizer = mig_featurizer(self.embedder) if features else None
         self.chunking = ChunkConfig(**chunking) if chunking is not None else None
         self.config = DenseConfig(precision=precision)
+        self.dim = int(embed_texts(self.embedder, ["size"]).shape[1])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         payloads = []
         for docs in batch["documents"]:
             passages = [Passage(**d) for d in json.loads(str(docs))]
-            prepared = prepare_documents(
-                passages, self.chunking, self.embedder, self.config, featurizer=self.featurizer
-            )
+            if any(p.text.strip() for p in passages):
+                prepared = prepare_documents(
+                    passages, self.chunking, self.embedder, self.config, featurizer=self.featurizer
+                )
+            else:  # documents with no text: no chunks (a Postgres write removes their old ones)
+                prepared = Prepared((), np.zeros((0, self.dim), np.float32))
             payloads.append(shards.dumps(prepared))
         return {"key": batch["key"], "payload": np.array(payloads, dtype=object)}
 
@@ -124,7 +134,7 @@ def _ray() -> Any:
         import ray.data
     except ImportError as exc:
         msg = "the ray engine needs Ray Data: pip install 'ragzip[ray]'"
-        raise ConfigError(msg) from exc
+        raise MissingDependencyError(msg) from exc
     return ray
 
 
@@ -148,10 +158,14 @@ def run(
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        rows = [
-            {"key": item.key, "documents": json.dumps([_doc(d) for d in item.documents])}
-            for item in items
-        ]
+        try:
+            rows = [
+                {"key": item.key, "documents": json.dumps([_doc(d) for d in item.documents])}
+                for item in items
+            ]
+        except (TypeError, ValueError) as exc:
+            msg = f"document metadata must be JSON to travel to Ray workers: {exc}"
+            raise InputError(msg) from exc
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
             Preparer,
             batch_size=1,
@@ -160,8 +174,12 @@ def run(
             fn_constructor_kwargs=init,
         )
         by_key = {item.key: item for item in items}
-        for row in dataset.iter_rows():
-            yield by_key[str(row["key"])], bytes(row["payload"])
+        try:
+            for row in dataset.iter_rows():
+                yield by_key[str(row["key"])], bytes(row["payload"])
+        except ray.exceptions.RayError as exc:
+            msg = f"the build failed on Ray (what was written stays; run it again): {exc}"
+            raise IndexStoreError(msg) from exc
     finally:
         if started:
             ray.shutdown()
@@ -274,11 +292,26 @@ def _into_postgres(
         chunks = done = 0
         prints = [str(d.metadata["indexed_as"]) for d in changed]
         items = plan(changed, prints, options.docs_per_item, salt)
+        ids: list[str] = []
+        parts: list[Prepared] = []
+        # at most an eighth of the build in one transaction: a kill loses little of a small one
+        per_write = min(options.docs_per_write, max(options.docs_per_item, len(changed) // 8))
+
+        def flush() -> int:
+            written = index.write(ids, shards.merge(parts)) if parts else 0
+            ids.clear()
+            parts.clear()
+            return int(written)
+
         for item, payload in run(items, init, options):
-            chunks += index.write([d.id for d in item.documents], shards.loads(payload))
+            ids.extend(d.id for d in item.documents)
+            parts.append(shards.loads(payload))
+            if len(ids) >= per_write:
+                chunks += flush()
             done += len(item.documents)
             if progress:
                 progress("embed", done, len(changed))
+        chunks += flush()
         if chunks:
             index.vacuum()
         return int(chunks)

@@ -78,10 +78,9 @@ def loads(data: bytes) -> Prepared:
 
 
 def merge(parts: Sequence[Prepared]) -> Prepared:
-    """One :class:`Prepared` of ``parts`` in order (each unit vector kept once)."""
+    """One :class:`Prepared` of ``parts`` (at least one) in order, each unit vector kept once."""
     chunks = tuple(c for p in parts for c in p.chunks)
-    dim = next((p.vectors.shape[1] for p in parts if p.vectors.size), 0)
-    vectors = np.concatenate([p.vectors.reshape(-1, dim) for p in parts])
+    vectors = np.concatenate([p.vectors for p in parts])
     tables = [p.features for p in parts if p.features is not None and len(p.features)]
     features = None
     if tables:

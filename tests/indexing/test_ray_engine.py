@@ -21,6 +21,7 @@ import ray
 
 from ragzip.backends import fingerprint, write_index
 from ragzip.embedding import resolve_precision
+from ragzip.errors import InputError
 from ragzip.indexing import shards
 from ragzip.indexing.ray_engine import (
     DOCS_PER_ITEM,
@@ -312,3 +313,25 @@ def test_a_killed_worker_is_replaced_and_the_build_completes(
     out = _finish(proc)
     assert victims and "64 documents" in out
     _same_index(HybridIndex.load(index), local)
+
+
+def test_documents_without_text_and_metadata_without_json(
+    documents: list[Passage], dsn: str, tmp_path: Path, local_ray: None
+) -> None:
+    empty = [Passage(id=f"empty{i}", text="  ", title="") for i in range(16)]
+    with_text = documents[:16]
+    options = RayOptions(workers=2)
+    built = write_index_ray(
+        "folder", [*with_text, *empty], index_path=tmp_path / "i", options=options, **COMMON
+    )
+    alone = write_index_ray(
+        "folder", with_text, index_path=tmp_path / "alone", options=options, **COMMON
+    )
+    assert built.chunks == alone.chunks > 0  # a work item of empty documents adds nothing
+    into_pg = write_index_ray(
+        "postgres", [*with_text, *empty], dsn=dsn, table="empties", options=options, **COMMON
+    )
+    assert into_pg.chunks == alone.chunks and len(_chunk_ids(dsn, "empties")) == alone.chunks
+    odd = [Passage(id="odd", text="Some text.", metadata={"when": object()})]
+    with pytest.raises(InputError, match="metadata must be JSON"):
+        write_index_ray("folder", odd, index_path=tmp_path / "odd", options=options, **COMMON)

@@ -63,11 +63,11 @@ def test_bm25_ranks_and_scores_as_the_folder_index(index: PostgresIndex, embedde
 def test_each_term_reads_at_most_its_strongest_postings(index: PostgresIndex) -> None:
     question = "when was Mount Everest first climbed?"
     full = index.search(question, 10, mode="bm25")
-    index.term_depth = 1
+    depth, index.term_depth = index.term_depth, 1
     try:
         top = index.search(question, 10, mode="bm25")
     finally:
-        index.term_depth = 5000
+        index.term_depth = depth
     terms, _ = bm25.query_terms(question, index.stemmer)
     assert 0 < len(top) <= min(len(terms), len(full))
     index.vacuum()  # what a bulk upsert ends with
