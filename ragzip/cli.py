@@ -218,10 +218,11 @@ def index(
             kwargs: dict[str, Any] = {"index_path": index_path, "dsn": dsn, "table": pg_table}
             kwargs |= {"chunking": config, "features": features, "progress": report}
             if engine == "ray":
-                from ragzip.indexing.ray_engine import RayOptions, write_index_ray
+                from ragzip.indexing.ray_engine import RayOptions, load_ray, write_index_ray
 
-                logging.getLogger("ray").setLevel(logging.ERROR)
-                options = RayOptions(address=ray_address, workers=workers)
+                load_ray()  # Ray Data sets its loggers up when imported
+                logging.getLogger("ray.data").setLevel(logging.ERROR)
+                options = RayOptions(ray_address, workers, log_level=logging.ERROR)
                 written = write_index_ray(
                     backend, found.passages, options=options, prune=paths if prune else (), **kwargs
                 )

@@ -61,12 +61,15 @@ class RayOptions:
         docs_per_write: Postgres: the most documents written in one transaction (finished
             items gathered; fewer, larger transactions cost the database less). A build killed
             loses at most these, prepared again when it runs again.
+        log_level: What Ray itself logs when this build starts it (``ray.init``'s
+            ``logging_level``).
     """
 
     address: str | None = None
     workers: int | None = None
     docs_per_item: int = DOCS_PER_ITEM
     docs_per_write: int = DOCS_PER_WRITE
+    log_level: int = logging.WARNING
 
     def __post_init__(self) -> None:
         for name in ("workers", "docs_per_item", "docs_per_write"):
@@ -128,7 +131,12 @@ class Preparer:
         return {"key": batch["key"], "payload": np.array(payloads, dtype=object)}
 
 
-def _ray() -> Any:
+def load_ray() -> Any:
+    """The ``ray`` module with Ray Data imported.
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
+    """
     try:
         import ray
         import ray.data
@@ -143,7 +151,7 @@ def run(
 ) -> Iterator[tuple[Item, bytes]]:
     """Prepare ``items`` on Ray (``init``: :class:`Preparer`'s arguments); yields each item with
     its :func:`.shards.dumps` bytes, in the order they finish."""
-    ray = _ray()
+    ray = load_ray()
     started = not ray.is_initialized()
     if started:
         ray.init(
@@ -151,7 +159,7 @@ def run(
             num_cpus=options.workers if options.address is None else None,
             include_dashboard=False,
             log_to_driver=False,
-            logging_level=logging.WARNING,
+            logging_level=options.log_level,
         )
     try:
         context = ray.data.DataContext.get_current()
