@@ -18,7 +18,7 @@ from ragzip.embedding import Precision
 from ragzip.retrievers import HybridIndex
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.dense import DenseConfig, embed_texts
-from ragzip.retrievers.index import Mode
+from ragzip.retrievers.fusion import Mode
 
 
 def throughput(passages: int, chunks: int, sw: Stopwatch) -> dict[str, Any]:

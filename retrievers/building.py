@@ -3,22 +3,62 @@ retriever reads, and the chunks' vectors (embedded in slices so a build can repo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ragzip.errors import InputError
+from ragzip.errors import ConfigError, InputError
 from ragzip.features import FeatureTable, Featurizer
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
-from ragzip.retrievers.dense import DenseConfig, embed_texts
+from ragzip.retrievers.dense import DenseConfig, embed_texts, embedding_dim
 from ragzip.types import Passage
 
 ProgressFn = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: how far an index build is."""
 EMBED_SLICE = 512
 """Chunks embedded between two progress reports."""
+
+
+def unique_documents(passages: Sequence[Passage | str | Mapping[str, Any]]) -> list[Passage]:
+    """``passages`` as :class:`Passage` objects.
+
+    Raises:
+        InputError: Two documents share an id.
+    """
+    docs = [Passage.coerce(p) for p in passages]
+    seen: set[str] = set()
+    for doc in docs:
+        if doc.id in seen:
+            msg = f"two documents share the id {doc.id!r}; ids must be unique"
+            raise InputError(msg)
+        seen.add(doc.id)
+    return docs
+
+
+def checked_embeddings(chunks: Sequence[Passage], embeddings: Any, embedder: Any) -> np.ndarray:
+    """``embeddings`` as an array, one finite row per chunk of ``embedder``'s size.
+
+    Raises:
+        InputError: No chunks, another row count, or NaN or infinite values.
+        ConfigError: Rows of another size than ``embedder`` makes.
+    """
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(chunks):
+        msg = f"need one embedding row per chunk: {len(chunks)} chunks, {embeddings.shape}"
+        raise InputError(msg)
+    if not chunks:
+        msg = "nothing to index: no chunks given"
+        raise InputError(msg)
+    if not np.isfinite(embeddings).all():
+        msg = "embeddings contain NaN or infinite values"
+        raise InputError(msg)
+    dim = embedding_dim(embedder) if embedder is not None else None
+    if dim is not None and dim != embeddings.shape[1]:
+        msg = f"embeddings have {embeddings.shape[1]} dimensions, the embedder makes {dim}"
+        raise ConfigError(msg)
+    return embeddings
 
 
 def chunk_documents(

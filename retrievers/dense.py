@@ -12,7 +12,7 @@ Navigable Small World graphs", 2018). ``kind="auto"`` switches at ``hnsw_thresho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -84,6 +84,11 @@ class DenseConfig:
                 msg = f"DenseConfig.{name} must be a positive int, got {value!r}"
                 raise ConfigError(msg)
 
+    def resolved(self, embedder: Any) -> DenseConfig:
+        """This config with ``"auto"`` precision resolved for ``embedder``'s device."""
+        device = str(getattr(getattr(embedder, "device", None), "type", "cpu"))
+        return replace(self, precision=resolve_precision(self.precision, device))
+
     def resolve_kind(self, n_vectors: int) -> Literal["flat", "hnsw"]:
         """The concrete index kind for a corpus of ``n_vectors``."""
         if self.kind == "auto":
@@ -120,6 +125,25 @@ def embedder_name(embedder: Any) -> str:
             pass
         return path
     return type(embedder).__name__
+
+
+def default_embedder() -> Any:
+    """The embedded all-MiniLM-L6-v2 (:func:`ragzip.models.load_embedder`)."""
+    from ragzip.models import load_embedder
+
+    return load_embedder()
+
+
+def check_dim(embedder: Any, dim: int) -> None:
+    """Refuse an embedder whose vectors are not ``dim``-dimensional.
+
+    Raises:
+        ConfigError: It says it makes vectors of another size.
+    """
+    got = embedding_dim(embedder)
+    if got is not None and got != dim:
+        msg = f"the index holds {dim}-dimensional vectors but the embedder makes {got}"
+        raise ConfigError(msg)
 
 
 def embedding_dim(embedder: Any) -> int | None:

@@ -316,3 +316,39 @@ def read_index(folder: Path, *, verify: bool) -> StoredIndex:
             msg = f"{folder / FEATURES_DIR} holds {len(features)} vectors, not {features_n}"
             raise IndexCorruptedError(msg)
     return StoredIndex(chunks, bm25, dense, name, dim, chunk_config, features)
+
+
+def save_index(target: Path, index: StoredIndex) -> Path:
+    """Publish ``index`` at ``target`` atomically (:func:`store.publish`); returns ``target``.
+
+    Raises:
+        IndexFormatError: ``target`` exists and is neither an empty directory nor a ragzip
+            index (it is never overwritten then).
+        InputError: Chunk metadata that JSON cannot hold.
+    """
+    if target.exists() and not replaceable(target):
+        msg = (
+            f"refusing to replace {str(target)!r}: it is not a ragzip index "
+            "(remove it or choose another path)"
+        )
+        raise IndexFormatError(msg)
+    store.publish(target, lambda folder: write_index(folder, index), is_complete=is_index)
+    return target
+
+
+def open_index(folder: Path, *, verify: bool) -> StoredIndex:
+    """The index at ``folder`` (recovering one a crash left half-published).
+
+    Raises:
+        IndexNotFoundError: No directory at ``folder``.
+        IndexFormatError: A file, not a ragzip index, or another format version.
+        IndexCorruptedError: A file is missing, has the wrong size or checksum, or the parts
+            disagree.
+    """
+    if not folder.exists() and not store.recover(folder, is_index):
+        msg = f"no index at {str(folder)!r}"
+        raise IndexNotFoundError(msg)
+    if not folder.is_dir():
+        msg = f"{str(folder)!r} is a file, not an index directory"
+        raise IndexFormatError(msg)
+    return read_index(folder, verify=verify)

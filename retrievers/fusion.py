@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from ragzip.errors import ConfigError
+from ragzip.errors import ConfigError, InputError
 from ragzip.types import Passage
 
 T = TypeVar("T", bound=Hashable)
+
+Mode = Literal["hybrid", "bm25", "dense"]
+MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
+
+FUSION_DEPTH = 100
+"""How many candidates each ranking contributes to hybrid fusion (at least ``k``)."""
 
 RRF_K = 60
 """The constant of Cormack et al. (2009)."""
@@ -123,3 +129,35 @@ def fuse_hits(
             )
         )
     return out
+
+
+def check_search(queries: Sequence[str], k: int, mode: str, weights: Sequence[float]) -> None:
+    """Refuse what a search cannot answer.
+
+    Raises:
+        InputError: One string instead of a list, a query that is no string or is empty.
+        ConfigError: ``k`` below 1, an unknown mode, or weights that are not two finite
+            numbers >= 0 (not both zero in hybrid mode).
+    """
+    if isinstance(queries, str):
+        msg = "search_batch takes a list of queries, not one string (use search)"
+        raise InputError(msg)
+    for q in queries:
+        if not isinstance(q, str):
+            msg = f"a query must be a string, got {type(q).__name__}"
+            raise InputError(msg)
+        if not q.strip():
+            msg = "the query is empty"
+            raise InputError(msg)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        msg = f"k must be a positive int, got {k!r}"
+        raise ConfigError(msg)
+    if mode not in MODES:
+        msg = f"mode must be one of {', '.join(MODES)}, got {mode!r}"
+        raise ConfigError(msg)
+    if len(weights) != 2 or any(not math.isfinite(w) or w < 0 for w in weights):
+        msg = f"weights must be two finite numbers >= 0 (bm25, dense), got {weights!r}"
+        raise ConfigError(msg)
+    if mode == "hybrid" and not any(weights):
+        msg = "at least one fusion weight must be > 0"
+        raise ConfigError(msg)

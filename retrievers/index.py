@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -19,49 +18,41 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragzip.embedding import normalize, resolve_precision
-from ragzip.errors import (
-    ConfigError,
-    IndexFormatError,
-    IndexNotFoundError,
-    InputError,
-)
+from ragzip.embedding import normalize
+from ragzip.errors import InputError
 from ragzip.features import FeatureCache, FeatureTable
-from ragzip.retrievers import store
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
 from ragzip.retrievers.building import (
     ProgressFn,
+    checked_embeddings,
     chunk_documents,
     embed_chunks,
     indexed_text,
+    unique_documents,
     with_doc_metadata,
 )
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import (
+    MINILM_NAME,
     DenseConfig,
     DenseIndex,
     DenseKind,
+    check_dim,
+    default_embedder,
     embed_cached,
     embedder_name,
-    embedding_dim,
 )
-from ragzip.retrievers.folder import (
-    StoredIndex,
-    is_index,
-    read_index,
-    replaceable,
-    write_index,
+from ragzip.retrievers.folder import StoredIndex, open_index, save_index
+from ragzip.retrievers.fusion import (
+    FUSION_DEPTH,
+    HYBRID_RRF_K,
+    Mode,
+    check_search,
+    fuse_hits,
 )
-from ragzip.retrievers.fusion import HYBRID_RRF_K, fuse_hits
 from ragzip.types import Passage
 
 logger = logging.getLogger(__name__)
-
-Mode = Literal["hybrid", "bm25", "dense"]
-MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
-
-FUSION_DEPTH = 100
-"""How many candidates each ranking contributes to hybrid fusion (at least ``k``)."""
 
 
 class HybridIndex:
@@ -146,25 +137,15 @@ class HybridIndex:
             InputError: No passage has any text, or two documents share an id.
         """
         t0 = time.perf_counter()
-        docs = [Passage.coerce(p) for p in passages]
-        seen: set[str] = set()
-        for doc in docs:
-            if doc.id in seen:
-                msg = f"two documents share the id {doc.id!r}; ids must be unique"
-                raise InputError(msg)
-            seen.add(doc.id)
+        docs = unique_documents(passages)
         report = progress if callable(progress) else None
         bars = progress is True
         chunks = chunk_documents(docs, chunking, report)
         t_chunk = time.perf_counter()
         if embedder is None:
-            embedder = _default_embedder()
-        dense_config = dense_config or DenseConfig()
+            embedder = default_embedder()
         # record the precision actually used, so queries are embedded the same way anywhere
-        device = str(getattr(getattr(embedder, "device", None), "type", "cpu"))
-        dense_config = dataclasses.replace(
-            dense_config, precision=resolve_precision(dense_config.precision, device)
-        )
+        dense_config = (dense_config or DenseConfig()).resolved(embedder)
         vectors = embed_chunks(embedder, chunks, dense_config, report=report, bars=bars)
         t_embed = time.perf_counter()
         if report:
@@ -219,20 +200,7 @@ class HybridIndex:
             name: The embedder's name for the manifest; derived from ``embedder`` when ``None``.
         """
         chunks = [with_doc_metadata(c) for c in chunks]
-        embeddings = np.asarray(embeddings)
-        if embeddings.ndim != 2 or embeddings.shape[0] != len(chunks):
-            msg = f"need one embedding row per chunk: {len(chunks)} chunks, {embeddings.shape}"
-            raise InputError(msg)
-        if not chunks:
-            msg = "nothing to index: no chunks given"
-            raise InputError(msg)
-        if not np.isfinite(embeddings).all():
-            msg = "embeddings contain NaN or infinite values"
-            raise InputError(msg)
-        dim = embedding_dim(embedder) if embedder is not None else None
-        if dim is not None and dim != embeddings.shape[1]:
-            msg = f"embeddings have {embeddings.shape[1]} dimensions, the embedder makes {dim}"
-            raise ConfigError(msg)
+        embeddings = checked_embeddings(chunks, embeddings, embedder)
         dense_config = dense_config or DenseConfig()
         if dense_kind is not None:
             dense_config = dataclasses.replace(dense_config, kind=dense_kind)
@@ -242,7 +210,7 @@ class HybridIndex:
         dense = DenseIndex.build(normalize(embeddings), dense_config, progress=progress)
         t2 = time.perf_counter()
         if name is None:
-            name = embedder_name(embedder) if embedder is not None else _default_name()
+            name = embedder_name(embedder) if embedder is not None else MINILM_NAME
         index = cls(
             chunks,
             bm25,
@@ -253,8 +221,6 @@ class HybridIndex:
         )
         index.build_timings = {"bm25": t1 - t0, "faiss": t2 - t1, "total": t2 - t0}
         return index
-
-    # ------------------------------------------------------------------ querying
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -288,8 +254,8 @@ class HybridIndex:
     def embedder(self) -> Any:
         """The query embedder (the embedded MiniLM is loaded on first use when none was given)."""
         if self._embedder is None:
-            self._embedder = _default_embedder()
-            _check_dim(self._embedder, self.dim)
+            self._embedder = default_embedder()
+            check_dim(self._embedder, self.dim)
         return self._embedder
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
@@ -330,9 +296,8 @@ class HybridIndex:
             ``dense_score`` (1-based ranks) for the retrievers that found it. BM25-only results
             leave out chunks sharing no word with the query, so fewer than ``k`` may come back.
         """
-        return self.search_batch([query], k, mode=mode, weights=weights, depth=depth, rrf_k=rrf_k)[
-            0
-        ]
+        hits = self.search_batch([query], k, mode=mode, weights=weights, depth=depth, rrf_k=rrf_k)
+        return hits[0]
 
     def search_batch(
         self,
@@ -345,19 +310,7 @@ class HybridIndex:
         rrf_k: float = HYBRID_RRF_K,
     ) -> list[list[Passage]]:
         """:meth:`search` for many queries, embedding them in batches; one list per query."""
-        _check_queries(queries)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            msg = f"k must be a positive int, got {k!r}"
-            raise ConfigError(msg)
-        if mode not in MODES:
-            msg = f"mode must be one of {', '.join(MODES)}, got {mode!r}"
-            raise ConfigError(msg)
-        if len(weights) != 2 or any(not math.isfinite(w) or w < 0 for w in weights):
-            msg = f"weights must be two finite numbers >= 0 (bm25, dense), got {weights!r}"
-            raise ConfigError(msg)
-        if mode == "hybrid" and not any(weights):
-            msg = "at least one fusion weight must be > 0"
-            raise ConfigError(msg)
+        check_search(queries, k, mode, weights)
         if not queries:
             return []
         use_bm25 = mode == "bm25" or (mode == "hybrid" and weights[0] > 0)
@@ -388,19 +341,8 @@ class HybridIndex:
                 index (it is never overwritten then).
             InputError: Chunk metadata that JSON cannot hold.
         """
-        target = Path(path)
-        if target.exists() and not replaceable(target):
-            msg = (
-                f"refusing to replace {str(target)!r}: it is not a ragzip index "
-                "(remove it or choose another path)"
-            )
-            raise IndexFormatError(msg)
-        store.publish(target, self._write, is_complete=is_index)
-        return target
-
-    def _write(self, folder: Path) -> None:
-        write_index(
-            folder,
+        return save_index(
+            Path(path),
             StoredIndex(
                 self._chunks,
                 self._bm25,
@@ -436,16 +378,10 @@ class HybridIndex:
             ConfigError: ``embedder`` makes vectors of another size.
         """
         folder = Path(path)
-        if not folder.exists() and not store.recover(folder, is_index):
-            msg = f"no index at {str(folder)!r}"
-            raise IndexNotFoundError(msg)
-        if not folder.is_dir():
-            msg = f"{str(folder)!r} is a file, not an index directory"
-            raise IndexFormatError(msg)
-        stored = read_index(folder, verify=verify)
+        stored = open_index(folder, verify=verify)
         name, dim = stored.embedder_name, stored.dim
         if embedder is not None:
-            _check_dim(embedder, dim)
+            check_dim(embedder, dim)
             given = embedder_name(embedder)
             if given != name:
                 logger.warning(
@@ -461,38 +397,3 @@ class HybridIndex:
         )
         index.features = stored.features
         return index
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _default_embedder() -> Any:
-    from ragzip.models import load_embedder
-
-    return load_embedder()
-
-
-def _default_name() -> str:
-    from ragzip.encoders.minilm import MINILM_NAME
-
-    return MINILM_NAME
-
-
-def _check_dim(embedder: Any, dim: int) -> None:
-    got = embedding_dim(embedder)
-    if got is not None and got != dim:
-        msg = f"the index holds {dim}-dimensional vectors but the embedder makes {got}"
-        raise ConfigError(msg)
-
-
-def _check_queries(queries: Sequence[str]) -> None:
-    if isinstance(queries, str):
-        msg = "search_batch takes a list of queries, not one string (use search)"
-        raise InputError(msg)
-    for q in queries:
-        if not isinstance(q, str):
-            msg = f"a query must be a string, got {type(q).__name__}"
-            raise InputError(msg)
-        if not q.strip():
-            msg = "the query is empty"
-            raise InputError(msg)

@@ -16,9 +16,6 @@ FOLDERS = {
 MAX_LINES = 400
 LARGER = {
     # module: why it is allowed to be longer
-    "ragzip.retrievers.index": "one class, HybridIndex: build, search and persistence of the "
-    "index, each public method documented; its folder format, building blocks and fusion live "
-    "in retrievers.folder, retrievers.building and retrievers.fusion",
     "ragzip.generators.embedded": "one class, the embedded generator: prompt rendering, soft "
     "prompts and its own decoding loop (streaming, stop tokens, timing) that must stay together",
 }

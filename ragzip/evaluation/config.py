@@ -15,7 +15,7 @@ from ragzip.datasets import (
 from ragzip.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ragzip.retrievers.index import Mode
+    from ragzip.retrievers.fusion import Mode
 
 
 RETRIEVAL_MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")

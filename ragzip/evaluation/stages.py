@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ragzip.compressor import Compressor
     from ragzip.generators.base import Generator
     from ragzip.retrievers.base import SearchIndex
-    from ragzip.retrievers.index import Mode
+    from ragzip.retrievers.fusion import Mode
     from ragzip.tokenization import TokenCounter
 
 

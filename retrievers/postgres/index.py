@@ -42,8 +42,7 @@ from ragzip.retrievers.dense import (
     embedder_name,
     embedding_dim,
 )
-from ragzip.retrievers.fusion import HYBRID_RRF_K
-from ragzip.retrievers.index import FUSION_DEPTH, Mode
+from ragzip.retrievers.fusion import FUSION_DEPTH, HYBRID_RRF_K, Mode
 from ragzip.retrievers.postgres import bm25, catalog, schema
 from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
 from ragzip.types import Passage

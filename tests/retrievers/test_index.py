@@ -20,8 +20,7 @@ from ragzip.models import native_bf16_cpu
 from ragzip.retrievers import HybridIndex, Retriever
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
-from ragzip.retrievers.fusion import HYBRID_RRF_K
-from ragzip.retrievers.index import MODES
+from ragzip.retrievers.fusion import HYBRID_RRF_K, MODES
 from ragzip.types import Passage
 from tests.precision import score_tolerance
 

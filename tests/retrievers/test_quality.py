@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ragzip.retrievers import HybridIndex
-from ragzip.retrievers.index import MODES
+from ragzip.retrievers.fusion import MODES
 from ragzip.types import Passage
 
 from .conftest import load_nq
