@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ragzip.errors import ConfigError, GenerationError, InputError, MissingDependencyError
 from ragzip.generators.base import Generation, Generator, StreamedToken, validate_max_new_tokens
+from ragzip.generators.prompt_embeds import as_embeds, placeholder_id
 from ragzip.generators.rendering import PromptRenderer
 from ragzip.messages import ChatMessage
 from ragzip.models import SMOLLM2_NAME, load_smollm2, resolve_device
@@ -191,7 +192,7 @@ class EmbeddedGenerator(Generator):
         if placeholder == SOFT_PLACEHOLDER:
             positions = torch.tensor(rendered.soft_positions, dtype=torch.long)
         else:
-            positions = (ids[0] == self._placeholder_id(placeholder)).nonzero().flatten()
+            positions = (ids[0] == placeholder_id(self._tokenizer, placeholder)).nonzero().flatten()
         vectors = self._as_embeds(
             replacements if replacements is not None else torch.empty(0, self.hidden_size),
             what="replacements",
@@ -235,46 +236,13 @@ class EmbeddedGenerator(Generator):
             self.generate_from_embeds, inputs_embeds, max_new_tokens=max_new_tokens
         )
 
-    def _placeholder_id(self, placeholder: str | int) -> int:
-        if isinstance(placeholder, bool) or not isinstance(placeholder, str | int):
-            msg = f"placeholder must be a token string or id, got {type(placeholder).__name__}"
-            raise InputError(msg)
-        if isinstance(placeholder, int):
-            if not 0 <= placeholder < len(self._tokenizer):
-                msg = f"placeholder id {placeholder} is outside the vocabulary"
-                raise InputError(msg)
-            return placeholder
-        ids = self._tokenizer(placeholder, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            msg = f"placeholder {placeholder!r} is {len(ids)} tokens, it must be exactly one"
-            raise InputError(msg)
-        return int(ids[0])
-
     def _as_embeds(
         self, value: torch.Tensor | np.ndarray, *, what: str, allow_empty: bool
     ) -> torch.Tensor:
         """``value`` as a ``(1, n, hidden)`` tensor in the model's dtype and device."""
-        model_dtype = self._model.get_input_embeddings().weight.dtype
-        try:
-            tensor = torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            msg = f"{what} must be a tensor or array: {exc}"
-            raise InputError(msg) from exc
-        if tensor.ndim == 2:
-            tensor = tensor.unsqueeze(0)
-        if tensor.ndim != 3 or tensor.shape[0] != 1 or tensor.shape[2] != self.hidden_size:
-            msg = (
-                f"{what} must have shape (n, {self.hidden_size}) or (1, n, {self.hidden_size}), "
-                f"got {tuple(tensor.shape)}"
-            )
-            raise InputError(msg)
-        if not allow_empty and tensor.shape[1] == 0:
-            msg = f"{what} holds no vectors"
-            raise InputError(msg)
-        if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
-            msg = f"{what} must hold finite floating-point values"
-            raise InputError(msg)
-        return tensor.detach().to(device=self.device, dtype=model_dtype)
+        dtype = self._model.get_input_embeddings().weight.dtype
+        tensor = as_embeds(value, self.hidden_size, what=what, allow_empty=allow_empty)
+        return tensor.to(device=self.device, dtype=dtype)
 
     def stream(
         self,

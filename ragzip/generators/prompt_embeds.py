@@ -159,3 +159,54 @@ class TableEmbedder:
                 raise InputError(msg)
             embeds[list(rendered.soft_positions)] = rows
         return torch.from_numpy(embeds)[None]
+
+
+def placeholder_id(tokenizer: Any, placeholder: str | int) -> int:
+    """The id of the one-token ``placeholder`` (its text or its id) in ``tokenizer``.
+
+    Raises:
+        InputError: Not a string or id, an id outside the vocabulary, or text of several tokens.
+    """
+    if isinstance(placeholder, bool) or not isinstance(placeholder, str | int):
+        msg = f"placeholder must be a token string or id, got {type(placeholder).__name__}"
+        raise InputError(msg)
+    if isinstance(placeholder, int):
+        if not 0 <= placeholder < len(tokenizer):
+            msg = f"placeholder id {placeholder} is outside the vocabulary"
+            raise InputError(msg)
+        return placeholder
+    ids = tokenizer(placeholder, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        msg = f"placeholder {placeholder!r} is {len(ids)} tokens, it must be exactly one"
+        raise InputError(msg)
+    return int(ids[0])
+
+
+def as_embeds(
+    value: torch.Tensor | np.ndarray, hidden: int, *, what: str, allow_empty: bool
+) -> torch.Tensor:
+    """``value`` as a detached ``(1, n, hidden)`` tensor of finite floats.
+
+    Raises:
+        InputError: Not a tensor or array, another shape or width, no rows (unless
+            ``allow_empty``), or values that are not finite floats.
+    """
+    import torch
+
+    try:
+        tensor = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        msg = f"{what} must be a tensor or array: {exc}"
+        raise InputError(msg) from exc
+    if tensor.ndim == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 3 or tensor.shape[0] != 1 or tensor.shape[2] != hidden:
+        msg = f"{what} must have shape (n, {hidden}) or (1, n, {hidden}), got {tuple(tensor.shape)}"
+        raise InputError(msg)
+    if not allow_empty and tensor.shape[1] == 0:
+        msg = f"{what} holds no vectors"
+        raise InputError(msg)
+    if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
+        msg = f"{what} must hold finite floating-point values"
+        raise InputError(msg)
+    return tensor.detach()
