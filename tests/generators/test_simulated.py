@@ -180,10 +180,12 @@ def test_concurrent_requests_over_http_queue_behind_each_other() -> None:
     gen = SimulatedGenerator(slow)
     prompt = [{"role": "user", "content": "word " * 100}]
     results: list[float] = []
+    ready = threading.Barrier(4, timeout=60)
     with ServerThread(create_model_app(gen)) as server:
 
         def ask() -> None:
             with OpenAIGenerator(server.url, slow.name, counter=counter) as remote:
+                ready.wait()  # clients built: the four requests leave together
                 results.append(remote.generate(prompt, max_new_tokens=2).ttft_s)
 
         threads = [threading.Thread(target=ask) for _ in range(4)]
@@ -192,5 +194,6 @@ def test_concurrent_requests_over_http_queue_behind_each_other() -> None:
         for t in threads:
             t.join(60)
     one = slow.ttft_s(len(gen.prompt_ids(prompt)))
-    # the last of four sent together waits for all four prefills
-    assert len(results) == 4 and max(results) >= 4 * one * 0.95
+    # the last of four sent together waits for all four prefills (served one at a time, each
+    # request would wait for its own only); the margin is for the threads' start on busy cores
+    assert len(results) == 4 and max(results) >= 3.5 * one
