@@ -35,7 +35,7 @@ from ragzip.backends import Written, fingerprint, mig_featurizer, write_postgres
 from ragzip.embedding import Precision, resolve_precision
 from ragzip.errors import ConfigError, IndexStoreError, InputError, MissingDependencyError
 from ragzip.indexing import shards
-from ragzip.retrievers.building import Prepared, ProgressFn, prepare_documents
+from ragzip.retrievers.building import Prepared, ProgressFn, prepare_documents, unique_documents
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig, embed_texts
 from ragzip.types import Passage
@@ -225,13 +225,11 @@ def write_index_ray(
     docstring); the same index, built resumably by several workers.
 
     Raises:
-        ConfigError: Ray is not installed, or bad settings.
+        MissingDependencyError: Ray is not installed.
+        ConfigError: Bad settings.
         InputError: Two documents with the same id, or none with any text.
     """
-    ids = [d.id for d in documents]
-    if len(set(ids)) != len(ids):
-        msg = "two documents share an id; ids must be unique"
-        raise InputError(msg)
+    documents = unique_documents(documents)
     if backend == "postgres":
         return _into_postgres(
             list(documents), dsn, table, chunking, features, options, progress, prune
