@@ -122,9 +122,6 @@ class AutoCompressor(Compressor):
             out = self._identity.compress_request(request)
             return replace(out, decision=decision)
         sent = request.original_tokens + request.framing_tokens  # the ratio is of what is sent
-        allowed = math.floor(sent / decision.ratio) - request.framing_tokens
-        budget = max(0, min(request.budget_tokens, allowed))
-        out = self.candidates[decision.compressor].compress_request(
-            replace(request, budget_tokens=budget)
-        )
+        allowed = min(request.sent_limit, math.floor(sent / decision.ratio))
+        out = self.candidates[decision.compressor].compress_request(request.with_limit(allowed))
         return replace(out, decision=decision)

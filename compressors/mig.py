@@ -44,7 +44,7 @@ import numpy as np
 
 from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.compressors.units import Granularity, Units, greedy_fill, split_units
+from ragzip.compressors.units import Granularity, Ranking, Units, greedy_fill, split_units
 from ragzip.embedding import Precision, autocast, device_of
 from ragzip.encoders.onnx import Backend, check_backend
 from ragzip.errors import CompressionError, ConfigError
@@ -245,17 +245,22 @@ class MIGCompressor(Compressor):
         t0 = time.perf_counter()
         units = self._split(request.passages)
         t_split = time.perf_counter()
-        if not len(units) or request.budget_tokens <= 0:
+        if not len(units) or request.sent_limit <= 0:
             return CompressionOutput(
                 spans=[[] for _ in request.passages], timings={"split": t_split - t0}
             )
-        texts = self._embedded_texts(units, request.passages)
-        vectors, hits = self.features.vectors(
-            self._model_key, [request.query, *texts], self._encode
-        )
+        vectors, hits = self._vectors(request, units)
         t_embed = time.perf_counter()
-        order = self.rank(vectors[0], vectors[1:], units, request.budget_tokens)
-        selection = greedy_fill(units, order, request.budget_tokens, self.counter)
+        cap = request.budget_tokens + request.framing_tokens  # kept passages pay their layout
+        order = self.rank(vectors[0], vectors[1:], units, cap)
+        selection = greedy_fill(
+            units,
+            order,
+            request.budget_tokens,
+            self.counter,
+            framing=request.framing,
+            sent_limit=request.sent_limit,
+        )
         t_select = time.perf_counter()
         return CompressionOutput(
             spans=selection.spans,
@@ -264,9 +269,24 @@ class MIGCompressor(Compressor):
                 "embed": t_embed - t_split,
                 "select": t_select - t_embed,
                 "cache_hits": float(hits),
-                "cache_misses": float(len(texts) + 1 - hits),
+                "cache_misses": float(len(units) + 1 - hits),
             },
         )
+
+    def _vectors(self, request: CompressionRequest, units: Units) -> tuple[np.ndarray, int]:
+        """The question's vector, then each unit's, and how many came from the cache."""
+        texts = self._embedded_texts(units, request.passages)
+        return self.features.vectors(self._model_key, [request.query, *texts], self._encode)
+
+    def ranking(self, request: CompressionRequest, budget_tokens: int) -> Ranking:
+        """The units of ``request`` in MIG order for ``budget_tokens``, scored by their cosine
+        to the question; what ``cascade`` selects from."""
+        units = self._split(request.passages)
+        if not len(units):
+            return Ranking(units, np.zeros(0, dtype=np.float32), ())
+        vectors, _ = self._vectors(request, units)
+        order = self.rank(vectors[0], vectors[1:], units, budget_tokens)
+        return Ranking(units, vectors[1:] @ vectors[0], tuple(order))
 
     def rank(
         self, query: np.ndarray, vectors: np.ndarray, units: Units, budget_tokens: int

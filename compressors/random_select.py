@@ -56,5 +56,12 @@ class RandomCompressor(Compressor):
         )
         order = list(range(len(units)))
         random.Random(self.config.seed).shuffle(order)
-        selection = greedy_fill(units, order, request.budget_tokens, self.counter)
+        selection = greedy_fill(
+            units,
+            order,
+            request.budget_tokens,
+            self.counter,
+            framing=request.framing,
+            sent_limit=request.sent_limit,
+        )
         return CompressionOutput(spans=selection.spans)

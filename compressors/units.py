@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from ragzip.compressor import join_spans
+import numpy as np
+
 from ragzip.errors import ConfigError
+from ragzip.framing import Framing, framing_limit, join_spans
 from ragzip.text import split_sentences
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Span
@@ -132,6 +134,22 @@ def split_units(
 
 
 @dataclass(frozen=True)
+class Ranking:
+    """What a sentence-level compressor thinks of a request's units, before any budget.
+
+    Attributes:
+        units: The units (sentences) of the request's passages.
+        scores: One relevance score per unit (higher is more useful; the scale is the
+            compressor's own: a probability for ``sentence``, a cosine for ``mig``).
+        order: Unit indices in the order the compressor would keep them (best first).
+    """
+
+    units: Units
+    scores: np.ndarray
+    order: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Selection:
     """Units kept by :func:`greedy_fill`.
 
@@ -151,23 +169,35 @@ def greedy_fill(
     order: Sequence[int],
     budget_tokens: int,
     counter: TokenCounter,
+    *,
+    framing: Framing | None = None,
+    sent_limit: int | None = None,
 ) -> Selection:
     """Keep units in priority order while they fit, then make the exact count fit.
 
-    1. Walk ``order``; keep a unit if its own token cost still fits what is left.
+    1. Walk ``order``; keep a unit if its own token cost still fits what is left (with
+       ``framing``, the first unit kept of a passage also pays that passage's opening).
     2. Count the joined text of every touched passage exactly (the join the base class uses);
-       while the total exceeds ``budget_tokens`` drop the lowest-priority kept unit.
+       while the total exceeds the budget drop the lowest-priority kept unit.
     3. Offer the units not kept, in priority order, to the slack that is left, checking each
        addition exactly.
+    4. With ``framing``, count what the layout sends exactly and drop the lowest-priority
+       units while it exceeds ``sent_limit``.
 
     Args:
         units: Units from :func:`split_units`.
         order: Unit indices, most important first. Units not listed are never kept.
-        budget_tokens: The total the kept text may use.
+        budget_tokens: The total the kept text may use (with ``framing``: if every passage
+            kept some, i.e. the request's ``budget_tokens``).
         counter: The generator's token counter.
+        framing: The layout's cost per kept passage (``request.framing``); ``None`` charges
+            nothing for it.
+        sent_limit: With ``framing``, the budget for what the layout sends
+            (``request.sent_limit``; default ``budget_tokens`` plus the whole layout).
 
     Returns:
-        The selection; ``selection.tokens <= budget_tokens`` always holds.
+        The selection; ``selection.tokens <= budget_tokens`` always holds without ``framing``,
+        and what the layout sends fits its limit with it.
     """
     n_passages = len(units.texts)
     seen: set[int] = set()
@@ -180,24 +210,31 @@ def greedy_fill(
             raise ConfigError(msg)
         seen.add(idx)
         priority.append(idx)
+    limit = framing_limit(budget_tokens, framing, sent_limit)
+    by_passage: list[list[int]] = [[] for _ in range(n_passages)]
+
+    def sent(text_tokens: int, extra: int | None = None) -> int:
+        if framing is None:
+            return text_tokens
+        touched = [p for p in range(n_passages) if by_passage[p] or p == extra]
+        return framing.estimate(text_tokens, touched)
 
     # 1. estimate with per-unit costs
     kept: list[int] = []
-    left = budget_tokens
+    used = 0
     for idx in priority:
+        p = units[idx].passage
         cost = units[idx].tokens
-        if cost <= left:
+        if sent(used + cost, p) <= limit:
             kept.append(idx)
-            left -= cost
+            by_passage[p].append(idx)
+            used += cost
 
     # 2. exact verification per passage
-    by_passage: list[list[int]] = [[] for _ in range(n_passages)]
-    for idx in kept:
-        by_passage[units[idx].passage].append(idx)
     texts = [_joined(units, members) for members in by_passage]
     tokens = counter.count_batch(texts)
     total = sum(tokens)
-    while total > budget_tokens and kept:
+    while sent(total) > limit and kept:
         idx = kept.pop()
         p = units[idx].passage
         by_passage[p].remove(idx)
@@ -207,19 +244,29 @@ def greedy_fill(
     # 3. refill the slack exactly (small units that fit where a dropped one did not)
     kept_set = set(kept)
     for idx in priority:
-        slack = budget_tokens - total
+        slack = limit - sent(total)
         if slack <= 0:
             break
         if idx in kept_set or units[idx].tokens > slack:
             continue
         p = units[idx].passage
         trial = counter.count(_joined(units, [*by_passage[p], idx]))
-        if total - tokens[p] + trial <= budget_tokens:
+        if sent(total - tokens[p] + trial, p) <= limit:
             by_passage[p].append(idx)
             kept.append(idx)
             kept_set.add(idx)
             total += trial - tokens[p]
             tokens[p] = trial
+
+    # 4. what the layout really sends
+    if framing is not None:
+        while kept and framing.sent([_joined(units, m) for m in by_passage]) > limit:
+            idx = kept.pop()
+            p = units[idx].passage
+            by_passage[p].remove(idx)
+            total -= tokens[p]
+            tokens[p] = counter.count(_joined(units, by_passage[p]))
+            total += tokens[p]
 
     spans = tuple(tuple(sorted(units[i].span for i in members)) for members in by_passage)
     return Selection(kept=tuple(kept), spans=spans, tokens=total)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ragzip.cancellation import checkpoint
 from ragzip.errors import BudgetError, InputError
+from ragzip.framing import Framing, join_spans, measure_framing
 from ragzip.tokenization import TokenCounter
 from ragzip.types import (
     PLAIN_CONTEXT,
@@ -47,6 +48,8 @@ class CompressionRequest:
             what the context layout (separators, numbers, titles, template) costs around them.
         framing_tokens: What that layout costs around the whole context (so the context as
             sent holds ``original_tokens + framing_tokens`` tokens).
+        framing: That cost passage by passage, for methods that charge a passage's layout only
+            when they keep some of it (``None``: no layout, or a soft compressor).
     """
 
     query: str
@@ -54,6 +57,21 @@ class CompressionRequest:
     passage_tokens: tuple[int, ...]
     budget_tokens: int
     framing_tokens: int = 0
+    framing: Framing | None = None
+    sent_budget: int | None = None
+
+    @property
+    def sent_limit(self) -> int:
+        """The budget for the context as sent, layout included (``budget_tokens`` reserved the
+        layout of every passage out of it, and is never below 0)."""
+        if self.sent_budget is not None:
+            return self.sent_budget
+        return self.budget_tokens + self.framing_tokens
+
+    def with_limit(self, sent_budget: int) -> CompressionRequest:
+        """This request under another budget for the context as sent."""
+        framed = max(0, sent_budget - self.framing_tokens)
+        return replace(self, budget_tokens=framed, sent_budget=sent_budget)
 
     @property
     def original_tokens(self) -> int:
@@ -81,40 +99,6 @@ class CompressionOutput:
     vectors_per_passage: Sequence[int] | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     decision: Decision | None = None
-
-
-def join_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]:
-    """Cut ``spans`` out of ``text`` and join them.
-
-    Overlapping or touching spans are merged; spans separated only by whitespace keep that
-    whitespace; other gaps become one space (a newline if the gap held one).
-
-    Returns:
-        The joined text and the merged, sorted spans.
-    """
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if not 0 <= start <= end <= len(text):
-            msg = f"span ({start}, {end}) lies outside a text of length {len(text)}"
-            raise InputError(msg)
-        if end == start:
-            continue
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    parts: list[str] = []
-    prev_end: int | None = None
-    for start, end in merged:
-        if prev_end is not None:
-            gap = text[prev_end:start]
-            if gap and not gap.strip():
-                parts.append(gap)
-            else:
-                parts.append("\n" if "\n" in gap else " ")
-        parts.append(text[start:end])
-        prev_end = end
-    return "".join(parts), tuple((s, e) for s, e in merged)
 
 
 class Compressor(ABC):
@@ -221,6 +205,15 @@ class Compressor(ABC):
             passage_tokens=counts,
             budget_tokens=max(0, budget_tokens - framing),
             framing_tokens=framing,
+            sent_budget=budget_tokens,
+            framing=None
+            if self.soft or not framing
+            else measure_framing(
+                [p.text for p in items],
+                counts,
+                framing,
+                lambda kept: self._sent_tokens(layout, items, kept),
+            ),
         )
         return request, original, budget_tokens
 
@@ -271,8 +264,7 @@ class Compressor(ABC):
                 empty = False
             else:
                 budget_tokens = min(original, 2 * budget_tokens)
-                framed = max(0, budget_tokens - request.framing_tokens)
-                request = replace(request, budget_tokens=framed)
+                request = request.with_limit(budget_tokens)
                 output = self._run(request, budget_tokens, original)
             result, rendered, compressed = self._finish(request, output, layout, budget_tokens)
             empty = empty and not any(p.text.strip() for p in result)
@@ -348,12 +340,12 @@ class Compressor(ABC):
         cut = [join_spans(p.text, s) for p, s in zip(passages, output.spans, strict=True)]
         spans = [list(s) for _, s in cut]
         tokens = self.counter.count_batch([t for t, _ in cut])
-        if sum(tokens) > request.budget_tokens:
-            logger.warning("%s exceeded its budget; trimming", self.name)
         # Guarantee the budget for what is sent, whatever the method did: drop trailing spans of
         # the largest passage until the rendered context fits. Text joined at separators can
         # tokenize a little differently than alone, so this may take a span off near the limit.
         sent = self._sent_tokens(layout, passages, [t for t, _ in cut])
+        if sent > budget_tokens and sum(tokens) > request.budget_tokens:  # joins aside
+            logger.warning("%s exceeded its budget; trimming", self.name)
         while sent > budget_tokens:
             left = [j for j in range(len(spans)) if spans[j]]
             if not left:

@@ -378,6 +378,13 @@ register(
     summary="whole sentences a trained context-aware classifier (EXIT) finds useful",
 )
 register(
+    "cascade",
+    "ragzip.compressors.cascade:CascadeCompressor",
+    extra="models",
+    summary="sentences by the sentence classifier (or MIG), then words inside them by the "
+    "token classifier: coarse to fine, for 8x and beyond",
+)
+register(
     "xrag",
     "ragzip.compressors.xrag:XragCompressor",
     extra="models",

@@ -174,6 +174,7 @@ LAYERS = [
         "ragzip.retry",
         "ragzip.coerce",
         "ragzip.models",
+        "ragzip.framing",
         "ragzip.compressor",
         "ragzip.registry",
         "ragzip.prompts",

@@ -16,10 +16,11 @@ from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.model import Mode
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
-from ragzip.compressors.units import Selection, Units, greedy_fill, split_units
+from ragzip.compressors.units import Ranking, Selection, Units, greedy_fill, split_units
 from ragzip.embedding import FixedPrecision, Precision, resolve_precision
 from ragzip.encoders.onnx import Backend, check_backend
 from ragzip.errors import CompressionError, ConfigError
+from ragzip.framing import Framing
 from ragzip.text import words
 from ragzip.tokenization import TokenCounter
 
@@ -149,17 +150,30 @@ class SentenceCompressor(Compressor):
             return float(self.config.threshold)
         return self.scorer.threshold
 
+    def ranking(self, request: CompressionRequest, budget_tokens: int) -> Ranking:
+        """Every sentence of ``request`` with its probability, most probable first (ties in
+        text order); what ``cascade`` selects from. ``budget_tokens`` is not needed here."""
+        del budget_tokens
+        units = split_units([p.text for p in request.passages], self.counter)
+        if not len(units):
+            return Ranking(units, np.zeros(0, dtype=np.float32), ())
+        probs = self.score(request.query, request.passages, units)
+        order = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
+        return Ranking(units, probs, tuple(order))
+
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         t0 = time.perf_counter()
         units = split_units([p.text for p in request.passages], self.counter)
         t_split = time.perf_counter()
-        if not len(units) or request.budget_tokens <= 0:
+        if not len(units) or request.sent_limit <= 0:
             return CompressionOutput(
                 spans=[[] for _ in request.passages], timings={"split": t_split - t0}
             )
         probs = self.score(request.query, request.passages, units)
         t_score = time.perf_counter()
-        selection = self.select(units, probs, request.budget_tokens)
+        selection = self.select(
+            units, probs, request.budget_tokens, framing=request.framing, limit=request.sent_limit
+        )
         t_select = time.perf_counter()
         return CompressionOutput(
             spans=selection.spans,
@@ -200,8 +214,18 @@ class SentenceCompressor(Compressor):
             raise CompressionError(msg)
         return probs
 
-    def select(self, units: Units, probs: np.ndarray, budget_tokens: int) -> Selection:
-        """The kept sentences, exactly within ``budget_tokens``.
+    def select(
+        self,
+        units: Units,
+        probs: np.ndarray,
+        budget_tokens: int,
+        *,
+        framing: Framing | None = None,
+        limit: int | None = None,
+    ) -> Selection:
+        """The kept sentences, exactly within ``budget_tokens`` (with the layout's ``framing``,
+        charged for the passages kept: within ``limit`` for what is sent; see
+        :func:`greedy_fill`).
 
         Sentences are offered to :func:`greedy_fill` most probable first (ties in text order):
         all of them in budgeted mode, those reaching the threshold in adaptive mode. When the
@@ -210,16 +234,18 @@ class SentenceCompressor(Compressor):
         own are offered too, up to that number.
         """
         ranked = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
+        fill: dict[str, Any] = {"framing": framing, "sent_limit": limit}
         if self.config.mode == "budgeted":
-            return greedy_fill(units, ranked, budget_tokens, self.counter)
+            return greedy_fill(units, ranked, budget_tokens, self.counter, **fill)
         chosen = [i for i in ranked if probs[i] >= self.threshold]
-        selection = greedy_fill(units, chosen, budget_tokens, self.counter)
+        selection = greedy_fill(units, chosen, budget_tokens, self.counter, **fill)
         need = self.config.min_sentences - len(selection.kept)
         if need > 0:
             offered = set(chosen)
             extra = [i for i in ranked if i not in offered and units[i].tokens <= budget_tokens]
             if extra:
-                selection = greedy_fill(units, chosen + extra[:need], budget_tokens, self.counter)
+                offer = chosen + extra[:need]
+                selection = greedy_fill(units, offer, budget_tokens, self.counter, **fill)
         return selection
 
 

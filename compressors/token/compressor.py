@@ -157,7 +157,7 @@ class TokenCompressor(Compressor):
         if request.budget_tokens >= request.original_tokens:
             return CompressionOutput(spans=[[(0, len(t))] if t else [] for t in texts])
         words = [split_words(t) for t in texts]
-        if request.budget_tokens <= 0:
+        if request.sent_limit <= 0:
             return CompressionOutput(spans=[[] for _ in texts])
         probs = self._cached_probabilities(request.query, texts, words)
         t1 = time.perf_counter()
@@ -165,8 +165,31 @@ class TokenCompressor(Compressor):
         if self.config.whole_values:
             units = [value_units(t, w) for t, w in zip(texts, words, strict=True)]
             probs = [unit_maximum(w, u, p) for w, u, p in zip(words, units, probs, strict=True)]
-        named = named_values(request.query) if self.config.whole_values else None
-        priority = [
+        priority = self.priority(request.query, texts, units, probs)
+        spans = select_words(
+            texts,
+            units,
+            priority,
+            request.budget_tokens,
+            self.counter,
+            drop_separators=self.config.drop_separators,
+            framing=request.framing,
+            sent_limit=request.sent_limit,
+        )
+        t2 = time.perf_counter()
+        return CompressionOutput(spans=spans, timings={"score": t1 - t0, "select": t2 - t1})
+
+    def priority(
+        self,
+        query: str,
+        texts: Sequence[str],
+        units: Sequence[Sequence[Span]],
+        probs: Sequence[np.ndarray],
+    ) -> list[np.ndarray]:
+        """Each unit's rank key: its probability, plus 1 for a unit that must be kept (a forced
+        string or pattern, a number the question names)."""
+        named = named_values(query) if self.config.whole_values else None
+        return [
             np.where(
                 forced_mask(
                     t,
@@ -181,16 +204,6 @@ class TokenCompressor(Compressor):
             )
             for t, u, p in zip(texts, units, probs, strict=True)
         ]
-        spans = select_words(
-            texts,
-            units,
-            priority,
-            request.budget_tokens,
-            self.counter,
-            drop_separators=self.config.drop_separators,
-        )
-        t2 = time.perf_counter()
-        return CompressionOutput(spans=spans, timings={"score": t1 - t0, "select": t2 - t1})
 
     # -- scoring ---------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import numpy as np
 from ragzip.compressor import join_spans
 from ragzip.compressors.token.words import is_separator
 from ragzip.errors import ConfigError
+from ragzip.framing import Framing, framing_limit
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Span
 
@@ -53,6 +54,8 @@ def select_words(
     *,
     drop_separators: bool = False,
     max_refill: int = 64,
+    framing: Framing | None = None,
+    sent_limit: int | None = None,
 ) -> list[list[Span]]:
     """Keep the highest-priority words of all passages within an exact token budget.
 
@@ -70,6 +73,10 @@ def select_words(
         counter: The generator's token counter.
         drop_separators: Drop a separator-only word that would follow another kept one.
         max_refill: Exact checks spent filling the slack after the prefix.
+        framing: The layout's cost per kept passage (``request.framing``): a passage pays its
+            opening once it keeps a word, and what the layout sends is counted exactly at the
+            end, against ``sent_limit`` (``request.sent_limit``; default ``budget_tokens``
+            plus the whole layout).
 
     Returns:
         The kept word spans of each passage, in text order.
@@ -77,7 +84,8 @@ def select_words(
     n_pass = len(texts)
     sizes = [len(w) for w in words]
     total_words = sum(sizes)
-    if total_words == 0 or budget_tokens <= 0:
+    limit = framing_limit(budget_tokens, framing, sent_limit)
+    if total_words == 0 or limit <= 0:
         return [[] for _ in range(n_pass)]
     owner = np.repeat(np.arange(n_pass), sizes)
     local = np.concatenate([np.arange(s) for s in sizes])
@@ -103,6 +111,12 @@ def select_words(
             kept = [w for j, w in enumerate(kept) if not (sep[w] and j and sep[kept[j - 1]])]
         return kept
 
+    def fits(total: int, m: Sequence[int], extra: int = -1) -> bool:
+        if framing is None:
+            return total <= budget_tokens
+        touched = [i for i in range(n_pass) if m[i] or i == extra]
+        return framing.estimate(total, touched) <= limit
+
     def exact(k: int) -> tuple[int, np.ndarray]:
         m = np.bincount(owner[order[:k]], minlength=n_pass)
         need = [(i, int(m[i])) for i in range(n_pass) if (i, int(m[i])) not in data.memo]
@@ -115,13 +129,12 @@ def select_words(
     cum = np.cumsum(costs[order])
     guess = int(np.searchsorted(cum, budget_tokens, side="right"))
     lo, hi = 0, total_words + 1  # invariant: exact(lo) fits, exact(hi) does not (hi may be n+1)
-    total, _ = exact(guess)
     step = max(1, guess // 16)
-    if total <= budget_tokens:
+    if fits(*exact(guess)):
         lo = guess
         while lo < total_words:
             probe = min(total_words, lo + step)
-            if exact(probe)[0] <= budget_tokens:
+            if fits(*exact(probe)):
                 lo = probe
                 step *= 2
             else:
@@ -133,14 +146,14 @@ def select_words(
         hi = guess
         while hi > 0:
             probe = max(0, hi - step)
-            if exact(probe)[0] <= budget_tokens:
+            if fits(*exact(probe)):
                 lo = probe
                 break
             hi = probe
             step *= 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if exact(mid)[0] <= budget_tokens:
+        if fits(*exact(mid)):
             lo = mid
         else:
             hi = mid
@@ -151,21 +164,27 @@ def select_words(
     # fill the slack with the next words in rank order that still fit, each checked exactly
     tries = 0
     for idx in order[lo:]:
-        slack = budget_tokens - total
-        if slack <= 0 or tries >= max_refill:
+        sizes_kept = [len(k) for k in kept]
+        if tries >= max_refill or not fits(total + 1, sizes_kept):
             break
-        if costs[idx] > slack:
-            continue
         i, w = int(owner[idx]), int(local[idx])
+        if not fits(total + int(costs[idx]), sizes_kept, i):
+            continue
         trial_members = sorted([*kept[i], w])
         if drop_separators and _after_separator(texts[i], words[i], trial_members, w):
             continue
         tries += 1
         trial = counter.count(data.joined(i, trial_members))
-        if total - tokens[i] + trial <= budget_tokens:
+        if fits(total - tokens[i] + trial, sizes_kept, i):
             total += trial - tokens[i]
             tokens[i] = trial
             kept[i] = trial_members
+    if framing is not None:  # the estimate of the layout's cost, checked on what it sends
+        k = lo
+        while framing.sent([data.joined(i, kept[i]) for i in range(n_pass)]) > limit:
+            k = max(0, k - 1)
+            m = exact(k)[1]
+            kept = [members(i, int(m[i])) for i in range(n_pass)]
     return [[words[i][w] for w in kept[i]] for i in range(n_pass)]
 
 
