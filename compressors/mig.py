@@ -44,7 +44,14 @@ import numpy as np
 
 from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.compressors.units import Granularity, Ranking, Units, greedy_fill, split_units
+from ragzip.compressors.units import (
+    Granularity,
+    Ranking,
+    Units,
+    greedy_fill,
+    passage_relevance,
+    split_units,
+)
 from ragzip.embedding import Precision, autocast, device_of
 from ragzip.encoders.onnx import Backend, check_backend
 from ragzip.errors import CompressionError, ConfigError
@@ -271,6 +278,9 @@ class MIGCompressor(Compressor):
                 "cache_hits": float(hits),
                 "cache_misses": float(len(units) + 1 - hits),
             },
+            relevance=passage_relevance(
+                Ranking(units, vectors[1:] @ vectors[0], ()), len(request.passages)
+            ),
         )
 
     def _vectors(self, request: CompressionRequest, units: Units) -> tuple[np.ndarray, int]:

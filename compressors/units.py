@@ -149,6 +149,17 @@ class Ranking:
     order: tuple[int, ...]
 
 
+def passage_relevance(ranking: Ranking, n_passages: int) -> list[float | None]:
+    """Each passage's best unit score (``None`` for a passage without units)."""
+    best: list[float | None] = [None] * n_passages
+    for unit, score in zip(ranking.units.items, ranking.scores, strict=True):
+        value = float(score)
+        current = best[unit.passage]
+        if current is None or value > current:
+            best[unit.passage] = value
+    return best
+
+
 @dataclass(frozen=True)
 class Selection:
     """Units kept by :func:`greedy_fill`.

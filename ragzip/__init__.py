@@ -21,19 +21,11 @@ from ragzip.errors import (
     RegistryError,
     UpstreamError,
 )
+from ragzip.framing import PLAIN_CONTEXT, ContextFormat, ContextLayout
 from ragzip.registry import available as available_compressors
 from ragzip.registry import create_compressor, register
 from ragzip.tokenization import HFTokenCounter, TokenCounter
-from ragzip.types import (
-    PLAIN_CONTEXT,
-    Budget,
-    CompressedPassage,
-    CompressionResult,
-    ContextFormat,
-    ContextLayout,
-    Passage,
-    Span,
-)
+from ragzip.types import Budget, CompressedPassage, CompressionResult, Passage, Span
 
 __version__ = "0.1.0"
 

@@ -20,18 +20,9 @@ import numpy as np
 
 from ragzip.cancellation import checkpoint
 from ragzip.errors import BudgetError, InputError
-from ragzip.framing import Framing, join_spans, measure_framing
+from ragzip.framing import PLAIN_CONTEXT, ContextLayout, Framing, join_spans, measure_framing
 from ragzip.tokenization import TokenCounter
-from ragzip.types import (
-    PLAIN_CONTEXT,
-    Budget,
-    CompressedPassage,
-    CompressionResult,
-    ContextLayout,
-    Decision,
-    Passage,
-    Span,
-)
+from ragzip.types import Budget, CompressedPassage, CompressionResult, Decision, Passage, Span
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +83,8 @@ class CompressionOutput:
             passage (one entry per passage, summing to ``n_vectors``; 0 drops the passage).
         timings: Seconds per internal stage, merged into the result's timings.
         decision: What a compressor that decides the amount (``auto``) chose, and why.
+        relevance: One score per passage from the method's own pass (higher: more useful),
+            passed on as :attr:`~ragzip.types.CompressedPassage.relevance`; ``None`` if none.
     """
 
     spans: Sequence[Sequence[Span]] | None = None
@@ -99,6 +92,7 @@ class CompressionOutput:
     vectors_per_passage: Sequence[int] | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     decision: Decision | None = None
+    relevance: Sequence[float | None] | None = None
 
 
 class Compressor(ABC):
@@ -356,10 +350,11 @@ class Compressor(ABC):
             cut[i] = (text, merged)
             tokens[i] = self.counter.count(text)
             sent = self._sent_tokens(layout, passages, [t for t, _ in cut])
+        scores = output.relevance or [None] * len(passages)
         kept = tuple(
-            CompressedPassage(p, text, merged, n, t)
-            for p, (text, merged), n, t in zip(
-                passages, cut, request.passage_tokens, tokens, strict=True
+            CompressedPassage(p, text, merged, n, t, None if r is None else float(r))
+            for p, (text, merged), n, t, r in zip(
+                passages, cut, request.passage_tokens, tokens, scores, strict=True
             )
         )
         return kept, sent

@@ -1,5 +1,5 @@
-"""How kept text is written: spans cut from a passage and joined, and what a context layout
-costs around the passages it sends, passage by passage.
+"""How kept text is written: spans cut from a passage and joined, passages laid out into the
+context that is sent (:class:`ContextFormat`), and what that layout costs passage by passage.
 
 A layout writes only the passages that keep text: at 16x, when two of ten passages keep
 anything, the other eight cost no separator, number or title. :class:`Framing` lets a selection
@@ -10,11 +10,87 @@ estimates; :meth:`Framing.sent` counts the real thing, and selection methods ver
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from ragzip.errors import InputError
-from ragzip.types import Span
+from ragzip.errors import ConfigError, InputError
+from ragzip.types import Passage, Span
+
+
+class ContextLayout(Protocol):
+    """Writes kept passages into the context pieces that are sent; budgets count those pieces.
+
+    :class:`ContextFormat` is the usual one (one block); the proxy writes passages back into
+    several places of a request and so returns one piece per place.
+    """
+
+    def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
+        """The pieces sent for ``texts`` (kept text per passage; empty means dropped)."""
+        ...
+
+
+_FORMAT_FIELDS = frozenset({"index", "title", "text"})
+
+
+@dataclass(frozen=True)
+class ContextFormat:
+    """How kept passages are written into the one block of context that is sent.
+
+    The block is ``prefix``, then each kept passage through ``template`` (``title_template`` for
+    a passage with a title), joined by ``separator``, then ``suffix``; no passage kept gives an
+    empty block. Templates take the fields ``{index}`` (1-based among kept passages), ``{title}``
+    and ``{text}``. Budgets are counted over this block, so what is sent never exceeds them.
+
+    Args:
+        template: One passage without a title.
+        separator: Between passages.
+        prefix: Before the first passage (e.g. ``"Context:\\n"``).
+        suffix: After the last passage.
+        title_template: One passage with a title; ``None`` uses ``template``.
+
+    Raises:
+        ConfigError: A template without ``{text}`` or with an unknown field.
+    """
+
+    template: str = "{text}"
+    separator: str = "\n\n"
+    prefix: str = ""
+    suffix: str = ""
+    title_template: str | None = None
+
+    def __post_init__(self) -> None:
+        for tmpl in (self.template, self.title_template):
+            if tmpl is None:
+                continue
+            names = {f for _, f, _, _ in string.Formatter().parse(tmpl) if f is not None}
+            if "text" not in names or not names <= _FORMAT_FIELDS:
+                msg = (
+                    f"a context template needs {{text}} and may use only {sorted(_FORMAT_FIELDS)},"
+                    f" got {tmpl!r}"
+                )
+                raise ConfigError(msg)
+
+    def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
+        """The block for ``texts`` (kept text per passage; empty means dropped), as one piece."""
+        blocks: list[str] = []
+        for passage, text in zip(passages, texts, strict=True):
+            if not text:
+                continue
+            tmpl = self.title_template if passage.title and self.title_template else self.template
+            blocks.append(tmpl.format(index=len(blocks) + 1, title=passage.title, text=text))
+        if not blocks:
+            return ("",)
+        return (f"{self.prefix}{self.separator.join(blocks)}{self.suffix}",)
+
+    def render_texts(self, texts: Sequence[str]) -> str:
+        """The block for plain texts (no titles)."""
+        return self.render([Passage(t) for t in texts], texts)[0]
+
+
+PLAIN_CONTEXT = ContextFormat()
+"""Kept passage texts joined by blank lines: ``CompressionResult.context`` by default."""
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ragzip.errors import InputError
+from ragzip.framing import ContextFormat
 from ragzip.messages import ChatMessage
-from ragzip.types import ContextFormat
 
 if TYPE_CHECKING:
     from ragzip.types import CompressionResult

@@ -6,15 +6,14 @@ import dataclasses
 import hashlib
 import math
 import re
-import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ragzip.errors import BudgetError, ConfigError, InputError
+from ragzip.errors import BudgetError, InputError
 
 Span = tuple[int, int]
 """A half-open character range ``[start, end)`` into a passage's original text."""
@@ -168,80 +167,6 @@ class Budget:
         return " and ".join(parts)
 
 
-class ContextLayout(Protocol):
-    """Writes kept passages into the context pieces that are sent; budgets count those pieces.
-
-    :class:`ContextFormat` is the usual one (one block); the proxy writes passages back into
-    several places of a request and so returns one piece per place.
-    """
-
-    def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
-        """The pieces sent for ``texts`` (kept text per passage; empty means dropped)."""
-        ...
-
-
-_FORMAT_FIELDS = frozenset({"index", "title", "text"})
-
-
-@dataclass(frozen=True)
-class ContextFormat:
-    """How kept passages are written into the one block of context that is sent.
-
-    The block is ``prefix``, then each kept passage through ``template`` (``title_template`` for
-    a passage with a title), joined by ``separator``, then ``suffix``; no passage kept gives an
-    empty block. Templates take the fields ``{index}`` (1-based among kept passages), ``{title}``
-    and ``{text}``. Budgets are counted over this block, so what is sent never exceeds them.
-
-    Args:
-        template: One passage without a title.
-        separator: Between passages.
-        prefix: Before the first passage (e.g. ``"Context:\\n"``).
-        suffix: After the last passage.
-        title_template: One passage with a title; ``None`` uses ``template``.
-
-    Raises:
-        ConfigError: A template without ``{text}`` or with an unknown field.
-    """
-
-    template: str = "{text}"
-    separator: str = "\n\n"
-    prefix: str = ""
-    suffix: str = ""
-    title_template: str | None = None
-
-    def __post_init__(self) -> None:
-        for tmpl in (self.template, self.title_template):
-            if tmpl is None:
-                continue
-            names = {f for _, f, _, _ in string.Formatter().parse(tmpl) if f is not None}
-            if "text" not in names or not names <= _FORMAT_FIELDS:
-                msg = (
-                    f"a context template needs {{text}} and may use only {sorted(_FORMAT_FIELDS)},"
-                    f" got {tmpl!r}"
-                )
-                raise ConfigError(msg)
-
-    def render(self, passages: Sequence[Passage], texts: Sequence[str]) -> tuple[str, ...]:
-        """The block for ``texts`` (kept text per passage; empty means dropped), as one piece."""
-        blocks: list[str] = []
-        for passage, text in zip(passages, texts, strict=True):
-            if not text:
-                continue
-            tmpl = self.title_template if passage.title and self.title_template else self.template
-            blocks.append(tmpl.format(index=len(blocks) + 1, title=passage.title, text=text))
-        if not blocks:
-            return ("",)
-        return (f"{self.prefix}{self.separator.join(blocks)}{self.suffix}",)
-
-    def render_texts(self, texts: Sequence[str]) -> str:
-        """The block for plain texts (no titles)."""
-        return self.render([Passage(t) for t in texts], texts)[0]
-
-
-PLAIN_CONTEXT = ContextFormat()
-"""Kept passage texts joined by blank lines: ``CompressionResult.context`` by default."""
-
-
 @dataclass(frozen=True)
 class CompressedPassage:
     """One passage after compression.
@@ -252,6 +177,9 @@ class CompressedPassage:
         spans: Character ranges of ``passage.text`` that were kept, in order.
         original_tokens: Tokens of ``passage.text`` in the generator's tokenizer.
         tokens: Tokens of ``text`` in the generator's tokenizer.
+        relevance: How useful the compressor's own pass found the passage for the question
+            (``sentence``: its best sentence's probability; ``mig``: its best sentence's cosine
+            to the question); ``None`` for compressors that score no passage.
     """
 
     passage: Passage
@@ -259,6 +187,7 @@ class CompressedPassage:
     spans: tuple[Span, ...]
     original_tokens: int
     tokens: int
+    relevance: float | None = None
 
     @property
     def dropped(self) -> bool:
@@ -354,6 +283,15 @@ class CompressionResult:
         """Tokens removed from the context."""
         return self.original_tokens - self.compressed_tokens
 
+    def ranked(self) -> tuple[CompressedPassage, ...]:
+        """The passages by the compressor's relevance, best first (a reranking from the same
+        pass that chose what to keep); those without one after, in input order."""
+        order = sorted(
+            range(len(self.passages)),
+            key=lambda i: (self.passages[i].relevance is None, -(self.passages[i].relevance or 0)),
+        )
+        return tuple(self.passages[i] for i in order)
+
     @property
     def texts(self) -> list[str]:
         """The kept text of each passage that was not dropped, in order."""
@@ -386,6 +324,7 @@ class CompressionResult:
                     "spans": [list(s) for s in p.spans],
                     "original_tokens": p.original_tokens,
                     "tokens": p.tokens,
+                    "relevance": p.relevance,
                 }
                 for p in self.passages
             ],

@@ -24,6 +24,7 @@ from ragzip.errors import (
     RegistryError,
 )
 from ragzip.features import FeatureCache
+from ragzip.framing import PLAIN_CONTEXT, ContextLayout
 from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.machine import usable_cpus
 from ragzip.policy import decision_of
@@ -51,7 +52,7 @@ from ragzip.server.protocol import (
 )
 from ragzip.server.settings import Settings
 from ragzip.tokenization import TokenCounter
-from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextLayout, Passage
+from ragzip.types import Budget, CompressionResult, Passage
 
 logger = logging.getLogger("ragzip.server")
 

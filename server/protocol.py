@@ -145,6 +145,9 @@ class CompressedPassageOut(BaseModel):
     dropped: bool
     score: float | None = None
     """The passage's score as sent or retrieved (``null`` when it had none)."""
+    relevance: float | None = None
+    """How useful the compressor's own pass found it (``null`` for compressors that score no
+    passage): sort by it for a reranking at no extra cost."""
 
 
 class CompressResponse(BaseModel):
@@ -192,6 +195,7 @@ class CompressResponse(BaseModel):
                     tokens=p.tokens,
                     dropped=p.tokens == 0 if soft else p.dropped,
                     score=p.passage.score,
+                    relevance=p.relevance,
                 )
                 for p in result.passages
             ],

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from ragzip.errors import BudgetError
+from ragzip.framing import ContextFormat
 from ragzip.models import smollm2_counter
 from ragzip.registry import create_compressor
 from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, ContextFormat
+from ragzip.types import Budget
 
 QUERY = "who wrote the song yesterday"
 PROMPT = ContextFormat(

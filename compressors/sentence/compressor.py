@@ -16,7 +16,14 @@ from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.model import Mode
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
-from ragzip.compressors.units import Ranking, Selection, Units, greedy_fill, split_units
+from ragzip.compressors.units import (
+    Ranking,
+    Selection,
+    Units,
+    greedy_fill,
+    passage_relevance,
+    split_units,
+)
 from ragzip.embedding import FixedPrecision, Precision, resolve_precision
 from ragzip.encoders.onnx import Backend, check_backend
 from ragzip.errors import CompressionError, ConfigError
@@ -182,6 +189,7 @@ class SentenceCompressor(Compressor):
                 "score": t_score - t_split,
                 "select": t_select - t_score,
             },
+            relevance=passage_relevance(Ranking(units, probs, ()), len(request.passages)),
         )
 
     def score(self, query: str, passages: Sequence[Any], units: Units) -> np.ndarray:

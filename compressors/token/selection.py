@@ -111,7 +111,7 @@ def select_words(
             kept = [w for j, w in enumerate(kept) if not (sep[w] and j and sep[kept[j - 1]])]
         return kept
 
-    def fits(total: int, m: Sequence[int], extra: int = -1) -> bool:
+    def fits(total: int, m: Sequence[int] | np.ndarray, extra: int = -1) -> bool:
         if framing is None:
             return total <= budget_tokens
         touched = [i for i in range(n_pass) if m[i] or i == extra]

@@ -17,6 +17,7 @@ from ragzip.evaluation import metrics
 from ragzip.evaluation.config import NO_CONTEXT, RETRIEVAL_MODES, UNCOMPRESSED
 from ragzip.evaluation.progress import ProgressTask
 from ragzip.evaluation.results import CompressionRow, GenerationRow, KVRow, RetrievalModeResult
+from ragzip.framing import PLAIN_CONTEXT
 from ragzip.types import Budget, Passage
 
 if TYPE_CHECKING:
@@ -33,8 +34,16 @@ def _source_ids(results: Sequence[Passage]) -> list[str]:
     return [metrics.source_id(p) for p in results]
 
 
-def _recount_violation(counter: TokenCounter, texts: Sequence[str], budget_tokens: int) -> bool:
-    return sum(counter.count_batch(list(texts))) > budget_tokens
+def _recount_violation(counter: TokenCounter, context: str, budget_tokens: int) -> bool:
+    """Whether the context as sent, counted again, exceeds the budget (ratios are of what is
+    sent: the passages joined as the default layout writes them)."""
+    return (counter.count(context) if context else 0) > budget_tokens
+
+
+def _sent_tokens(counter: TokenCounter, passages: Sequence[Passage]) -> int:
+    """Tokens of ``passages`` as the default layout sends them whole."""
+    whole = PLAIN_CONTEXT.render_texts([p.text for p in passages])
+    return counter.count(whole) if whole else 0
 
 
 def _ms_per_1k(seconds: float, original_tokens: int) -> float:
@@ -103,10 +112,10 @@ def evaluate_compression(
                     answered.append(q.index)
                 originals.append(res.original_tokens)
                 kept.append(res.compressed_tokens)
-                allowed = budget.resolve(sum(counter.count_batch([p.text for p in ctx])))
+                allowed = budget.resolve(_sent_tokens(counter, ctx))
                 # a ratio raised because it would have kept nothing: held to the budget used
                 allowed = res.budget_tokens if res.budget_raised else allowed
-                violations += _recount_violation(counter, res.texts, allowed)
+                violations += _recount_violation(counter, res.context, allowed)
                 seconds.append(res.timings["total"])
                 per_1k.append(_ms_per_1k(res.timings["total"], res.original_tokens))
                 task.advance()
@@ -215,7 +224,7 @@ def evaluate_kv(
     """
     task = ProgressTask(bar, "key-value", len(compressors) * len(ratios) * len(cases))
     prepared = [(case, case.passages()) for case in cases]
-    originals_by_case = [sum(counter.count_batch([p.text for p in ps])) for _, ps in prepared]
+    originals_by_case = [_sent_tokens(counter, ps) for _, ps in prepared]
     rows: list[KVRow] = []
     for name, comp in compressors.items():
         for ratio in ratios:
@@ -232,7 +241,7 @@ def evaluate_kv(
                     survived.append(case.index)
                 pair_hits += any(record in t for t in res.texts)
                 allowed = res.budget_tokens if res.budget_raised else budget.resolve(original)
-                violations += _recount_violation(counter, res.texts, allowed)
+                violations += _recount_violation(counter, res.context, allowed)
                 originals.append(res.original_tokens)
                 kept.append(res.compressed_tokens)
                 per_1k.append(_ms_per_1k(res.timings["total"], res.original_tokens))

@@ -21,6 +21,7 @@ from typing import Any
 
 from ragzip.compressor import Compressor
 from ragzip.errors import InputError, MissingDependencyError
+from ragzip.framing import PLAIN_CONTEXT
 from ragzip.integrations.common import (
     DEFAULT_BUDGET,
     DEFAULT_COMPRESSOR,
@@ -31,7 +32,7 @@ from ragzip.integrations.common import (
     require_text,
     shared_compressor,
 )
-from ragzip.types import PLAIN_CONTEXT, CompressionResult, Passage
+from ragzip.types import CompressionResult, Passage
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict

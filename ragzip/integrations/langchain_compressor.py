@@ -13,6 +13,7 @@ from typing import Any
 
 from ragzip.compressor import Compressor
 from ragzip.errors import ConfigError, MissingDependencyError
+from ragzip.framing import PLAIN_CONTEXT, ContextFormat
 from ragzip.integrations.common import METADATA_PREFIX as METADATA_PREFIX
 from ragzip.integrations.common import (
     as_budget,
@@ -22,7 +23,7 @@ from ragzip.integrations.common import (
 )
 from ragzip.integrations.langchain_documents import document_to_passage
 from ragzip.tokenization import TokenCounter
-from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextFormat
+from ragzip.types import Budget, CompressionResult
 
 try:
     from langchain_core.callbacks import Callbacks

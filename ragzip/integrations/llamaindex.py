@@ -21,6 +21,7 @@ from typing import Any
 
 from ragzip.compressor import Compressor
 from ragzip.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.framing import ContextFormat
 from ragzip.integrations.common import (
     DEFAULT_BUDGET,
     DEFAULT_COMPRESSOR,
@@ -30,7 +31,7 @@ from ragzip.integrations.common import (
     shared_compressor,
 )
 from ragzip.retrievers.base import Retriever
-from ragzip.types import Budget, CompressionResult, ContextFormat, Passage
+from ragzip.types import Budget, CompressionResult, Passage
 
 try:
     from llama_index.core.base.base_retriever import BaseRetriever

@@ -59,8 +59,8 @@ def _cascade(
 
 
 def test_expansion_follows_the_ratio() -> None:
-    assert expansion(2.0) == EXPANSION[0][1] == 1.0
-    assert expansion(4.0) == 1.0
+    assert expansion(1.5) == expansion(2.0) == EXPANSION[0][1] == 1.0
+    assert expansion(4.0) == 1.5
     assert expansion(1000.0) == EXPANSION[-1][1]
     values = [expansion(r) for r in (4, 6, 8, 11, 16, 23, 32)]
     assert values == sorted(values)

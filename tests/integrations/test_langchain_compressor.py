@@ -16,9 +16,10 @@ from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnableP
 import ragzip
 from ragzip.compressor import Compressor
 from ragzip.errors import BudgetError, ConfigError, InputError, RegistryError
+from ragzip.framing import PLAIN_CONTEXT, ContextLayout
 from ragzip.integrations import RagzipCompressor, RagzipRetriever
 from ragzip.integrations.langchain_compressor import METADATA_PREFIX
-from ragzip.types import PLAIN_CONTEXT, Budget, CompressionResult, ContextLayout, Passage
+from ragzip.types import Budget, CompressionResult, Passage
 
 QUERY = "Which city is the capital of France?"
 
