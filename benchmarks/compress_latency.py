@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--contexts", type=Path, help="Read questions and passages from here.")
     parser.add_argument("--save-contexts", type=Path, help="Write questions and passages here.")
     parser.add_argument("--tokenizer", type=Path, help="Tokenizer folder (default: SmolLM2's).")
+    parser.add_argument("--ratio", type=float, default=RATIO, help="Compression ratio.")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     modes = set(args.modes.split(","))
@@ -150,7 +151,7 @@ def main() -> None:
         )
         for name in names
     }
-    budget = Budget.compression(RATIO)
+    budget = Budget.compression(args.ratio)
     recall: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for t in threads:
@@ -204,7 +205,7 @@ def main() -> None:
     report = {
         "questions": len(questions),
         "k": args.k,
-        "ratio": RATIO,
+        "ratio": args.ratio,
         "counter": counter.name,
         "context_tokens_mean": float(
             np.mean([sum(counter.count_batch([p.text for p in ctx])) for ctx in retrieved])
@@ -235,7 +236,7 @@ def main() -> None:
     intro = (
         f"{report['questions']} NQ-open {args.split} questions, top-{args.k} hybrid passages "
         f"({report['context_tokens_mean']:.0f} {counter.name} tokens on average), compressed "
-        f"at {RATIO:g}x on {report['gpu'] or cpu_model()} "
+        f"at {report['ratio']:g}x on {report['gpu'] or cpu_model()} "
         f"({report['machine']['cpu_count']} cores). Cold: the compressor's feature cache emptied "
         "before each request; warm: the same request again; seen passages: the same passages "
         "with another question; indexed: the passages' sentence vectors from the index and the "

@@ -59,6 +59,7 @@ from ragzip.compressors.token.words import unit_maximum
 from ragzip.compressors.units import Ranking, Units, greedy_fill, passage_relevance, split_words
 from ragzip.compressors.values import value_units
 from ragzip.errors import ConfigError
+from ragzip.features import FeatureCache
 from ragzip.tokenization import TokenCounter
 from ragzip.types import Span
 
@@ -172,6 +173,12 @@ class CascadeCompressor(Compressor):
             if stage.counter is not counter:
                 msg = f"the {stage.name} stage counts tokens with another counter"
                 raise ConfigError(msg)
+
+    @property
+    def features(self) -> FeatureCache | None:
+        """The coarse stage's vector cache (``mig``'s), where ``ragzip index`` vectors land."""
+        cache = getattr(self.coarse, "features", None)
+        return cache if isinstance(cache, FeatureCache) else None
 
     def expand_for(self, request: CompressionRequest) -> float:
         """The expansion used for ``request``: the configured one, or the ratio's."""

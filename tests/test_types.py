@@ -60,3 +60,16 @@ def test_passage_metadata_is_copied_and_read_only() -> None:
     assert p.metadata["a"] == 1
     with pytest.raises(TypeError):
         p.metadata["a"] = 3  # type: ignore[index]
+
+
+def test_ranked_orders_by_relevance_and_keeps_unscored_last() -> None:
+    from ragzip.types import CompressedPassage, CompressionResult
+
+    def kept(text: str, relevance: float | None) -> CompressedPassage:
+        return CompressedPassage(Passage(text), text, ((0, len(text)),), 1, 1, relevance)
+
+    result = CompressionResult(
+        "x", "q", (kept("a", None), kept("b", 0.2), kept("c", 0.9), kept("d", None)), 4, 4, 4
+    )
+    assert [p.text for p in result.ranked()] == ["c", "b", "a", "d"]
+    assert [p.text for p in result.passages] == ["a", "b", "c", "d"]  # the context's order stays

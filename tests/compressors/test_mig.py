@@ -256,3 +256,19 @@ def test_passages_asked_about_are_split_once(
     comp.compress_request(replace(request, passages=(ragzip.Passage("Gamma."),)))
     assert calls == [[TEXT], ["Gamma."]]
     assert comp.compress_request(request).spans == first.spans
+
+
+def test_passages_carry_their_best_sentence_cosine(minilm_counter: TokenCounter) -> None:
+    """The relevance MIG computed while selecting reranks the passages at no extra cost."""
+    comp = MIGCompressor(
+        MIGCompressor.Config(include_title=False),
+        counter=minilm_counter,
+        embedder=TableEmbedder(TABLE),
+    )
+    passages = ["Gamma.", "Alpha one. Alpha two."]
+    result = comp.compress("Q?", passages, budget=Budget.tokens(4))
+    cosines = {s: float(v @ comp.embedder.table["Q?"]) for s, v in comp.embedder.table.items()}
+    relevance = [p.relevance for p in result.passages]
+    assert relevance == pytest.approx([cosines["Gamma."], cosines["Alpha one."]], abs=1e-5)
+    assert [p.passage.text for p in result.ranked()] == ["Alpha one. Alpha two.", "Gamma."]
+    assert result.to_dict()["passages"][1]["relevance"] == pytest.approx(cosines["Alpha one."])
