@@ -321,7 +321,20 @@ async def test_compress_endpoint(client: httpx.AsyncClient, minilm_counter: Any)
     first = data["passages"][0]
     assert first["title"] == "Curie" and first["spans"] == [[0, len(first_text)]]
     assert data["context"] == first["text"] == first_text
+    assert first["relevance"] is None  # identity scores no passage
     assert client.fake.received == []  # type: ignore[attr-defined]
+    ranked = await client.post(
+        "/v1/compress",
+        json={
+            "query": "Where was Curie born?",
+            "passages": PASSAGES,
+            "budget": "4x",
+            "compressor": "mig",
+        },
+    )
+    assert ranked.status_code == 200, ranked.text
+    scores = [p["relevance"] for p in ranked.json()["passages"]]
+    assert all(isinstance(s, float) for s in scores)  # mig's pass scores every passage
     head = await client.post(
         "/v1/compress", json={"query": "q?", "passages": PASSAGES, "budget": "3x"}
     )
