@@ -56,7 +56,13 @@ from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.token import TokenCompressor
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import unit_maximum
-from ragzip.compressors.units import Ranking, Units, greedy_fill, passage_relevance, split_words
+from ragzip.compressors.units import (
+    Ranking,
+    Units,
+    fill_request,
+    passage_relevance,
+    split_words,
+)
 from ragzip.compressors.values import value_units
 from ragzip.errors import ConfigError
 from ragzip.features import FeatureCache
@@ -200,14 +206,7 @@ class CascadeCompressor(Compressor):
         ranker: Ranker = self.coarse  # type: ignore[assignment]  # checked in __init__
         if mid <= sendable:  # the coarse stage alone, exactly within the budget
             ranking = ranker.ranking(request, sendable)
-            fill = greedy_fill(
-                ranking.units,
-                ranking.order,
-                budget,
-                self.counter,
-                framing=request.framing,
-                sent_limit=sendable,
-            )
+            fill = fill_request(ranking.units, ranking.order, request, self.counter)
             return CompressionOutput(
                 spans=fill.spans,
                 timings={"rank": time.perf_counter() - t0},

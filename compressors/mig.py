@@ -48,7 +48,7 @@ from ragzip.compressors.units import (
     Granularity,
     Ranking,
     Units,
-    greedy_fill,
+    fill_request,
     passage_relevance,
     split_units,
 )
@@ -260,14 +260,7 @@ class MIGCompressor(Compressor):
         t_embed = time.perf_counter()
         cap = request.budget_tokens + request.framing_tokens  # kept passages pay their layout
         order = self.rank(vectors[0], vectors[1:], units, cap)
-        selection = greedy_fill(
-            units,
-            order,
-            request.budget_tokens,
-            self.counter,
-            framing=request.framing,
-            sent_limit=request.sent_limit,
-        )
+        selection = fill_request(units, order, request, self.counter)
         t_select = time.perf_counter()
         return CompressionOutput(
             spans=selection.spans,

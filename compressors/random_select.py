@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.compressors.units import Granularity, greedy_fill, split_units
+from ragzip.compressors.units import Granularity, fill_request, split_units
 from ragzip.errors import ConfigError
 from ragzip.tokenization import TokenCounter
 
@@ -56,12 +56,5 @@ class RandomCompressor(Compressor):
         )
         order = list(range(len(units)))
         random.Random(self.config.seed).shuffle(order)
-        selection = greedy_fill(
-            units,
-            order,
-            request.budget_tokens,
-            self.counter,
-            framing=request.framing,
-            sent_limit=request.sent_limit,
-        )
+        selection = fill_request(units, order, request, self.counter)
         return CompressionOutput(spans=selection.spans)

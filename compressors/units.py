@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from ragzip.compressor import CompressionRequest
 from ragzip.errors import ConfigError
 from ragzip.framing import Framing, framing_limit, join_spans
 from ragzip.text import split_sentences
@@ -281,6 +282,20 @@ def greedy_fill(
 
     spans = tuple(tuple(sorted(units[i].span for i in members)) for members in by_passage)
     return Selection(kept=tuple(kept), spans=spans, tokens=total)
+
+
+def fill_request(
+    units: Units, order: Sequence[int], request: CompressionRequest, counter: TokenCounter
+) -> Selection:
+    """:func:`greedy_fill` within ``request``'s budget, its layout charged per kept passage."""
+    return greedy_fill(
+        units,
+        order,
+        request.budget_tokens,
+        counter,
+        framing=request.framing,
+        sent_limit=request.sent_limit,
+    )
 
 
 def _joined(units: Units, members: Sequence[int]) -> str:
