@@ -252,33 +252,38 @@ class CascadeCompressor(Compressor):
         joined: list[str] = []
         joined_words: list[list[Span]] = []
         origin: list[list[Span]] = []  # each read word's span in the passage
-        of_sentence: list[list[int]] = []  # the unit each read word belongs to
+        word_counts: list[list[int]] = []  # words of each kept sentence, in order (contiguous)
         for i in read:
-            parts, jw, ow, os_ = [], [], [], []
+            parts: list[str] = []
+            jw: list[Span] = []
+            ow: list[Span] = []
+            counts: list[int] = []
             at = 0
             for idx in members[i]:
                 unit = units[idx]
-                for s, e in split_words(unit.text):
-                    jw.append((at + s, at + e))
-                    ow.append((unit.start + s, unit.start + e))
-                    os_.append(idx)
+                found = split_words(unit.text)
+                jw.extend((at + s, at + e) for s, e in found)
+                ow.extend((unit.start + s, unit.start + e) for s, e in found)
+                counts.append(len(found))
                 parts.append(unit.text)
                 at += len(unit.text) + 1
             joined.append(" ".join(parts))
             joined_words.append(jw)
             origin.append(ow)
-            of_sentence.append(os_)
+            word_counts.append(counts)
         probs = self.fine.word_probabilities(request.query, joined, joined_words)
         word_units: list[list[Span]] = [[] for _ in range(n)]
         unit_probs: list[np.ndarray] = [np.zeros(0) for _ in range(n)]
         boosts: list[np.ndarray] = [np.zeros(0) for _ in range(n)]
         for r, i in enumerate(read):
             spans, unit_p, boost = [], [], []
-            for idx in members[i]:  # value units within one sentence, never across a gap
-                own = [k for k, u in enumerate(of_sentence[r]) if u == idx]
-                words = [origin[r][k] for k in own]
+            first = 0
+            for idx, count in zip(members[i], word_counts[r], strict=True):
+                # value units within one sentence, never across a gap
+                words = origin[r][first : first + count]
                 grouped = value_units(texts[i], words)
-                unit_p.append(unit_maximum(words, grouped, probs[r][own]))
+                unit_p.append(unit_maximum(words, grouped, probs[r][first : first + count]))
+                first += count
                 spans.extend(grouped)
                 boost.extend([relevance[idx]] * len(grouped))
             word_units[i] = spans
