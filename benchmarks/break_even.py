@@ -44,17 +44,17 @@ from timing import log
 from ragzip import Budget
 from ragzip.compressor import Compressor
 from ragzip.compressors.auto import AutoCompressor
+from ragzip.core.machine import machine_info
+from ragzip.core.paths import paths
 from ragzip.evaluation.metrics import answer_in_context
+from ragzip.experiments.reporting import markdown_table
 from ragzip.generators.openai_compat import OpenAIGenerator
 from ragzip.generators.simulated import preset
-from ragzip.machine import machine_info
-from ragzip.models import smollm2_counter
-from ragzip.paths import paths
 from ragzip.policy import AutoPolicy
 from ragzip.profiling.measure import forget_features, load_nq_passages, measure
 from ragzip.prompts import build_result_messages
 from ragzip.registry import create_compressor
-from ragzip.reporting import markdown_table
+from ragzip.weights import smollm2_counter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMPRESSORS = ("truncate", "mig", "token", "sentence")
@@ -93,8 +93,8 @@ def simulated_server(name: str) -> Iterator[str]:
 
 def val_recall(comps: dict[str, Compressor], n: int) -> dict[tuple[str, float], float]:
     """Answer-in-context recall at 4x of each compressor on ``n`` validation questions."""
-    from ragzip.datasets import load_nq, nq_corpus, nq_split
     from ragzip.evaluation.indexing import load_or_build_index
+    from ragzip.experiments.datasets import load_nq, nq_corpus, nq_split
 
     examples = load_nq()
     questions = nq_split("val", examples=examples)[:n]

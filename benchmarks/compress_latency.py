@@ -36,14 +36,14 @@ import torch
 from timing import log
 
 from ragzip import Budget
+from ragzip.core.machine import cpu_model, machine_info
+from ragzip.core.paths import paths
+from ragzip.core.types import Passage
 from ragzip.evaluation.metrics import answer_in_context
-from ragzip.machine import cpu_model, machine_info
-from ragzip.models import counter_from_folder, load_embedder, smollm2_counter
-from ragzip.paths import paths
+from ragzip.experiments.reporting import markdown_table
 from ragzip.profiling.measure import forget_features
 from ragzip.registry import create_compressor
-from ragzip.reporting import markdown_table
-from ragzip.types import Passage
+from ragzip.weights import counter_from_folder, load_embedder, smollm2_counter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMPRESSORS = ("truncate", "mig", "token", "sentence")
@@ -56,8 +56,8 @@ def contexts(
 ) -> tuple[list[Any], list[list[Passage]]]:
     """The first ``n`` questions of ``split`` (``question``, ``answers``) and their top-``k`` hybrid
     passages."""
-    from ragzip.datasets import load_nq, nq_corpus, nq_split
     from ragzip.evaluation.indexing import load_or_build_index
+    from ragzip.experiments.datasets import load_nq, nq_corpus, nq_split
 
     examples = load_nq()
     questions = nq_split(split, examples=examples)[:n]
@@ -96,7 +96,7 @@ def clear_caches(comp: Any) -> None:
 def indexed_s(comp: Any, precompute: Any, question: str, ctx: list[Passage], budget: Any) -> float:
     """Seconds of a request over indexed chunks: the sentence vectors come from a table made
     ahead (as ``ragzip index`` stores it), the question's vector from retrieval (untimed)."""
-    from ragzip.features import FeatureCache
+    from ragzip.cache.feature_cache import FeatureCache
 
     table = precompute(ctx)
     own = comp.features

@@ -23,14 +23,14 @@ from typing import Any
 
 import torch
 
+from ragzip.core.machine import machine_info
+from ragzip.core.types import Budget
+from ragzip.experiments.reporting import markdown_table
 from ragzip.generators.local import embedded_generator
-from ragzip.machine import machine_info
 from ragzip.pipeline import Pipeline
 from ragzip.registry import create_compressor
-from ragzip.reporting import markdown_table
 from ragzip.retrievers.documents import load_documents
 from ragzip.retrievers.index import HybridIndex
-from ragzip.types import Budget
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "tests" / "data" / "demo_questions.json"

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.datasets import load_nq, nq_corpus, nq_split
-from ragzip.embedding import autocast, resolve_precision
-from ragzip.machine import cpu_model, machine_info
-from ragzip.models import load_embedder
-from ragzip.reporting import markdown_table
+from ragzip.core.machine import cpu_model, machine_info
+from ragzip.encoders.embedding import autocast, resolve_precision
+from ragzip.experiments.datasets import load_nq, nq_corpus, nq_split
+from ragzip.experiments.reporting import markdown_table
+from ragzip.weights import load_embedder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 
-from ragzip.machine import cpu_model
+from ragzip.core.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from timing import log
 
-from ragzip.datasets import gold_doc_ids, load_kv, load_nq, nq_corpus, nq_split
+from ragzip.experiments.datasets import gold_doc_ids, load_kv, load_nq, nq_corpus, nq_split
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, embed_texts
@@ -134,7 +134,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer
 
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     embedder = SentenceTransformer(str(minilm_dir()), device="cpu", local_files_only=True)
     examples = load_nq()

@@ -30,11 +30,11 @@ from retrieval_corpus import (
 )
 from timing import log
 
-from ragzip.models import load_embedder
+from ragzip.core.text import split_sentences
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
-from ragzip.text import split_sentences
+from ragzip.weights import load_embedder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRAPHS = [(32, 80), (32, 200)]

@@ -48,9 +48,9 @@ CONFIGS = ("identity@1x", "mig@4x", "sentence@4x", "token@4x", "auto@4x")
 
 def workload(n_questions: int, k: int) -> tuple[list[dict[str, Any]], Path]:
     """``n_questions`` NQ test questions with their top-``k`` hybrid passages, and the index."""
-    from ragzip.datasets import load_nq, nq_corpus, nq_split
+    from ragzip.core.paths import paths
     from ragzip.evaluation.indexing import load_or_build_index
-    from ragzip.paths import paths
+    from ragzip.experiments.datasets import load_nq, nq_corpus, nq_split
 
     examples = load_nq()
     corpus = nq_corpus(examples)
@@ -139,7 +139,7 @@ def summary(done: list[dict[str, Any]], wall: float, cpu: float, slo: float) -> 
 def recall(url: str, items: list[dict[str, Any]], config: str) -> dict[str, float]:
     """Share of ``items`` whose gold answer survives ``config`` (``/v1/compress``), and the
     context tokens kept."""
-    from ragzip.text import answer_in_text
+    from ragzip.experiments.answers import answer_in_text
 
     name, budget = config.split("@")
     kept = 0
@@ -212,8 +212,8 @@ def sweep(
 
 
 def bench(args: argparse.Namespace, preset: str) -> dict[str, Any]:
+    from ragzip.core.machine import cpu_model
     from ragzip.generators.simulated import preset as timing
-    from ragzip.machine import cpu_model
 
     items, index = workload(args.questions, args.passages)
     order = zipf_order(len(items), 5000, args.zipf, args.seed)

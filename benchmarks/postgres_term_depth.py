@@ -26,10 +26,10 @@ from results_io import RESULTS, machine
 from retrieval_corpus import DEFAULT_DATA, load_nq
 from timing import log, time_each
 
-from ragzip import datasets as data
-from ragzip.models import load_embedder
+from ragzip.experiments import datasets as data
 from ragzip.retrievers.postgres import PostgresIndex, embedded_dsn, release_embedded
 from ragzip.retrievers.postgres.index import TERM_DEPTH
+from ragzip.weights import load_embedder
 
 EVERY = 10**9
 """A depth no term reaches: every posting read (plain BM25)."""

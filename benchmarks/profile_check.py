@@ -118,14 +118,14 @@ def refit_and_check(args: Any, out: Path, common: dict[str, Any]) -> tuple[Any, 
         report = check(EmbeddedGenerator())
     else:
         from ragzip.generators.openai_compat import OpenAIGenerator
-        from ragzip.models import SMOLLM2_NAME, smollm2_counter
+        from ragzip.weights import SMOLLM2_NAME, smollm2_counter
 
         with (
             model_server(args.port) as url,
             OpenAIGenerator(url, SMOLLM2_NAME, counter=smollm2_counter()) as remote,
         ):
             report = check(remote)
-    from ragzip.reporting import json_ready
+    from ragzip.experiments.reporting import json_ready
 
     (out / CHECK_JSON).write_text(
         json.dumps(json_ready(report.to_dict()), indent=2, allow_nan=False) + "\n", encoding="utf-8"
@@ -276,7 +276,7 @@ def main() -> None:
         profile, files = run_profile(generator=EmbeddedGenerator(), **common)
     else:
         from ragzip.generators.openai_compat import OpenAIGenerator
-        from ragzip.models import SMOLLM2_NAME, smollm2_counter
+        from ragzip.weights import SMOLLM2_NAME, smollm2_counter
 
         (out / "profile.json").unlink(missing_ok=True)  # one profile per run
         with (

@@ -41,7 +41,7 @@ from typing import Any
 from harness import rss_mib
 from http_load import Connection, load, sequential
 
-from ragzip.datasets import read_nq
+from ragzip.experiments.datasets import read_nq
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nq_open_dev.jsonl.gz"

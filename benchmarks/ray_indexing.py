@@ -27,10 +27,10 @@ from retrieval_corpus import DEFAULT_DATA, load_nq, nq_docs
 from timing import log
 
 from ragzip.backends import write_index
+from ragzip.core.types import Passage
 from ragzip.indexing.ray_engine import RayOptions, write_index_ray
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.postgres import embedded_dsn, release_embedded
-from ragzip.types import Passage
 
 CORPUS_CHUNKS = 10_000_000
 KEY = "steady_chunks_per_s"

@@ -3,7 +3,7 @@ own relevance scores, beside hybrid and dense retrieval's order.
 
 For each question of the split: the top-10 passages of the NQ index (whole gold passages as
 the corpus, as ``ragzip eval``), hybrid; each compressor compresses them at ``--ratio`` and
-:meth:`~ragzip.types.CompressionResult.ranked` orders them by the relevance its pass computed
+:meth:`~ragzip.core.types.CompressionResult.ranked` orders them by the relevance its pass computed
 (the sentence classifier's best sentence probability, MIG's best cosine). Recall@k: a gold
 passage among the first k. Recall@10 is the same set for every order.
 
@@ -24,10 +24,10 @@ from results_io import machine, write
 from timing import log
 
 from ragzip import Budget, create_compressor
-from ragzip.datasets import gold_doc_ids, load_nq, nq_corpus, nq_split
 from ragzip.evaluation.indexing import load_or_build_index
 from ragzip.evaluation.metrics import recall_at_k, source_id
-from ragzip.models import smollm2_counter
+from ragzip.experiments.datasets import gold_doc_ids, load_nq, nq_corpus, nq_split
+from ragzip.weights import smollm2_counter
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Where benchmark results go and what they record about the machine: one writer of
 ``benchmarks/results/<name>.json`` and ``.md``, the machine a run measured on (from
-``ragzip.machine``), and the process's peak memory. Imported by the scripts beside it."""
+``ragzip.core.machine``), and the process's peak memory. Imported by the scripts beside it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ragzip.machine import machine_info, peak_rss_bytes
+from ragzip.core.machine import machine_info, peak_rss_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_CORES = "2 CPU cores shared with other jobs; wall figures depend on their load"
@@ -21,8 +21,8 @@ def peak_rss_mb() -> float:
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on: ``ragzip.machine.machine_info()`` with the CPU count as
-    ``cpus``, torch's version, the 1-minute load average and a note on the shared cores."""
+    """What the numbers were measured on: ``ragzip.core.machine.machine_info()`` with the CPU
+    count as ``cpus``, torch's version, the 1-minute load average and a note on the shared cores."""
     info = machine_info()
     return {
         **info,

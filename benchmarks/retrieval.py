@@ -60,12 +60,12 @@ from retrieval_report import targets, write_markdown
 from retrieval_stages import bench_indexing, bench_query_embedding, bench_recall
 from timing import log, time_each
 
-from ragzip.models import load_embedder
+from ragzip.core.text import split_sentences
+from ragzip.core.types import Passage
 from ragzip.retrievers import ChunkConfig, HybridIndex, chunk_passages
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
-from ragzip.text import split_sentences
-from ragzip.types import Passage
+from ragzip.weights import load_embedder
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 

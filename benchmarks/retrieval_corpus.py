@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from timing import log
 
-from ragzip import datasets as data
-from ragzip.embedding import normalize
+from ragzip.core.types import Passage
+from ragzip.encoders.embedding import normalize
+from ragzip.experiments import datasets as data
 from ragzip.retrievers import ChunkConfig
 from ragzip.retrievers.dense import embed_texts
-from ragzip.types import Passage
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

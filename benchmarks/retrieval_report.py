@@ -188,8 +188,8 @@ def write_markdown(report: dict, path: Path) -> None:
         if "test_questions" in rec:
             lines += [
                 "",
-                f"Test split: the {rec['test_questions']} questions of `ragzip.datasets`' test "
-                "split (the corpus stays all 2,000 passages).",
+                f"Test split: the {rec['test_questions']} questions of "
+                "`ragzip.experiments.datasets`' test split (the corpus stays all 2,000 passages).",
             ]
     lines += ["", "## Targets", ""]
     for t in report.get("targets", []):

@@ -13,8 +13,8 @@ from retrieval_corpus import nq_docs
 from retrieval_langchain import langchain_ensemble, minilm_for_langchain
 from timing import Stopwatch, log, time_each
 
-from ragzip import datasets as data
-from ragzip.embedding import Precision
+from ragzip.encoders.embedding import Precision
+from ragzip.experiments import datasets as data
 from ragzip.retrievers import HybridIndex
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.dense import DenseConfig, embed_texts

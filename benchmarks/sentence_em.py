@@ -16,7 +16,7 @@ from results_io import machine, write
 from ragzip import Budget, Passage
 from ragzip.compressors.sentence.compressor import SentenceCompressor
 from ragzip.compressors.sentence.scorer import load_scorer
-from ragzip.datasets import NQExample, load_nq, nq_split
+from ragzip.experiments.datasets import NQExample, load_nq, nq_split
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -44,9 +44,9 @@ from ragzip.compressors.sentence.compressor import SentenceCompressor
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import sentence_spans
-from ragzip.datasets import NQExample, load_nq, nq_split
-from ragzip.embedding import FixedPrecision
-from ragzip.text import answer_in_text
+from ragzip.encoders.embedding import FixedPrecision
+from ragzip.experiments.answers import answer_in_text
+from ragzip.experiments.datasets import NQExample, load_nq, nq_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -127,7 +127,7 @@ def _time_requests(
 
 
 def run_speed(args: argparse.Namespace) -> None:
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     examples = load_nq(args.data_dir)
     test = nq_split("test", examples=examples)[: args.requests]
@@ -204,7 +204,7 @@ def run_speed(args: argparse.Namespace) -> None:
 
 def run_quality(args: argparse.Namespace) -> None:
     import ragzip
-    from ragzip.models import load_embedder, smollm2_counter
+    from ragzip.weights import load_embedder, smollm2_counter
 
     torch.set_num_threads(args.threads)
     examples = load_nq(args.data_dir)

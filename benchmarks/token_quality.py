@@ -17,9 +17,9 @@ from results_io import machine
 import ragzip
 from ragzip import Budget
 from ragzip.compressors.token.compressor import TokenCompressor
-from ragzip.datasets import load_kv, load_nq, nq_split
-from ragzip.models import smollm2_counter
-from ragzip.text import answer_in_text
+from ragzip.experiments.answers import answer_in_text
+from ragzip.experiments.datasets import load_kv, load_nq, nq_split
+from ragzip.weights import smollm2_counter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RATIOS = (2.0, 4.0, 8.0)

@@ -52,8 +52,8 @@ from token_quality import kv, kv_markdown, quality, quality_markdown
 from ragzip import Budget
 from ragzip.compressors.token.compressor import TokenCompressor
 from ragzip.compressors.token.model import cut_windows
-from ragzip.datasets import nq_split
-from ragzip.models import smollm2_counter
+from ragzip.experiments.datasets import nq_split
+from ragzip.weights import smollm2_counter
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

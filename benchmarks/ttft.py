@@ -55,15 +55,15 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from ragzip.datasets import load_nq, nq_corpus, nq_split
+    from ragzip.core.machine import peak_rss_bytes
+    from ragzip.core.types import Budget
     from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import answer_accuracy
+    from ragzip.experiments.datasets import load_nq, nq_corpus, nq_split
     from ragzip.generators.embedded import EmbeddedGenerator
-    from ragzip.machine import peak_rss_bytes
     from ragzip.pipeline import Pipeline
     from ragzip.profiling.measure import kv_bytes_per_token
     from ragzip.registry import create_compressor
-    from ragzip.types import Budget
 
     examples = load_nq(ROOT.parent / "shared" / "data")
     index, source, index_s = load_or_build_index(

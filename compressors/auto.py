@@ -1,7 +1,7 @@
 """``auto``: compress only where it pays, as a :class:`~ragzip.policy.AutoPolicy` decides.
 
 The decision (whether, with which candidate, at what ratio, and why) is part of the result:
-:attr:`~ragzip.types.CompressionResult.decision`.
+:attr:`~ragzip.core.types.CompressionResult.decision`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
+from ragzip.cache.feature_cache import CachesFeatures
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.errors import ConfigError
-from ragzip.features import CachesFeatures
+from ragzip.core.errors import ConfigError
+from ragzip.core.tokenization import TokenCounter
 from ragzip.policy import SHIPPED_QUALITY, AutoPolicy, QualityKey, load_quality
 from ragzip.profiling.load import Load
 from ragzip.profiling.profile import find_profile
-from ragzip.tokenization import TokenCounter
 
 
 class AutoCompressor(Compressor):
@@ -27,7 +27,7 @@ class AutoCompressor(Compressor):
     The caller's budget stays a hard cap: when the policy chooses ratio ``r`` the budget is the
     tighter of ``original / r`` and the caller's; when it skips compression, whole passages are
     kept while they fit the caller's budget (pass ``Budget(ratio=1.0)`` to let the policy decide
-    freely). The result's :attr:`~ragzip.types.CompressionResult.decision` says whether the
+    freely). The result's :attr:`~ragzip.core.types.CompressionResult.decision` says whether the
     policy compressed, with which candidate and ratio, its predicted and baseline seconds, and
     why.
 

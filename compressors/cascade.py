@@ -52,6 +52,7 @@ from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 
+from ragzip.cache.feature_cache import FeatureCache
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.token import TokenCompressor
 from ragzip.compressors.token.selection import select_words
@@ -64,10 +65,9 @@ from ragzip.compressors.units import (
     split_words,
 )
 from ragzip.compressors.values import value_units
-from ragzip.errors import ConfigError
-from ragzip.features import FeatureCache
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Span
+from ragzip.core.errors import ConfigError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Span
 
 Coarse = Literal["sentence", "mig"]
 

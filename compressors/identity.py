@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Span
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Span
 
 
 class IdentityCompressor(Compressor):

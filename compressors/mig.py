@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from ragzip.cancellation import checkpoint
+from ragzip.cache.feature_cache import FeatureCache, FeatureTable
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import (
     Granularity,
@@ -52,13 +52,13 @@ from ragzip.compressors.units import (
     passage_relevance,
     split_units,
 )
-from ragzip.embedding import Precision, autocast, device_of
+from ragzip.core.cancellation import checkpoint
+from ragzip.core.errors import CompressionError, ConfigError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Passage
+from ragzip.encoders.embedding import Precision, autocast, device_of
 from ragzip.encoders.onnx import Backend, check_backend
-from ragzip.errors import CompressionError, ConfigError
-from ragzip.features import FeatureCache, FeatureTable
 from ragzip.retrievers.dense import feature_model
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Passage
 
 ENCODE_SLICE = 256
 """Texts embedded between two cancellation checkpoints (length sorting works within a slice)."""
@@ -108,7 +108,7 @@ class MIGCompressor(Compressor):
         config: λ, title use, near-duplicate cut-off, batch size, device.
         counter: Token counter of the generator's tokenizer.
         embedder: A sentence embedder; defaults to the packaged all-MiniLM-L6-v2
-            (:func:`ragzip.models.load_embedder`).
+            (:func:`ragzip.weights.load_embedder`).
     """
 
     name: ClassVar[str] = "mig"
@@ -138,8 +138,8 @@ class MIGCompressor(Compressor):
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
                 ``"onnx-int8"``.
             cache_mb: MiB of sentence and query vectors kept by content
-                (:class:`~ragzip.features.FeatureCache`), so text seen before is not embedded
-                again; 0 turns the cache off. Ignored when a cache is injected.
+                (:class:`~ragzip.cache.feature_cache.FeatureCache`), so text seen before is not
+                embedded again; 0 turns the cache off. Ignored when a cache is injected.
         """
 
         redundancy_weight: float = 0.1
@@ -195,7 +195,7 @@ class MIGCompressor(Compressor):
         super().__init__(counter=counter)
         self.config = config or MIGCompressor.Config()
         if embedder is None:
-            from ragzip.models import load_embedder
+            from ragzip.weights import load_embedder
 
             embedder = load_embedder(self.config.device, self.config.backend, self.config.precision)
         self.embedder = embedder

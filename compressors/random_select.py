@@ -8,8 +8,8 @@ from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, fill_request, split_units
-from ragzip.errors import ConfigError
-from ragzip.tokenization import TokenCounter
+from ragzip.core.errors import ConfigError
+from ragzip.core.tokenization import TokenCounter
 
 
 class RandomCompressor(Compressor):

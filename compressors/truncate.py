@@ -10,8 +10,8 @@ from typing import ClassVar
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import split_words
 from ragzip.compressors.values import value_units
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Span
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Span
 
 
 def water_fill(sizes: Sequence[int], budget: int) -> list[int]:

@@ -18,11 +18,11 @@ from typing import Literal
 import numpy as np
 
 from ragzip.compressor import CompressionRequest
-from ragzip.errors import ConfigError
-from ragzip.framing import Framing, framing_limit, join_spans
-from ragzip.text import split_sentences
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Span
+from ragzip.core.errors import ConfigError
+from ragzip.core.framing import Framing, framing_limit, join_spans
+from ragzip.core.text import split_sentences
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Span
 
 Granularity = Literal["sentence", "word"]
 
@@ -37,7 +37,7 @@ _CJK_WORD_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
 
 @lru_cache(maxsize=8192)
 def sentence_spans(text: str) -> tuple[Span, ...]:
-    """Sentence spans of ``text`` (pySBD via :func:`ragzip.text.split_sentences`), cached.
+    """Sentence spans of ``text`` (pySBD via :func:`ragzip.core.text.split_sentences`), cached.
 
     Retrieval corpora hand the same passages to many questions; splitting is the slowest
     CPU step after embedding, so splits are memoised per passage text.

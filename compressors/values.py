@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ragzip.types import Span
+from ragzip.core.types import Span
 
 _KEY_ENDS = (":", "=", "：", "=>", "->")
 _EDGE_PUNCT = "\"'()[]{},;.!?“”‘’«»<>"

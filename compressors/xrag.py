@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ragzip.artefacts import read_artefact_config, read_tensors, shipped_for, write_artefact
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.mig import Embedder, encode_unit_norm
 from ragzip.compressors.units import sentence_spans
-from ragzip.errors import CompressionError, ConfigError, ModelError
+from ragzip.core.artefacts import read_artefact_config, read_tensors, shipped_for, write_artefact
+from ragzip.core.errors import CompressionError, ConfigError, ModelError
+from ragzip.core.tokenization import TokenCounter
 from ragzip.generators.target import SoftTarget, load_target
-from ragzip.tokenization import TokenCounter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "xrag"
 """Folder of the shipped projector (``config.json``, ``model.safetensors``, ``training.json``)."""
@@ -162,7 +162,7 @@ class XragCompressor(Compressor):
         config: How many passages to keep, embedding batch size, device, weights folder.
         counter: Token counter of the generator's tokenizer (budgets count vectors as tokens).
         embedder: A sentence embedder; defaults to the packaged all-MiniLM-L6-v2
-            (:func:`ragzip.models.load_embedder`). The projector was trained on its embeddings.
+            (:func:`ragzip.weights.load_embedder`). The projector was trained on its embeddings.
         projector: A projector; defaults to the one in ``config.weights`` (or the one shipped
             for ``config.generator``), checked to be trained for that generator.
     """
@@ -231,7 +231,7 @@ class XragCompressor(Compressor):
         self.projector = projector
         self.target = target
         if embedder is None:
-            from ragzip.models import load_embedder
+            from ragzip.weights import load_embedder
 
             embedder = load_embedder(self.config.device)
         self.embedder = embedder

@@ -6,7 +6,7 @@ Public API; everything listed in ``__all__`` is importable from ``ragzip`` direc
 from __future__ import annotations
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.errors import (
+from ragzip.core.errors import (
     BudgetError,
     CompressionError,
     ConfigError,
@@ -21,11 +21,11 @@ from ragzip.errors import (
     RegistryError,
     UpstreamError,
 )
-from ragzip.framing import PLAIN_CONTEXT, ContextFormat, ContextLayout
+from ragzip.core.framing import PLAIN_CONTEXT, ContextFormat, ContextLayout
+from ragzip.core.tokenization import HFTokenCounter, TokenCounter
+from ragzip.core.types import Budget, CompressedPassage, CompressionResult, Passage, Span
 from ragzip.registry import available as available_compressors
 from ragzip.registry import create_compressor, register
-from ragzip.tokenization import HFTokenCounter, TokenCounter
-from ragzip.types import Budget, CompressedPassage, CompressionResult, Passage, Span
 
 __version__ = "0.1.0"
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ragzip.errors import ConfigError
-from ragzip.features import FeatureTable
-from ragzip.paths import paths
+from ragzip.cache.feature_cache import FeatureTable
+from ragzip.core.errors import ConfigError
+from ragzip.core.paths import paths
+from ragzip.core.types import Passage
 from ragzip.retrievers.base import Retriever
 from ragzip.retrievers.building import ProgressFn
 from ragzip.retrievers.chunking import ChunkConfig
-from ragzip.types import Passage
 
 Backend = Literal["folder", "postgres"]
 EMBEDDED = "embedded"
@@ -59,7 +59,7 @@ def mig_featurizer(embedder: Any) -> Any:
     """The ``mig`` compressor whose sentence vectors an index stores (the embedded SmolLM2's
     counter: units are sentences, whichever generator later reads them)."""
     from ragzip.compressors.mig import MIGCompressor
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     return MIGCompressor(counter=smollm2_counter(), embedder=embedder)
 
@@ -125,8 +125,8 @@ def write_postgres(
             :class:`~ragzip.retrievers.postgres.PostgresIndex` and returns the chunks written
             (a distributed build, :mod:`ragzip.indexing.ray_engine`); ``None``: upserted here.
     """
-    from ragzip.models import load_embedder
     from ragzip.retrievers.postgres import PostgresIndex
+    from ragzip.weights import load_embedder
 
     embedder = load_embedder()
     featurizer = mig_featurizer(embedder) if features else None

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ragzip.commands import console, fail
-from ragzip.errors import RagzipError
-from ragzip.types import Budget
+from ragzip.core.errors import RagzipError
+from ragzip.core.types import Budget
 
 app = typer.Typer(
     name="ragzip",
@@ -340,8 +340,8 @@ def compress(
     Input: ``{"query": str, "passages": [str | {"text", "title", "id"}], "budget": "4x"}``.
     Output: the CompressionResult as JSON.
     """
-    from ragzip.models import smollm2_counter
     from ragzip.registry import create_compressor
+    from ragzip.weights import smollm2_counter
 
     try:
         payload = json.loads(sys.stdin.read())

@@ -1,9 +1,10 @@
 """The one interface every compression method implements.
 
-A compressor takes a question, retrieved passages and a :class:`~ragzip.types.Budget` and returns
-a frozen :class:`~ragzip.types.CompressionResult`. Subclasses implement :meth:`Compressor._compress`
-only; the public :meth:`Compressor.compress` validates input, counts tokens in the generator's
-tokenizer, cuts output text from the original passages and guarantees the budget.
+A compressor takes a question, retrieved passages and a :class:`~ragzip.core.types.Budget` and
+returns a frozen :class:`~ragzip.core.types.CompressionResult`. Subclasses implement
+:meth:`Compressor._compress` only; the public :meth:`Compressor.compress` validates input, counts
+tokens in the generator's tokenizer, cuts output text from the original passages and guarantees the
+budget.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ragzip.cancellation import checkpoint
-from ragzip.errors import BudgetError, InputError
-from ragzip.framing import PLAIN_CONTEXT, ContextLayout, Framing, join_spans, measure_framing
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, CompressedPassage, CompressionResult, Decision, Passage, Span
+from ragzip.core.cancellation import checkpoint
+from ragzip.core.errors import BudgetError, InputError
+from ragzip.core.framing import PLAIN_CONTEXT, ContextLayout, Framing, join_spans, measure_framing
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Budget, CompressedPassage, CompressionResult, Decision, Passage, Span
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class CompressionOutput:
         timings: Seconds per internal stage, merged into the result's timings.
         decision: What a compressor that decides the amount (``auto``) chose, and why.
         relevance: One score per passage from the method's own pass (higher: more useful),
-            passed on as :attr:`~ragzip.types.CompressedPassage.relevance`; ``None`` if none.
+            passed on as :attr:`~ragzip.core.types.CompressedPassage.relevance`; ``None`` if none.
     """
 
     spans: Sequence[Sequence[Span]] | None = None

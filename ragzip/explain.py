@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.console import Console, Group
 from rich.text import Text
 
-from ragzip.types import CompressedPassage, CompressionResult
+from ragzip.core.types import CompressedPassage, CompressionResult
 
 KEPT_STYLE = "bold green"
 DROPPED_STYLE = "dim strike"

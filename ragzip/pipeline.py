@@ -17,11 +17,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ragzip.cache.feature_cache import FeatureCache
 from ragzip.compressor import Compressor
-from ragzip.errors import ConfigError, InputError
-from ragzip.features import FeatureCache
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Budget, CompressionResult, Decision, Passage
 from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_CONTEXT
-from ragzip.types import Budget, CompressionResult, Decision, Passage
 
 if TYPE_CHECKING:
     from ragzip.generators.base import Generation, Generator

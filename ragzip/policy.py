@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import CompressionResult, Decision
 from ragzip.profiling.load import Load
 from ragzip.profiling.profile import Profile, load_profile
-from ragzip.types import CompressionResult, Decision
 
 QualityKey = tuple[str, float]
 SHIPPED_QUALITY = Path(__file__).resolve().parent / "data" / "default_quality.json"

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ragzip.errors import InputError
-from ragzip.framing import ContextFormat
-from ragzip.messages import ChatMessage
+from ragzip.core.errors import InputError
+from ragzip.core.framing import ContextFormat
+from ragzip.core.messages import ChatMessage
 
 if TYPE_CHECKING:
-    from ragzip.types import CompressionResult
+    from ragzip.core.types import CompressionResult
 
 DEFAULT_SYSTEM_PROMPT = (
     "Answer the question using the context. Reply with a short answer only, a few words."

@@ -1,8 +1,8 @@
 """A lazy, explicit registry of compressors: name → import path + the pip extra it needs.
 
 Nothing is imported until a compressor is asked for. An unknown name raises
-:class:`~ragzip.errors.RegistryError` listing the valid names; a missing optional dependency
-raises :class:`~ragzip.errors.MissingDependencyError` naming ``pip install 'ragzip[extra]'``.
+:class:`~ragzip.core.errors.RegistryError` listing the valid names; a missing optional dependency
+raises :class:`~ragzip.core.errors.MissingDependencyError` naming ``pip install 'ragzip[extra]'``.
 
 A compressor *spec* names a compressor and, optionally, settings of its ``Config``, as text for
 command lines and settings files::
@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ragzip.coerce import coerce_options
 from ragzip.compressor import Compressor
-from ragzip.errors import ConfigError, MissingDependencyError, RegistryError
-from ragzip.tokenization import TokenCounter
+from ragzip.core.coerce import coerce_options
+from ragzip.core.errors import ConfigError, MissingDependencyError, RegistryError
+from ragzip.core.tokenization import TokenCounter
 
 
 @dataclass(frozen=True)

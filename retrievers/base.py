@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ragzip.types import Passage
+from ragzip.core.types import Passage
 
 
 @runtime_checkable

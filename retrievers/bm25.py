@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.errors import ConfigError, InputError
-from ragzip.features import FeatureTable, Featurizer
+from ragzip.cache.feature_cache import FeatureTable, Featurizer
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Passage
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages
 from ragzip.retrievers.dense import DenseConfig, embed_texts, embedding_dim
-from ragzip.types import Passage
 
 ProgressFn = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: how far an index build is."""

@@ -1,9 +1,9 @@
 """Split documents into overlapping, sentence-aligned chunks for indexing.
 
-Chunks are windows of whole sentences (pySBD via :func:`ragzip.text.split_sentences`) of at most
-``max_words`` words; consecutive chunks share about ``overlap_words`` words of trailing sentences,
-so a fact that straddles a boundary is whole in at least one chunk. A sentence longer than
-``max_words`` is cut into word windows with the same overlap. Chunk text is always a verbatim
+Chunks are windows of whole sentences (pySBD via :func:`ragzip.core.text.split_sentences`) of at
+most ``max_words`` words; consecutive chunks share about ``overlap_words`` words of trailing
+sentences, so a fact that straddles a boundary is whole in at least one chunk. A sentence longer
+than ``max_words`` is cut into word windows with the same overlap. Chunk text is always a verbatim
 slice of the source text, and every non-space character of the source lands in some chunk.
 """
 
@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from ragzip.errors import ConfigError
-from ragzip.text import split_sentences
-from ragzip.types import Passage, Span
+from ragzip.core.errors import ConfigError
+from ragzip.core.text import split_sentences
+from ragzip.core.types import Passage, Span
 
 _WORD = re.compile(r"\S+")
 

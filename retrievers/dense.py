@@ -2,7 +2,7 @@
 
 Texts are embedded with a sentence-transformers bi-encoder — by default all-MiniLM-L6-v2
 (Wang et al., "MiniLM", 2020; trained as in Reimers & Gurevych, "Sentence-BERT", 2019) from
-:func:`ragzip.models.load_embedder` — L2-normalised, so inner product is cosine similarity.
+:func:`ragzip.weights.load_embedder` — L2-normalised, so inner product is cosine similarity.
 Small corpora use exact search (``IndexFlatIP``); large ones a graph index (``IndexHNSWFlat``,
 Malkov & Yashunin, "Efficient and robust approximate nearest neighbor search using Hierarchical
 Navigable Small World graphs", 2018). ``kind="auto"`` switches at ``hnsw_threshold`` vectors;
@@ -18,7 +18,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ragzip.embedding import (
+from ragzip.cache.feature_cache import FeatureCache
+from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.encoders.embedding import (
     Precision,
     autocast,
     device_of,
@@ -27,8 +29,6 @@ from ragzip.embedding import (
     resolve_precision,
 )
 from ragzip.encoders.minilm import MINILM_NAME
-from ragzip.errors import ConfigError, MissingDependencyError, ModelError
-from ragzip.features import FeatureCache
 
 DenseKind = Literal["auto", "flat", "hnsw"]
 
@@ -116,7 +116,7 @@ def embedder_name(embedder: Any) -> str:
         return explicit
     path = getattr(getattr(embedder, "tokenizer", None), "name_or_path", None)
     if isinstance(path, str) and path:
-        from ragzip.models import minilm_dir
+        from ragzip.weights import minilm_dir
 
         try:
             if Path(path).resolve() == minilm_dir().resolve():
@@ -128,8 +128,8 @@ def embedder_name(embedder: Any) -> str:
 
 
 def default_embedder() -> Any:
-    """The embedded all-MiniLM-L6-v2 (:func:`ragzip.models.load_embedder`)."""
-    from ragzip.models import load_embedder
+    """The embedded all-MiniLM-L6-v2 (:func:`ragzip.weights.load_embedder`)."""
+    from ragzip.weights import load_embedder
 
     return load_embedder()
 
@@ -191,8 +191,8 @@ def embed_texts(
 
 def feature_model(embedder: Any, precision: Precision) -> str:
     """The namespace of ``embedder``'s unit vectors at ``precision`` (resolved for its device)
-    in a :class:`~ragzip.features.FeatureCache`: shared by every component that embeds the
-    same way (index queries, ``mig``, vectors precomputed at index time). An embedder whose
+    in a :class:`~ragzip.cache.feature_cache.FeatureCache`: shared by every component that embeds
+    the same way (index queries, ``mig``, vectors precomputed at index time). An embedder whose
     vectors have a precision of their own says so in ``feature_precision`` (an ONNX graph's
     ``"float32"`` or ``"int8"``, whatever autocast was asked for)."""
     own = getattr(embedder, "feature_precision", None)  # an embedder that computes in its own

@@ -1,4 +1,4 @@
-"""Load documents from files and folders into :class:`~ragzip.types.Passage` objects.
+"""Load documents from files and folders into :class:`~ragzip.core.types.Passage` objects.
 
 Supported: Markdown (``.md``, ``.markdown``), plain text (``.txt``), reStructuredText (``.rst``)
 and JSON Lines (``.jsonl``: one object per line with ``"text"`` and optional ``"title"``/``"id"``).
@@ -17,9 +17,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragzip.errors import InputError
-from ragzip.jsonl import json_objects
-from ragzip.types import Passage
+from ragzip.core.errors import InputError
+from ragzip.core.jsonl import json_objects
+from ragzip.core.types import Passage
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ On-disk format (version 2), a directory holding::
     bm25/           the bm25s index (``bm25s.BM25.save``)
     dense.faiss     the faiss index (``faiss.write_index``); vectors are stored, never recomputed
     features/       optional: vectors of the chunks' sentences computed at index time
-                    (:class:`~ragzip.features.FeatureTable`: ``keys.npy`` content addresses,
-                    ``vectors.npy`` float16 rows); ``"features"`` in the manifest names their
-                    model namespace and count, or is ``null``
+                    (:class:`~ragzip.cache.feature_cache.FeatureTable`: ``keys.npy`` content
+                    addresses, ``vectors.npy`` float16 rows); ``"features"`` in the manifest
+                    names their model namespace and count, or is ``null``
 
 Version 1 (no ``features`` entry) is refused with a message to rebuild: its parts are readable,
 but an index rebuilt once gets the precomputed features that make compression cheap.
@@ -39,20 +39,20 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ragzip.artefacts import sha256_file
-from ragzip.errors import (
+from ragzip.cache.feature_cache import FeatureTable
+from ragzip.core.artefacts import sha256_file
+from ragzip.core.errors import (
     IndexCorruptedError,
     IndexFormatError,
     IndexNotFoundError,
     InputError,
     MissingDependencyError,
 )
-from ragzip.features import FeatureTable
+from ragzip.core.types import Passage
 from ragzip.retrievers import store
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig, DenseIndex
-from ragzip.types import Passage
 
 FORMAT = "ragzip-index"
 VERSION = 2

@@ -14,8 +14,8 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from ragzip.errors import ConfigError, InputError
-from ragzip.types import Passage
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Passage
 
 T = TypeVar("T", bound=Hashable)
 

@@ -18,9 +18,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragzip.embedding import normalize
-from ragzip.errors import InputError
-from ragzip.features import FeatureCache, FeatureTable
+from ragzip.cache.feature_cache import FeatureCache, FeatureTable
+from ragzip.core.errors import InputError
+from ragzip.core.types import Passage
+from ragzip.encoders.embedding import normalize
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
 from ragzip.retrievers.building import (
     ProgressFn,
@@ -50,7 +51,6 @@ from ragzip.retrievers.fusion import (
     check_search,
     fuse_hits,
 )
-from ragzip.types import Passage
 
 logger = logging.getLogger(__name__)
 

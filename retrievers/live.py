@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragzip.errors import RagzipError
-from ragzip.features import FeatureCache
+from ragzip.cache.feature_cache import FeatureCache
+from ragzip.core.errors import RagzipError
+from ragzip.core.types import Passage
 from ragzip.retrievers.folder import MANIFEST
 from ragzip.retrievers.index import HybridIndex
-from ragzip.types import Passage
 
 logger = logging.getLogger(__name__)
 

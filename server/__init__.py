@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:
         try:
             return getattr(importlib.import_module(module), name)
         except ModuleNotFoundError as exc:
-            from ragzip.errors import MissingDependencyError
+            from ragzip.core.errors import MissingDependencyError
 
             msg = f"the proxy needs {exc.name!r}: pip install 'ragzip[server]'"
             raise MissingDependencyError(msg, name=exc.name) from exc

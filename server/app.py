@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from ragzip import __version__
+from ragzip.core.tokenization import TokenCounter
 from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.registry import get_entry, parse_spec, resolve_config
 from ragzip.retrievers.base import Retriever
@@ -19,7 +20,6 @@ from ragzip.server.metrics import Metrics, MetricsMiddleware
 from ragzip.server.routes import api, docs_router, ops, protected_ops
 from ragzip.server.service import ProxyService
 from ragzip.server.settings import Settings
-from ragzip.tokenization import TokenCounter
 
 
 def create_app(

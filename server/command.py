@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ragzip.commands import console, fail
-from ragzip.errors import RagzipError
+from ragzip.core.errors import RagzipError
 
 DSN_HELP = "Postgres URL for the postgres backend, or 'embedded' (a local server, no setup)."
 

@@ -14,22 +14,24 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ragzip.cancellation import CancelToken
+from ragzip.cache.feature_cache import FeatureCache
+from ragzip.cache.redis_tier import RedisTier
 from ragzip.compressor import Compressor
-from ragzip.errors import (
+from ragzip.core.cancellation import CancelToken
+from ragzip.core.errors import (
     CompressionError,
     ConfigError,
     InputError,
     RagzipError,
     RegistryError,
 )
-from ragzip.features import FeatureCache
-from ragzip.framing import PLAIN_CONTEXT, ContextLayout
+from ragzip.core.framing import PLAIN_CONTEXT, ContextLayout
+from ragzip.core.machine import usable_cpus
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Budget, CompressionResult, Passage
 from ragzip.generators.prompt_embeds import PromptEmbedder
-from ragzip.machine import usable_cpus
 from ragzip.policy import decision_of
 from ragzip.profiling.load import LoadWatch
-from ragzip.redis_tier import RedisTier
 from ragzip.registry import (
     create_compressor,
     generator_config,
@@ -51,8 +53,6 @@ from ragzip.server.protocol import (
     RagzipUsage,
 )
 from ragzip.server.settings import Settings
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, CompressionResult, Passage
 
 logger = logging.getLogger("ragzip.server")
 

@@ -48,8 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragzip.errors import InputError
-from ragzip.types import Passage
+from ragzip.core.errors import InputError
+from ragzip.core.types import Passage
 
 CONTEXT_OPEN = "<ragzip:context>"
 CONTEXT_CLOSE = "</ragzip:context>"

@@ -1,25 +1,26 @@
 """Exception type → OpenAI error body and HTTP status.
 
 Every error the proxy answers has the OpenAI shape
-``{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}``:
+``{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`` (the errors not
+defined here are :mod:`ragzip.core.errors`'):
 
 ==========================================  ======  ========================  ==================
 exception                                   status  type                      code
 ==========================================  ======  ========================  ==================
 request validation (pydantic), bad JSON     400     invalid_request_error     invalid_value
-:class:`~ragzip.errors.InputError`          400     invalid_request_error     invalid_input
-:class:`~ragzip.errors.BudgetError`         400     invalid_request_error     invalid_budget
-:class:`~ragzip.errors.RegistryError`       400     invalid_request_error     unknown_compressor
+:class:`InputError`                         400     invalid_request_error     invalid_input
+:class:`BudgetError`                        400     invalid_request_error     invalid_budget
+:class:`RegistryError`                      400     invalid_request_error     unknown_compressor
 :class:`CompressorNotAllowedError`          400     invalid_request_error     compressor_not_allowed
-:class:`~ragzip.errors.MissingDependencyError`  400 invalid_request_error     compressor_unavailable
+:class:`MissingDependencyError`             400     invalid_request_error     compressor_unavailable
 :class:`AuthenticationError`                401     authentication_error      invalid_api_key
 unknown route / method                      404/405 invalid_request_error     not_found / ...
 :class:`RequestTooLargeError` (and limits)  413     invalid_request_error     request_too_large
 :class:`ServerBusyError` (``Retry-After``)  503     server_error              server_busy
-:class:`~ragzip.errors.RetrievalError` (``Retry-After``) 503 server_error         retrieval_failed
-:class:`~ragzip.errors.CompressionError`    500     server_error              compression_failed
+:class:`RetrievalError` (``Retry-After``)   503     server_error              retrieval_failed
+:class:`CompressionError`                   500     server_error              compression_failed
 :class:`UpstreamTimeoutError`               504     upstream_error            upstream_timeout
-:class:`~ragzip.errors.UpstreamError`       502     upstream_error            upstream_error
+:class:`UpstreamError`                      502     upstream_error            upstream_error
 anything else                               500     server_error              internal_error
 ==========================================  ======  ========================  ==================
 
@@ -43,7 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragzip.errors import (
+from ragzip.core.errors import (
     BudgetError,
     CompressionError,
     ConfigError,

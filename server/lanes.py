@@ -8,7 +8,7 @@ request never queues in front of small ones. Each lane admits at most
 that the request is answered at once with 503 and ``Retry-After`` instead of waiting without
 bound. Fast compressions can thus queue deep, slow ones only a little. Work whose
 client went away or whose deadline passed is cancelled cooperatively
-(:mod:`ragzip.cancellation`): it stops at its next checkpoint and frees the thread.
+(:mod:`ragzip.core.cancellation`): it stops at its next checkpoint and frees the thread.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ragzip.cancellation import CancelToken, cancellable
+from ragzip.core.cancellation import CancelToken, cancellable
+from ragzip.core.types import Passage
 from ragzip.server.errors import ServerBusyError
 from ragzip.server.settings import Settings
-from ragzip.types import Passage
 
 T = TypeVar("T")
 

@@ -31,7 +31,7 @@ def serve(settings: Settings | None = None) -> None:
     settings = settings if settings is not None else Settings.load()
     retriever = open_configured(settings)
     if retriever is not None:  # the query embedder loads (first run: exports) before listening
-        from ragzip.models import load_embedder
+        from ragzip.weights import load_embedder
 
         load_embedder()
     try:

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from ragzip.errors import ConfigError
-from ragzip.messages import Role
+from ragzip.core.errors import ConfigError
+from ragzip.core.messages import Role
 from ragzip.server.protocol import WireMessage
 
 DEFAULT_MAX_TOKENS = 256

@@ -3,12 +3,12 @@ renderer of prompt embeddings for soft context."""
 
 from __future__ import annotations
 
-from ragzip.errors import (
+from ragzip.core.errors import (
     ConfigError,
 )
+from ragzip.core.tokenization import TokenCounter
 from ragzip.generators.prompt_embeds import PromptEmbedder
 from ragzip.server.settings import Settings
-from ragzip.tokenization import TokenCounter
 
 
 def build_counter(settings: Settings) -> TokenCounter:
@@ -19,10 +19,10 @@ def build_counter(settings: Settings) -> TokenCounter:
             embedded SmolLM2 tokenizer is not available.
     """
     if settings.tokenizer:
-        from ragzip.models import counter_from_folder
+        from ragzip.weights import counter_from_folder
 
         return counter_from_folder(settings.tokenizer)
-    from ragzip import models
+    from ragzip import weights as models
 
     factory = getattr(models, "smollm2_counter", None)
     if factory is None:
@@ -49,7 +49,7 @@ def build_embedder(settings: Settings) -> PromptEmbedder:
     Raises:
         ConfigError: No table or tokenizer loads from there.
     """
-    from ragzip.errors import ModelError
+    from ragzip.core.errors import ModelError
     from ragzip.generators.local import load_tokenizer
     from ragzip.generators.prompt_embeds import TableEmbedder
     from ragzip.generators.target import load_table

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from ragzip.errors import BudgetError
-from ragzip.types import Budget, CompressionResult, Passage
+from ragzip.core.errors import BudgetError
+from ragzip.core.types import Budget, CompressionResult, Passage
 
 
 class PassageIn(BaseModel):
@@ -27,7 +27,7 @@ class PassageIn(BaseModel):
     id: str = ""
 
     def to_passage(self) -> Passage:
-        """The core :class:`~ragzip.types.Passage`."""
+        """The core :class:`~ragzip.core.types.Passage`."""
         return Passage(text=self.text, title=self.title, id=self.id)
 
 
@@ -73,7 +73,7 @@ class RagzipOptions(BaseModel):
     k: StrictInt | None = Field(default=None, ge=1)
 
     def passage_list(self) -> list[Passage]:
-        """The passages as core :class:`~ragzip.types.Passage` objects."""
+        """The passages as core :class:`~ragzip.core.types.Passage` objects."""
         return _to_passages(self.passages)
 
     def budget_or(self, default: Budget) -> Budget:
@@ -84,7 +84,7 @@ class RagzipOptions(BaseModel):
 class WireMessage(BaseModel):
     """One chat message as the OpenAI API sends it (any role, text or content parts); fields
     beyond ``role`` and ``content`` pass through. Generators get
-    :class:`ragzip.messages.ChatMessage`."""
+    :class:`ragzip.core.messages.ChatMessage`."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -125,7 +125,7 @@ class CompressRequest(BaseModel):
     compressor: str | None = None
 
     def passage_list(self) -> list[Passage]:
-        """The passages as core :class:`~ragzip.types.Passage` objects."""
+        """The passages as core :class:`~ragzip.core.types.Passage` objects."""
         return _to_passages(self.passages)
 
     def budget_or(self, default: Budget) -> Budget:
@@ -151,7 +151,8 @@ class CompressedPassageOut(BaseModel):
 
 
 class CompressResponse(BaseModel):
-    """A :class:`~ragzip.types.CompressionResult` as JSON (``ratio`` is null when all dropped)."""
+    """A :class:`~ragzip.core.types.CompressionResult` as JSON (``ratio`` is null when all
+    dropped)."""
 
     object: str = "ragzip.compression"
     compressor: str

@@ -29,14 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ragzip.errors import ConfigError, InputError, RetrievalError
-from ragzip.features import FeatureCache
+from ragzip.cache.feature_cache import FeatureCache
+from ragzip.core.errors import ConfigError, InputError, RetrievalError
+from ragzip.core.types import Passage
 from ragzip.retrievers.base import Retriever
 from ragzip.server.metrics import Metrics
 from ragzip.server.protocol import RagzipUsage
 from ragzip.server.redact import Redactor
 from ragzip.server.settings import Settings
-from ragzip.types import Passage
 
 if TYPE_CHECKING:
     from ragzip.retrievers.live import Refresh

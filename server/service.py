@@ -20,7 +20,9 @@ import httpx
 from fastapi import Request
 from starlette.responses import Response
 
-from ragzip.errors import ConfigError, InputError, RagzipError, RegistryError
+from ragzip.core.errors import ConfigError, InputError, RagzipError, RegistryError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import CompressionResult, Passage
 from ragzip.generators.prompt_embeds import PromptEmbedder, encode_prompt_embeds
 from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.retrievers.base import Retriever
@@ -48,8 +50,6 @@ from ragzip.server.settings import Settings
 from ragzip.server.soft import chat_from_completion, chat_stream, completion_body, render_soft_chat
 from ragzip.server.streaming import UpstreamStreamResponse, wait_for_disconnect
 from ragzip.server.upstream import UpstreamClient, UpstreamReply
-from ragzip.tokenization import TokenCounter
-from ragzip.types import CompressionResult, Passage
 
 logger = logging.getLogger("ragzip.server")
 T = TypeVar("T")

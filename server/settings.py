@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from ragzip.errors import BudgetError, ConfigError
-from ragzip.types import Budget
+from ragzip.core.errors import BudgetError, ConfigError
+from ragzip.core.types import Budget
 
 SETTINGS_FILE_ENV = "RAGZIP_SETTINGS_FILE"
 
@@ -49,9 +49,9 @@ class Settings(BaseSettings):
         compression_workers: Threads per compression lane (there are two: small and large
             requests, so a heavy request never queues in front of small ones).
         feature_cache_mb: MiB of passage vectors all compressors of this proxy share, kept by
-            content (:class:`~ragzip.features.FeatureCache`); 0 turns it off.
+            content (:class:`~ragzip.cache.feature_cache.FeatureCache`); 0 turns it off.
         feature_cache_redis_url: A Redis all replicas share the vectors through
-            (:class:`~ragzip.redis_tier.RedisTier`; a secret, since it may hold a password);
+            (:class:`~ragzip.cache.redis_tier.RedisTier`; a secret, since it may hold a password);
             ``None``: this process's memory only.
         feature_cache_redis_namespace: Key prefix in that Redis (one per deployment).
         feature_cache_redis_ttl: Seconds a vector lives in Redis after it was last written.

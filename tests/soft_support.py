@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.tokenization import TokenCounter
+from ragzip.core.tokenization import TokenCounter
 
 if TYPE_CHECKING:
     from ragzip.generators.embedded import EmbeddedGenerator
@@ -121,7 +121,7 @@ def small_generator(*, seed: int, max_positions: int, name: str = "tiny") -> Emb
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ragzip.generators.embedded import EmbeddedGenerator
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     tokenizer = smollm2_counter().tokenizer
     config = LlamaConfig(
@@ -144,7 +144,7 @@ def small_generator(*, seed: int, max_positions: int, name: str = "tiny") -> Emb
 def tiny_generator() -> Any:
     """An ``EmbeddedGenerator`` over :func:`tiny_llama` and SmolLM2's tokenizer (shared)."""
     from ragzip.generators.embedded import EmbeddedGenerator
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     tokenizer = smollm2_counter().tokenizer
     return EmbeddedGenerator(tiny_llama(tokenizer), tokenizer, name="tiny-llama")
@@ -167,7 +167,7 @@ def tiny_model_folder(folder: Path, *, arch: str = "llama", hidden: int = THIRD_
     """
     from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     tokenizer = smollm2_counter().tokenizer
     common: dict[str, Any] = {

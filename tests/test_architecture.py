@@ -4,6 +4,7 @@ effects outside entry points."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,59 +154,44 @@ def test_process_wide_state_is_set_by_entry_points_only() -> None:
         assert "torch.set_num_interop_threads" not in calls, name
 
 
-LAYERS = [
-    # 0: core types and services every other layer uses
-    (
-        "ragzip",
-        "ragzip.types",
-        "ragzip.errors",
-        "ragzip.tokenization",
-        "ragzip.text",
-        "ragzip.messages",
-        "ragzip.cancellation",
-        "ragzip.artefacts",
-        "ragzip.embedding",
-        "ragzip.encoders",
-        "ragzip.features",
-        "ragzip.redis_tier",
-        "ragzip.paths",
-        "ragzip.machine",
-        "ragzip.reporting",
-        "ragzip.retry",
-        "ragzip.coerce",
-        "ragzip.models",
-        "ragzip.framing",
-        "ragzip.compressor",
-        "ragzip.registry",
-        "ragzip.prompts",
-        "ragzip.datasets",
-    ),
-    # 1: the components and what decides between them
-    (
-        "ragzip.compressors",
-        "ragzip.retrievers",
-        "ragzip.generators",
-        "ragzip.policy",
-        "ragzip.profiling",
-    ),
-    # 2: composing them
-    (
-        "ragzip.pipeline",
-        "ragzip.backends",
-        "ragzip.indexing",
-        "ragzip.integrations",
-        "ragzip.evaluation",
-    ),
-    # 3: applications
-    (
-        "ragzip.server",
-        "ragzip.training",
-        "ragzip.cli",
-        "ragzip.commands",
-        "ragzip.explain",
-        "ragzip.integrations.litellm_hook",  # the proxy's request grammar, inside LiteLLM's proxy
-    ),
-]
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+MAX_ROOT_MODULES = 12
+
+
+def _layers() -> list[tuple[str, ...]]:
+    """The layer table of docs/architecture.md, the one place the layers are written: one row
+    per layer, lowest first; its second column names modules and folders (``core/``,
+    ``pipeline``, ``integrations/litellm_hook``) relative to the ``ragzip`` package."""
+    text = ARCHITECTURE.read_text(encoding="utf-8").split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[2] for line in text.splitlines() if re.match(r"\| \d ", line)]
+    layers = [
+        tuple(
+            "ragzip." + name.strip("/").replace("/", ".") for name in re.findall(r"`([^`]+)`", row)
+        )
+        for row in rows
+    ]
+    # the package's own __init__ re-exports from every layer: it sits on top
+    return [*layers[:-1], (*layers[-1], "ragzip")]
+
+
+LAYERS = _layers()
+
+
+def test_the_layer_table_is_read_and_names_every_root_module() -> None:
+    assert len(LAYERS) >= 4 and all(LAYERS)
+    named = {name for layer in LAYERS for name in layer}
+    root = {
+        "ragzip." + (p.stem if p.is_file() else p.name)
+        for p in (ROOT / "ragzip").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
+    assert root - named == set(), "add these to the layer table in docs/architecture.md"
+    assert named - set(_modules()) == set(), "the layer table names modules that do not exist"
+
+
+def test_the_root_package_shows_its_layers_in_few_modules() -> None:
+    modules = [p for p in (ROOT / "ragzip").glob("*.py")]
+    assert len(modules) <= MAX_ROOT_MODULES, sorted(p.name for p in modules)
 
 
 def _layer(module: str) -> int:

@@ -65,7 +65,7 @@ def test_bad_names_and_budgets_fail_before_any_model_loads(
         raise AssertionError("models were loaded before the arguments were checked")
 
     monkeypatch.setattr("ragzip.pipeline.Pipeline.from_defaults", no_models)
-    monkeypatch.setattr("ragzip.models.smollm2_counter", no_models)
+    monkeypatch.setattr("ragzip.weights.smollm2_counter", no_models)
     for args, message in (
         (["ask", "q?", "--compressor", "nosuch"], "unknown compressor 'nosuch'"),
         (["ask", "q?", "--compressor", "mig:bogus=1"], "valid keys"),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from ragzip.errors import BudgetError
-from ragzip.framing import ContextFormat
-from ragzip.models import smollm2_counter
+from ragzip.core.errors import BudgetError
+from ragzip.core.framing import ContextFormat
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Budget
 from ragzip.registry import create_compressor
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget
+from ragzip.weights import smollm2_counter
 
 QUERY = "who wrote the song yesterday"
 PROMPT = ContextFormat(

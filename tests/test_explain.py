@@ -7,10 +7,10 @@ import itertools
 
 from rich.console import Console
 
+from ragzip.core.types import Budget, Passage
 from ragzip.explain import plain, show, styled
-from ragzip.models import smollm2_counter
 from ragzip.registry import create_compressor
-from ragzip.types import Budget, Passage
+from ragzip.weights import smollm2_counter
 
 PASSAGES = [
     Passage(

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
+from ragzip.core.types import Budget
 from ragzip.generators import OpenAIGenerator
 from ragzip.pipeline import Pipeline
 from ragzip.prompts import PROMPT_CONTEXT, build_messages, soft_context
-from ragzip.types import Budget
 from tests.soft_support import (
     HIDDEN,
     MeanEmbeddingCompressor,

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from ragzip.compressors.auto import AutoCompressor
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Budget
 from ragzip.policy import AutoPolicy, load_quality, policy_from_files
 from ragzip.profiling.fit import LinearModel, QuadraticModel
 from ragzip.profiling.profile import Profile, save_profile
 from ragzip.profiling.samples import CompressorCost
 from ragzip.registry import create_compressor
-from ragzip.types import Budget
 
 MACHINE = "test-machine|2cpu"
 
@@ -111,7 +111,7 @@ def test_load_quality_reads_answer_recall(tmp_path: Path) -> None:
 
 
 def test_policy_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
+    monkeypatch.setattr("ragzip.core.machine.machine_key", lambda: MACHINE)
     prof_path = save_profile(PROFILE, tmp_path / "profile.json")
     eval_path = write_eval(
         tmp_path / "eval.json",
@@ -136,7 +136,7 @@ def test_auto_compressor_skips_short_and_compresses_long(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
+    monkeypatch.setattr("ragzip.core.machine.machine_key", lambda: MACHINE)
     profile = make_profile(
         CompressorCost("truncate", 2.0, LinearModel(0.3, 1e-4), 2.0),
         CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0),
@@ -201,7 +201,7 @@ def test_auto_compressor_rejects_candidates_on_another_counter(
     minilm_counter,  # type: ignore[no-untyped-def]
 ) -> None:
     from ragzip.compressors.truncate import TruncateCompressor
-    from ragzip.tokenization import HFTokenCounter
+    from ragzip.core.tokenization import HFTokenCounter
 
     other = HFTokenCounter(minilm_counter.tokenizer, name="other")
     with pytest.raises(ConfigError, match="another counter"):
@@ -270,7 +270,7 @@ def test_by_default_auto_reads_the_shipped_quality_and_keeps_answers(
 ) -> None:
     from ragzip.policy import SHIPPED_QUALITY
 
-    monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
+    monkeypatch.setattr("ragzip.core.machine.machine_key", lambda: MACHINE)
     path = save_profile(make_profile(TRUNC4, MIG_CACHED), tmp_path / "profile.json")
     auto = create_compressor("auto", counter=minilm_counter, config={"profile_path": str(path)})
     assert isinstance(auto, AutoCompressor)
@@ -290,7 +290,7 @@ def test_missing_default_eval_report_means_unknown_quality(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
+    monkeypatch.setattr("ragzip.core.machine.machine_key", lambda: MACHINE)
     path = save_profile(make_profile(TRUNC4), tmp_path / "profile.json")
     missing = str(tmp_path / "no-eval.json")
     config = {"profile_path": str(path), "eval_path": missing, "min_quality": 0.0}

@@ -8,7 +8,7 @@ import pytest
 import ragzip
 from ragzip import registry
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.errors import ConfigError, MissingDependencyError, RegistryError
+from ragzip.core.errors import ConfigError, MissingDependencyError, RegistryError
 
 
 def test_unknown_name_lists_choices(minilm_counter) -> None:
@@ -68,5 +68,5 @@ def test_base_class_enforces_budget(minilm_counter, caplog) -> None:
     result = comp.compress("q?", passages, budget=ragzip.Budget.tokens(7))
     assert 0 < result.compressed_tokens <= 7
     assert "exceeded its budget" in caplog.text
-    with pytest.raises(ragzip.errors.BudgetError, match="keeps nothing"):  # trimmed to nothing
+    with pytest.raises(ragzip.core.errors.BudgetError, match="keeps nothing"):  # trimmed to nothing
         comp.compress("q?", passages, budget=ragzip.Budget.tokens(5))

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 import ragzip
 from ragzip import Budget
-from ragzip.coerce import coerce_options
-from ragzip.errors import ConfigError, RegistryError
+from ragzip.core.coerce import coerce_options
+from ragzip.core.errors import ConfigError, RegistryError
+from ragzip.core.tokenization import TokenCounter
 from ragzip.registry import CompressorSpec, create_compressor, get_class, parse_spec, parse_specs
-from ragzip.tokenization import TokenCounter
 
 PASSAGES = [
     "The river Seine flows through Paris. It is 777 km long. Boats carry tourists.",

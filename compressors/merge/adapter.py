@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ragzip.artefacts import read_artefact_config, read_tensors, write_artefact
-from ragzip.errors import ConfigError, ModelError
+from ragzip.core.artefacts import read_artefact_config, read_tensors, write_artefact
+from ragzip.core.errors import ConfigError, ModelError
 from ragzip.generators.target import SoftTarget
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "merge"

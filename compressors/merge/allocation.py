@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ragzip.embedding import normalize
+from ragzip.encoders.embedding import normalize
 
 
 def group_mig(query: np.ndarray, groups: np.ndarray, redundancy_weight: float) -> np.ndarray:

@@ -14,18 +14,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ragzip.artefacts import shipped_for
+from ragzip.cache.feature_cache import FeatureCache
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.merge.adapter import WEIGHTS_DIR, Adapter, _load_adapter
 from ragzip.compressors.merge.allocation import allocate, group_mig, merge_runs
 from ragzip.compressors.mig import Embedder, MIGCompressor
 from ragzip.compressors.units import sentence_spans
-from ragzip.embedding import normalize
-from ragzip.errors import CompressionError, ConfigError, ModelError
-from ragzip.features import FeatureCache
+from ragzip.core.artefacts import shipped_for
+from ragzip.core.errors import CompressionError, ConfigError, ModelError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Span
+from ragzip.encoders.embedding import normalize
 from ragzip.generators.target import SoftTarget
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Span
 
 logger = logging.getLogger(__name__)
 

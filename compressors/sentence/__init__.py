@@ -10,7 +10,7 @@ always made of the passages' own text.
 Two modes:
 
 * ``adaptive`` — like EXIT, keep every sentence whose probability reaches a threshold, so the
-  amount kept follows how many sentences the question needs. The :class:`~ragzip.types.Budget`
+  amount kept follows how many sentences the question needs. The :class:`~ragzip.core.types.Budget`
   still caps it: when the selection is over budget the most probable sentences that fit are kept.
 * ``budgeted`` — the most probable sentences until the budget, counted in the generator's
   tokenizer, is full (:func:`ragzip.compressors.units.greedy_fill`).

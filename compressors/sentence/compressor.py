@@ -24,12 +24,12 @@ from ragzip.compressors.units import (
     passage_relevance,
     split_units,
 )
-from ragzip.embedding import FixedPrecision, Precision, resolve_precision
+from ragzip.core.errors import CompressionError, ConfigError
+from ragzip.core.framing import Framing
+from ragzip.core.text import words
+from ragzip.core.tokenization import TokenCounter
+from ragzip.encoders.embedding import FixedPrecision, Precision, resolve_precision
 from ragzip.encoders.onnx import Backend, check_backend
-from ragzip.errors import CompressionError, ConfigError
-from ragzip.framing import Framing
-from ragzip.text import words
-from ragzip.tokenization import TokenCounter
 
 
 class SentenceCompressor(Compressor):

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ragzip.errors import ConfigError, ModelError
+from ragzip.core.errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)

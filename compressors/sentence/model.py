@@ -11,9 +11,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ragzip.artefacts import CONFIG_FILE, read_artefact_config, sha256_file, write_artefact
 from ragzip.compressors.sentence.features import QUESTION, SENTENCE, Batch, Encoded, InputLimits
-from ragzip.errors import ConfigError, ModelError
+from ragzip.core.artefacts import CONFIG_FILE, read_artefact_config, sha256_file, write_artefact
+from ragzip.core.errors import ConfigError, ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "sentence"
 """Folder of the shipped classifier (``config.json``, ``model.safetensors``, ``training.json``)."""
@@ -162,7 +162,7 @@ def load_base(n_frozen: int, head_hidden: int, *, dropout: float = 0.1) -> tuple
     from transformers import AutoTokenizer
 
     from ragzip.encoders.minilm import load_bert
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     folder = minilm_dir()
     try:

@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.artefacts import check_base, read_tensors, sha256_file
-from ragzip.cancellation import checkpoint
 from ragzip.compressors.sentence.features import (
     Batch,
     Encoded,
@@ -30,7 +28,10 @@ from ragzip.compressors.sentence.model import (
     pad_batch,
     read_config,
 )
-from ragzip.embedding import FixedPrecision
+from ragzip.core.artefacts import check_base, read_tensors, sha256_file
+from ragzip.core.cancellation import checkpoint
+from ragzip.core.errors import ConfigError
+from ragzip.encoders.embedding import FixedPrecision
 from ragzip.encoders.onnx import (
     AUTO_ONNX_CLASSIFIER,
     Backend,
@@ -41,7 +42,6 @@ from ragzip.encoders.onnx import (
     onnx_precision,
     resolve_backend,
 )
-from ragzip.errors import ConfigError
 
 
 class SentenceScorer:
@@ -213,7 +213,7 @@ def load_scorer(
     Raises:
         ModelError: Missing or mismatched weights (e.g. another MiniLM release as base).
     """
-    from ragzip.models import minilm_dir, resolve_device
+    from ragzip.weights import minilm_dir, resolve_device
 
     path = Path(folder) if folder else WEIGHTS_DIR
     config = read_config(path)

@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ragzip.cancellation import checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.token.model import (
     Quantize,
@@ -25,10 +24,11 @@ from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, named_values, unit_maximum
 from ragzip.compressors.units import split_words
 from ragzip.compressors.values import value_units
+from ragzip.core.cancellation import checkpoint
+from ragzip.core.errors import ConfigError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Span
 from ragzip.encoders.onnx import Backend, check_backend
-from ragzip.errors import ConfigError
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Span
 
 
 class TokenCompressor(Compressor):

@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragzip.artefacts import WEIGHTS_FILE, check_base, read_artefact_config, read_tensors
 from ragzip.compressors.units import sentence_spans, split_words
+from ragzip.core.artefacts import WEIGHTS_FILE, check_base, read_artefact_config, read_tensors
+from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.core.types import Span
 from ragzip.encoders.onnx import (
     AUTO_ONNX_CLASSIFIER,
     Backend,
@@ -25,8 +27,6 @@ from ragzip.encoders.onnx import (
     onnx_precision,
     resolve_backend,
 )
-from ragzip.errors import ConfigError, MissingDependencyError, ModelError
-from ragzip.types import Span
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "token"
 """The shipped artefact: ``config.json`` and ``model.safetensors``."""
@@ -71,7 +71,7 @@ def load_base_classifier(num_labels: int = 2) -> tuple[Any, Any]:
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     folder = minilm_dir()
     try:
@@ -108,7 +108,7 @@ def apply_artefact(model: Any, folder: Path) -> dict[str, Any]:
         ModelError: Files missing, or tensors that do not belong to the model.
     """
     cfg = read_token_artefact(folder)
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     check_base(cfg, minilm_dir() / WEIGHTS_FILE, base_name="all-MiniLM-L6-v2", folder=folder)
     state = read_tensors(folder)
@@ -141,7 +141,7 @@ def load_token_classifier(
             exported from the weights on first use (:class:`OnnxTokenClassifier`).
     """
     _require_torch()
-    from ragzip.models import resolve_device
+    from ragzip.weights import resolve_device
 
     model, tokenizer = load_base_classifier()
     path = Path(folder) if folder else WEIGHTS_DIR
@@ -188,8 +188,8 @@ class OnnxTokenClassifier:
 def _exported(model: Any, folder: Path, backend: FixedBackend) -> OnnxModel:
     import torch
 
-    from ragzip.artefacts import sha256_file
-    from ragzip.models import minilm_dir
+    from ragzip.core.artefacts import sha256_file
+    from ragzip.weights import minilm_dir
 
     key = export_key(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(folder / WEIGHTS_FILE))
     ids = torch.ones((2, 8), dtype=torch.long)  # the model is loaded: exported() reuses a cache

@@ -9,10 +9,10 @@ import numpy as np
 
 from ragzip.compressor import join_spans
 from ragzip.compressors.token.words import is_separator
-from ragzip.errors import ConfigError
-from ragzip.framing import Framing, framing_limit
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Span
+from ragzip.core.errors import ConfigError
+from ragzip.core.framing import Framing, framing_limit
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Span
 
 # -- budget-exact selection ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ragzip.types import Span
+from ragzip.core.types import Span
 
 # -- words and forced words ---------------------------------------------------------------------
 

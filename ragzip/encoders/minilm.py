@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.cancellation import checkpoint
+from ragzip.core.cancellation import checkpoint
+from ragzip.core.errors import ModelError
 from ragzip.encoders.onnx import (
     FixedBackend,
     OnnxModel,
@@ -22,7 +23,6 @@ from ragzip.encoders.onnx import (
     exported,
     onnx_precision,
 )
-from ragzip.errors import ModelError
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """The name MiniLM's vectors go by in index manifests and feature caches, whatever runs it."""
@@ -109,7 +109,7 @@ def load_onnx_embedder(backend: FixedBackend, folder: str) -> OnnxEmbedder:
     import torch
     from transformers import AutoTokenizer
 
-    from ragzip.artefacts import sha256_file
+    from ragzip.core.artefacts import sha256_file
 
     precision = onnx_precision(backend)
     try:

@@ -7,7 +7,7 @@ artefact is exported anew; ``int8`` graphs get dynamic int8 quantisation of thei
 products, weights per output channel. Sessions run on the thread count torch was given by
 the entry point, with idle threads asleep (a proxy must not spin cores it does not use).
 
-Which backend runs is chosen per CPU like :func:`ragzip.embedding.resolve_precision`
+Which backend runs is chosen per CPU like :func:`ragzip.encoders.embedding.resolve_precision`
 (:func:`resolve_backend`): where the CPU computes bfloat16 natively, torch under bfloat16
 autocast is already fast; elsewhere ONNX Runtime is.
 """
@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ragzip.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def resolve_backend(
 ) -> FixedBackend:
     """``"auto"``: what :data:`BACKEND_ENV` says when set; else torch on CUDA, torch where a
     precision is pinned (``precision`` other than ``"auto"``, or
-    :data:`~ragzip.embedding.PRECISION_ENV` set), torch on CPUs with native bfloat16
+    :data:`~ragzip.encoders.embedding.PRECISION_ENV` set), torch on CPUs with native bfloat16
     (AVX512-BF16 or AMX: its bfloat16 autocast is the fast path there), and ``onnx`` (an
     embedder's :data:`AUTO_ONNX`, a classifier's :data:`AUTO_ONNX_CLASSIFIER`) on other CPUs
     when ONNX Runtime is installed. Other values as they are.
@@ -91,8 +91,8 @@ def resolve_backend(
                 raise ConfigError(msg)
             backend = forced  # type: ignore[assignment]
     if backend == "auto":
-        from ragzip.embedding import PRECISION_ENV
-        from ragzip.machine import native_bf16_cpu
+        from ragzip.core.machine import native_bf16_cpu
+        from ragzip.encoders.embedding import PRECISION_ENV
 
         pinned = precision != "auto" or bool(os.environ.get(PRECISION_ENV, "").strip())
         if device != "cpu" or pinned or native_bf16_cpu() or not onnx_installed():
@@ -122,7 +122,7 @@ def export_key(*parts: str) -> str:
 
 
 def _graph_path(name: str, key: str, precision: OnnxPrecision) -> Path:
-    from ragzip.paths import paths
+    from ragzip.core.paths import paths
 
     return paths().cache / "onnx" / f"{name}-{key}-{precision}.onnx"
 

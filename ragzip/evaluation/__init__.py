@@ -1,6 +1,6 @@
 """The evaluation harness behind ``ragzip eval``.
 
-Loads NQ-open and key-value retrieval data (:mod:`~ragzip.datasets`), scores retrieval,
+Loads NQ-open and key-value retrieval data (:mod:`~ragzip.experiments.datasets`), scores retrieval,
 compression and generation (:mod:`~ragzip.evaluation.metrics`, :mod:`~ragzip.evaluation.stages`,
 :mod:`~ragzip.evaluation.runner`)
 and writes JSON, Markdown and a plot (:mod:`~ragzip.evaluation.report`). Model-heavy modules are
@@ -9,13 +9,6 @@ imported only when a stage runs.
 
 from __future__ import annotations
 
-from ragzip.datasets import (
-    KVCase,
-    NQExample,
-    load_kv,
-    load_nq,
-    nq_split,
-)
 from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.metrics import (
     answer_accuracy,
@@ -28,6 +21,13 @@ from ragzip.evaluation.metrics import (
 from ragzip.evaluation.report import write_report
 from ragzip.evaluation.results import EvalReport
 from ragzip.evaluation.runner import run_eval
+from ragzip.experiments.datasets import (
+    KVCase,
+    NQExample,
+    load_kv,
+    load_nq,
+    nq_split,
+)
 
 __all__ = [
     "EvalConfig",

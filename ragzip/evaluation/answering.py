@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ragzip.datasets import NQExample
+from ragzip.core.types import Budget, Passage
 from ragzip.evaluation import metrics
 from ragzip.evaluation.results import GenerationRow
-from ragzip.types import Budget, Passage
+from ragzip.experiments.datasets import NQExample
 
 if TYPE_CHECKING:
     from ragzip.compressor import Compressor

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragzip.errors import ConfigError, RagzipError
+from ragzip.core.errors import ConfigError, RagzipError
 from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.results import EvalReport
 
@@ -221,7 +221,7 @@ def eval_command(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if out is None:
-        from ragzip.paths import paths
+        from ragzip.core.paths import paths
 
         out = paths().report("eval")
     try:

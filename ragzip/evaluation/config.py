@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragzip.backends import check_backend, display_dsn
-from ragzip.datasets import (
+from ragzip.core.errors import ConfigError
+from ragzip.experiments.datasets import (
     SPLIT_SIZES,
 )
-from ragzip.errors import ConfigError
 
 if TYPE_CHECKING:
     from ragzip.retrievers.fusion import Mode

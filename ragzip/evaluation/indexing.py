@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.errors import IndexStoreError
-from ragzip.types import Passage
+from ragzip.core.errors import IndexStoreError
+from ragzip.core.types import Passage
 
 if TYPE_CHECKING:
     from ragzip.retrievers.base import SearchIndex

@@ -2,7 +2,7 @@
 
 * Exact match and token F1 as in the SQuAD v1.1 evaluation script (Rajpurkar et al., 2016,
   *SQuAD: 100,000+ Questions for Machine Comprehension of Text*): answers normalised by
-  :func:`ragzip.text.normalize_answer`, best score over the accepted answers.
+  :func:`ragzip.experiments.answers.normalize_answer`, best score over the accepted answers.
 * Answer accuracy as in Liu et al. (2023), *Lost in the Middle*: whether any accepted answer occurs
   in the prediction — fair to generators that answer in a sentence.
 * Answer-in-context recall: whether any accepted answer survives in the (compressed) context.
@@ -18,9 +18,9 @@ import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from ragzip.errors import InputError
-from ragzip.text import answer_in_text, normalize_answer
-from ragzip.types import Passage
+from ragzip.core.errors import InputError
+from ragzip.core.types import Passage
+from ragzip.experiments.answers import answer_in_text, normalize_answer
 
 SOURCE_ID_KEY = "doc_id"
 """Metadata key naming the document a retrieved chunk was cut from (set by the chunker)."""

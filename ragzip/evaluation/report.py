@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.evaluation.results import EvalReport
-from ragzip.reporting import json_ready, markdown_table
+from ragzip.experiments.reporting import json_ready, markdown_table
 
 SCHEMA = "ragzip-eval/1"
 JSON_NAME = "eval.json"
@@ -258,7 +258,7 @@ def plot_report(report: EvalReport, path: Path) -> Path | None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ModuleNotFoundError as exc:
-        from ragzip.errors import MissingDependencyError
+        from ragzip.core.errors import MissingDependencyError
 
         msg = "plots need matplotlib: pip install 'ragzip[plots]'"
         raise MissingDependencyError(msg, name=exc.name) from exc

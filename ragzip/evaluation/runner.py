@@ -25,14 +25,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ragzip.datasets import (
-    gold_doc_ids,
-    load_kv,
-    load_nq,
-    nq_corpus,
-    nq_split,
-    resolve_data_dir,
-)
+from ragzip.core.machine import machine_info
+from ragzip.core.types import Passage
 from ragzip.evaluation import metrics
 from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.indexing import load_or_build_index
@@ -51,15 +45,21 @@ from ragzip.evaluation.stages import (
     evaluate_kv,
     evaluate_retrieval,
 )
-from ragzip.machine import machine_info
-from ragzip.types import Passage
+from ragzip.experiments.datasets import (
+    gold_doc_ids,
+    load_kv,
+    load_nq,
+    nq_corpus,
+    nq_split,
+    resolve_data_dir,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ragzip.compressor import Compressor
+    from ragzip.core.tokenization import TokenCounter
     from ragzip.generators.base import Generator
-    from ragzip.tokenization import TokenCounter
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def run_eval(
         if generator is not None:
             counter = generator.counter
         else:
-            from ragzip.models import smollm2_counter
+            from ragzip.weights import smollm2_counter
 
             counter = smollm2_counter()
 

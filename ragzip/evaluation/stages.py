@@ -8,26 +8,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ragzip.datasets import (
-    KVCase,
-    NQExample,
-)
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
+from ragzip.core.framing import PLAIN_CONTEXT
+from ragzip.core.types import Budget, Passage
 from ragzip.evaluation import metrics
 from ragzip.evaluation.config import NO_CONTEXT, RETRIEVAL_MODES, UNCOMPRESSED
 from ragzip.evaluation.progress import ProgressTask
 from ragzip.evaluation.results import CompressionRow, GenerationRow, KVRow, RetrievalModeResult
-from ragzip.framing import PLAIN_CONTEXT
-from ragzip.types import Budget, Passage
+from ragzip.experiments.datasets import (
+    KVCase,
+    NQExample,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
     from ragzip.compressor import Compressor
+    from ragzip.core.tokenization import TokenCounter
     from ragzip.generators.base import Generator
     from ragzip.retrievers.base import SearchIndex
     from ragzip.retrievers.fusion import Mode
-    from ragzip.tokenization import TokenCounter
 
 
 def _source_ids(results: Sequence[Passage]) -> list[str]:

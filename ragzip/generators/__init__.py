@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ragzip.core.messages import ChatMessage
 from ragzip.generators.base import Generation, Generator
 from ragzip.generators.openai_compat import OpenAIGenerator
 from ragzip.generators.openai_wire import iter_sse_data
-from ragzip.messages import ChatMessage
 
 if TYPE_CHECKING:
     from ragzip.generators.embedded import EmbeddedGenerator

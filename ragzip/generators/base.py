@@ -19,16 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ragzip.errors import ConfigError, InputError
-from ragzip.messages import ChatMessage, validate_messages
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.messages import ChatMessage, validate_messages
+from ragzip.core.tokenization import TokenCounter
 from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, SOFT_PLACEHOLDER, build_result_messages
-from ragzip.tokenization import TokenCounter
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from ragzip.types import CompressionResult
+    from ragzip.core.types import CompressionResult
 
 
 @dataclass(frozen=True)

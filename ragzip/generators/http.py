@@ -1,7 +1,7 @@
 """A synchronous HTTP client for one server that retries what is safe to retry.
 
 Connection failures, timeouts, HTTP 429 and 5xx are retried with exponential backoff (honouring
-``Retry-After``, :mod:`ragzip.retry`) as long as no byte of the response body has been read.
+``Retry-After``, :mod:`ragzip.core.retry`) as long as no byte of the response body has been read.
 Errors pass through ``redact`` so a secret never reaches a message.
 """
 
@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ragzip.errors import UpstreamError
+from ragzip.core.errors import UpstreamError
+from ragzip.core.retry import RETRY_STATUSES, Backoff, parse_retry_after
 from ragzip.generators.openai_wire import Redact, error_detail
-from ragzip.retry import RETRY_STATUSES, Backoff, parse_retry_after
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ A generator is named by a spec:
 * a ``.gguf`` file.
 
 GGUF models are converted once into a safetensors folder of the cache
-(:func:`ragzip.models.ensure_converted`) before the whole model is loaded; where only the
+(:func:`ragzip.weights.ensure_converted`) before the whole model is loaded; where only the
 input-embedding table is needed, :mod:`ragzip.generators.target` reads it straight from the
 file.
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragzip.errors import ConfigError, MissingDependencyError, ModelError
-from ragzip.models import (
+from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.weights import (
     SMOLLM2_NAME,
     cache_dir,
     ensure_converted,

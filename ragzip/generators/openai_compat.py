@@ -4,11 +4,11 @@ Requests stream (``"stream": true``) so the time to the first token can be measu
 client: ``ttft_s`` is the time from the call to the first server-sent event that carries text.
 Connection failures, timeouts, HTTP 429 and 5xx are retried with exponential backoff (honouring
 ``Retry-After``) as long as no byte of the response body has been read; once text has started to
-flow, a failure ends the call with :class:`~ragzip.errors.UpstreamError`. The API key goes only
+flow, a failure ends the call with :class:`~ragzip.core.errors.UpstreamError`. The API key goes only
 into the ``Authorization`` header: never into logs, reprs or error messages.
 
 Budgets must be counted in the tokenizer of the *served* model. Pass ``counter=`` (any
-:class:`~ragzip.tokenization.TokenCounter`) or ``tokenizer_path=`` (a local Hugging Face
+:class:`~ragzip.core.tokenization.TokenCounter`) or ``tokenizer_path=`` (a local Hugging Face
 tokenizer folder); without either, SmolLM2's tokenizer is used, which is right only when the
 server runs SmolLM2.
 
@@ -31,14 +31,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ragzip.errors import ConfigError, UpstreamError
+from ragzip.core.errors import ConfigError, UpstreamError
+from ragzip.core.messages import ChatMessage
+from ragzip.core.retry import Backoff
+from ragzip.core.tokenization import TokenCounter
 from ragzip.generators.base import Generation, Generator, validate_max_new_tokens
 from ragzip.generators.http import RetryingClient
 from ragzip.generators.openai_wire import Completion, read_completion
 from ragzip.generators.prompt_embeds import PromptEmbedder, encode_prompt_embeds
-from ragzip.messages import ChatMessage
-from ragzip.retry import Backoff
-from ragzip.tokenization import TokenCounter
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,7 +159,7 @@ class OpenAIGenerator(Generator):
             return self._counter
 
     def _load_counter(self) -> TokenCounter:
-        from ragzip.models import counter_from_folder, smollm2_counter
+        from ragzip.weights import counter_from_folder, smollm2_counter
 
         if self._tokenizer_path is None:
             return smollm2_counter()

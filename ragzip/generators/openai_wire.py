@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from ragzip.errors import UpstreamError
+from ragzip.core.errors import UpstreamError
 
 Redact = Callable[[str], str]
 """Removes secrets (the API key) from text bound for an error message."""

@@ -24,8 +24,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ragzip.errors import InputError, MissingDependencyError
-from ragzip.messages import ChatMessage
+from ragzip.core.errors import InputError, MissingDependencyError
+from ragzip.core.messages import ChatMessage
 
 if TYPE_CHECKING:
     import numpy as np

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ragzip.errors import InputError
-from ragzip.messages import ChatMessage, validate_messages
+from ragzip.core.errors import InputError
+from ragzip.core.messages import ChatMessage, validate_messages
 from ragzip.prompts import SOFT_PLACEHOLDER
 
 ANSWER_CUE = "Answer:"

@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.messages import ChatMessage, validate_messages
 from ragzip.generators.base import StreamedToken
 from ragzip.generators.simulated_engine import SharedEngine
-from ragzip.messages import ChatMessage, validate_messages
 
 ANSWER = "This answer is simulated."
 
@@ -183,7 +183,7 @@ class SimulatedGenerator:
         clock: collections.abc.Callable[[], float] = time.monotonic,
     ) -> None:
         if tokenizer is None:
-            from ragzip.models import smollm2_counter
+            from ragzip.weights import smollm2_counter
 
             tokenizer = smollm2_counter().tokenizer
         self.timing = model

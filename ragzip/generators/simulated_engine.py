@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ragzip.errors import GenerationError
+from ragzip.core.errors import GenerationError
 
 if TYPE_CHECKING:
     from ragzip.generators.simulated import PrefillModel

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.errors import ModelError
+from ragzip.core.errors import ModelError
 from ragzip.generators.local import LocalModel, resolve_generator
-from ragzip.models import cache_dir, converted_is_valid
+from ragzip.weights import cache_dir, converted_is_valid
 
 _EMBED_KEYS = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
 _SCALED_FAMILIES = ("gemma",)

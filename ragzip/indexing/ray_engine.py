@@ -32,13 +32,13 @@ from typing import Any
 import numpy as np
 
 from ragzip.backends import Written, fingerprint, mig_featurizer, write_postgres
-from ragzip.embedding import Precision, resolve_precision
-from ragzip.errors import ConfigError, IndexStoreError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, IndexStoreError, InputError, MissingDependencyError
+from ragzip.core.types import Passage
+from ragzip.encoders.embedding import Precision, resolve_precision
 from ragzip.indexing import shards
 from ragzip.retrievers.building import Prepared, ProgressFn, prepare_documents, unique_documents
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig, embed_texts
-from ragzip.types import Passage
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Preparer:
     def __init__(
         self, chunking: dict[str, Any] | None, features: bool, precision: Precision
     ) -> None:
-        from ragzip.models import load_embedder
+        from ragzip.weights import load_embedder
 
         self.embedder = load_embedder()
         self.featurizer = mig_featurizer(self.embedder) if features else None

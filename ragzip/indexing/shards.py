@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ragzip.errors import IndexCorruptedError
-from ragzip.features import KEY_BYTES, FeatureTable
+from ragzip.cache.feature_cache import KEY_BYTES, FeatureTable
+from ragzip.core.errors import IndexCorruptedError
+from ragzip.core.types import Passage
 from ragzip.retrievers.building import Prepared
-from ragzip.types import Passage
 
 SUFFIX = ".npz"
 

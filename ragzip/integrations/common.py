@@ -14,9 +14,9 @@ import threading
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.errors import CompressionError, ConfigError
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, CompressedPassage, CompressionResult
+from ragzip.core.errors import CompressionError, ConfigError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Budget, CompressedPassage, CompressionResult
 
 DEFAULT_COMPRESSOR = "mig"
 """The compressor an adapter uses when given none."""
@@ -31,7 +31,7 @@ _compressors: dict[tuple[str, str], Compressor] = {}
 
 
 def as_budget(value: Budget | str | int) -> Budget:
-    """A budget from a :class:`~ragzip.types.Budget`, a string (``"256"``, ``"4x"``) or a
+    """A budget from a :class:`~ragzip.core.types.Budget`, a string (``"256"``, ``"4x"``) or a
     token count.
 
     Raises:
@@ -67,13 +67,13 @@ def token_counter(tokenizer: str | None = None) -> TokenCounter:
 
 
 def _load_counter(name: str) -> TokenCounter:
-    from ragzip import models
+    from ragzip import weights as models
 
     if name == "smollm2":
         return models.smollm2_counter()
     if name == "gemma3-270m":
+        from ragzip.core.tokenization import HFTokenCounter
         from ragzip.generators.local import load_tokenizer
-        from ragzip.tokenization import HFTokenCounter
 
         return HFTokenCounter(load_tokenizer(name), name=name)
     return models.counter_from_folder(name)

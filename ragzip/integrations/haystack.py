@@ -20,8 +20,9 @@ import dataclasses
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.errors import InputError, MissingDependencyError
-from ragzip.framing import PLAIN_CONTEXT
+from ragzip.core.errors import InputError, MissingDependencyError
+from ragzip.core.framing import PLAIN_CONTEXT
+from ragzip.core.types import CompressionResult, Passage
 from ragzip.integrations.common import (
     DEFAULT_BUDGET,
     DEFAULT_COMPRESSOR,
@@ -32,7 +33,6 @@ from ragzip.integrations.common import (
     require_text,
     shared_compressor,
 )
-from ragzip.types import CompressionResult, Passage
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from ragzip.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.messages import ROLES, ChatMessage
 from ragzip.generators.base import Generation, Generator
-from ragzip.messages import ROLES, ChatMessage
 
 try:
     from langchain_core.callbacks import (

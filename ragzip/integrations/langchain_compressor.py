@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.errors import ConfigError, MissingDependencyError
-from ragzip.framing import PLAIN_CONTEXT, ContextFormat
+from ragzip.core.errors import ConfigError, MissingDependencyError
+from ragzip.core.framing import PLAIN_CONTEXT, ContextFormat
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Budget, CompressionResult
 from ragzip.integrations.common import METADATA_PREFIX as METADATA_PREFIX
 from ragzip.integrations.common import (
     as_budget,
@@ -22,8 +24,6 @@ from ragzip.integrations.common import (
     shared_compressor,
 )
 from ragzip.integrations.langchain_documents import document_to_passage
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, CompressionResult
 
 try:
     from langchain_core.callbacks import Callbacks
@@ -57,7 +57,7 @@ class RagzipCompressor(BaseDocumentCompressor):
     Args:
         compressor: A :class:`~ragzip.compressor.Compressor`, or a registry name such as
             ``"mig"`` (see ``ragzip.available_compressors()``).
-        budget: A :class:`~ragzip.types.Budget`, a string such as ``"256"`` or ``"4x"``, or a
+        budget: A :class:`~ragzip.core.types.Budget`, a string such as ``"256"`` or ``"4x"``, or a
             token count.
         counter: With a registry name: the token counter budgets are counted in, which should
             be the generator's tokenizer. Defaults to the embedded SmolLM2's tokenizer.
@@ -102,7 +102,7 @@ class RagzipCompressor(BaseDocumentCompressor):
             from ragzip.registry import create_compressor
 
             if counter is None:
-                from ragzip.models import smollm2_counter
+                from ragzip.weights import smollm2_counter
 
                 counter = smollm2_counter()
             compressor = create_compressor(compressor, counter=counter, config=config)

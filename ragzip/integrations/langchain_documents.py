@@ -1,4 +1,4 @@
-"""Conversions between LangChain ``Document`` and ragzip :class:`~ragzip.types.Passage`.
+"""Conversions between LangChain ``Document`` and ragzip :class:`~ragzip.core.types.Passage`.
 
 Both directions build new objects: the source's metadata is deep-copied, never shared or altered.
 """
@@ -10,8 +10,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ragzip.errors import InputError, MissingDependencyError
-from ragzip.types import Passage
+from ragzip.core.errors import InputError, MissingDependencyError
+from ragzip.core.types import Passage
 
 try:
     from langchain_core.documents import Document

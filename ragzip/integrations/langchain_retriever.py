@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ragzip.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.types import Passage
 from ragzip.integrations.langchain_documents import document_to_passage, passage_to_document
 from ragzip.retrievers.base import Retriever
-from ragzip.types import Passage
 
 try:
     from langchain_core.callbacks import CallbackManagerForRetrieverRun

@@ -35,13 +35,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ragzip.errors import (
+from ragzip.core.errors import (
     BudgetError,
     ConfigError,
     InputError,
     MissingDependencyError,
     RegistryError,
 )
+from ragzip.core.types import Budget
 from ragzip.integrations.common import (
     DEFAULT_BUDGET,
     DEFAULT_COMPRESSOR,
@@ -51,7 +52,6 @@ from ragzip.integrations.common import (
 from ragzip.server.compression import question_of, require_question
 from ragzip.server.context import ContextPlan, PlanLayout, plan_chat, render_chat
 from ragzip.server.protocol import RagzipOptions, RagzipUsage
-from ragzip.types import Budget
 
 try:
     from fastapi import HTTPException

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.errors import ConfigError, InputError, MissingDependencyError
-from ragzip.framing import ContextFormat
+from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.framing import ContextFormat
+from ragzip.core.types import Budget, CompressionResult, Passage
 from ragzip.integrations.common import (
     DEFAULT_BUDGET,
     DEFAULT_COMPRESSOR,
@@ -31,7 +32,6 @@ from ragzip.integrations.common import (
     shared_compressor,
 )
 from ragzip.retrievers.base import Retriever
-from ragzip.types import Budget, CompressionResult, Passage
 
 try:
     from llama_index.core.base.base_retriever import BaseRetriever
@@ -132,7 +132,7 @@ class RagzipNodePostprocessor(BaseNodePostprocessor):
 
     @property
     def parsed_budget(self) -> Budget:
-        """The budget as a :class:`~ragzip.types.Budget`."""
+        """The budget as a :class:`~ragzip.core.types.Budget`."""
         return as_budget(self.budget)
 
     def _postprocess_nodes(

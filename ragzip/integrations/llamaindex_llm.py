@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragzip.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
 from ragzip.generators.base import Generator
 
 try:

@@ -16,13 +16,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ragzip.errors import ConfigError
-from ragzip.machine import peak_rss_bytes
+from ragzip.core.errors import ConfigError
+from ragzip.core.machine import peak_rss_bytes
+from ragzip.core.types import Budget, Passage
+from ragzip.experiments.reporting import finite_median, markdown_table
 from ragzip.profiling.measure import build_context, kept_context_tokens
 from ragzip.profiling.profile import Profile
 from ragzip.prompts import build_messages
-from ragzip.reporting import finite_median, markdown_table
-from ragzip.types import Budget, Passage
 
 if TYPE_CHECKING:
     from ragzip.compressor import Compressor

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ragzip.errors import ConfigError, RagzipError
+from ragzip.core.errors import ConfigError, RagzipError
+from ragzip.experiments.reporting import json_ready
 from ragzip.profiling.measure import calibration_pool, measure
 from ragzip.profiling.output import CHECK_JSON, CHECK_MD, plot_profile, summary_table
 from ragzip.profiling.profile import JSON_NAME, Profile, save_profile, user_profile_path
-from ragzip.reporting import json_ready
 
 if TYPE_CHECKING:
     from ragzip.generators.base import Generator

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragzip.errors import InputError
+from ragzip.core.errors import InputError
 
 if TYPE_CHECKING:
     pass

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

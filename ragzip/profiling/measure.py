@@ -11,21 +11,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip import machine as host
-from ragzip.errors import ConfigError, InputError
-from ragzip.features import FeatureCache
+from ragzip.cache.feature_cache import FeatureCache
+from ragzip.core import machine as host
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Budget, Passage
+from ragzip.experiments.reporting import finite_median
 from ragzip.profiling.fit import LinearModel, fit_cost, fit_decode, fit_linear, fit_quadratic
 from ragzip.profiling.profile import Profile
 from ragzip.profiling.samples import CompressionSample, CompressorCost, GenerationSample
 from ragzip.prompts import build_messages
-from ragzip.reporting import finite_median
-from ragzip.types import Budget, Passage
 
 if TYPE_CHECKING:
     from ragzip.compressor import Compressor
+    from ragzip.core.tokenization import TokenCounter
+    from ragzip.core.types import CompressionResult
     from ragzip.generators.base import Generator
-    from ragzip.tokenization import TokenCounter
-    from ragzip.types import CompressionResult
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 def load_nq_passages(path: str | Path, *, limit: int = 400) -> list[Passage]:
     """Gold passages of NQ-open questions, in file order, with the question in metadata."""
-    from ragzip.datasets import read_nq
+    from ragzip.experiments.datasets import read_nq
 
     path = Path(path)
     if not path.is_file():

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragzip import machine as host
-from ragzip.errors import ConfigError, InputError
+from ragzip.core import machine as host
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.experiments.reporting import json_ready
 from ragzip.profiling.fit import LinearModel, QuadraticModel
 from ragzip.profiling.samples import (
     CompressionSample,
@@ -22,7 +23,6 @@ from ragzip.profiling.samples import (
     Prediction,
     candidate_key,
 )
-from ragzip.reporting import json_ready
 
 if TYPE_CHECKING:
     pass
@@ -39,7 +39,7 @@ SHIPPED_PROFILE = Path(__file__).resolve().parents[1] / "data" / "default_profil
 
 def user_profile_path() -> Path:
     """Where ``ragzip profile`` saves, and ``auto`` first looks: the user cache folder."""
-    from ragzip.models import cache_dir
+    from ragzip.weights import cache_dir
 
     return cache_dir() / "profile" / JSON_NAME
 

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from ragzip.commands import fail
-from ragzip.errors import RagzipError
+from ragzip.core.errors import RagzipError
 
 train_app = typer.Typer(
     help="Train the soft compressors' artefacts (xrag projector, merge adapter) for a generator.",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")

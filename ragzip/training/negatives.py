@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ragzip.datasets import NQExample
+from ragzip.experiments.datasets import NQExample
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
 
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragzip.types import Passage
+from ragzip.core.types import Passage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ragzip.features import FeatureCache
+    from ragzip.cache.feature_cache import FeatureCache
 
 
 @dataclass(frozen=True)

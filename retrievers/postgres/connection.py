@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragzip.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, MissingDependencyError
 
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
 """Pauses between attempts to reach the database while opening (the last one repeats)."""

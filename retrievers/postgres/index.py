@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.errors import ConfigError, InputError
-from ragzip.features import FeatureCache, Featurizer
+from ragzip.cache.feature_cache import FeatureCache, Featurizer
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Passage
 from ragzip.retrievers.bm25 import BM25Config, stemmer_for, terms
 from ragzip.retrievers.building import (
     Prepared,
@@ -45,7 +46,6 @@ from ragzip.retrievers.dense import (
 from ragzip.retrievers.fusion import FUSION_DEPTH, HYBRID_RRF_K, Mode
 from ragzip.retrievers.postgres import bm25, catalog, schema
 from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
-from ragzip.types import Passage
 
 BULK_WRITE = 1000
 """Chunks in one upsert from which it ends with :meth:`PostgresIndex.vacuum` (right after a bulk
@@ -124,7 +124,7 @@ class PostgresIndex:
                 meta = schema.read_meta(cur, table)
             if meta is None and create:
                 if embedder is None:
-                    from ragzip.models import load_embedder
+                    from ragzip.weights import load_embedder
 
                     embedder = load_embedder()
                 schema.create_schema(
@@ -178,7 +178,7 @@ class PostgresIndex:
     def embedder(self) -> Any:
         """The embedder (the embedded MiniLM, loaded on first use, when none was given)."""
         if self._embedder is None:
-            from ragzip.models import load_embedder
+            from ragzip.weights import load_embedder
 
             self._embedder = load_embedder()
         return self._embedder

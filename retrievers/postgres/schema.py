@@ -26,11 +26,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ragzip.errors import ConfigError, IndexFormatError, IndexNotFoundError
+from ragzip.core.errors import ConfigError, IndexFormatError, IndexNotFoundError
+from ragzip.core.types import Passage
 from ragzip.retrievers.bm25 import BM25Config, stemmer_for, terms
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.postgres import bm25
-from ragzip.types import Passage
 
 SCHEMA_VERSION = 2
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")

@@ -5,7 +5,7 @@ Counters:
   * ``bytebpe``: a GPT-2-style byte-level BPE, trained here on ragzip's own source files with
     the ``tokenizers`` library (no download); it splits CJK and emoji into several tokens with
     overlapping character offsets, the hard case for cutting at token boundaries.
-  * ``smollm2``: the generator's own tokenizer from ``ragzip.models.smollm2_counter()``; skipped
+  * ``smollm2``: the generator's own tokenizer from ``ragzip.weights.smollm2_counter()``; skipped
     while that function does not exist.
 
 The NQ helpers (``load_nq``, ``nq_cases``, ``context_recall``) are plain functions so that
@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from ragzip import datasets as data
-from ragzip.errors import MissingDependencyError
-from ragzip.text import answer_in_text
-from ragzip.tokenization import HFTokenCounter, TokenCounter
+from ragzip.core.errors import MissingDependencyError
+from ragzip.core.tokenization import HFTokenCounter, TokenCounter
+from ragzip.experiments import datasets as data
+from ragzip.experiments.answers import answer_in_text
 
 REPO = Path(__file__).resolve().parents[2]
 COUNTER_NAMES = ("minilm", "bytebpe", "smollm2")
@@ -56,12 +56,12 @@ def bytebpe_counter() -> HFTokenCounter:
 
 @pytest.fixture(scope="session")
 def smollm2_counter() -> TokenCounter:
-    """SmolLM2's tokenizer, once ``ragzip.models.smollm2_counter`` exists."""
-    from ragzip import models
+    """SmolLM2's tokenizer, once ``ragzip.weights.smollm2_counter`` exists."""
+    from ragzip import weights as models
 
     factory = getattr(models, "smollm2_counter", None)
     if factory is None:
-        pytest.skip("ragzip.models.smollm2_counter() is not available yet")
+        pytest.skip("ragzip.weights.smollm2_counter() is not available yet")
     try:
         counter: TokenCounter = factory()
     except MissingDependencyError as exc:

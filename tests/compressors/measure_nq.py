@@ -27,7 +27,7 @@ from conftest import (  # the NQ helpers beside this script (its folder is on sy
 )
 
 import ragzip
-from ragzip.tokenization import TokenCounter
+from ragzip.core.tokenization import TokenCounter
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[2] / "shared" / "data"
@@ -51,7 +51,7 @@ class MemoEmbedder:
 
 def make_counter(name: str) -> TokenCounter:
     if name == "smollm2":
-        from ragzip.models import smollm2_counter
+        from ragzip.weights import smollm2_counter
 
         return smollm2_counter()
     if name == "bytebpe":
@@ -59,7 +59,7 @@ def make_counter(name: str) -> TokenCounter:
     if name == "minilm":
         from transformers import AutoTokenizer
 
-        from ragzip.models import minilm_dir
+        from ragzip.weights import minilm_dir
 
         return ragzip.HFTokenCounter(
             AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
@@ -93,7 +93,7 @@ def main() -> None:
         f"{len(cases)} cases (questions {questions.start}-{questions.stop - 1} with an answer in "
         f"the gold passage), 1 gold + {args.distractors} distractors each, counter={args.counter}"
     )
-    from ragzip.models import load_embedder
+    from ragzip.weights import load_embedder
 
     embedder = MemoEmbedder(load_embedder())
     results: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.scorer import load_scorer
 from ragzip.compressors.token.compressor import TokenCompressor
 from ragzip.compressors.token.model import OnnxTokenClassifier, load_token_classifier
-from ragzip.tokenization import TokenCounter
+from ragzip.core.tokenization import TokenCounter
 
 QUESTION = "when was the eiffel tower completed"
 PASSAGES = [

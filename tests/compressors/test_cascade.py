@@ -14,9 +14,9 @@ from ragzip.compressor import CompressionRequest
 from ragzip.compressors.cascade import EXPANSION, CascadeCompressor, expansion
 from ragzip.compressors.sentence import SentenceCompressor
 from ragzip.compressors.token import TokenCompressor
+from ragzip.core.tokenization import TokenCounter
+from ragzip.experiments.answers import answer_in_text
 from ragzip.prompts import PROMPT_CONTEXT
-from ragzip.text import answer_in_text
-from ragzip.tokenization import TokenCounter
 
 from .conftest import NQCase, context_recall
 

@@ -27,10 +27,10 @@ from ragzip import (
     RegistryError,
 )
 from ragzip.compressor import Compressor, join_spans
-from ragzip.framing import PLAIN_CONTEXT, ContextFormat
+from ragzip.core.framing import PLAIN_CONTEXT, ContextFormat
+from ragzip.core.tokenization import TokenCounter
 from ragzip.prompts import PROMPT_CONTEXT
 from ragzip.registry import entries
-from ragzip.tokenization import TokenCounter
 
 # ragzip's own compressors: test modules register doubles (failing, hanging ones) whose import
 # before this one must not put them under the contract

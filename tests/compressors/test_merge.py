@@ -18,9 +18,9 @@ from ragzip import Budget, ConfigError, InputError, ModelError
 from ragzip.compressors.merge.adapter import Adapter
 from ragzip.compressors.merge.allocation import allocate, group_mig, merge_runs, run_bounds
 from ragzip.compressors.merge.compressor import MergeCompressor
+from ragzip.core.tokenization import HFTokenCounter
 from ragzip.generators.target import SoftTarget
 from ragzip.registry import create_compressor
-from ragzip.tokenization import HFTokenCounter
 
 PASSAGES = [
     "Yesterday is a song by the Beatles. It was written by Paul McCartney in 1965. "
@@ -50,7 +50,7 @@ class TinyModel(nn.Module):
 
 @pytest.fixture(scope="module")
 def counter() -> HFTokenCounter:
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     return smollm2_counter()
 
@@ -399,7 +399,7 @@ def test_generation_from_merged_tokens() -> None:
 @pytest.mark.slow
 def test_shipped_adapter_loads_and_fits_smollm2() -> None:
     from ragzip.compressors.merge.adapter import WEIGHTS_DIR
-    from ragzip.models import load_smollm2, smollm2_counter
+    from ragzip.weights import load_smollm2, smollm2_counter
 
     if not (WEIGHTS_DIR / "model.safetensors").is_file():
         pytest.skip("no trained merge adapter shipped")

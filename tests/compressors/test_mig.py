@@ -13,8 +13,8 @@ import ragzip
 from ragzip import Budget, CompressionError, ConfigError
 from ragzip.compressors.mig import MIGCompressor
 from ragzip.compressors.units import split_units
-from ragzip.text import answer_in_text
-from ragzip.tokenization import TokenCounter
+from ragzip.core.tokenization import TokenCounter
+from ragzip.experiments.answers import answer_in_text
 
 
 class TableEmbedder:

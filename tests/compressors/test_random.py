@@ -7,7 +7,7 @@ import pytest
 import ragzip
 from ragzip import Budget, ConfigError
 from ragzip.compressors.units import sentence_spans
-from ragzip.tokenization import TokenCounter
+from ragzip.core.tokenization import TokenCounter
 
 PASSAGES = [
     " ".join(f"Fact number {i} about topic {j} is stated here." for i in range(8)) for j in range(5)

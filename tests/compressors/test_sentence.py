@@ -38,17 +38,17 @@ from ragzip.compressors.sentence.model import (
 )
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
 from ragzip.compressors.units import sentence_spans
-from ragzip.errors import ModelError
+from ragzip.core.errors import ModelError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.experiments.answers import answer_in_text
 from ragzip.registry import get_class
-from ragzip.text import answer_in_text
-from ragzip.tokenization import TokenCounter
 
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     return AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
 
@@ -86,7 +86,7 @@ def trained() -> SentenceScorer:
 @pytest.fixture(scope="module")
 def gen_counter(minilm_counter: TokenCounter) -> TokenCounter:
     """The generator's tokenizer when ``smollm2_counter`` is available, else MiniLM's."""
-    from ragzip import models
+    from ragzip import weights as models
 
     factory = getattr(models, "smollm2_counter", None)
     if factory is None:
@@ -339,7 +339,7 @@ def test_kept_whole_or_dropped_whole_on_nq_passages(
     tiny_scorer: SentenceScorer, minilm_counter: TokenCounter, data_dir: Path
 ) -> None:
     """On real passages, at every budget and in both modes, no sentence is ever cut."""
-    from ragzip.datasets import nq_split
+    from ragzip.experiments.datasets import nq_split
 
     questions = nq_split("val", data_dir)[:6]
     passages = [Passage(text=q.text, title=q.title) for q in questions]
@@ -526,7 +526,7 @@ def test_trained_ranks_answer_sentences_above_an_untrained_head(
     trained: SentenceScorer, data_dir: Path
 ) -> None:
     """Within-passage AUC on val questions: the trained model clearly beats a random head."""
-    from ragzip.datasets import nq_split
+    from ragzip.experiments.datasets import nq_split
     from ragzip.training.sentence.train import auc
 
     questions = nq_split("val", data_dir)[:80]

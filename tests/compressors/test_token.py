@@ -30,8 +30,8 @@ from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, is_separator
 from ragzip.compressors.units import split_words
 from ragzip.compressors.values import value_units
-from ragzip.text import answer_in_text
-from ragzip.tokenization import TokenCounter
+from ragzip.core.tokenization import TokenCounter
+from ragzip.experiments.answers import answer_in_text
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 HEXISH = re.compile(r"[0-9a-f-]{6,}")
@@ -49,7 +49,7 @@ def tiny_parts() -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
     torch.manual_seed(0)
@@ -559,7 +559,7 @@ def test_shipped_artefact_is_small_and_described() -> None:
 
 
 def test_bad_artefact_folder_raises(smollm2_counter: TokenCounter, tmp_path: Path) -> None:
-    from ragzip.errors import ModelError
+    from ragzip.core.errors import ModelError
 
     with pytest.raises(ModelError, match="no trained token classifier"):
         TokenCompressor(TokenCompressor.Config(weights=str(tmp_path)), counter=smollm2_counter)
@@ -612,7 +612,7 @@ def _val_contexts(
     data_dir: Path, n: int, others: int = 3
 ) -> list[tuple[str, list[str], list[str]]]:
     """``n`` val questions, each with its gold passage among ``others`` random val passages."""
-    from ragzip.datasets import nq_split
+    from ragzip.experiments.datasets import nq_split
 
     val = nq_split("val", data_dir)
     rng = random.Random(0)
@@ -645,7 +645,7 @@ def test_query_awareness_on_nq(shipped: TokenCompressor, data_dir: Path) -> None
     passage at 4x, a passage's answer survives when the context is compressed for its own
     question far more often than when it is compressed for the other passage's question.
     """
-    from ragzip.datasets import nq_split
+    from ragzip.experiments.datasets import nq_split
 
     val = [ex for ex in nq_split("val", data_dir) if answer_in_text(list(ex.answers), ex.text)]
     val = val[:40]

@@ -11,7 +11,7 @@ from ragzip import Budget, BudgetError
 from ragzip.compressors.truncate import water_fill
 from ragzip.compressors.units import split_words
 from ragzip.compressors.values import value_units
-from ragzip.tokenization import TokenCounter
+from ragzip.core.tokenization import TokenCounter
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ from ragzip.compressors.units import (
     word_spans,
 )
 from ragzip.compressors.values import value_units
-from ragzip.errors import ConfigError
-from ragzip.text import split_sentences
-from ragzip.tokenization import TokenCounter
+from ragzip.core.errors import ConfigError
+from ragzip.core.text import split_sentences
+from ragzip.core.tokenization import TokenCounter
 
 TEXTS = [
     "Yesterday is a song by the Beatles. It was written by Paul McCartney. It is famous.",

@@ -21,8 +21,8 @@ from ragzip.compressors.xrag import (
     passage_input,
     save_projector,
 )
+from ragzip.core.tokenization import TokenCounter
 from ragzip.generators.target import load_target
-from ragzip.tokenization import TokenCounter
 
 HIDDEN_DIM = 576
 """Width of SmolLM2-135M-Instruct's input embeddings, the default generator's."""
@@ -41,7 +41,7 @@ QUERY = "who wrote yesterday?"
 
 @pytest.fixture(scope="module")
 def embedder() -> Any:
-    from ragzip.models import load_embedder
+    from ragzip.weights import load_embedder
 
     return load_embedder("cpu")
 
@@ -211,8 +211,8 @@ def test_shipped_weights_load_from_the_registry(
 
 @pytest.fixture(scope="module")
 def soft_lm() -> Any:
-    from ragzip.models import load_smollm2
     from ragzip.training.xrag.trainer import SoftLM
+    from ragzip.weights import load_smollm2
 
     model, tokenizer = load_smollm2("cpu")
     return SoftLM(model, tokenizer)
@@ -225,7 +225,7 @@ def test_trained_projector_reconstructs_better_than_untrained(
     """Passages the projector never saw (val split): the trained one regenerates them better."""
     if not (WEIGHTS_DIR / "model.safetensors").is_file():
         pytest.skip("no projector shipped in compressors/weights/xrag")
-    from ragzip.datasets import nq_split
+    from ragzip.experiments.datasets import nq_split
     from ragzip.training.xrag.config import TrainConfig
     from ragzip.training.xrag.trainer import Trainer
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ragzip.encoders.minilm import MINILM_NAME, OnnxEmbedder
-from ragzip.models import load_embedder
 from ragzip.retrievers.dense import embedder_name, feature_model
+from ragzip.weights import load_embedder
 
 TEXTS = [
     "The Eiffel Tower was completed in 1889 for the World's Fair.",

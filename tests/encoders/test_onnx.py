@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ragzip.embedding import PRECISION_ENV
+from ragzip.core.errors import ConfigError
+from ragzip.encoders.embedding import PRECISION_ENV
 from ragzip.encoders.onnx import (
     AUTO_ONNX,
     AUTO_ONNX_CLASSIFIER,
@@ -22,8 +23,7 @@ from ragzip.encoders.onnx import (
     exported,
     resolve_backend,
 )
-from ragzip.errors import ConfigError
-from ragzip.models import native_bf16_cpu
+from ragzip.weights import native_bf16_cpu
 
 
 @pytest.fixture

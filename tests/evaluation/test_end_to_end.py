@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.evaluation.config import NO_CONTEXT, UNCOMPRESSED, EvalConfig
 from ragzip.evaluation.report import write_report
 from ragzip.evaluation.results import EvalReport

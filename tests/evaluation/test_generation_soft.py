@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ragzip.datasets import NQExample
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
+from ragzip.core.types import Budget, Passage
 from ragzip.evaluation.config import NO_CONTEXT, UNCOMPRESSED
 from ragzip.evaluation.stages import evaluate_generation
+from ragzip.experiments.datasets import NQExample
 from ragzip.generators import OpenAIGenerator
 from ragzip.prompts import build_messages, soft_context
-from ragzip.types import Budget, Passage
 from tests.soft_support import MeanEmbeddingCompressor, embedding_table, tiny_generator
 
 QUESTIONS = [

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from ragzip.errors import InputError
+from ragzip.core.errors import InputError
+from ragzip.core.types import Passage
 from ragzip.evaluation import metrics
-from ragzip.types import Passage
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ragzip.errors import ConfigError, RegistryError
+from ragzip.core.errors import ConfigError, RegistryError
 from ragzip.evaluation.config import EvalConfig
 from ragzip.evaluation.report import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, SCHEMA, write_report
 from ragzip.evaluation.results import EvalReport

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 import ragzip.generators as generators
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.messages import ChatMessage, validate_messages
 from ragzip.generators.base import Generation, count_templated_tokens, validate_max_new_tokens
-from ragzip.messages import ChatMessage, validate_messages
 
 
 def test_exported_members() -> None:

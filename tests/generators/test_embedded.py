@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
 from ragzip.generators import EmbeddedGenerator, Generation
 from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, build_messages
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
 from ragzip.generators.embedded import EmbeddedGenerator
 from tests.soft_support import small_generator
 

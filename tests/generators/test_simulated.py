@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
 from ragzip.generators.openai_compat import OpenAIGenerator
 from ragzip.generators.simulated import (
     ANSWER,
@@ -13,8 +13,8 @@ from ragzip.generators.simulated import (
     SimulatedGenerator,
     preset,
 )
-from ragzip.models import smollm2_counter
 from ragzip.server.model_app import create_model_app
+from ragzip.weights import smollm2_counter
 from tests.server.conftest import ServerThread
 
 TIMING = PrefillModel("simulated-test", overhead_s=0.02, per_token_s=0.0005, decode_s=0.001)

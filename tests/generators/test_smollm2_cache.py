@@ -1,4 +1,4 @@
-"""The SmolLM2 GGUF → safetensors cache in ragzip.models."""
+"""The SmolLM2 GGUF → safetensors cache in ragzip.weights."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ragzip import models
-from ragzip.errors import ModelError
-from ragzip.models import (
+from ragzip import weights as models
+from ragzip.core.errors import ModelError
+from ragzip.weights import (
     SMOLLM2_NAME,
     ensure_smollm2_cache,
     smollm2_cache_is_valid,

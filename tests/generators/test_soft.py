@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Budget
 from ragzip.generators import Generation, OpenAIGenerator
 from ragzip.prompts import (
     SOFT_PLACEHOLDER,
@@ -19,7 +20,6 @@ from ragzip.prompts import (
     build_result_messages,
     soft_context,
 )
-from ragzip.types import Budget
 from tests.soft_support import (
     HIDDEN,
     MeanEmbeddingCompressor,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ragzip.errors import ConfigError, ModelError
+from ragzip.core.errors import ConfigError, ModelError
+from ragzip.core.types import Budget
 from ragzip.generators.local import load_causal_lm, resolve_generator
 from ragzip.generators.prompt_embeds import TableEmbedder
 from ragzip.generators.target import load_table, load_target
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
-from ragzip.types import Budget
 from tests.soft_support import THIRD_HIDDEN, tiny_model_folder
 
 QUESTION = "Who wrote Yesterday?"
@@ -50,7 +50,7 @@ def test_identities_tell_models_apart(folders: dict[str, Path]) -> None:
 
 def test_a_gguf_and_its_conversion_read_the_same_table() -> None:
     from ragzip.generators.target import _from_folder, _from_gguf
-    from ragzip.models import ensure_smollm2_cache, smollm2_gguf
+    from ragzip.weights import ensure_smollm2_cache, smollm2_gguf
 
     _, from_gguf = _from_gguf(smollm2_gguf())
     _, from_folder = _from_folder(ensure_smollm2_cache())
@@ -87,8 +87,8 @@ def test_artefacts_belong_to_their_generator(folders: dict[str, Path], tmp_path:
     from ragzip.compressors.merge.adapter import Adapter
     from ragzip.compressors.merge.compressor import MergeCompressor
     from ragzip.compressors.xrag import XragCompressor, init_projector, save_projector
+    from ragzip.core.tokenization import HFTokenCounter
     from ragzip.generators.embedded import EmbeddedGenerator
-    from ragzip.tokenization import HFTokenCounter
 
     spec = str(folders["llama"])
     target = load_target(spec)

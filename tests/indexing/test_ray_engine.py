@@ -20,8 +20,9 @@ import pytest
 import ray
 
 from ragzip.backends import fingerprint, write_index
-from ragzip.embedding import resolve_precision
-from ragzip.errors import InputError
+from ragzip.core.errors import InputError
+from ragzip.core.types import Passage
+from ragzip.encoders.embedding import resolve_precision
 from ragzip.indexing import shards
 from ragzip.indexing.ray_engine import (
     DOCS_PER_ITEM,
@@ -35,7 +36,6 @@ from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.documents import read_documents
 from ragzip.retrievers.index import HybridIndex
 from ragzip.retrievers.postgres import PostgresIndex, embedded_dsn
-from ragzip.types import Passage
 from tests.precision import score_tolerance
 
 ROOT = Path(__file__).resolve().parents[2]

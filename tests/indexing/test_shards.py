@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from ragzip.backends import mig_featurizer
-from ragzip.errors import IndexCorruptedError
+from ragzip.core.errors import IndexCorruptedError
+from ragzip.core.types import Passage
 from ragzip.indexing import shards
 from ragzip.indexing.ray_engine import plan
-from ragzip.models import load_embedder
 from ragzip.retrievers.building import Prepared, prepare_documents
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig
-from ragzip.types import Passage
+from ragzip.weights import load_embedder
 
 DOCS = [
     Passage(

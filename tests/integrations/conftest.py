@@ -58,7 +58,7 @@ def index() -> Any:
 @pytest.fixture(scope="session")
 def counter() -> Any:
     """The embedded generator's tokenizer (SmolLM2), in which budgets are counted."""
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     return smollm2_counter()
 

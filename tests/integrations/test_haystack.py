@@ -14,7 +14,7 @@ from haystack import Document, Pipeline
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-from ragzip.errors import InputError, RegistryError
+from ragzip.core.errors import InputError, RegistryError
 from ragzip.integrations.common import shared_compressor, token_counter
 from ragzip.integrations.haystack import RagzipDocumentCompressor
 from tests.integrations.conftest import REPO, snippets

@@ -18,13 +18,13 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from ragzip.datasets import nq_corpus
+from ragzip.core.types import Budget
 from ragzip.evaluation import load_nq
 from ragzip.evaluation.metrics import answer_accuracy
+from ragzip.experiments.datasets import nq_corpus
 from ragzip.integrations import RagzipChatModel, RagzipCompressor, RagzipRetriever
 from ragzip.pipeline import Pipeline
 from ragzip.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_CONTEXT, format_context
-from ragzip.types import Budget
 
 classic = pytest.importorskip("langchain_classic.retrievers")
 

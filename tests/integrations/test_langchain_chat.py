@@ -19,10 +19,10 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 from pydantic import ValidationError
 
-from ragzip.errors import ConfigError, InputError
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.messages import ChatMessage as RagzipMessage
 from ragzip.integrations import RagzipChatModel
 from ragzip.integrations.langchain_chat import _cut_at_stop, to_chat_messages
-from ragzip.messages import ChatMessage as RagzipMessage
 
 # -- conversion (no model) -----------------------------------------------------------------------
 

@@ -15,11 +15,11 @@ from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnableP
 
 import ragzip
 from ragzip.compressor import Compressor
-from ragzip.errors import BudgetError, ConfigError, InputError, RegistryError
-from ragzip.framing import PLAIN_CONTEXT, ContextLayout
+from ragzip.core.errors import BudgetError, ConfigError, InputError, RegistryError
+from ragzip.core.framing import PLAIN_CONTEXT, ContextLayout
+from ragzip.core.types import Budget, CompressionResult, Passage
 from ragzip.integrations import RagzipCompressor, RagzipRetriever
 from ragzip.integrations.langchain_compressor import METADATA_PREFIX
-from ragzip.types import Budget, CompressionResult, Passage
 
 QUERY = "Which city is the capital of France?"
 
@@ -191,7 +191,7 @@ def test_by_name_uses_the_given_counter_and_config(counter: Any) -> None:
 
 
 def test_default_counter_is_the_embedded_generators_tokenizer() -> None:
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     comp = RagzipCompressor("truncate", 128)
     assert comp.compressor.counter is smollm2_counter()

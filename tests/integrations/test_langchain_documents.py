@@ -8,9 +8,9 @@ import math
 import pytest
 from langchain_core.documents import Document
 
-from ragzip.errors import InputError
+from ragzip.core.errors import InputError
+from ragzip.core.types import Passage
 from ragzip.integrations import document_to_passage, passage_to_document
-from ragzip.types import Passage
 
 
 def test_passage_to_document_carries_id_title_score_and_copies_metadata() -> None:

@@ -18,13 +18,13 @@ from langchain_tests.integration_tests import RetrieversIntegrationTests
 from pydantic import ValidationError
 
 import ragzip
-from ragzip.errors import ConfigError, IndexNotFoundError, InputError
+from ragzip.core.errors import ConfigError, IndexNotFoundError, InputError
+from ragzip.core.types import Budget, Passage
 from ragzip.integrations import LangChainRetriever, RagzipRetriever
 from ragzip.integrations.langchain_retriever import SearchMode
 from ragzip.pipeline import Pipeline
 from ragzip.prompts import PROMPT_CONTEXT
 from ragzip.retrievers.base import Retriever
-from ragzip.types import Budget, Passage
 
 QUESTION = "What is a context layout?"  # budgets.md first in every mode, no tie
 
@@ -116,7 +116,7 @@ class MiniLMEmbeddings(Embeddings):
     """LangChain embeddings over the embedded all-MiniLM-L6-v2."""
 
     def __init__(self) -> None:
-        from ragzip.models import load_embedder
+        from ragzip.weights import load_embedder
 
         self.model = load_embedder("cpu")
 

@@ -14,14 +14,14 @@ pytest.importorskip("llama_index.core")
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
-from ragzip.errors import InputError, RegistryError
+from ragzip.core.errors import InputError, RegistryError
+from ragzip.core.types import Passage
 from ragzip.integrations.common import shared_compressor, token_counter
 from ragzip.integrations.llamaindex import (
     RagzipLlamaIndexRetriever,
     RagzipNodePostprocessor,
 )
 from ragzip.integrations.llamaindex_llm import RagzipLLM
-from ragzip.types import Passage
 from tests.integrations.conftest import snippets
 
 QUERY = "Which library does ragzip use for BM25 retrieval?"

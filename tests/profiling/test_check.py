@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.generators.embedded import EmbeddedGenerator
 from ragzip.profiling.check import (
     MIN_CHECK_TOKENS,

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.policy import AutoPolicy
 from ragzip.profiling.fit import LinearModel, QuadraticModel
 from ragzip.profiling.load import Load, LoadWatch

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragzip.errors import ConfigError, InputError
-from ragzip.machine import machine_key
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.machine import machine_key
 from ragzip.profiling.fit import (
     LinearModel,
     QuadraticModel,
@@ -394,7 +394,7 @@ def test_auto_finds_a_profile_on_a_fresh_machine(
     """No cache, another machine: the shipped portable profile, with a notice; once this
     machine is profiled into the user cache, its own profile wins."""
     monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr("ragzip.machine.machine_key", lambda: "Plan9-vax|Some CPU|64cpu")
+    monkeypatch.setattr("ragzip.core.machine.machine_key", lambda: "Plan9-vax|Some CPU|64cpu")
     with caplog.at_level("WARNING"):
         shipped = find_profile(None)
     assert shipped.generator == "smollm2-135m-instruct"
@@ -406,7 +406,7 @@ def test_auto_finds_a_profile_on_a_fresh_machine(
 
 
 def test_calibration_corpus_ships_with_the_package() -> None:
-    from ragzip.models import smollm2_counter as make_counter
+    from ragzip.weights import smollm2_counter as make_counter
 
     smollm2_counter = make_counter()
     pool = calibration_passages()

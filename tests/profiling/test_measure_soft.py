@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ragzip.core.types import Budget
 from ragzip.profiling.fit import LinearModel, QuadraticModel
 from ragzip.profiling.measure import build_context, load_nq_passages, measure
 from ragzip.profiling.profile import Profile
 from ragzip.profiling.samples import CompressorCost
 from ragzip.prompts import build_messages, soft_context
-from ragzip.types import Budget
 from tests.soft_support import MeanEmbeddingCompressor, embedding_table, tiny_generator
 
 

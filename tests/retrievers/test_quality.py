@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from ragzip.core.types import Passage
 from ragzip.retrievers import HybridIndex
 from ragzip.retrievers.fusion import MODES
-from ragzip.types import Passage
 
 from .conftest import load_nq
 

@@ -20,7 +20,7 @@ BUILD = textwrap.dedent(
     """
     import numpy as np
     from ragzip.retrievers import HybridIndex
-    from ragzip.types import Passage
+    from ragzip.core.types import Passage
 
     def build(n):
         rng = np.random.default_rng(n)

@@ -22,8 +22,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ragzip.cancellation import Cancelled, checkpoint
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.core.cancellation import Cancelled, checkpoint
 from ragzip.registry import register
 from ragzip.server import Settings, create_app
 

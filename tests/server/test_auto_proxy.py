@@ -40,7 +40,7 @@ def auto_proxy(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> ServerThread:
-    monkeypatch.setattr("ragzip.machine.machine_key", lambda: MACHINE)
+    monkeypatch.setattr("ragzip.core.machine.machine_key", lambda: MACHINE)
     monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path))  # where auto finds this machine's
     save_profile(PROFILE, user_profile_path())
     server: ServerThread = serve_proxy(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragzip.errors import InputError
+from ragzip.core.errors import InputError
+from ragzip.core.types import Passage
 from ragzip.server.context import (
     plan_chat,
     plan_completion,
@@ -12,7 +13,6 @@ from ragzip.server.context import (
     render_completion,
     split_passages,
 )
-from ragzip.types import Passage
 
 TAGGED = (
     "Answer from the documents.\n"

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from ragzip.backends import write_index
+from ragzip.core.types import Passage
 from ragzip.server import create_app
-from ragzip.types import Passage
 
 from .conftest import FakeUpstream, ServerThread, proxy_settings
 

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from ragzip.backends import write_index
-from ragzip.errors import ConfigError, IndexNotFoundError
-from ragzip.features import FeatureCache
+from ragzip.cache.feature_cache import FeatureCache
+from ragzip.core.errors import ConfigError, IndexNotFoundError
+from ragzip.core.types import Passage
 from ragzip.server import Settings, create_app
 from ragzip.server.errors import RETRIEVAL_RETRY_AFTER_S
-from ragzip.types import Passage
 
 from .conftest import FakeUpstream, ServerThread, proxy_settings
 
@@ -286,7 +286,7 @@ def test_any_langchain_store_serves_the_retrieval_mode(
     from langchain_core.vectorstores import InMemoryVectorStore
 
     from ragzip.integrations.langchain_retriever import LangChainRetriever
-    from ragzip.models import load_embedder
+    from ragzip.weights import load_embedder
 
     class MiniLM(Embeddings):
         def __init__(self) -> None:

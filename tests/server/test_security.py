@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.server import create_app
 from ragzip.server.redact import Redactor, redact_url
 

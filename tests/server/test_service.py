@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ragzip.errors import UpstreamError
+from ragzip.core.errors import UpstreamError
 from ragzip.server.metrics import Metrics
 from ragzip.server.service import ProxyService
 from ragzip.server.upstream import UpstreamReply

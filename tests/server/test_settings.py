@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.server import Settings, create_app
 from ragzip.server.models import build_counter
 
@@ -101,7 +101,7 @@ def test_unknown_default_compressor_fails_at_create() -> None:
 
 
 def test_tokenizer_folder_builds_a_counter(tmp_path: Path) -> None:
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     counter = build_counter(Settings(tokenizer=str(minilm_dir())))
     assert counter.count("hello world") == 2

@@ -22,7 +22,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ragzip.messages import ChatMessage
+from ragzip.core.messages import ChatMessage
 from ragzip.registry import register
 from ragzip.server import create_app
 from tests.soft_support import (

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ragzip.cli import app
-from ragzip.errors import ModelError
+from ragzip.core.errors import ModelError
+from ragzip.core.types import Budget
 from ragzip.generators.target import load_target
-from ragzip.types import Budget
 from tests.soft_support import THIRD_HIDDEN, tiny_model_folder
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def _generate(spec: str, result: Any) -> Any:
 
 def test_train_xrag_for_a_third_model(third: str, data_dir: Path, tmp_path: Path) -> None:
     from ragzip.compressors.xrag import XragCompressor
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     out = tmp_path / "xrag"
     args = ["train", "xrag", "--out", str(out), "--generator", third, "--data-dir", str(data_dir)]
@@ -64,7 +64,7 @@ def test_train_merge_for_a_third_model_and_resume(
     third: str, data_dir: Path, tmp_path: Path
 ) -> None:
     from ragzip.compressors.merge.compressor import MergeCompressor
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     out = tmp_path / "merge"
     common = ["train", "merge", "--out", str(out), "--generator", third]

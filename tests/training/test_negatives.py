@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragzip.datasets import NQExample
+from ragzip.experiments.datasets import NQExample
 from ragzip.training.common import own_random_state
 from ragzip.training.negatives import HardNegatives
 

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.paths import paths
+from ragzip.core.paths import paths
 from ragzip.training.common import set_threads
 from ragzip.training.merge.config import TrainConfig
 from ragzip.training.merge.evaluate import Setting, evaluate, markdown

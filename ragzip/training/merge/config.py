@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ragzip.errors import ConfigError
-from ragzip.paths import paths
+from ragzip.core.errors import ConfigError
+from ragzip.core.paths import paths
 
 if TYPE_CHECKING:
     pass

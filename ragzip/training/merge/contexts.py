@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.datasets import NQExample, nq_corpus
+from ragzip.core.types import Passage
+from ragzip.experiments.datasets import NQExample, nq_corpus
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
-from ragzip.types import Passage
 
 if TYPE_CHECKING:
     pass
@@ -35,9 +35,9 @@ def retrieve_contexts(
             :func:`ragzip.evaluation.indexing.load_or_build_index`).
         ensure_gold: Put the gold passage in place of the last one when retrieval missed it.
     """
-    from ragzip.datasets import gold_doc_ids
     from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import source_id
+    from ragzip.experiments.datasets import gold_doc_ids
 
     cache = Path(index_cache).expanduser() if index_cache is not None else None
     index, _, _ = load_or_build_index(nq_corpus(all_nq), cache=cache, chunk=False, progress=False)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.datasets import NQExample, load_nq, nq_split
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
+from ragzip.core.types import Budget
 from ragzip.evaluation.answering import (
     Answer,
     AnswerSetting,
@@ -20,9 +20,9 @@ from ragzip.evaluation.answering import (
     prefill_gflops,
     summarize,
 )
-from ragzip.reporting import markdown_table
+from ragzip.experiments.datasets import NQExample, load_nq, nq_split
+from ragzip.experiments.reporting import markdown_table
 from ragzip.training.merge.contexts import retrieve_contexts
-from ragzip.types import Budget
 
 if TYPE_CHECKING:
     from ragzip.generators.embedded import EmbeddedGenerator

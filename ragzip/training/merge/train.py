@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragzip.datasets import NQExample, load_nq, nq_split
+from ragzip.core.machine import machine_info
+from ragzip.core.types import Budget, Passage
+from ragzip.experiments.datasets import NQExample, load_nq, nq_split
 from ragzip.generators.rendering import PromptRenderer
-from ragzip.machine import machine_info
 from ragzip.prompts import build_messages
 from ragzip.training.common import Checkpoint, own_random_state
 from ragzip.training.merge.config import TrainConfig
 from ragzip.training.merge.contexts import retrieve_contexts, soft_messages
-from ragzip.types import Budget, Passage
 
 if TYPE_CHECKING:
     import torch
@@ -157,9 +157,9 @@ def train(config: TrainConfig, *, command: str, resume: bool = True) -> dict[str
 
     from ragzip.compressors.merge.adapter import Adapter
     from ragzip.compressors.merge.compressor import MergeCompressor
+    from ragzip.core.tokenization import HFTokenCounter
     from ragzip.generators.local import load_causal_lm
     from ragzip.generators.target import load_target
-    from ragzip.tokenization import HFTokenCounter
 
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragzip.compressors.sentence.features import InputLimits
-from ragzip.errors import ConfigError
-from ragzip.paths import paths
+from ragzip.core.errors import ConfigError
+from ragzip.core.paths import paths
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ragzip.text import answer_in_text
+from ragzip.experiments.answers import answer_in_text
 from ragzip.training.sentence.samples import Sample
 from ragzip.training.sentence.train import auc, within_question_auc
 

@@ -20,8 +20,8 @@ from ragzip.compressors.sentence.model import (
     save_classifier,
 )
 from ragzip.compressors.sentence.scorer import SentenceScorer
-from ragzip.datasets import load_nq, nq_split
-from ragzip.machine import machine_info
+from ragzip.core.machine import machine_info
+from ragzip.experiments.datasets import load_nq, nq_split
 from ragzip.training.common import own_random_state
 from ragzip.training.negatives import HardNegatives
 from ragzip.training.sentence.config import TrainConfig

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from ragzip.compressors.sentence.features import Encoded, Featurizer, PassageSentences
 from ragzip.compressors.units import sentence_spans
-from ragzip.datasets import NQExample
-from ragzip.errors import ConfigError
-from ragzip.text import answer_in_text
+from ragzip.core.errors import ConfigError
+from ragzip.experiments.answers import answer_in_text
+from ragzip.experiments.datasets import NQExample
 
 
 @dataclass(frozen=True)

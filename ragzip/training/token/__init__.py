@@ -3,7 +3,7 @@
 Recipe after LLMLingua-2 (Pan et al., 2024) with question-aware labels after LongLLMLingua
 (Jiang et al., 2024), at CPU scale, on the NQ-open questions of ``../shared/data``:
 
-1. **Teacher.** The embedded SmolLM2-135M-Instruct (:func:`ragzip.models.load_smollm2`, run in
+1. **Teacher.** The embedded SmolLM2-135M-Instruct (:func:`ragzip.weights.load_smollm2`, run in
    bfloat16) reads each *train* question's gold passage twice — after ``"Context:\\n"`` and
    after ``"Question: …\\nContext:\\n"`` — and gives every passage token its loss in both runs.
    The contrastive importance of a token is the loss without the question minus the loss with

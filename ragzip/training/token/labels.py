@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragzip.compressors.units import sentence_spans, split_words
-from ragzip.datasets import NQExample
-from ragzip.text import answer_in_text
-from ragzip.types import Span
+from ragzip.core.types import Span
+from ragzip.experiments.answers import answer_in_text
+from ragzip.experiments.datasets import NQExample
 
 # -- labels ---------------------------------------------------------------------------------------
 

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.artefacts import WEIGHTS_FILE, sha256_file, write_artefact
 from ragzip.compressors.token.model import ARTEFACT_KIND, ARTEFACT_VERSION, load_base_classifier
 from ragzip.compressors.units import split_words
-from ragzip.datasets import nq_split
-from ragzip.machine import machine_info
+from ragzip.core.artefacts import WEIGHTS_FILE, sha256_file, write_artefact
+from ragzip.core.machine import machine_info
+from ragzip.experiments.datasets import nq_split
 from ragzip.training.common import own_random_state
 from ragzip.training.negatives import HardNegatives
 from ragzip.training.token.config import WITH_QUESTION, WITHOUT_QUESTION, TrainConfig
@@ -76,7 +76,7 @@ def train_epoch(
 
 def save_artefact(student: Student, cfg: TrainConfig, extra: dict[str, Any]) -> None:
     """Write ``config.json`` and ``model.safetensors`` (trained tensors, float16)."""
-    from ragzip.models import minilm_dir
+    from ragzip.weights import minilm_dir
 
     state = {k: v.to(torch.float16) for k, v in student.trained_state().items()}
     config = {
@@ -98,7 +98,7 @@ def save_artefact(student: Student, cfg: TrainConfig, extra: dict[str, Any]) -> 
 @own_random_state
 def run(cfg: TrainConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Teacher, labels, training and validation; writes the artefact and ``training.json``."""
-    from ragzip.models import smollm2_counter
+    from ragzip.weights import smollm2_counter
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     stages: dict[str, dict[str, float]] = {}
@@ -221,7 +221,7 @@ def run(cfg: TrainConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
             "val_passages_per_question": 4,
         },
         "teacher": {
-            "model": "SmolLM2-135M-Instruct (ragzip.models.load_smollm2), bfloat16",
+            "model": "SmolLM2-135M-Instruct (ragzip.weights.load_smollm2), bfloat16",
             "items": len(set(items)),
             "cached_runs": teacher_time(cfg.cache),
         },

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.types import Span
+from ragzip.core.types import Span
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class TeacherItem:
 
 def load_teacher(dtype: torch.dtype = torch.bfloat16) -> tuple[Any, Any]:
     """A private bfloat16 copy of the embedded SmolLM2 (AVX512-BF16 halves the CPU time)."""
-    from ragzip.models import load_smollm2
+    from ragzip.weights import load_smollm2
 
     model, tokenizer = load_smollm2("cpu")
     return copy.deepcopy(model).to(dtype).eval(), tokenizer

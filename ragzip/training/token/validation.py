@@ -13,12 +13,12 @@ from ragzip.compressors.token.compressor import aggregate_words
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask
 from ragzip.compressors.units import split_words
-from ragzip.datasets import NQExample
-from ragzip.text import answer_in_text
+from ragzip.core.types import Budget, Span
+from ragzip.experiments.answers import answer_in_text
+from ragzip.experiments.datasets import NQExample
 from ragzip.training.token.config import VAL_RATIOS
 from ragzip.training.token.labels import Example
 from ragzip.training.token.student import Encoded, Student, cache_lower, encode, predict
-from ragzip.types import Budget, Span
 
 # -- validation -----------------------------------------------------------------------------------
 

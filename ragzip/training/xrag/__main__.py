@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from ragzip.paths import paths
+from ragzip.core.paths import paths
 from ragzip.training.common import set_threads
 from ragzip.training.xrag.compare import run_comparison
 from ragzip.training.xrag.config import TrainConfig

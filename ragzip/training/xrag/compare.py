@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ragzip.compressors.xrag import WEIGHTS_DIR
-from ragzip.datasets import NQExample, load_nq, nq_split
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 from ragzip.evaluation.answering import AnswerSetting, answer_all, prefill_gflops, summarize
+from ragzip.experiments.datasets import NQExample, load_nq, nq_split
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +116,12 @@ def run_comparison(
     With ``timing_n`` > 0, only prefill timings of the settings on that many questions instead.
     """
     from ragzip.compressors.xrag import init_projector
-    from ragzip.datasets import gold_doc_ids, nq_corpus
+    from ragzip.core.types import Budget
     from ragzip.evaluation.indexing import load_or_build_index
     from ragzip.evaluation.metrics import source_id
+    from ragzip.experiments.datasets import gold_doc_ids, nq_corpus
     from ragzip.generators.embedded import EmbeddedGenerator
     from ragzip.registry import available, create_compressor
-    from ragzip.types import Budget
 
     examples = load_nq(data_dir)
     questions = nq_split("test", examples=examples)[:n]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragzip.errors import ConfigError
-from ragzip.paths import paths
+from ragzip.core.errors import ConfigError
+from ragzip.core.paths import paths
 
 RECON_SYSTEM_PROMPT = "Repeat the context word for word."
 RECON_QUERY = "Repeat the context."

@@ -16,8 +16,8 @@ from ragzip.compressors.xrag import (
     load_projector,
     save_projector,
 )
-from ragzip.datasets import load_nq, nq_split
-from ragzip.machine import machine_info
+from ragzip.core.machine import machine_info
+from ragzip.experiments.datasets import load_nq, nq_split
 from ragzip.training.common import Checkpoint
 from ragzip.training.xrag.config import TrainConfig
 from ragzip.training.xrag.trainer import SoftLM, Trainer, embed_passages

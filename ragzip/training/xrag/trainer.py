@@ -19,8 +19,8 @@ from ragzip.compressors.xrag import (
     init_projector,
     passage_input,
 )
-from ragzip.datasets import NQExample
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
+from ragzip.experiments.datasets import NQExample
 from ragzip.generators.rendering import PromptRenderer, RenderedPrompt
 from ragzip.prompts import SOFT_PLACEHOLDER, build_messages
 from ragzip.training.xrag.config import RECON_QUERY, RECON_SYSTEM_PROMPT, TrainConfig
@@ -97,7 +97,7 @@ class Curve:
 
 def embed_passages(examples: Sequence[NQExample]) -> np.ndarray:
     """MiniLM embeddings of the examples' gold passages (``(n, 384)``, unit norm)."""
-    from ragzip.models import load_embedder
+    from ragzip.weights import load_embedder
 
     embedder = load_embedder("cpu")
     out = embedder.encode(

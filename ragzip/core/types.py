@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.errors import BudgetError, InputError
+from ragzip.core.errors import BudgetError, InputError
 
 Span = tuple[int, int]
 """A half-open character range ``[start, end)`` into a passage's original text."""

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from ragzip.errors import ConfigError
-from ragzip.features import FeatureCache
-from ragzip.redis_tier import RedisTier
+from ragzip.cache.feature_cache import FeatureCache
+from ragzip.cache.redis_tier import RedisTier
+from ragzip.core.errors import ConfigError
 
-from .conftest import RedisServer
+from tests.conftest import RedisServer
 
 
 def rows(texts: list[str]) -> np.ndarray:

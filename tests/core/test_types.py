@@ -63,7 +63,7 @@ def test_passage_metadata_is_copied_and_read_only() -> None:
 
 
 def test_ranked_orders_by_relevance_and_keeps_unscored_last() -> None:
-    from ragzip.types import CompressedPassage, CompressionResult
+    from ragzip.core.types import CompressedPassage, CompressionResult
 
     def kept(text: str, relevance: float | None) -> CompressedPassage:
         return CompressedPassage(Passage(text), text, ((0, len(text)),), 1, 1, relevance)

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ragzip.types import Span
+from ragzip.core.types import Span
 
 
 @runtime_checkable

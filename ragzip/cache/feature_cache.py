@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from ragzip.errors import ConfigError, IndexCorruptedError
+from ragzip.core.errors import ConfigError, IndexCorruptedError
 
 if TYPE_CHECKING:
     from ragzip.compressor import CompressionRequest
-    from ragzip.types import Passage
+    from ragzip.core.types import Passage
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 KEY_BYTES = 32
@@ -139,7 +139,7 @@ class Featurizer(Protocol):
 
 
 class RemoteTier(Protocol):
-    """A store shared by several processes (:class:`~ragzip.redis_tier.RedisTier`), read after
+    """A store shared by several processes (:class:`~ragzip.cache.redis_tier.RedisTier`), read after
     memory and the attached tables, written with every computed row. It never raises: a
     failing store answers nothing and the cache computes."""
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ragzip.errors import InputError
-from ragzip.jsonl import json_objects
-from ragzip.paths import paths
-from ragzip.types import Passage
+from ragzip.core.errors import InputError
+from ragzip.core.jsonl import json_objects
+from ragzip.core.paths import paths
+from ragzip.core.types import Passage
 
 NQ_FILE = "nq_open_dev.jsonl.gz"
 KV_FILE = "kv_retrieval_dev.jsonl.gz"
@@ -67,7 +67,7 @@ class NQExample:
         return nq_doc_id(self.index)
 
     def passage(self) -> Passage:
-        """The gold passage as a :class:`~ragzip.types.Passage` (its id is :attr:`doc_id`)."""
+        """The gold passage as a :class:`~ragzip.core.types.Passage` (its id is :attr:`doc_id`)."""
         return Passage(
             text=self.text, id=self.doc_id, title=self.title, metadata={"doc_id": self.doc_id}
         )
@@ -113,7 +113,7 @@ def nq_doc_id(index: int) -> str:
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data folder: ``data_dir`` when given, else :attr:`ragzip.paths.Paths.data_dir`
+    """The data folder: ``data_dir`` when given, else :attr:`ragzip.core.paths.Paths.data_dir`
     (``RAGZIP_DATA_DIR``, default ``../shared/data`` from the working directory).
 
     Raises:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ragzip.embedding import PRECISION_ENV, resolve_precision
-from ragzip.errors import ConfigError
-from ragzip.models import native_bf16_cpu
+from ragzip.core.errors import ConfigError
+from ragzip.encoders.embedding import PRECISION_ENV, resolve_precision
+from ragzip.weights import native_bf16_cpu
 
 
 def test_auto_follows_the_cpu_and_fixed_values_stay(monkeypatch: pytest.MonkeyPatch) -> None:

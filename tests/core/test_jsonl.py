@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragzip.errors import InputError
-from ragzip.jsonl import json_objects
+from ragzip.core.errors import InputError
+from ragzip.core.jsonl import json_objects
 
 
 def test_objects_with_line_numbers() -> None:

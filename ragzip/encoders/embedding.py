@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ragzip.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, MissingDependencyError
 
 FixedPrecision = Literal["float32", "bfloat16"]
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -40,7 +40,7 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> FixedPrecisi
         return forced  # type: ignore[return-value]
     if device != "cpu":
         return "float32"
-    from ragzip.machine import native_bf16_cpu
+    from ragzip.core.machine import native_bf16_cpu
 
     return "bfloat16" if native_bf16_cpu() else "float32"
 

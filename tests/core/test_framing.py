@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ragzip.compressors.units import greedy_fill, split_units
-from ragzip.framing import PLAIN_CONTEXT, Framing, join_spans, measure_framing
+from ragzip.core.framing import PLAIN_CONTEXT, Framing, join_spans, measure_framing
+from ragzip.core.tokenization import TokenCounter
+from ragzip.core.types import Passage
 from ragzip.prompts import PROMPT_CONTEXT
-from ragzip.tokenization import TokenCounter
-from ragzip.types import Passage
 
 TEXTS = [
     "Paris is the capital of France. It lies on the Seine.",

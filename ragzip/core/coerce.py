@@ -10,7 +10,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
-from ragzip.errors import ConfigError
+from ragzip.core.errors import ConfigError
 
 _NONE_WORDS = ("none", "null")
 _TRUE_WORDS = ("true", "1", "yes", "on")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragzip.errors import ConfigError, IndexCorruptedError
-from ragzip.features import FeatureCache, FeatureTable
+from ragzip.cache.feature_cache import FeatureCache, FeatureTable
+from ragzip.core.errors import ConfigError, IndexCorruptedError
 
 
 def rows(texts: list[str]) -> np.ndarray:

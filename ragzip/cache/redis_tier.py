@@ -1,7 +1,8 @@
 """A feature cache shared by proxy replicas, in Redis (``pip install 'ragzip[redis]'``).
 
-:class:`RedisTier` is the :class:`~ragzip.features.RemoteTier` of a
-:class:`~ragzip.features.FeatureCache`: a vector one replica computed is found by the others.
+:class:`RedisTier` is the :class:`~ragzip.cache.feature_cache.RemoteTier` of a
+:class:`~ragzip.cache.feature_cache.FeatureCache`: a vector one replica computed is found by the
+others.
 Entries are keyed by the cache's content address (the SHA-256 of the model identity and the
 text, so model versions never share an entry) under a ``namespace`` prefix, stored as float32
 bytes with a time to live; bound Redis's memory with its own ``maxmemory`` and an LRU
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ragzip.errors import ConfigError, InputError
-from ragzip.types import Passage, Span
+from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.types import Passage, Span
 
 
 class ContextLayout(Protocol):

@@ -1,14 +1,13 @@
 """Text utilities shared by compressors, retrievers and evaluation: sentence splitting and
-SQuAD-style answer normalisation."""
+words."""
 
 from __future__ import annotations
 
 import re
-import string
 from functools import lru_cache
 from typing import Any
 
-from ragzip.types import Span
+from ragzip.core.types import Span
 
 
 @lru_cache(maxsize=1)
@@ -174,21 +173,3 @@ _WORD = re.compile(r"[^\W_]+")
 def words(text: str) -> list[str]:
     """The words of ``text``, lower case: runs of letters and digits (no punctuation)."""
     return _WORD.findall(text.lower())
-
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCT = set(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Normalise as in the SQuAD evaluation: lower case, no punctuation/articles/extra spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def answer_in_text(answers: list[str], text: str) -> bool:
-    """Whether any normalised answer occurs in the normalised text (as whole words)."""
-    norm = f" {normalize_answer(text)} "
-    return any((a := normalize_answer(ans)) and f" {a} " in norm for ans in answers)

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from ragzip.artefacts import (
+from ragzip.core.artefacts import (
     check_base,
     read_artefact_config,
     read_tensors,
     sha256_file,
     write_artefact,
 )
-from ragzip.errors import ModelError
+from ragzip.core.errors import ModelError
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "compressors" / "weights"
+WEIGHTS = Path(__file__).resolve().parents[2] / "compressors" / "weights"
 SHIPPED = {
     "token": "ragzip-token-classifier",
     "sentence": "ragzip-sentence-classifier",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from ragzip.text import BLOCK_CHARS, split_sentences, unwrap
+from ragzip.core.text import BLOCK_CHARS, split_sentences, unwrap
 
 PARAGRAPH = (
     "The river flows through the old town. It was bridged in 1850 by Dr. Smith, e.g. with "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragzip.tokenization import HFTokenCounter
+from ragzip.core.tokenization import HFTokenCounter
 
 
 @settings(max_examples=50, deadline=None)

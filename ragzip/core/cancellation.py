@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from ragzip.errors import CompressionError
+from ragzip.core.errors import CompressionError
 
 
 class Cancelled(CompressionError):

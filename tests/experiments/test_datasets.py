@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ragzip import datasets as data
-from ragzip.errors import InputError
+from ragzip.core.errors import InputError
+from ragzip.experiments import datasets as data
 
 
 def _write(folder: Path, name: str, lines: list[str]) -> Path:
