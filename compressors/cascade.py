@@ -15,7 +15,7 @@ facts. The cascade keeps more sentences and fewer words of each:
    sentences the coarse stage rated highest; the longest prefix of that ranking that fits the
    budget exactly is kept (:func:`~ragzip.compressors.token.selection.select_words`).
    Numbers written over several words and key/value pairs are one unit (kept or dropped whole,
-   :func:`~ragzip.compressors.values.value_units`), formed within a sentence, and identifiers
+   :func:`~ragzip.compressors.kept_whole.value_units`), formed within a sentence, and identifiers
    and numbers the question names rank first, as in ``token``.
 
 ``expand`` 1 is the coarse stage alone. By default it follows the ratio asked for
@@ -54,6 +54,7 @@ import numpy as np
 
 from ragzip.cache.feature_cache import FeatureCache
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.token import TokenCompressor
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import unit_maximum
@@ -64,7 +65,6 @@ from ragzip.compressors.units import (
     passage_relevance,
     split_words,
 )
-from ragzip.compressors.values import value_units
 from ragzip.core.errors import ConfigError
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.units import split_words
-from ragzip.compressors.values import value_units
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
 

@@ -128,7 +128,7 @@ def serve_model(
     """Serve the embedded SmolLM2 generator as an OpenAI-compatible API (streamed)."""
     try:
         from ragzip.generators.base import TokenStreamer
-        from ragzip.server.model_app import serve_model as run_model_server
+        from ragzip.server.model_server.app import serve_model as run_model_server
 
         generator: TokenStreamer
         if simulate is not None:

@@ -39,6 +39,7 @@ from ragzip.registry import (
     parse_spec,
     resolve_config,
 )
+from ragzip.server.builders import build_counter, build_embedder, soft_generator
 from ragzip.server.context import (
     ContextPlan,
     PlanLayout,
@@ -46,8 +47,7 @@ from ragzip.server.context import (
 from ragzip.server.errors import CompressorNotAllowedError, RequestLimitError
 from ragzip.server.lanes import Lanes
 from ragzip.server.metrics import Metrics
-from ragzip.server.models import build_counter, build_embedder, soft_generator
-from ragzip.server.protocol import (
+from ragzip.server.schemas import (
     AutoDecisionOut,
     RagzipOptions,
     RagzipUsage,

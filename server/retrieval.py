@@ -34,8 +34,8 @@ from ragzip.core.errors import ConfigError, InputError, RetrievalError
 from ragzip.core.types import Passage
 from ragzip.retrievers.base import Retriever
 from ragzip.server.metrics import Metrics
-from ragzip.server.protocol import RagzipUsage
 from ragzip.server.redact import Redactor
+from ragzip.server.schemas import RagzipUsage
 from ragzip.server.settings import Settings
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from ragzip import __version__
 from ragzip.server.errors import AuthenticationError
-from ragzip.server.protocol import (
+from ragzip.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     CompressRequest,

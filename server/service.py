@@ -37,7 +37,8 @@ from ragzip.server.context import (
 )
 from ragzip.server.errors import UpstreamTimeoutError, client_message_indices
 from ragzip.server.metrics import Metrics
-from ragzip.server.protocol import (
+from ragzip.server.retrieval import RetrievalService, Retrieved
+from ragzip.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     RagzipOptions,
@@ -45,7 +46,6 @@ from ragzip.server.protocol import (
     dumps_json,
     with_usage,
 )
-from ragzip.server.retrieval import RetrievalService, Retrieved
 from ragzip.server.settings import Settings
 from ragzip.server.soft import chat_from_completion, chat_stream, completion_body, render_soft_chat
 from ragzip.server.streaming import UpstreamStreamResponse, wait_for_disconnect

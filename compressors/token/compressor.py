@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.token.model import (
     Quantize,
     Window,
@@ -23,7 +24,6 @@ from ragzip.compressors.token.model import (
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, named_values, unit_maximum
 from ragzip.compressors.units import split_words
-from ragzip.compressors.values import value_units
 from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import ConfigError
 from ragzip.core.tokenization import TokenCounter

@@ -1,7 +1,7 @@
 """Chat messages: the one conversation type generators, prompts and adapters share.
 
 The HTTP servers validate the OpenAI wire form with their own pydantic schemas
-(:mod:`ragzip.server.protocol`) and hand generators these.
+(:mod:`ragzip.server.schemas`) and hand generators these.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from ragzip.integrations.common import (
 )
 from ragzip.server.compression import question_of, require_question
 from ragzip.server.context import ContextPlan, PlanLayout, plan_chat, render_chat
-from ragzip.server.protocol import RagzipOptions, RagzipUsage
+from ragzip.server.schemas import RagzipOptions, RagzipUsage
 
 try:
     from fastapi import HTTPException

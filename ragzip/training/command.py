@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,12 +40,20 @@ Threads = Annotated[int, typer.Option(help="torch CPU threads.")]
 Resume = Annotated[bool, typer.Option(help="Go on from a checkpoint in --out.")]
 
 
-def _start(threads: int) -> str:
+def _train(config_type: Any, train: Callable[..., dict[str, Any]], options: dict[str, Any]) -> Any:
+    """Run ``train`` on ``config_type``'s defaults with the command's options (named as the
+    config's fields, ``resume`` apart), logging on stderr; a ragzip error ends the command."""
     from ragzip.training.common import set_threads
 
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    resume = options.pop("resume")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    set_threads(threads)
-    return " ".join(["ragzip", *sys.argv[1:]])
+    set_threads(options["threads"])
+    command = " ".join(["ragzip", *sys.argv[1:]])
+    try:
+        return train(replace(config_type(), **options), command=command, resume=resume)
+    except RagzipError as exc:
+        raise fail(exc) from exc
 
 
 @train_app.command("xrag")
@@ -63,28 +72,11 @@ def train_xrag(
     resume: Resume = True,
 ) -> None:
     """Train an xRAG projector (passage vector -> one input embedding) for a generator."""
+    options = dict(locals())
     from ragzip.training.xrag.config import TrainConfig
     from ragzip.training.xrag.run import train
 
-    command = _start(threads)
-    try:
-        config = replace(
-            TrainConfig(),
-            out=str(out),
-            generator=generator,
-            device=device,
-            minutes=minutes,
-            train_n=train_n,
-            stage1_examples=stage1_examples,
-            stage2_examples=stage2_examples,
-            val_n=val_n,
-            eval_every=eval_every,
-            data_dir=str(data_dir) if data_dir else None,
-            threads=threads,
-        )
-        record = train(config, command=command, resume=resume)
-    except RagzipError as exc:
-        raise fail(exc) from exc
+    record = _train(TrainConfig, train, options)
     val = record["stage2"]["val"][-1] if record["stage2"]["val"] else {}
     typer.echo(f"wrote {out} (for {record['generator']['name']}); last val {val}")
 
@@ -108,29 +100,11 @@ def train_merge(
     resume: Resume = True,
 ) -> None:
     """Train a merge adapter (merged token embeddings -> what the generator reads best)."""
+    options = dict(locals())
     from ragzip.training.merge.config import TrainConfig
     from ragzip.training.merge.train import train
 
-    command = _start(threads)
-    try:
-        config = replace(
-            TrainConfig(),
-            out=str(out),
-            generator=generator,
-            device=device,
-            minutes=minutes,
-            max_steps=max_steps,
-            train_n=train_n,
-            val_examples=val_examples,
-            val_every=val_every,
-            kl_weight=kl_weight,
-            text_share=text_share,
-            data_dir=str(data_dir) if data_dir else None,
-            threads=threads,
-        )
-        record = train(config, command=command, resume=resume)
-    except RagzipError as exc:
-        raise fail(exc) from exc
+    record = _train(TrainConfig, train, options)
     typer.echo(
         f"wrote {out} (for {record['generator']['name']}); val answer CE "
         f"{record['untrained_val_ce']:.3f} untrained -> {record['best_val_ce']:.3f}"

@@ -11,7 +11,6 @@ import pytest
 from ragzip.cache.feature_cache import FeatureCache
 from ragzip.cache.redis_tier import RedisTier
 from ragzip.core.errors import ConfigError
-
 from tests.conftest import RedisServer
 
 

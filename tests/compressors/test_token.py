@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 import ragzip
 from ragzip import PLAIN_CONTEXT, Budget, BudgetError, ConfigError
 from ragzip.compressor import join_spans
+from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.token.compressor import TokenCompressor, aggregate_words
 from ragzip.compressors.token.model import WEIGHTS_DIR, cut_windows, load_base_classifier
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, is_separator
 from ragzip.compressors.units import split_words
-from ragzip.compressors.values import value_units
 from ragzip.core.tokenization import TokenCounter
 from ragzip.experiments.answers import answer_in_text
 

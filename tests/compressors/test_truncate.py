@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 import ragzip
 from ragzip import Budget, BudgetError
+from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.truncate import water_fill
 from ragzip.compressors.units import split_words
-from ragzip.compressors.values import value_units
 from ragzip.core.tokenization import TokenCounter
 
 

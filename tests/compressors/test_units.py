@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragzip.compressor import join_spans
+from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.units import (
     greedy_fill,
     sentence_spans,
@@ -12,7 +13,6 @@ from ragzip.compressors.units import (
     split_words,
     word_spans,
 )
-from ragzip.compressors.values import value_units
 from ragzip.core.errors import ConfigError
 from ragzip.core.text import split_sentences
 from ragzip.core.tokenization import TokenCounter

@@ -13,7 +13,7 @@ from ragzip.generators.simulated import (
     SimulatedGenerator,
     preset,
 )
-from ragzip.server.model_app import create_model_app
+from ragzip.server.model_server.app import create_model_app
 from ragzip.weights import smollm2_counter
 from tests.server.conftest import ServerThread
 

@@ -11,7 +11,7 @@ import pytest
 
 from ragzip.core.errors import ConfigError
 from ragzip.server import Settings, create_app
-from ragzip.server.models import build_counter
+from ragzip.server.builders import build_counter
 
 
 def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

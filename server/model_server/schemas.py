@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from ragzip.core.errors import ConfigError
 from ragzip.core.messages import Role
-from ragzip.server.protocol import WireMessage
+from ragzip.server.schemas import WireMessage
 
 DEFAULT_MAX_TOKENS = 256
 

@@ -15,8 +15,8 @@ import pytest
 
 from ragzip.generators.embedded import EmbeddedGenerator
 from ragzip.generators.openai_compat import OpenAIGenerator
-from ragzip.server.model_app import create_model_app
-from ragzip.server.model_protocol import ModelMessage
+from ragzip.server.model_server.app import create_model_app
+from ragzip.server.model_server.schemas import ModelMessage
 from tests.server.conftest import ServerThread
 from tests.soft_support import small_generator
 

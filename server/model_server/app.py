@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ragzip import __version__
 from ragzip.core.errors import ConfigError, GenerationError, RagzipError
 from ragzip.server.errors import error_body, install_error_handlers, spec_for
-from ragzip.server.model_protocol import ChatRequest, TextRequest
+from ragzip.server.model_server.schemas import ChatRequest, TextRequest
 from ragzip.server.streaming import DONE
 
 if TYPE_CHECKING:
