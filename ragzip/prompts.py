@@ -28,17 +28,29 @@ SOFT_PLACEHOLDER = "<empty_output>"
 exactly one token whatever surrounds it."""
 
 
-PROMPT_CONTEXT = ContextFormat(
+PROMPT_CONTEXT = ContextFormat(template="{text}", prefix="Context:\n", suffix="\n\nQuestion: ")
+"""How :func:`build_messages` writes a text context into the user turn: passages separated by
+blank lines, between the question asked first and the question asked again. Pass it as
+``layout`` to :meth:`~ragzip.compressor.Compressor.compress` so that the budget counts exactly
+what the prompt holds (the pipeline does); the question stands outside it.
+
+The small readers that run on a CPU answer from the passages far more often so than from
+numbered passages after which the question is asked once, where they echo the numbers: on 12
+questions about ragzip's own docs (SmolLM2-135M, ``sentence`` at 4x,
+``benchmarks/demo_quality.py``), 6 right instead of 0."""
+
+NUMBERED_CONTEXT = ContextFormat(
     template="[{index}] {text}", prefix="Context:\n", suffix="\n\nQuestion: "
 )
-"""How :func:`build_messages` writes the context into the user turn, in front of the question.
-Pass it as ``layout`` to :meth:`~ragzip.compressor.Compressor.compress` so that the budget counts
-exactly what the prompt holds (the pipeline does)."""
+"""Numbered passages followed by the question once: the layout of a soft context (one
+placeholder run per passage), on which the ``xrag`` and ``merge`` artefacts were trained."""
 
 
 def format_context(texts: Sequence[str]) -> str:
-    """Number the passages: ``[1] text`` blocks separated by blank lines."""
-    return ContextFormat(template="[{index}] {text}").render_texts(texts)
+    """The passages as :data:`PROMPT_CONTEXT` writes them, without its prefix and suffix:
+    texts separated by blank lines (what a framework's prompt template puts after
+    ``Context:``)."""
+    return ContextFormat(template=PROMPT_CONTEXT.template).render_texts(texts)
 
 
 def build_messages(
@@ -46,6 +58,7 @@ def build_messages(
     context: Sequence[str],
     *,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    question_first: bool = False,
 ) -> list[ChatMessage]:
     """Chat messages for a RAG question.
 
@@ -53,8 +66,14 @@ def build_messages(
         query: The user's question, kept verbatim.
         context: Passage texts (already compressed, or not), in order.
         system_prompt: Instructions, kept verbatim.
+        question_first: Write the context as :data:`PROMPT_CONTEXT` between the question and
+            the question again, ending the turn with ``Answer:``; otherwise as
+            :data:`NUMBERED_CONTEXT` followed by the question (the soft layout).
     """
-    user = f"{PROMPT_CONTEXT.render_texts(context)}{query}"
+    if question_first and context:
+        user = f"Question: {query}\n\n{PROMPT_CONTEXT.render_texts(context)}{query}\nAnswer:"
+    else:
+        user = f"{NUMBERED_CONTEXT.render_texts(context)}{query}"
     return [ChatMessage("system", system_prompt), ChatMessage("user", user)]
 
 
@@ -93,5 +112,11 @@ def result_context(result: CompressionResult) -> list[str]:
 def build_result_messages(
     result: CompressionResult, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT
 ) -> list[ChatMessage]:
-    """Chat messages for ``result.query`` over the result's context (text or soft)."""
-    return build_messages(result.query, result_context(result), system_prompt=system_prompt)
+    """Chat messages for ``result.query`` over the result's context: a text context between the
+    question and the question again, a soft one as its artefacts were trained."""
+    return build_messages(
+        result.query,
+        result_context(result),
+        system_prompt=system_prompt,
+        question_first=result.embeddings is None,
+    )

@@ -9,6 +9,7 @@ different scales (BM25, cosine) fuse without calibration.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -161,3 +162,61 @@ def check_search(queries: Sequence[str], k: int, mode: str, weights: Sequence[fl
     if mode == "hybrid" and not any(weights):
         msg = "at least one fusion weight must be > 0"
         raise ConfigError(msg)
+
+
+class HybridSearch(ABC):
+    """What every hybrid index answers (the folder index and the Postgres one): ``search`` and
+    the :class:`~ragzip.retrievers.base.Retriever` protocol's ``retrieve``, both through the
+    index's own :meth:`search_batch`."""
+
+    @abstractmethod
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        weights: tuple[float, float] = (1.0, 1.0),
+        depth: int = FUSION_DEPTH,
+        rrf_k: float = HYBRID_RRF_K,
+    ) -> list[list[Passage]]:
+        """:meth:`search` for many queries; one list per query."""
+
+    def retrieve(self, query: str, k: int = 10) -> list[Passage]:
+        """Hybrid search with default weights (the :class:`Retriever` protocol)."""
+        return self.search(query, k)
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        weights: tuple[float, float] = (1.0, 1.0),
+        depth: int = FUSION_DEPTH,
+        rrf_k: float = HYBRID_RRF_K,
+    ) -> list[Passage]:
+        """The top ``k`` chunks for ``query``.
+
+        Args:
+            query: The question.
+            k: How many chunks to return.
+            mode: ``"hybrid"`` (BM25 and dense fused), ``"bm25"`` or ``"dense"``.
+            weights: Fusion weights ``(bm25, dense)`` for hybrid mode; a zero weight skips that
+                retriever entirely.
+            depth: Candidates each retriever contributes to the fusion (at least ``k``).
+            rrf_k: The reciprocal-rank-fusion constant.
+
+        Returns:
+            Chunks, best first, as new passages: ``score`` is the fused RRF score in hybrid mode,
+            the BM25 score in BM25 mode and the cosine similarity in dense mode; ``metadata``
+            has the chunk's (``doc_id``, ``title``, ``chunk_index``, ``char_start``,
+            ``char_end``, ...) plus ``bm25_rank``/``bm25_score`` and ``dense_rank``/
+            ``dense_score`` (1-based ranks) for the retrievers that found it. BM25-only results
+            leave out chunks sharing no word with the query, so fewer than ``k`` may come back.
+
+        Raises:
+            InputError: An empty query, ``k`` below 1 or an unknown mode.
+        """
+        hits = self.search_batch([query], k, mode=mode, weights=weights, depth=depth, rrf_k=rrf_k)
+        return hits[0]

@@ -47,6 +47,7 @@ from ragzip.retrievers.folder import StoredIndex, open_index, save_index
 from ragzip.retrievers.fusion import (
     FUSION_DEPTH,
     HYBRID_RRF_K,
+    HybridSearch,
     Mode,
     check_search,
     fuse_hits,
@@ -55,7 +56,7 @@ from ragzip.retrievers.fusion import (
 logger = logging.getLogger(__name__)
 
 
-class HybridIndex:
+class HybridIndex(HybridSearch):
     """BM25 + dense retrieval over chunks, fused with reciprocal rank fusion.
 
     Build one with :meth:`build` (or :meth:`from_embeddings`), query it with :meth:`search`,
@@ -262,42 +263,6 @@ class HybridIndex:
         """Unit query vectors ``(len(queries), dim)``, made as the index's chunk vectors were."""
         precision = self._dense.config.precision
         return embed_cached(self.embedder, queries, self._query_cache, precision=precision)
-
-    def retrieve(self, query: str, k: int = 10) -> list[Passage]:
-        """Hybrid search with default weights (the :class:`Retriever` protocol)."""
-        return self.search(query, k)
-
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        mode: Mode = "hybrid",
-        weights: tuple[float, float] = (1.0, 1.0),
-        depth: int = FUSION_DEPTH,
-        rrf_k: float = HYBRID_RRF_K,
-    ) -> list[Passage]:
-        """The top ``k`` chunks for ``query``.
-
-        Args:
-            query: The question.
-            k: How many chunks to return.
-            mode: ``"hybrid"`` (BM25 and dense fused), ``"bm25"`` or ``"dense"``.
-            weights: Fusion weights ``(bm25, dense)`` for hybrid mode; a zero weight skips that
-                retriever entirely.
-            depth: Candidates each retriever contributes to the fusion (at least ``k``).
-            rrf_k: The reciprocal-rank-fusion constant.
-
-        Returns:
-            Chunks, best first, as new passages: ``score`` is the fused RRF score in hybrid mode,
-            the BM25 score in BM25 mode and the cosine similarity in dense mode; ``metadata``
-            has the chunk's (``doc_id``, ``title``, ``chunk_index``, ``char_start``,
-            ``char_end``, ...) plus ``bm25_rank``/``bm25_score`` and ``dense_rank``/
-            ``dense_score`` (1-based ranks) for the retrievers that found it. BM25-only results
-            leave out chunks sharing no word with the query, so fewer than ``k`` may come back.
-        """
-        hits = self.search_batch([query], k, mode=mode, weights=weights, depth=depth, rrf_k=rrf_k)
-        return hits[0]
 
     def search_batch(
         self,

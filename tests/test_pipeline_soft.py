@@ -10,7 +10,7 @@ from ragzip.core.errors import ConfigError
 from ragzip.core.types import Budget
 from ragzip.generators import OpenAIGenerator
 from ragzip.pipeline import Pipeline
-from ragzip.prompts import PROMPT_CONTEXT, build_messages, soft_context
+from ragzip.prompts import NUMBERED_CONTEXT, PROMPT_CONTEXT, build_messages, soft_context
 from tests.soft_support import (
     HIDDEN,
     MeanEmbeddingCompressor,
@@ -60,12 +60,16 @@ def test_soft_prompt_is_shorter_than_the_text_prompt() -> None:
         QUERY, PASSAGES
     )
     assert small.compression.compressed_tokens == 3
-    # the text block is counted as the prompt holds it; the soft prompt holds the same block
-    # with one placeholder per passage instead of its text
-    soft_block = gen.counter.count(PROMPT_CONTEXT.render_texts(soft_context(small.compression)))
-    assert full.prompt_tokens - small.prompt_tokens == (
-        full.compression.compressed_tokens - soft_block
+    # the text context stands between the question and the question again; the soft prompt
+    # holds the numbered block with one placeholder per passage instead of its text
+    text_messages = build_messages(QUERY, full.compression.texts, question_first=True)
+    assert full.prompt_tokens == gen.count_prompt_tokens(text_messages)
+    assert full.compression.compressed_tokens == gen.counter.count(
+        PROMPT_CONTEXT.render_texts(full.compression.texts)
     )
+    soft_block = gen.counter.count(NUMBERED_CONTEXT.render_texts(soft_context(small.compression)))
+    assert soft_block < full.compression.compressed_tokens
+    assert small.prompt_tokens < full.prompt_tokens
 
 
 def test_text_only_generator_is_a_config_error() -> None:

@@ -82,7 +82,9 @@ class PromptRenderer:
         body = "\n\n".join(turns)
         text = f"{system}\n\n{body}" if system else body
         bos = self.tokenizer.bos_token or ""
-        return f"{bos}{text}\n{ANSWER_CUE}"
+        # a turn that ends in the cue already (the RAG prompt's) is not cued twice
+        cue = "" if text.endswith(ANSWER_CUE) else f"\n{ANSWER_CUE}"
+        return f"{bos}{text}{cue}"
 
     def ids(self, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> RenderedPrompt:
         """Token ids of the prompt, each placeholder one position (listed in order)."""

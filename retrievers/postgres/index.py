@@ -43,7 +43,7 @@ from ragzip.retrievers.dense import (
     embedder_name,
     embedding_dim,
 )
-from ragzip.retrievers.fusion import FUSION_DEPTH, HYBRID_RRF_K, Mode
+from ragzip.retrievers.fusion import FUSION_DEPTH, HYBRID_RRF_K, HybridSearch, Mode
 from ragzip.retrievers.postgres import bm25, catalog, schema
 from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
 
@@ -62,7 +62,7 @@ def _dim(embedder: Any) -> int:
     return embedding_dim(embedder) or int(embed_texts(embedder, ["size"]).shape[1])
 
 
-class PostgresIndex:
+class PostgresIndex(HybridSearch):
     """Chunks, their vectors and their BM25 postings in Postgres; hybrid search in one query.
 
     Open with :meth:`connect`; its connection pool is the index's own (close it, or use
@@ -314,29 +314,6 @@ class PostgresIndex:
     def _embed(self, texts: Sequence[str], cache: FeatureCache | None = None) -> np.ndarray:
         # "auto": bfloat16 where the hardware computes it natively, as the folder index's default
         return embed_cached(self.embedder, texts, cache, precision="auto")
-
-    def retrieve(self, query: str, k: int = 10) -> list[Passage]:
-        """Hybrid search with default weights (the :class:`Retriever` protocol)."""
-        return self.search(query, k)
-
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        mode: Mode = "hybrid",
-        weights: tuple[float, float] = (1.0, 1.0),
-        depth: int = FUSION_DEPTH,
-        rrf_k: float = HYBRID_RRF_K,
-    ) -> list[Passage]:
-        """The top ``k`` chunks for ``query``, as :meth:`HybridIndex.search` returns them.
-
-        Raises:
-            InputError: An empty query, ``k`` below 1 or an unknown mode.
-        """
-        return self.search_batch([query], k, mode=mode, weights=weights, depth=depth, rrf_k=rrf_k)[
-            0
-        ]
 
     def search_batch(
         self,

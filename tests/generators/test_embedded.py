@@ -220,4 +220,7 @@ def test_a_base_model_gets_a_plain_prompt_and_a_one_line_answer(smollm2) -> None
     assert text.startswith(f"{tokenizer.bos_token or ''}{DEFAULT_SYSTEM_PROMPT}\n\nContext:\n[1]")
     answer = base.generate(messages, max_new_tokens=24)
     assert "\n" not in answer.text
+    # the RAG prompt of a text result ends in the cue already: it is not cued twice
+    asked = build_messages("Capital?", ["Paris is in France."], question_first=True)
+    assert base.renderer.text(asked).endswith("Paris is in France.\n\nQuestion: Capital?\nAnswer:")
     assert answer.prompt_tokens == len(tokenizer(text, add_special_tokens=False)["input_ids"])

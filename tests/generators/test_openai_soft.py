@@ -129,7 +129,7 @@ def test_text_results_still_use_chat_completions(fake_server) -> None:
     )
     out = remote(fake_server).generate_compressed(text, max_new_tokens=64)
     assert fake_server.paths() == ["/v1/chat/completions"]
-    assert out.text.startswith("echo: Context:")
+    assert out.text.startswith("echo: Question:")
     assert SOFT_PLACEHOLDER not in fake_server.requests[0]["body"]["messages"][1]["content"]
 
 

@@ -80,7 +80,7 @@ def test_soft_context_of_a_text_result_is_an_error(gen) -> None:
     with pytest.raises(InputError, match="holds text, not embeddings"):
         soft_context(text)
     # The generic builder falls back to the kept texts.
-    assert build_result_messages(text) == build_messages(QUERY, text.texts)
+    assert build_result_messages(text) == build_messages(QUERY, text.texts, question_first=True)
 
 
 # --- EmbeddedGenerator -----------------------------------------------------------------------
@@ -129,7 +129,8 @@ def test_generate_compressed_of_text_equals_generate(gen) -> None:
         QUERY, PASSAGES, budget=Budget.compression(1.0)
     )
     a = gen.generate_compressed(text, max_new_tokens=5, system_prompt="Be brief.")
-    b = gen.generate(build_messages(QUERY, text.texts, system_prompt="Be brief."), max_new_tokens=5)
+    messages = build_messages(QUERY, text.texts, system_prompt="Be brief.", question_first=True)
+    b = gen.generate(messages, max_new_tokens=5)
     assert (a.text, a.prompt_tokens, a.completion_tokens) == (
         b.text,
         b.prompt_tokens,

@@ -33,7 +33,7 @@ K = 3
 BUDGET = "4x"
 MAX_NEW_TOKENS = 32
 QUESTIONS = {
-    12: "who is the lead singer of depeche mode",
+    4: "when was son of a preacher man released",
     37: "what type of rock dominates the earth's surface",
 }
 
@@ -57,10 +57,9 @@ def _fmt(docs: list[Document]) -> str:
 
 
 def _answer_chain(llm: RagzipChatModel) -> Runnable[Any, str]:
-    # the same messages as ragzip.prompts.build_messages
-    prompt = ChatPromptTemplate.from_messages(
-        [("system", DEFAULT_SYSTEM_PROMPT), ("user", "Context:\n{context}\n\nQuestion: {question}")]
-    )
+    # the same messages as ragzip.prompts.build_messages writes for a text context
+    user = "Question: {question}\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:"
+    prompt = ChatPromptTemplate.from_messages([("system", DEFAULT_SYSTEM_PROMPT), ("user", user)])
     return prompt | llm | StrOutputParser()
 
 
