@@ -26,9 +26,9 @@ from results_io import machine, write
 from retrieval_corpus import DEFAULT_DATA, load_nq, nq_docs
 from timing import log
 
-from ragzip.backends import write_index
 from ragzip.core.types import Passage
 from ragzip.indexing.ray_engine import RayOptions, write_index_ray
+from ragzip.retrievers.backends import write_index
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.postgres import embedded_dsn, release_embedded
 

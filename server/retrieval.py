@@ -54,7 +54,7 @@ def open_configured(settings: Settings) -> Retriever | None:
         return None
     from pathlib import Path
 
-    from ragzip.backends import open_retriever
+    from ragzip.retrievers.backends import open_retriever
 
     dsn = settings.retrieval_dsn.get_secret_value() if settings.retrieval_dsn else None
     return open_retriever(
@@ -175,7 +175,7 @@ class RetrievalService:
         if callable(close):
             close()
         if self.settings.retrieval_backend == "postgres" and self.settings.retrieval_dsn:
-            from ragzip.backends import release_dsn
+            from ragzip.retrievers.backends import release_dsn
 
             release_dsn(self.settings.retrieval_dsn.get_secret_value())
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.backends import check_backend, display_dsn
 from ragzip.core.errors import ConfigError
 from ragzip.experiments.datasets import (
     SPLIT_SIZES,
 )
+from ragzip.retrievers.backends import check_backend, display_dsn
 
 if TYPE_CHECKING:
     from ragzip.retrievers.fusion import Mode

@@ -76,7 +76,7 @@ def _postgres_index(
 ) -> tuple[SearchIndex, str]:
     """The corpus's table in Postgres: reused when it holds rows (an upsert is one
     transaction, so a table with rows is complete), else written."""
-    from ragzip.backends import resolve_dsn
+    from ragzip.retrievers.backends import resolve_dsn
     from ragzip.retrievers.postgres import PostgresIndex
 
     url = resolve_dsn(dsn)

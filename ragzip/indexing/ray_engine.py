@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.backends import Written, fingerprint, mig_featurizer, write_postgres
 from ragzip.core.errors import ConfigError, IndexStoreError, InputError, MissingDependencyError
 from ragzip.core.types import Passage
 from ragzip.encoders.embedding import Precision, resolve_precision
 from ragzip.indexing import shards
+from ragzip.retrievers.backends import Written, fingerprint, mig_featurizer, write_postgres
 from ragzip.retrievers.building import Prepared, ProgressFn, prepare_documents, unique_documents
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig, embed_texts
@@ -91,8 +91,8 @@ def plan(
     documents: Sequence[Passage], fingerprints: Sequence[str], per_item: int, salt: str
 ) -> list[Item]:
     """``documents`` in items of ``per_item``, each keyed by its documents' ids and
-    ``fingerprints`` (:func:`ragzip.backends.fingerprint`) and ``salt`` (the settings that change
-    the vectors): the same documents make the same keys in every run."""
+    ``fingerprints`` (:func:`ragzip.retrievers.backends.fingerprint`) and ``salt`` (the settings
+    that change the vectors): the same documents make the same keys in every run."""
     out = []
     for start in range(0, len(documents), per_item):
         docs = tuple(documents[start : start + per_item])
@@ -221,7 +221,7 @@ def write_index_ray(
     progress: ProgressFn | None = None,
     prune: Sequence[Path] = (),
 ) -> Written:
-    """:func:`ragzip.backends.write_index` with the documents prepared on Ray (module
+    """:func:`ragzip.retrievers.backends.write_index` with the documents prepared on Ray (module
     docstring); the same index, built resumably by several workers.
 
     Raises:

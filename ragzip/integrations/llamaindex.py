@@ -209,7 +209,7 @@ class RagzipLlamaIndexRetriever(BaseRetriever):
         Raises:
             IndexNotFoundError, IndexFormatError, IndexCorruptedError: No readable index there.
         """
-        from ragzip.backends import open_retriever
+        from ragzip.retrievers.backends import open_retriever
 
         return cls(open_retriever("folder", index_path=Path(path), live=True), k=k)
 
@@ -222,7 +222,7 @@ class RagzipLlamaIndexRetriever(BaseRetriever):
         Raises:
             ConfigError: The database does not answer.
         """
-        from ragzip.backends import open_retriever
+        from ragzip.retrievers.backends import open_retriever
 
         return cls(open_retriever("postgres", index_path=Path(), dsn=dsn, table=table), k=k)
 

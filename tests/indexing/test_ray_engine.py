@@ -19,7 +19,6 @@ import psycopg
 import pytest
 import ray
 
-from ragzip.backends import fingerprint, write_index
 from ragzip.core.errors import InputError
 from ragzip.core.types import Passage
 from ragzip.encoders.embedding import resolve_precision
@@ -32,6 +31,7 @@ from ragzip.indexing.ray_engine import (
     settings,
     write_index_ray,
 )
+from ragzip.retrievers.backends import fingerprint, write_index
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.documents import read_documents
 from ragzip.retrievers.index import HybridIndex

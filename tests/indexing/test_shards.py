@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragzip.backends import mig_featurizer
 from ragzip.core.errors import IndexCorruptedError
 from ragzip.core.types import Passage
 from ragzip.indexing import shards
 from ragzip.indexing.ray_engine import plan
+from ragzip.retrievers.backends import mig_featurizer
 from ragzip.retrievers.building import Prepared, prepare_documents
 from ragzip.retrievers.chunking import ChunkConfig
 from ragzip.retrievers.dense import DenseConfig

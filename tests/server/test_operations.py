@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ragzip.backends import write_index
 from ragzip.core.types import Passage
+from ragzip.retrievers.backends import write_index
 from ragzip.server import create_app
 
 from .conftest import FakeUpstream, ServerThread, proxy_settings

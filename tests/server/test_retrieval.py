@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from ragzip.backends import write_index
 from ragzip.cache.feature_cache import FeatureCache
 from ragzip.core.errors import ConfigError, IndexNotFoundError
 from ragzip.core.types import Passage
+from ragzip.retrievers.backends import write_index
 from ragzip.server import Settings, create_app
 from ragzip.server.errors import RETRIEVAL_RETRY_AFTER_S
 
