@@ -16,7 +16,7 @@ from ragzip.compressors.sentence import SentenceCompressor
 from ragzip.compressors.token import TokenCompressor
 from ragzip.core.tokenization import TokenCounter
 from ragzip.experiments.answers import answer_in_text
-from ragzip.prompts import PROMPT_CONTEXT
+from ragzip.prompts import NUMBERED_CONTEXT
 
 from .conftest import NQCase, context_recall
 
@@ -152,10 +152,10 @@ def test_layout_of_dropped_passages_is_not_charged(
     context as sent fills the budget instead of reserving the layout of every passage."""
     cascade = _cascade(stages, minilm_counter)
     many = PASSAGES * 4  # twelve passages, numbered in the prompt layout
-    whole = cascade.compress(QUESTION, many, budget=Budget(ratio=1.0), layout=PROMPT_CONTEXT)
+    whole = cascade.compress(QUESTION, many, budget=Budget(ratio=1.0), layout=NUMBERED_CONTEXT)
     framing = whole.original_tokens - sum(p.original_tokens for p in whole.passages)
     budget = framing + 20  # reserving every passage's layout would leave 20 tokens of text
-    result = cascade.compress(QUESTION, many, budget=Budget.tokens(budget), layout=PROMPT_CONTEXT)
+    result = cascade.compress(QUESTION, many, budget=Budget.tokens(budget), layout=NUMBERED_CONTEXT)
     kept_text = sum(p.tokens for p in result.passages)
     assert result.compressed_tokens <= budget
     assert kept_text > 20 + framing / 2

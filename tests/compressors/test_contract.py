@@ -29,7 +29,7 @@ from ragzip import (
 from ragzip.compressor import Compressor, join_spans
 from ragzip.core.framing import PLAIN_CONTEXT, ContextFormat
 from ragzip.core.tokenization import TokenCounter
-from ragzip.prompts import PROMPT_CONTEXT
+from ragzip.prompts import NUMBERED_CONTEXT, PROMPT_CONTEXT
 from ragzip.registry import entries
 
 # ragzip's own compressors: test modules register doubles (failing, hanging ones) whose import
@@ -254,7 +254,9 @@ def test_impossible_budget_is_refused(compressor: Compressor) -> None:
         Budget.parse("0")
 
 
-@pytest.mark.parametrize("layout", [PLAIN_CONTEXT, PROMPT_CONTEXT, _TITLED], ids=str)
+@pytest.mark.parametrize(
+    "layout", [PLAIN_CONTEXT, PROMPT_CONTEXT, NUMBERED_CONTEXT, _TITLED], ids=str
+)
 @pytest.mark.parametrize("budget", [Budget.compression(1), Budget.tokens(100_000)], ids=str)
 def test_budget_covering_the_context_keeps_it_whole(
     compressor: Compressor, budget: Budget, layout: ContextFormat
@@ -329,15 +331,17 @@ def test_registered_names_cover_the_baselines() -> None:
 
 
 def test_a_short_context_is_kept_or_refused_never_dropped(compressor: Compressor) -> None:
-    """4x of one short passage is less than the prompt's layout: a ratio is raised until
-    something is kept (and says so); a token budget that keeps nothing is refused."""
+    """4x of one short passage is less than a numbered prompt's layout: a ratio is raised
+    until something is kept (and says so); a token budget that keeps nothing is refused."""
     if compressor.soft:
         pytest.skip("soft compressors count vectors, not the layout")
     passages = ["The Eiffel Tower stands in Paris, France."]
     query = "Where is the Eiffel Tower?"
-    result = compressor.compress(query, passages, budget=Budget.parse("4x"), layout=PROMPT_CONTEXT)
+    result = compressor.compress(
+        query, passages, budget=Budget.parse("4x"), layout=NUMBERED_CONTEXT
+    )
     assert result.budget_raised
     assert result.budget_tokens > Budget.parse("4x").resolve(result.original_tokens)
     assert result.passages[0].text.strip() and result.compressed_tokens <= result.budget_tokens
     with pytest.raises(BudgetError, match=r"keeps nothing of this context: .* layout takes \d+"):
-        compressor.compress(query, passages, budget=Budget.tokens(5), layout=PROMPT_CONTEXT)
+        compressor.compress(query, passages, budget=Budget.tokens(5), layout=NUMBERED_CONTEXT)

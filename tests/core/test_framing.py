@@ -9,7 +9,7 @@ from ragzip.compressors.units import greedy_fill, split_units
 from ragzip.core.framing import PLAIN_CONTEXT, Framing, join_spans, measure_framing
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Passage
-from ragzip.prompts import PROMPT_CONTEXT
+from ragzip.prompts import NUMBERED_CONTEXT, PROMPT_CONTEXT
 
 TEXTS = [
     "Paris is the capital of France. It lies on the Seine.",
@@ -33,7 +33,9 @@ def _framing(counter: TokenCounter, layout: object, texts: list[str]) -> Framing
     return framing
 
 
-@pytest.mark.parametrize("layout", [PLAIN_CONTEXT, PROMPT_CONTEXT], ids=["plain", "prompt"])
+@pytest.mark.parametrize(
+    "layout", [PLAIN_CONTEXT, PROMPT_CONTEXT, NUMBERED_CONTEXT], ids=["plain", "prompt", "numbered"]
+)
 def test_estimate_is_close_to_what_is_sent(minilm_counter: TokenCounter, layout: object) -> None:
     framing = _framing(minilm_counter, layout, TEXTS)
     counts = minilm_counter.count_batch(TEXTS)
@@ -54,7 +56,8 @@ def test_nothing_to_frame_is_none(minilm_counter: TokenCounter) -> None:
 def test_a_kept_passage_pays_its_opening_and_a_dropped_one_nothing(
     minilm_counter: TokenCounter,
 ) -> None:
-    framing = _framing(minilm_counter, PROMPT_CONTEXT, TEXTS)
+    # a layout that numbers its passages: each kept passage pays for its number
+    framing = _framing(minilm_counter, NUMBERED_CONTEXT, TEXTS)
     units = split_units(TEXTS, minilm_counter)
     first = units[0].tokens
     limit = framing.fixed + framing.openings[0] + first + 1  # room for one sentence, framed
@@ -71,7 +74,7 @@ def test_a_kept_passage_pays_its_opening_and_a_dropped_one_nothing(
 
 
 def test_a_low_estimate_is_caught_by_the_exact_count(minilm_counter: TokenCounter) -> None:
-    real = _framing(minilm_counter, PROMPT_CONTEXT, TEXTS)
+    real = _framing(minilm_counter, NUMBERED_CONTEXT, TEXTS)
     wrong = Framing((0,) * len(TEXTS), 0, real.total, real.sent)  # says the layout is free
     units = split_units(TEXTS, minilm_counter)
     limit = 40
