@@ -125,16 +125,30 @@ def select_words(
             data.memo.update(zip(need, counts, strict=True))
         return sum(data.memo[(i, int(m[i]))] for i in range(n_pass)), m
 
+    def fits_prefix(k: int) -> bool:
+        """Whether the ``k`` best words fit; near the limit, an estimate that says no is checked
+        on what the layout would really send (its per-passage openings are estimates)."""
+        total, m = exact(k)
+        if fits(total, m):
+            return True
+        if framing is None:
+            return False
+        touched = [i for i in range(n_pass) if m[i]]
+        if framing.estimate(total, touched) > limit + len(touched):
+            return False
+        kept_texts = [data.joined(i, members(i, int(m[i]))) if m[i] else "" for i in range(n_pass)]
+        return framing.sent(kept_texts) <= limit
+
     costs = np.concatenate([word_costs(t, w, counter) for t, w in zip(texts, words, strict=True)])
     cum = np.cumsum(costs[order])
     guess = int(np.searchsorted(cum, budget_tokens, side="right"))
     lo, hi = 0, total_words + 1  # invariant: exact(lo) fits, exact(hi) does not (hi may be n+1)
     step = max(1, guess // 16)
-    if fits(*exact(guess)):
+    if fits_prefix(guess):
         lo = guess
         while lo < total_words:
             probe = min(total_words, lo + step)
-            if fits(*exact(probe)):
+            if fits_prefix(probe):
                 lo = probe
                 step *= 2
             else:
@@ -146,14 +160,14 @@ def select_words(
         hi = guess
         while hi > 0:
             probe = max(0, hi - step)
-            if fits(*exact(probe)):
+            if fits_prefix(probe):
                 lo = probe
                 break
             hi = probe
             step *= 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if fits(*exact(mid)):
+        if fits_prefix(mid):
             lo = mid
         else:
             hi = mid

@@ -384,6 +384,8 @@ _identifiers = [
     extra=st.integers(min_value=0, max_value=60),
 )
 @example(passages=["the", "the"], extra=0)  # only the separator fits: refused
+# the forced units fit exactly, but the estimated opening of the second passage said not
+@example(passages=["the ops@example.org", "123e4567-e89b-12d3-a456-426614174000"], extra=0)
 def test_forced_words_always_survive(
     tiny_compressor: TokenCompressor, passages: list[str], extra: int
 ) -> None:
