@@ -60,8 +60,8 @@ test: $(STAMP) servers lint typecheck
 # The tests whose numbers depend on the embedder's precision, with it forced to each one
 # (bfloat16 is emulated, and slow, on CPUs without it: the NQ-quality tests and the
 # compressor contract suite, whose embedders follow the same setting, are left out).
-PRECISION_TESTS := tests/retrievers tests/compressors/test_mig.py tests/test_features.py \
-	tests/test_embedding.py
+PRECISION_TESTS := tests/retrievers tests/compressors/test_mig.py tests/cache/test_feature_cache.py \
+	tests/encoders/test_embedding.py
 test-precision: $(STAMP)
 	for p in float32 bfloat16; do \
 		RAGZIP_PRECISION=$$p $(BIN)/python -m pytest -q -m "not slow" $(PRECISION_TESTS) || exit 1; \
