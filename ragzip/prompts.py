@@ -37,7 +37,7 @@ what the prompt holds (the pipeline does); the question stands outside it.
 The small readers that run on a CPU answer from the passages far more often so than from
 numbered passages after which the question is asked once, where they echo the numbers: on 12
 questions about ragzip's own docs (SmolLM2-135M, ``sentence`` at 4x,
-``benchmarks/demo_quality.py``), 6 right instead of 0."""
+``benchmarks/demo_quality.py``), 5 right instead of 0."""
 
 NUMBERED_CONTEXT = ContextFormat(
     template="[{index}] {text}", prefix="Context:\n", suffix="\n\nQuestion: "
