@@ -48,7 +48,7 @@ import bisect
 import math
 import time
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -66,6 +66,7 @@ from ragzip.compressors.units import (
     split_words,
 )
 from ragzip.core.errors import ConfigError
+from ragzip.core.fields import Ge, check_fields
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
 
@@ -126,32 +127,12 @@ class CascadeCompressor(Compressor):
         """
 
         coarse: Coarse = "mig"
-        expand: float | None = None
-        relevance_weight: float = 1.0
-        cache_size: int = 0
+        expand: Annotated[float, Ge(1)] | None = None
+        relevance_weight: Annotated[float, Ge(0)] = 1.0
+        cache_size: Annotated[int, Ge(0)] = 0
 
         def __post_init__(self) -> None:
-            if self.coarse not in ("sentence", "mig"):
-                msg = f"coarse must be 'sentence' or 'mig', got {self.coarse!r}"
-                raise ConfigError(msg)
-            for key, low in (("expand", 1.0), ("relevance_weight", 0.0)):
-                value = getattr(self, key)
-                if value is None and key == "expand":
-                    continue
-                if (
-                    isinstance(value, bool)
-                    or not isinstance(value, int | float)
-                    or not math.isfinite(value)
-                    or value < low
-                ):
-                    msg = f"{key} must be a finite number >= {low}, got {value!r}"
-                    raise ConfigError(msg)
-            if isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int):
-                msg = f"cache_size must be an int >= 0, got {self.cache_size!r}"
-                raise ConfigError(msg)
-            if self.cache_size < 0:
-                msg = f"cache_size must be an int >= 0, got {self.cache_size!r}"
-                raise ConfigError(msg)
+            check_fields(self)
 
     def __init__(
         self,

@@ -34,11 +34,10 @@ overlapping chunks are where it earns its place, and near-duplicates are also cu
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -53,11 +52,12 @@ from ragzip.compressors.units import (
     split_units,
 )
 from ragzip.core.cancellation import checkpoint
-from ragzip.core.errors import CompressionError, ConfigError
+from ragzip.core.errors import CompressionError
+from ragzip.core.fields import Ge, Gt, check_fields
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Passage
 from ragzip.encoders.embedding import Precision, autocast, device_of
-from ragzip.encoders.onnx import Backend, check_backend
+from ragzip.encoders.onnx import Backend
 from ragzip.retrievers.dense import feature_model
 
 ENCODE_SLICE = 256
@@ -142,47 +142,18 @@ class MIGCompressor(Compressor):
                 embedded again; 0 turns the cache off. Ignored when a cache is injected.
         """
 
-        redundancy_weight: float = 0.1
+        redundancy_weight: Annotated[float, Ge(0)] = 0.1
         include_title: bool = True
-        max_similarity: float = 0.95
+        max_similarity: Annotated[float, Gt(0)] = 0.95
         granularity: Granularity = "sentence"
-        batch_size: int = 16
+        batch_size: Annotated[int, Ge(1)] = 16
         device: str | None = None
         precision: Precision = "auto"
         backend: Backend = "auto"
-        cache_mb: int = 64
+        cache_mb: Annotated[int, Ge(0)] = 64
 
         def __post_init__(self) -> None:
-            for key in ("redundancy_weight", "max_similarity"):
-                value = getattr(self, key)
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    msg = f"{key} must be a number, got {value!r}"
-                    raise ConfigError(msg)
-                if not math.isfinite(value) or value < 0:
-                    msg = f"{key} must be a finite number >= 0, got {value!r}"
-                    raise ConfigError(msg)
-            if self.max_similarity <= 0:
-                msg = f"max_similarity must be > 0, got {self.max_similarity!r}"
-                raise ConfigError(msg)
-            if self.granularity not in ("sentence", "word"):
-                msg = f"granularity must be 'sentence' or 'word', got {self.granularity!r}"
-                raise ConfigError(msg)
-            if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
-                msg = f"batch_size must be an int, got {self.batch_size!r}"
-                raise ConfigError(msg)
-            if self.batch_size < 1:
-                msg = f"batch_size must be >= 1, got {self.batch_size}"
-                raise ConfigError(msg)
-            if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, int):
-                msg = f"cache_mb must be an int, got {self.cache_mb!r}"
-                raise ConfigError(msg)
-            if self.cache_mb < 0:
-                msg = f"cache_mb must be >= 0, got {self.cache_mb}"
-                raise ConfigError(msg)
-            if self.precision not in ("auto", "float32", "bfloat16"):
-                msg = f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}"
-                raise ConfigError(msg)
-            check_backend(self.backend)
+            check_fields(self)
 
     def __init__(
         self,

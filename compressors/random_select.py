@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, fill_request, split_units
-from ragzip.core.errors import ConfigError
+from ragzip.core.fields import check_fields
 from ragzip.core.tokenization import TokenCounter
 
 
@@ -39,12 +39,7 @@ class RandomCompressor(Compressor):
         granularity: Granularity = "sentence"
 
         def __post_init__(self) -> None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-                msg = f"seed must be an int, got {self.seed!r}"
-                raise ConfigError(msg)
-            if self.granularity not in ("sentence", "word"):
-                msg = f"granularity must be 'sentence' or 'word', got {self.granularity!r}"
-                raise ConfigError(msg)
+            check_fields(self)
 
     def __init__(self, config: Config | None = None, *, counter: TokenCounter) -> None:
         super().__init__(counter=counter)

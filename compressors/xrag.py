@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from ragzip.compressors.mig import Embedder, encode_unit_norm
 from ragzip.compressors.units import sentence_spans
 from ragzip.core.artefacts import read_artefact_config, read_tensors, shipped_for, write_artefact
 from ragzip.core.errors import CompressionError, ConfigError, ModelError
+from ragzip.core.fields import Ge, check_fields
 from ragzip.core.tokenization import TokenCounter
 from ragzip.generators.target import SoftTarget, load_target
 
@@ -187,24 +188,15 @@ class XragCompressor(Compressor):
                 the embedded SmolLM2.
         """
 
-        top_k: int = 1
-        sentences: int = 0
-        batch_size: int = 32
+        top_k: Annotated[int, Ge(1)] = 1
+        sentences: Annotated[int, Ge(0)] = 0
+        batch_size: Annotated[int, Ge(1)] = 32
         device: str | None = None
         weights: str | None = None
         generator: str | None = None
 
         def __post_init__(self) -> None:
-            if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
-                msg = f"top_k must be an int >= 1, got {self.top_k!r}"
-                raise ConfigError(msg)
-            n = self.sentences
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                msg = f"sentences must be an int >= 0, got {n!r}"
-                raise ConfigError(msg)
-            if self.batch_size < 1:
-                msg = f"batch_size must be >= 1, got {self.batch_size}"
-                raise ConfigError(msg)
+            check_fields(self)
 
     def __init__(
         self,

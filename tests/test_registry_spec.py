@@ -74,7 +74,7 @@ def test_malformed_specs(text: str, error: type[Exception], message: str) -> Non
         ("random:sede=1", r"unknown RandomCompressor.Config keys \['sede'\]; valid keys: "),
         ("token:force_patterns=maybe", "force_patterns must be true or false"),
         ("sentence:threshold=high", "threshold must be a number"),
-        ("sentence:threshold=1.5", "threshold must be a probability"),
+        ("sentence:threshold=1.5", "threshold must be a finite number >= 0 and <= 1"),
         ("sentence:mode=greedy", "mode must be one of adaptive, budgeted"),
         ("truncate:keep=1", "takes no settings"),
     ],

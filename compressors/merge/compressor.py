@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from ragzip.compressors.mig import Embedder, MIGCompressor
 from ragzip.compressors.units import sentence_spans
 from ragzip.core.artefacts import shipped_for
 from ragzip.core.errors import CompressionError, ConfigError, ModelError
+from ragzip.core.fields import Ge, Interval, check_fields
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
 from ragzip.encoders.embedding import normalize
@@ -106,38 +107,17 @@ class MergeCompressor(Compressor):
                 far better with small readers.
         """
 
-        redundancy_weight: float = 0.1
-        sharpness: float = 1.0
-        token_sharpness: float = 5.0
-        max_group_tokens: int = 48
+        redundancy_weight: Annotated[float, Ge(0)] = 0.1
+        sharpness: Annotated[float, Ge(0)] = 1.0
+        token_sharpness: Annotated[float, Ge(0)] = 5.0
+        max_group_tokens: Annotated[int, Ge(1)] = 48
         keep_norm: bool = True
         adapter: str | None = None
         generator: str | None = None
-        text_share: float = 0.5
+        text_share: Annotated[float, Interval(ge=0, le=1)] = 0.5
 
         def __post_init__(self) -> None:
-            for key in ("redundancy_weight", "sharpness", "token_sharpness"):
-                value = getattr(self, key)
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    msg = f"{key} must be a number, got {value!r}"
-                    raise ConfigError(msg)
-                if not math.isfinite(value) or value < 0:
-                    msg = f"{key} must be a finite number >= 0, got {value!r}"
-                    raise ConfigError(msg)
-            size = self.max_group_tokens
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                msg = f"max_group_tokens must be an int >= 1, got {size!r}"
-                raise ConfigError(msg)
-            share = self.text_share
-            if isinstance(share, bool) or not isinstance(share, int | float):
-                msg = f"text_share must be a number, got {share!r}"
-                raise ConfigError(msg)
-            if not 0.0 <= share <= 1.0:
-                msg = f"text_share must be between 0 and 1, got {share!r}"
-                raise ConfigError(msg)
-            if not isinstance(self.keep_norm, bool):
-                msg = f"keep_norm must be a bool, got {self.keep_norm!r}"
-                raise ConfigError(msg)
+            check_fields(self)
             if self.adapter is not None and (
                 not isinstance(self.adapter, str) or not self.adapter.strip()
             ):

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,12 +24,13 @@ from ragzip.compressors.units import (
     passage_relevance,
     split_units,
 )
-from ragzip.core.errors import CompressionError, ConfigError
+from ragzip.core.errors import CompressionError
+from ragzip.core.fields import Ge, Interval, check_fields
 from ragzip.core.framing import Framing
 from ragzip.core.text import words
 from ragzip.core.tokenization import TokenCounter
 from ragzip.encoders.embedding import FixedPrecision, Precision, resolve_precision
-from ragzip.encoders.onnx import Backend, check_backend
+from ragzip.encoders.onnx import Backend
 
 
 class SentenceCompressor(Compressor):
@@ -78,44 +79,18 @@ class SentenceCompressor(Compressor):
         """
 
         mode: Mode = "budgeted"
-        threshold: float | None = None
-        min_sentences: int = 1
-        batch_size: int = 32
+        threshold: Annotated[float, Interval(ge=0, le=1)] | None = None
+        min_sentences: Annotated[int, Ge(0)] = 1
+        batch_size: Annotated[int, Ge(1)] = 32
         precision: Precision = "auto"
         device: str | None = None
         backend: Backend = "auto"
         weights: str | None = field(default=None)
-        cache_size: int = 0
-        prefilter: float = 0.7
+        cache_size: Annotated[int, Ge(0)] = 0
+        prefilter: Annotated[float, Interval(gt=0, le=1)] = 0.7
 
         def __post_init__(self) -> None:
-            if self.mode not in ("adaptive", "budgeted"):
-                msg = f"mode must be 'adaptive' or 'budgeted', got {self.mode!r}"
-                raise ConfigError(msg)
-            if self.precision not in ("auto", "float32", "bfloat16"):
-                msg = f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}"
-                raise ConfigError(msg)
-            check_backend(self.backend)
-            if self.threshold is not None and (
-                isinstance(self.threshold, bool)
-                or not isinstance(self.threshold, int | float)
-                or not math.isfinite(self.threshold)
-                or not 0.0 <= self.threshold <= 1.0
-            ):
-                msg = f"threshold must be a probability in [0, 1] or None, got {self.threshold!r}"
-                raise ConfigError(msg)
-            if (
-                isinstance(self.prefilter, bool)
-                or not isinstance(self.prefilter, int | float)
-                or not 0.0 < self.prefilter <= 1.0
-            ):
-                msg = f"prefilter must be a share in (0, 1], got {self.prefilter!r}"
-                raise ConfigError(msg)
-            for key, low in (("min_sentences", 0), ("batch_size", 1), ("cache_size", 0)):
-                value = getattr(self, key)
-                if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                    msg = f"{key} must be an int >= {low}, got {value!r}"
-                    raise ConfigError(msg)
+            check_fields(self)
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
@@ -26,9 +26,10 @@ from ragzip.compressors.token.words import forced_mask, named_values, unit_maxim
 from ragzip.compressors.units import split_words
 from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import ConfigError
+from ragzip.core.fields import Interval, check_fields
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
-from ragzip.encoders.onnx import Backend, check_backend
+from ragzip.encoders.onnx import Backend
 
 
 class TokenCompressor(Compressor):
@@ -84,15 +85,15 @@ class TokenCompressor(Compressor):
         force_patterns: bool = True
         force_numbers: bool = False
         whole_values: bool = True
-        max_window: int = 512
-        max_query_tokens: int = 64
-        batch_size: int = 16
+        max_window: Annotated[int, Interval(ge=32, le=512)] = 512
+        max_query_tokens: Annotated[int, Interval(ge=1, le=480)] = 64
+        batch_size: Annotated[int, Interval(ge=1, le=4096)] = 16
         length_bucketing: bool = True
         drop_separators: bool = True
         quantize: Quantize = "none"
         backend: Backend = "auto"
         device: str | None = None
-        cache_size: int = 0
+        cache_size: Annotated[int, Interval(ge=0, le=1_000_000)] = 0
 
         def __post_init__(self) -> None:
             keep = self.force_keep
@@ -100,29 +101,12 @@ class TokenCompressor(Compressor):
                 msg = f"force_keep must be a list of strings, got {keep!r}"
                 raise ConfigError(msg)
             object.__setattr__(self, "force_keep", tuple(keep))
-            for name, low, high in (
-                ("max_window", 32, 512),
-                ("max_query_tokens", 1, 480),
-                ("batch_size", 1, 4096),
-                ("cache_size", 0, 1_000_000),
-            ):
-                value = getattr(self, name)
-                if (
-                    isinstance(value, bool)
-                    or not isinstance(value, int)
-                    or not low <= value <= high
-                ):
-                    msg = f"{name} must be an int in [{low}, {high}], got {value!r}"
-                    raise ConfigError(msg)
+            check_fields(self)
             if self.max_window - self.max_query_tokens - 3 < 16:
                 msg = (
                     f"max_window ({self.max_window}) leaves fewer than 16 passage tokens after "
                     f"max_query_tokens ({self.max_query_tokens})"
                 )
-                raise ConfigError(msg)
-            check_backend(self.backend)
-            if self.quantize not in ("none", "int8"):
-                msg = f"quantize must be 'none' or 'int8', got {self.quantize!r}"
                 raise ConfigError(msg)
 
     def __init__(

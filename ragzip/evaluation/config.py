@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragzip.core.errors import ConfigError
+from ragzip.core.fields import Count, PositiveInt, check_fields
 from ragzip.experiments.datasets import (
     SPLIT_SIZES,
 )
@@ -65,18 +66,18 @@ class EvalConfig:
 
     data_dir: Path | None = None
     split: str = "test"
-    questions: int = 500
-    k: int = 10
+    questions: PositiveInt = 500
+    k: PositiveInt = 10
     compressors: tuple[str, ...] = ("truncate", "random", "mig")
     ratios: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
     retrieval_ks: tuple[int, ...] = (1, 5, 10)
     retrieval: bool = True
     compression: bool = True
-    generate_n: int = 0
+    generate_n: Count = 0
     generate_ratio: float = 4.0
-    max_new_tokens: int = 32
+    max_new_tokens: PositiveInt = 32
     kv: bool = True
-    kv_cases: int | None = None
+    kv_cases: PositiveInt | None = None
     index_cache: Path | None = None
     chunk: bool = False
     backend: str = "folder"
@@ -91,19 +92,7 @@ class EvalConfig:
         if self.split not in (*SPLIT_SIZES, "all"):
             msg = f"unknown split {self.split!r}; choose one of: {', '.join([*SPLIT_SIZES, 'all'])}"
             raise ConfigError(msg)
-        for name in ("questions", "k"):
-            if getattr(self, name) < 1:
-                msg = f"{name} must be >= 1, got {getattr(self, name)}"
-                raise ConfigError(msg)
-        if self.generate_n < 0:
-            msg = f"generate_n must be >= 0, got {self.generate_n}"
-            raise ConfigError(msg)
-        if self.max_new_tokens < 1:
-            msg = f"max_new_tokens must be >= 1, got {self.max_new_tokens}"
-            raise ConfigError(msg)
-        if self.kv_cases is not None and self.kv_cases < 1:
-            msg = f"kv_cases must be >= 1, got {self.kv_cases}"
-            raise ConfigError(msg)
+        check_fields(self)
         if not self.ratios:
             msg = "give at least one ratio"
             raise ConfigError(msg)

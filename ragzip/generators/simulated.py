@@ -24,9 +24,10 @@ import collections.abc
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.fields import Count, Ge, NonNegative, check_fields
 from ragzip.core.messages import ChatMessage, validate_messages
 from ragzip.generators.base import StreamedToken
 from ragzip.generators.simulated_engine import SharedEngine
@@ -51,35 +52,19 @@ class PrefillModel:
     """
 
     name: str
-    overhead_s: float
-    per_token_s: float
-    decode_s: float
+    overhead_s: NonNegative
+    per_token_s: NonNegative
+    decode_s: NonNegative
     source: str = ""
-    context_window: int = 8192
-    decode_batch_s: float = 0.0
-    kv_tokens: int = 0
+    context_window: Annotated[int, Ge(2)] = 8192
+    decode_batch_s: NonNegative = 0.0
+    kv_tokens: Count = 0
 
     def __post_init__(self) -> None:
         if not self.name.startswith("simulated-"):
             msg = f"a simulated generator's name starts with 'simulated-', got {self.name!r}"
             raise ConfigError(msg)
-        for key in ("overhead_s", "per_token_s", "decode_s", "decode_batch_s"):
-            value = getattr(self, key)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                msg = f"{key} must be a number >= 0, got {value!r}"
-                raise ConfigError(msg)
-        if isinstance(self.context_window, bool) or not isinstance(self.context_window, int):
-            msg = f"context_window must be an integer, got {self.context_window!r}"
-            raise ConfigError(msg)
-        if self.context_window < 2:
-            msg = f"context_window must be >= 2, got {self.context_window}"
-            raise ConfigError(msg)
-        if isinstance(self.kv_tokens, bool) or not isinstance(self.kv_tokens, int):
-            msg = f"kv_tokens must be an integer, got {self.kv_tokens!r}"
-            raise ConfigError(msg)
-        if self.kv_tokens < 0:
-            msg = f"kv_tokens must be >= 0, got {self.kv_tokens}"
-            raise ConfigError(msg)
+        check_fields(self)
 
     def describe(self) -> str:
         """One line saying what is simulated and from which figures."""

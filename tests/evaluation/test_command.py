@@ -66,7 +66,7 @@ def test_parse_compressors_gives_canonical_specs() -> None:
         (["--ratios", "0.5"], ">= 1"),
         (["--split", "dev"], "unknown split"),
         (["--ratios", "abc"], "cannot read ratio"),
-        (["-n", "0"], "questions must be >= 1"),
+        (["-n", "0"], "questions must be an int >= 1"),
     ],
 )
 def test_bad_options_exit_2(args: list[str], message: str) -> None:

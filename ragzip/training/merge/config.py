@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ragzip.core.errors import ConfigError
+from ragzip.core.fields import Count, NonNegative, Positive, PositiveInt, Share, check_fields
 from ragzip.core.paths import paths
 
 if TYPE_CHECKING:
@@ -45,23 +46,26 @@ class TrainConfig:
     generator: str = "smollm2"
     device: str = "cpu"
     out: str = field(default_factory=lambda: str(paths().trained("merge")))
-    minutes: float = 30.0
-    max_steps: int = 10_000
-    train_n: int = 0
-    k: int = 5
+    minutes: NonNegative = 30.0
+    max_steps: PositiveInt = 10_000
+    train_n: Count = 0
+    k: PositiveInt = 5
     ratios: str = "4,8"
-    text_share: float = 0.5
-    rank: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    accumulate: int = 4
-    kl_weight: float = 0.0
-    val_examples: int = 40
-    val_every: int = 40
+    text_share: Share = 0.5
+    rank: PositiveInt = 64
+    lr: Positive = 2e-3
+    weight_decay: NonNegative = 0.01
+    accumulate: PositiveInt = 4
+    kl_weight: NonNegative = 0.0
+    val_examples: Count = 40
+    val_every: PositiveInt = 40
     seed: int = 0
-    threads: int = 1
+    threads: PositiveInt = 1
     index_cache: str = field(default_factory=lambda: str(paths().index_cache))
     data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def ratio_list(self) -> list[float]:
         """``ratios`` as numbers."""

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from ragzip.compressors.sentence.features import InputLimits
-from ragzip.core.errors import ConfigError
+from ragzip.core.fields import (
+    Count,
+    Interval,
+    NonNegative,
+    Positive,
+    PositiveInt,
+    Share,
+    check_fields,
+)
 from ragzip.core.paths import paths
 
 
@@ -39,30 +48,22 @@ class TrainConfig:
     data_dir: str | None = None
     out: str = field(default_factory=lambda: str(paths().trained("sentence")))
     seed: int = 0
-    n_frozen: int = 4
-    head_hidden: int = 256
-    epochs: int = 2
-    lr: float = 3e-4
-    head_lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup: float = 0.06
-    batch_size: int = 32
-    retrieved_passages: int = 3
-    retrieved_sentences: int = 4
-    val_passages: int = 3
-    threshold_recall: float = 0.9
+    n_frozen: Annotated[int, Interval(ge=0, lt=6)] = 4
+    head_hidden: PositiveInt = 256
+    epochs: PositiveInt = 2
+    lr: Positive = 3e-4
+    head_lr: Positive = 2e-3
+    weight_decay: NonNegative = 0.01
+    warmup: Share = 0.06
+    batch_size: PositiveInt = 32
+    retrieved_passages: Count = 3
+    retrieved_sentences: Count = 4
+    val_passages: Count = 3
+    threshold_recall: Annotated[float, Interval(gt=0, le=1)] = 0.9
     limits: InputLimits = field(default_factory=InputLimits)
-    threads: int = 1
-    train_limit: int | None = None
-    val_limit: int | None = None
+    threads: PositiveInt = 1
+    train_limit: PositiveInt | None = None
+    val_limit: PositiveInt | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.n_frozen < 6:
-            msg = f"n_frozen must be in [0, 6), got {self.n_frozen}"
-            raise ConfigError(msg)
-        if self.epochs < 1 or self.batch_size < 1:
-            msg = "epochs and batch_size must be >= 1"
-            raise ConfigError(msg)
-        if not 0 < self.threshold_recall <= 1:
-            msg = f"threshold_recall must be in (0, 1], got {self.threshold_recall}"
-            raise ConfigError(msg)
+        check_fields(self)

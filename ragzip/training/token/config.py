@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from ragzip.core.errors import ConfigError
+from ragzip.core.fields import Count, Interval, NonNegative, Positive, PositiveInt, check_fields
 from ragzip.core.paths import paths
 
 WITH_QUESTION = "Question: {question}\nContext:\n"
@@ -41,27 +42,19 @@ class TrainConfig:
     out: Path = field(default_factory=lambda: paths().trained("token"))
     cache: Path = field(default_factory=lambda: paths().cache / "token-teacher")
     seed: int = 0
-    train_layers: int = 2
-    epochs: int = 3
-    lr: float = 1e-4
-    head_lr: float = 1e-3
-    batch_size: int = 16
-    positive_fraction: float = 0.3
-    surprisal_weight: float = 0.2
-    negatives: int = 1
-    kv_train: int = 400
-    kv_val: int = 40
-    max_query_tokens: int = 64
-    threads: int | None = None
-    teacher_batch_tokens: int = 1536
+    train_layers: Annotated[int, Interval(ge=1, le=6)] = 2
+    epochs: PositiveInt = 3
+    lr: Positive = 1e-4
+    head_lr: Positive = 1e-3
+    batch_size: PositiveInt = 16
+    positive_fraction: Annotated[float, Interval(gt=0, lt=1)] = 0.3
+    surprisal_weight: NonNegative = 0.2
+    negatives: Count = 1
+    kv_train: Count = 400
+    kv_val: Count = 40
+    max_query_tokens: PositiveInt = 64
+    threads: PositiveInt | None = None
+    teacher_batch_tokens: PositiveInt = 1536
 
     def __post_init__(self) -> None:
-        if not 1 <= self.train_layers <= 6:
-            msg = f"train_layers must be in [1, 6], got {self.train_layers}"
-            raise ConfigError(msg)
-        if not 0.0 < self.positive_fraction < 1.0:
-            msg = f"positive_fraction must be in (0, 1), got {self.positive_fraction}"
-            raise ConfigError(msg)
-        if self.epochs < 1 or self.batch_size < 1:
-            msg = "epochs and batch_size must be >= 1"
-            raise ConfigError(msg)
+        check_fields(self)

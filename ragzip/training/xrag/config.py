@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragzip.core.errors import ConfigError
+from ragzip.core.fields import Count, NonNegative, Positive, PositiveInt, Share, check_fields
 from ragzip.core.paths import paths
 
 RECON_SYSTEM_PROMPT = "Repeat the context word for word."
@@ -44,32 +44,23 @@ class TrainConfig:
     data_dir: str | None = None
     generator: str = "smollm2"
     device: str = "cpu"
-    minutes: float = 0.0
-    stage1_share: float = 0.4
+    minutes: NonNegative = 0.0
+    stage1_share: Share = 0.4
     out: str = field(default_factory=lambda: str(paths().trained("xrag")))
     seed: int = 0
-    hidden: int = 1536
-    train_n: int = 0
-    stage1_examples: int = 640
-    stage2_examples: int = 640
-    accum: int = 8
-    lr1: float = 1e-3
-    lr2: float = 3e-4
-    warmup: float = 0.05
-    recon_tokens: int = 48
-    kl_weight: float = 1.0
-    val_n: int = 32
-    eval_every: int = 20
-    threads: int = 1
+    hidden: PositiveInt = 1536
+    train_n: Count = 0
+    stage1_examples: Count = 640
+    stage2_examples: Count = 640
+    accum: PositiveInt = 8
+    lr1: Positive = 1e-3
+    lr2: Positive = 3e-4
+    warmup: Share = 0.05
+    recon_tokens: PositiveInt = 48
+    kl_weight: NonNegative = 1.0
+    val_n: PositiveInt = 32
+    eval_every: PositiveInt = 20
+    threads: PositiveInt = 1
 
     def __post_init__(self) -> None:
-        for name in ("accum", "recon_tokens", "val_n", "eval_every", "threads", "hidden"):
-            if getattr(self, name) < 1:
-                msg = f"{name} must be >= 1, got {getattr(self, name)}"
-                raise ConfigError(msg)
-        if self.minutes < 0 or not 0 <= self.stage1_share <= 1:
-            msg = "minutes must be >= 0 and stage1_share between 0 and 1"
-            raise ConfigError(msg)
-        if self.stage1_examples < 0 or self.stage2_examples < 0:
-            msg = "stage1_examples and stage2_examples must be >= 0"
-            raise ConfigError(msg)
+        check_fields(self)
