@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -164,12 +165,36 @@ def check_search(queries: Sequence[str], k: int, mode: str, weights: Sequence[fl
         raise ConfigError(msg)
 
 
+@dataclass(frozen=True)
+class SearchOptions:
+    """One search's settings, checked (see :meth:`HybridSearch.search` for each)."""
+
+    k: int = 10
+    mode: Mode = "hybrid"
+    weights: tuple[float, float] = (1.0, 1.0)
+    depth: int = FUSION_DEPTH
+    rrf_k: float = HYBRID_RRF_K
+
+    @property
+    def uses_bm25(self) -> bool:
+        """Whether the lexical ranking takes part (a zero hybrid weight skips it)."""
+        return self.mode == "bm25" or (self.mode == "hybrid" and self.weights[0] > 0)
+
+    @property
+    def uses_dense(self) -> bool:
+        """Whether the dense ranking takes part."""
+        return self.mode == "dense" or (self.mode == "hybrid" and self.weights[1] > 0)
+
+
 class HybridSearch(ABC):
-    """What every hybrid index answers (the folder index and the Postgres one): ``search`` and
-    the :class:`~ragzip.retrievers.base.Retriever` protocol's ``retrieve``, both through the
-    index's own :meth:`search_batch`."""
+    """What every hybrid index answers (the folder index and the Postgres one): ``search``,
+    ``search_batch`` and the :class:`~ragzip.retrievers.base.Retriever` protocol's
+    ``retrieve``, all checked here and answered by the index's own :meth:`_search_batch`."""
 
     @abstractmethod
+    def _search_batch(self, queries: list[str], options: SearchOptions) -> list[list[Passage]]:
+        """The top ``options.k`` chunks of each of the (checked, non-empty) ``queries``."""
+
     def search_batch(
         self,
         queries: Sequence[str],
@@ -180,7 +205,19 @@ class HybridSearch(ABC):
         depth: int = FUSION_DEPTH,
         rrf_k: float = HYBRID_RRF_K,
     ) -> list[list[Passage]]:
-        """:meth:`search` for many queries; one list per query."""
+        """:meth:`search` for many queries (their embeddings made in batches); one list per
+        query.
+
+        Raises:
+            InputError: One string instead of a list, or an empty query.
+            ConfigError: ``k`` below 1, an unknown mode or bad weights.
+        """
+        check_search(queries, k, mode, weights)
+        if not queries:
+            return []
+        w_bm25, w_dense = (float(w) for w in weights)
+        options = SearchOptions(k, mode, (w_bm25, w_dense), depth, float(rrf_k))
+        return self._search_batch(list(queries), options)
 
     def retrieve(self, query: str, k: int = 10) -> list[Passage]:
         """Hybrid search with default weights (the :class:`Retriever` protocol)."""

@@ -45,11 +45,8 @@ from ragzip.retrievers.dense import (
 )
 from ragzip.retrievers.folder import StoredIndex, open_index, save_index
 from ragzip.retrievers.fusion import (
-    FUSION_DEPTH,
-    HYBRID_RRF_K,
     HybridSearch,
-    Mode,
-    check_search,
+    SearchOptions,
     fuse_hits,
 )
 
@@ -264,32 +261,20 @@ class HybridIndex(HybridSearch):
         precision = self._dense.config.precision
         return embed_cached(self.embedder, queries, self._query_cache, precision=precision)
 
-    def search_batch(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        *,
-        mode: Mode = "hybrid",
-        weights: tuple[float, float] = (1.0, 1.0),
-        depth: int = FUSION_DEPTH,
-        rrf_k: float = HYBRID_RRF_K,
-    ) -> list[list[Passage]]:
-        """:meth:`search` for many queries, embedding them in batches; one list per query."""
-        check_search(queries, k, mode, weights)
-        if not queries:
-            return []
-        use_bm25 = mode == "bm25" or (mode == "hybrid" and weights[0] > 0)
-        use_dense = mode == "dense" or (mode == "hybrid" and weights[1] > 0)
-        n = max(k, depth) if mode == "hybrid" else k
+    def _search_batch(self, queries: list[str], options: SearchOptions) -> list[list[Passage]]:
+        k, mode = options.k, options.mode
+        n = max(k, options.depth) if mode == "hybrid" else k
         empty: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.float32))
-        bm25_hits = self._bm25.search(queries, n) if use_bm25 else [empty] * len(queries)
-        if use_dense:
+        bm25_hits = self._bm25.search(queries, n) if options.uses_bm25 else [empty] * len(queries)
+        if options.uses_dense:
             vectors = self.embed_queries(queries)
             dense_hits = self._dense.search(vectors, n)
         else:
             dense_hits = [empty] * len(queries)
         return [
-            fuse_hits(self._chunks, b, d, k=k, mode=mode, weights=weights, rrf_k=rrf_k)
+            fuse_hits(
+                self._chunks, b, d, k=k, mode=mode, weights=options.weights, rrf_k=options.rrf_k
+            )
             for b, d in zip(bm25_hits, dense_hits, strict=True)
         ]
 

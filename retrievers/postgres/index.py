@@ -43,7 +43,7 @@ from ragzip.retrievers.dense import (
     embedder_name,
     embedding_dim,
 )
-from ragzip.retrievers.fusion import FUSION_DEPTH, HYBRID_RRF_K, HybridSearch, Mode
+from ragzip.retrievers.fusion import FUSION_DEPTH, HybridSearch, SearchOptions
 from ragzip.retrievers.postgres import bm25, catalog, schema
 from ragzip.retrievers.postgres.connection import driver, first_connection, open_pool
 
@@ -315,34 +315,11 @@ class PostgresIndex(HybridSearch):
         # "auto": bfloat16 where the hardware computes it natively, as the folder index's default
         return embed_cached(self.embedder, texts, cache, precision="auto")
 
-    def search_batch(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        *,
-        mode: Mode = "hybrid",
-        weights: tuple[float, float] = (1.0, 1.0),
-        depth: int = FUSION_DEPTH,
-        rrf_k: float = HYBRID_RRF_K,
-    ) -> list[list[Passage]]:
-        """:meth:`search` for many queries, embedding them in one batch; one list per query.
-
-        Raises:
-            InputError: An empty query, ``k`` below 1 or an unknown mode.
-        """
-        if any(not isinstance(q, str) or not q.strip() for q in queries):
-            msg = "query must be a non-empty string"
-            raise InputError(msg)
-        if k < 1 or mode not in ("hybrid", "bm25", "dense"):
-            msg = f"need k >= 1 and a mode of hybrid, bm25, dense; got k={k}, mode={mode!r}"
-            raise InputError(msg)
-        if not queries:
-            return []
-        depth = max(depth, k)
-        w_lex, w_dense = (float(w) for w in weights)
-        use_dense = not (mode == "bm25" or (mode == "hybrid" and w_dense == 0))
-        use_lex = not (mode == "dense" or (mode == "hybrid" and w_lex == 0))
-        vectors = self._embed(list(queries), self._query_cache) if use_dense else None
+    def _search_batch(self, queries: list[str], options: SearchOptions) -> list[list[Passage]]:
+        depth = max(options.depth, options.k)
+        w_lex, w_dense = options.weights
+        use_dense, use_lex = options.uses_dense, options.uses_bm25
+        vectors = self._embed(queries, self._query_cache) if use_dense else None
         out = []
         sql = schema.search_sql(self.table, features=self._query_cache is not None)
         for i, query in enumerate(queries):
@@ -356,11 +333,11 @@ class PostgresIndex(HybridSearch):
                 "b": self.bm25.b,
                 "dense_depth": depth if use_dense else 0,
                 "lex_depth": depth if use_lex else 0,
-                "mode": mode,
+                "mode": options.mode,
                 "w_lex": w_lex,
                 "w_dense": w_dense,
-                "rrf_k": float(rrf_k),
-                "k": k,
+                "rrf_k": options.rrf_k,
+                "k": options.k,
             }
             with self._pool.connection() as conn, conn.cursor() as cur:
                 cur.execute(sql, params)
