@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError, needs_extra
 from ragzip.core.machine import native_bf16_cpu as native_bf16_cpu  # its former home
 from ragzip.core.tokenization import HFTokenCounter
 
@@ -38,11 +38,8 @@ def counter_from_folder(folder: str | Path, *, name: str | None = None) -> HFTok
         MissingDependencyError: transformers is not installed.
         ConfigError: No tokenizer loads from the folder.
     """
-    try:
+    with needs_extra("models", "a tokenizer folder needs transformers"):
         from transformers import AutoTokenizer
-    except ModuleNotFoundError as exc:
-        msg = "a tokenizer folder needs transformers: pip install 'ragzip[models]'"
-        raise MissingDependencyError(msg, name="transformers") from exc
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -96,11 +93,8 @@ def cache_dir() -> Path:
 
 def resolve_device(device: str | None = None) -> str:
     """``"cuda"`` when asked for and available, else ``"cpu"``; ``None`` picks the best."""
-    try:
+    with needs_extra("models", "torch is needed for local models"):
         import torch
-    except ModuleNotFoundError as exc:
-        msg = "torch is needed for local models: pip install 'ragzip[models]'"
-        raise MissingDependencyError(msg, name="torch") from exc
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -123,11 +117,8 @@ def load_embedder(device: str | None = None, backend: str = "auto", precision: s
         from ragzip.encoders.minilm import load_onnx_embedder
 
         return load_onnx_embedder(fixed, str(minilm_dir()))
-    try:
+    with needs_extra("models", "sentence-transformers is needed"):
         from sentence_transformers import SentenceTransformer
-    except ModuleNotFoundError as exc:
-        msg = "sentence-transformers is needed: pip install 'ragzip[models]'"
-        raise MissingDependencyError(msg, name=exc.name) from exc
     try:
         return SentenceTransformer(str(minilm_dir()), device=resolved_device, local_files_only=True)
     except OSError as exc:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ragzip.cache.feature_cache import FeatureCache
-from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError
+from ragzip.core.errors import ConfigError, ModelError, needs_extra
 from ragzip.encoders.embedding import (
     Precision,
     autocast,
@@ -101,11 +101,8 @@ class DenseConfig:
 
 
 def _faiss() -> Any:
-    try:
+    with needs_extra("retrieval", "dense retrieval needs faiss"):
         import faiss
-    except ModuleNotFoundError as exc:
-        msg = "dense retrieval needs faiss: pip install 'ragzip[retrieval]'"
-        raise MissingDependencyError(msg, name="faiss") from exc
     return faiss
 
 

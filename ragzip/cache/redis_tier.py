@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ragzip.core.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, needs_extra
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,8 @@ class RedisTier:
             msg = "ttl_s must be >= 1, timeout_s > 0 and retry_after_s >= 0"
             raise ConfigError(msg)
         if client is None:
-            try:
+            with needs_extra("redis", "the shared feature cache needs redis"):
                 import redis
-            except ModuleNotFoundError as exc:
-                msg = "the shared feature cache needs redis: pip install 'ragzip[redis]'"
-                raise MissingDependencyError(msg, name=exc.name) from exc
             client = redis.Redis.from_url(
                 url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
             )

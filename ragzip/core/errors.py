@@ -23,6 +23,9 @@ attached::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class RagzipError(Exception):
     """Base class of all ragzip errors."""
@@ -61,6 +64,23 @@ class RegistryError(RagzipError, KeyError):
 
 class MissingDependencyError(RagzipError, ImportError):
     """An optional dependency is missing; the message names the pip extra to install."""
+
+
+@contextlib.contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Imports of an optional dependency: a module missing inside the block raises
+    :class:`MissingDependencyError` saying ``what`` and ``pip install 'ragzip[extra]'``.
+
+    Example::
+
+        with needs_extra("redis", "the shared feature cache needs redis"):
+            import redis
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        msg = f"{what}: pip install 'ragzip[{extra}]'"
+        raise MissingDependencyError(msg, name=exc.name) from exc
 
 
 class ModelError(RagzipError):

@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ragzip.core.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, needs_extra
 
 FixedPrecision = Literal["float32", "bfloat16"]
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -63,11 +63,8 @@ def autocast(device: str, precision: Precision) -> contextlib.AbstractContextMan
     (thread-local, like every torch autocast)."""
     if device not in ("cpu", "cuda") or resolve_precision(precision, device) == "float32":
         return contextlib.nullcontext()
-    try:
+    with needs_extra("models", "bfloat16 embedding needs torch"):
         import torch
-    except ModuleNotFoundError as exc:
-        msg = "bfloat16 embedding needs torch: pip install 'ragzip[models]'"
-        raise MissingDependencyError(msg, name="torch") from exc
     return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
 

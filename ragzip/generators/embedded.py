@@ -18,7 +18,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ragzip.core.errors import ConfigError, GenerationError, InputError, MissingDependencyError
+from ragzip.core.errors import (
+    ConfigError,
+    GenerationError,
+    InputError,
+    needs_extra,
+)
 from ragzip.core.messages import ChatMessage
 from ragzip.core.tokenization import HFTokenCounter, TokenCounter
 from ragzip.generators.base import Generation, Generator, StreamedToken, validate_max_new_tokens
@@ -30,11 +35,8 @@ from ragzip.weights import SMOLLM2_NAME, load_smollm2, resolve_device
 if TYPE_CHECKING:
     import numpy as np
 
-try:
+with needs_extra("models", "torch is needed for the embedded generator"):
     import torch
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "torch is needed for the embedded generator: pip install 'ragzip[models]'"
-    raise MissingDependencyError(msg, name="torch") from exc
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:

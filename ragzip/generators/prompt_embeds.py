@@ -24,7 +24,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ragzip.core.errors import InputError, MissingDependencyError
+from ragzip.core.errors import InputError, needs_extra
 from ragzip.core.messages import ChatMessage
 
 if TYPE_CHECKING:
@@ -70,11 +70,8 @@ def encode_prompt_embeds(prompt_embeds: torch.Tensor | np.ndarray) -> tuple[str,
         InputError: Not a float tensor of shape ``(seq, hidden)`` / ``(1, seq, hidden)``, empty,
             or holding non-finite values.
     """
-    try:
+    with needs_extra("models", "torch is needed to send prompt embeddings"):
         import torch
-    except ModuleNotFoundError as exc:
-        msg = "torch is needed to send prompt embeddings: pip install 'ragzip[models]'"
-        raise MissingDependencyError(msg, name="torch") from exc
     try:
         tensor = torch.as_tensor(prompt_embeds)
     except (TypeError, ValueError, RuntimeError) as exc:

@@ -20,7 +20,7 @@ import dataclasses
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.core.errors import InputError, MissingDependencyError
+from ragzip.core.errors import InputError, needs_extra
 from ragzip.core.framing import PLAIN_CONTEXT
 from ragzip.core.types import CompressionResult, Passage
 from ragzip.integrations.common import (
@@ -34,11 +34,8 @@ from ragzip.integrations.common import (
     shared_compressor,
 )
 
-try:
+with needs_extra("haystack", "the Haystack integration needs haystack-ai"):
     from haystack import Document, component, default_from_dict, default_to_dict
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the Haystack integration needs haystack-ai: pip install 'ragzip[haystack]'"
-    raise MissingDependencyError(msg, name=exc.name) from exc
 
 
 def _passage(doc: Any) -> Passage:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, InputError, needs_extra
 from ragzip.core.messages import ROLES, ChatMessage
 from ragzip.generators.base import Generation, Generator
 
-try:
+with needs_extra("langchain", "the LangChain integration needs langchain-core"):
     from langchain_core.callbacks import (
         AsyncCallbackManagerForLLMRun,
         CallbackManagerForLLMRun,
@@ -32,9 +32,6 @@ try:
     from langchain_core.messages.ai import UsageMetadata
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
     from pydantic import ConfigDict, Field, field_validator
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the LangChain integration needs langchain-core: pip install 'ragzip[langchain]'"
-    raise MissingDependencyError(msg, name=exc.name) from exc
 
 
 def _text(message: BaseMessage) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.core.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, needs_extra
 from ragzip.core.framing import PLAIN_CONTEXT, ContextFormat
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Budget, CompressionResult
@@ -25,13 +25,10 @@ from ragzip.integrations.common import (
 )
 from ragzip.integrations.langchain_documents import document_to_passage
 
-try:
+with needs_extra("langchain", "the LangChain integration needs langchain-core"):
     from langchain_core.callbacks import Callbacks
     from langchain_core.documents import BaseDocumentCompressor, Document
     from pydantic import ConfigDict, field_validator
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the LangChain integration needs langchain-core: pip install 'ragzip[langchain]'"
-    raise MissingDependencyError(msg, name=exc.name) from exc
 
 
 class RagzipCompressor(BaseDocumentCompressor):

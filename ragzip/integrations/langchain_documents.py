@@ -10,14 +10,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ragzip.core.errors import InputError, MissingDependencyError
+from ragzip.core.errors import InputError, needs_extra
 from ragzip.core.types import Passage
 
-try:
+with needs_extra("langchain", "the LangChain integration needs langchain-core"):
     from langchain_core.documents import Document
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the LangChain integration needs langchain-core: pip install 'ragzip[langchain]'"
-    raise MissingDependencyError(msg, name="langchain_core") from exc
 
 SCORE_KEYS: tuple[str, ...] = ("score", "relevance_score")
 """Metadata keys a retrieval score is read from, in order of preference."""

