@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 HIDDEN = 576
 """Width of SmolLM2-135M's input embeddings, and of the tiny model below."""
 
+QUERY = "What is the capital of Zorbania?"
+PASSAGES = [
+    "The capital of Zorbania is Quillton.",
+    "Zorbania borders the Sea of Mists.",
+    "Its main export is amber.",
+]
+"""A question and three passages of an invented country (no model knows the answer)."""
+
 
 def tiny_llama(tokenizer: Any, *, seed: int = 0) -> Any:
     """A randomly initialised one-layer Llama over ``tokenizer``'s vocabulary (576 wide)."""

@@ -11,29 +11,18 @@ from ragzip.core.types import Budget
 from ragzip.generators import OpenAIGenerator
 from ragzip.pipeline import Pipeline
 from ragzip.prompts import NUMBERED_CONTEXT, PROMPT_CONTEXT, build_messages, soft_context
-from tests.soft_support import (
-    HIDDEN,
-    MeanEmbeddingCompressor,
-    TokenEmbeddingCompressor,
-    embedding_table,
-    tiny_generator,
-)
+from tests import soft_support as soft
 
-QUERY = "What is the capital of Zorbania?"
-PASSAGES = [
-    "The capital of Zorbania is Quillton.",
-    "Zorbania borders the Sea of Mists.",
-    "Its main export is amber.",
-]
+QUERY, PASSAGES = soft.QUERY, soft.PASSAGES
 
 
 def test_run_and_arun_with_a_soft_compressor() -> None:
-    gen = tiny_generator()
-    comp = MeanEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    gen = soft.tiny_generator()
+    comp = soft.MeanEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
     pipe = Pipeline(comp, Budget.tokens(2), generator=gen, max_new_tokens=4)
     result = pipe.run(QUERY, PASSAGES)
     assert result.compression.embeddings is not None
-    assert result.compression.embeddings.shape == (2, HIDDEN)
+    assert result.compression.embeddings.shape == (2, soft.HIDDEN)
     assert [p.tokens for p in result.compression.passages] == [1, 1, 0]
     assert result.generation is not None
     messages = build_messages(QUERY, soft_context(result.compression))
@@ -50,13 +39,13 @@ def test_run_and_arun_with_a_soft_compressor() -> None:
 def test_soft_prompt_is_shorter_than_the_text_prompt() -> None:
     from ragzip.registry import create_compressor
 
-    gen = tiny_generator()
-    soft = MeanEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    gen = soft.tiny_generator()
+    soft_comp = soft.MeanEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
     text = create_compressor("identity", counter=gen.counter)
     full = Pipeline(text, Budget.compression(1.0), generator=gen, max_new_tokens=2).run(
         QUERY, PASSAGES
     )
-    small = Pipeline(soft, Budget.compression(1.0), generator=gen, max_new_tokens=2).run(
+    small = Pipeline(soft_comp, Budget.compression(1.0), generator=gen, max_new_tokens=2).run(
         QUERY, PASSAGES
     )
     assert small.compression.compressed_tokens == 3
@@ -73,8 +62,8 @@ def test_soft_prompt_is_shorter_than_the_text_prompt() -> None:
 
 
 def test_text_only_generator_is_a_config_error() -> None:
-    gen = tiny_generator()
-    comp = MeanEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    gen = soft.tiny_generator()
+    comp = soft.MeanEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
     remote = OpenAIGenerator("http://127.0.0.1:9", "m", counter=gen.counter, max_retries=0)
     pipe = Pipeline(comp, Budget.tokens(2), generator=remote)
     with pytest.raises(ConfigError, match="cannot read soft-compressed context"):
@@ -90,7 +79,7 @@ def test_smollm2_reads_its_own_token_embeddings() -> None:
     from ragzip.generators.embedded import EmbeddedGenerator
 
     gen = EmbeddedGenerator(device="cpu")
-    comp = TokenEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    comp = soft.TokenEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
     pipe = Pipeline(comp, Budget.compression(1.0), generator=gen, max_new_tokens=12)
     result = pipe.run(QUERY, PASSAGES[:1])
     assert result.compression.compressed_tokens == gen.counter.count(PASSAGES[0])

@@ -15,26 +15,15 @@ from ragzip.core.types import Budget
 from ragzip.generators import OpenAIGenerator
 from ragzip.pipeline import Pipeline
 from ragzip.prompts import SOFT_PLACEHOLDER, build_result_messages
-from tests.soft_support import (
-    HIDDEN,
-    MeanEmbeddingCompressor,
-    TokenEmbeddingCompressor,
-    embedding_table,
-    tiny_generator,
-)
+from tests import soft_support as soft
 
 from .conftest import MODEL_ID
 
-QUERY = "What is the capital of Zorbania?"
-PASSAGES = [
-    "The capital of Zorbania is Quillton.",
-    "Zorbania borders the Sea of Mists.",
-    "Its main export is amber.",
-]
+QUERY, PASSAGES = soft.QUERY, soft.PASSAGES
 
 
 def remote(server, **kwargs):  # type: ignore[no-untyped-def]
-    gen = tiny_generator()
+    gen = soft.tiny_generator()
     kwargs.setdefault("prompt_embeds", True)
     kwargs.setdefault("embedder", gen if kwargs["prompt_embeds"] else None)
     return OpenAIGenerator(
@@ -44,8 +33,8 @@ def remote(server, **kwargs):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def soft_result():  # type: ignore[no-untyped-def]
-    gen = tiny_generator()
-    comp = MeanEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    gen = soft.tiny_generator()
+    comp = soft.MeanEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
     return comp.compress(QUERY, PASSAGES, budget=Budget.tokens(2))
 
 
@@ -54,19 +43,19 @@ def test_vectors_sit_at_the_placeholders_of_the_sent_prompt(
     fake_server, soft_result, streamed
 ) -> None:
     fake_server.behaviour.ignore_stream = not streamed
-    gen = tiny_generator()
+    gen = soft.tiny_generator()
     out = remote(fake_server).generate_compressed(soft_result, max_new_tokens=8)
 
     sent = fake_server.last_embeds
     ids = gen.prompt_ids(build_result_messages(soft_result))
     assert sent.dtype == torch.float32
-    assert tuple(sent.shape) == (len(ids), HIDDEN)
+    assert tuple(sent.shape) == (len(ids), soft.HIDDEN)
     positions = [i for i, t in enumerate(ids) if t == 16]
     assert len(positions) == 2
     assert torch.equal(sent[positions], torch.from_numpy(soft_result.embeddings))
     # Every other row is the embedding of the templated prompt's own token.
     others = [i for i in range(len(ids)) if i not in positions]
-    table = embedding_table(gen)
+    table = soft.embedding_table(gen)
     assert torch.equal(sent[others], table[[ids[i] for i in others]])
 
     assert out.text == f"rows={len(ids)} sum={float(sent.sum()):.4f}"
@@ -81,8 +70,8 @@ def test_vectors_sit_at_the_placeholders_of_the_sent_prompt(
 
 
 def test_pipeline_sends_token_embeddings_that_read_as_the_text(fake_server) -> None:
-    gen = tiny_generator()
-    comp = TokenEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    gen = soft.tiny_generator()
+    comp = soft.TokenEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
     pipe = Pipeline(comp, Budget.compression(1.0), generator=remote(fake_server))
     result = pipe.run(QUERY, PASSAGES[:1])
     sent = fake_server.last_embeds
@@ -91,7 +80,7 @@ def test_pipeline_sends_token_embeddings_that_read_as_the_text(fake_server) -> N
     passage = gen.tokenizer(PASSAGES[0], add_special_tokens=False)["input_ids"]
     for pos, token in zip([i for i, t in enumerate(ids) if t == 16], passage, strict=True):
         ids[pos] = token
-    assert torch.equal(sent, embedding_table(gen)[ids])
+    assert torch.equal(sent, soft.embedding_table(gen)[ids])
 
 
 def test_server_without_prompt_embeds_is_a_clear_upstream_error(fake_server, soft_result) -> None:
@@ -117,13 +106,13 @@ def test_soft_context_needs_the_declaration(fake_server, soft_result) -> None:
         gen.generate_compressed(soft_result, max_new_tokens=4)
     assert fake_server.requests == []
     with pytest.raises(ConfigError, match="only used with prompt_embeds=True"):
-        OpenAIGenerator(fake_server.url, MODEL_ID, embedder=tiny_generator())
+        OpenAIGenerator(fake_server.url, MODEL_ID, embedder=soft.tiny_generator())
 
 
 def test_text_results_still_use_chat_completions(fake_server) -> None:
     from ragzip.registry import create_compressor
 
-    gen = tiny_generator()
+    gen = soft.tiny_generator()
     text = create_compressor("identity", counter=gen.counter).compress(
         QUERY, PASSAGES, budget=Budget.compression(1.0)
     )
@@ -136,6 +125,6 @@ def test_text_results_still_use_chat_completions(fake_server) -> None:
 @pytest.mark.slow
 def test_default_embedder_is_smollm2(fake_server, soft_result) -> None:
     gen = OpenAIGenerator(fake_server.url, MODEL_ID, prompt_embeds=True, retry_backoff_s=0.01)
-    assert gen.embedder.hidden_size == HIDDEN
+    assert gen.embedder.hidden_size == soft.HIDDEN
     out = gen.generate_compressed(soft_result, max_new_tokens=4)
     assert out.prompt_tokens == fake_server.last_embeds.shape[0]

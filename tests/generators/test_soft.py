@@ -20,13 +20,7 @@ from ragzip.prompts import (
     build_result_messages,
     soft_context,
 )
-from tests.soft_support import (
-    HIDDEN,
-    MeanEmbeddingCompressor,
-    TokenEmbeddingCompressor,
-    embedding_table,
-    tiny_generator,
-)
+from tests import soft_support as soft
 
 QUERY = "What is the capital of Zorbania?"
 PASSAGES = [
@@ -38,17 +32,17 @@ PASSAGES = [
 
 @pytest.fixture(scope="module")
 def gen():  # type: ignore[no-untyped-def]
-    return tiny_generator()
+    return soft.tiny_generator()
 
 
 @pytest.fixture(scope="module")
 def mean_comp(gen):  # type: ignore[no-untyped-def]
-    return MeanEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    return soft.MeanEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
 
 
 @pytest.fixture(scope="module")
 def token_comp(gen):  # type: ignore[no-untyped-def]
-    return TokenEmbeddingCompressor(counter=gen.counter, table=embedding_table(gen))
+    return soft.TokenEmbeddingCompressor(counter=gen.counter, table=soft.embedding_table(gen))
 
 
 # --- prompts ---------------------------------------------------------------------------------
@@ -61,7 +55,7 @@ def test_placeholder_is_one_special_token(gen) -> None:
 
 def test_soft_context_repeats_the_placeholder_per_vector(mean_comp, token_comp) -> None:
     mean = mean_comp.compress(QUERY, PASSAGES, budget=Budget.compression(1.0))
-    assert mean.embeddings is not None and mean.embeddings.shape == (2, HIDDEN)
+    assert mean.embeddings is not None and mean.embeddings.shape == (2, soft.HIDDEN)
     # The empty passage has no vector and is left out.
     assert soft_context(mean) == [SOFT_PLACEHOLDER, SOFT_PLACEHOLDER]
 
@@ -90,7 +84,7 @@ def test_vectors_sit_at_the_placeholder_positions(gen, token_comp) -> None:
     """Token embeddings spliced at the placeholders read exactly as those tokens would."""
     result = token_comp.compress(QUERY, PASSAGES, budget=Budget.compression(1.0))
     messages = build_result_messages(result)
-    soft = gen.generate_compressed(result, max_new_tokens=6)
+    soft_answer = gen.generate_compressed(result, max_new_tokens=6)
 
     ids = gen.prompt_ids(messages)
     positions = [i for i, t in enumerate(ids) if t == 16]
@@ -103,13 +97,13 @@ def test_vectors_sit_at_the_placeholder_positions(gen, token_comp) -> None:
     ]
     for pos, token in zip(positions, kept, strict=True):
         ids[pos] = token
-    table = embedding_table(gen)
+    table = soft.embedding_table(gen)
     reference = gen.generate_from_embeds(table[ids], max_new_tokens=6)
-    assert soft.text == reference.text
-    assert soft.completion_tokens == reference.completion_tokens
+    assert soft_answer.text == reference.text
+    assert soft_answer.completion_tokens == reference.completion_tokens
     # The prompt counts every placeholder once: it is the real prompt length.
-    assert soft.prompt_tokens == len(ids) == gen.count_prompt_tokens(messages)
-    assert 0 < soft.ttft_s <= soft.total_s
+    assert soft_answer.prompt_tokens == len(ids) == gen.count_prompt_tokens(messages)
+    assert 0 < soft_answer.ttft_s <= soft_answer.total_s
 
     # The splice matters: the bare placeholders give other logits than the vectors.
     with torch.inference_mode():
@@ -140,7 +134,7 @@ def test_generate_compressed_of_text_equals_generate(gen) -> None:
 
 def test_zero_vectors_answer_from_the_question_alone(gen, mean_comp) -> None:
     result = mean_comp.compress(QUERY, ["", ""], budget=Budget.tokens(1))
-    assert result.embeddings is not None and result.embeddings.shape == (0, HIDDEN)
+    assert result.embeddings is not None and result.embeddings.shape == (0, soft.HIDDEN)
     assert soft_context(result) == []
     out = gen.generate_compressed(result, max_new_tokens=3)
     assert out.prompt_tokens == gen.count_prompt_tokens(build_messages(QUERY, []))
@@ -157,25 +151,25 @@ def test_async_variant_matches(gen, mean_comp) -> None:
 def test_placeholder_count_must_match_the_vectors(gen) -> None:
     messages = build_messages(QUERY, [SOFT_PLACEHOLDER * 2])
     with pytest.raises(InputError, match="2 placeholder token"):
-        gen.generate_soft(messages, np.zeros((3, HIDDEN), np.float32), max_new_tokens=2)
+        gen.generate_soft(messages, np.zeros((3, soft.HIDDEN), np.float32), max_new_tokens=2)
     # A question that itself holds the placeholder is caught the same way.
     tricky = build_messages(f"{SOFT_PLACEHOLDER}?", [SOFT_PLACEHOLDER])
     with pytest.raises(InputError, match="placeholder"):
-        gen.generate_soft(tricky, np.zeros((1, HIDDEN), np.float32), max_new_tokens=2)
+        gen.generate_soft(tricky, np.zeros((1, soft.HIDDEN), np.float32), max_new_tokens=2)
 
 
 def test_bad_vectors_are_input_errors(gen) -> None:
     messages = build_messages(QUERY, [SOFT_PLACEHOLDER])
-    with pytest.raises(InputError, match=f"\\(n, {HIDDEN}\\)"):
+    with pytest.raises(InputError, match=f"\\(n, {soft.HIDDEN}\\)"):
         gen.generate_soft(messages, np.zeros((1, 8), np.float32), max_new_tokens=2)
     with pytest.raises(InputError, match=r"\(n, hidden\)"):
-        gen.generate_soft(messages, np.zeros(HIDDEN, np.float32), max_new_tokens=2)
-    bad = np.zeros((1, HIDDEN), np.float32)
+        gen.generate_soft(messages, np.zeros(soft.HIDDEN, np.float32), max_new_tokens=2)
+    bad = np.zeros((1, soft.HIDDEN), np.float32)
     bad[0, 3] = np.nan
     with pytest.raises(InputError, match="finite"):
         gen.generate_soft(messages, bad, max_new_tokens=2)
     with pytest.raises(ConfigError, match="max_new_tokens"):
-        gen.generate_soft(messages, np.zeros((1, HIDDEN), np.float32), max_new_tokens=0)
+        gen.generate_soft(messages, np.zeros((1, soft.HIDDEN), np.float32), max_new_tokens=0)
 
 
 def test_embedded_generator_accepts_embeddings(gen) -> None:
