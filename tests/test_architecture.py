@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {
-    "ragzip": "ragzip",
-    "compressors": "ragzip.compressors",
-    "retrievers": "ragzip.retrievers",
-    "server": "ragzip.server",
-}
+PACKAGE_DIR = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+FOLDERS = {folder: package for package, folder in PACKAGE_DIR["package-dir"].items()}
+"""Source folder -> the package it installs as (pyproject's package-dir)."""
 MAX_LINES = 400
 LARGER: dict[str, str] = {
     # module: why it is allowed to be longer (none is now)

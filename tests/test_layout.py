@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -11,12 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {
-    "ragzip": "ragzip",
-    "compressors": "ragzip/compressors",
-    "retrievers": "ragzip/retrievers",
-    "server": "ragzip/server",
-}
+PACKAGE_DIR = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+FOLDERS = {folder: pkg.replace(".", "/") for pkg, folder in PACKAGE_DIR["package-dir"].items()}
+"""Source folder -> its path inside the wheel."""
 
 
 def test_subpackages_import_under_ragzip_only() -> None:

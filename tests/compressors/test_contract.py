@@ -31,6 +31,7 @@ from ragzip.core.framing import PLAIN_CONTEXT, ContextFormat
 from ragzip.core.tokenization import TokenCounter
 from ragzip.prompts import NUMBERED_CONTEXT, PROMPT_CONTEXT
 from ragzip.registry import entries
+from tests.compressors.samples import PROSE
 
 # ragzip's own compressors: test modules register doubles (failing, hanging ones) whose import
 # before this one must not put them under the contract
@@ -203,16 +204,7 @@ def test_budget_and_cut_from_original(
     _check(compressor, query, passages, budget, trim_warnings)
 
 
-_PROSE = [
-    "Yesterday is a song by the Beatles. It was written by Paul McCartney in 1965. "
-    "The song was recorded at Abbey Road Studios.",
-    "Paris is the capital of France. It has about two million inhabitants.\n\nThe Seine "
-    "flows through the city.",
-    "",
-    "   \n  ",
-    "東京は日本の首都です。人口は約千四百万人です。😀 Emoji close the passage.",
-    "def area(r):\n    return 3.14159 * r ** 2\n# computes the area of a circle",
-]
+_PROSE = PROSE
 
 
 @_examples(15)

@@ -21,17 +21,10 @@ from ragzip.compressors.merge.compressor import MergeCompressor
 from ragzip.core.tokenization import HFTokenCounter
 from ragzip.generators.target import SoftTarget
 from ragzip.registry import create_compressor
+from tests.compressors.samples import PROSE, PROSE_QUERY
 
-PASSAGES = [
-    "Yesterday is a song by the Beatles. It was written by Paul McCartney in 1965. "
-    "The song was recorded at Abbey Road Studios.",
-    "Paris is the capital of France. It has about two million inhabitants.\n\nThe Seine "
-    "flows through the city.",
-    "",
-    "   \n  ",
-    "東京は日本の首都です。人口は約千四百万人です。😀 Emoji close the passage.",
-]
-QUERY = "who wrote the song yesterday?"
+PASSAGES = PROSE[:-1]  # prose, blank and CJK passages (no code)
+QUERY = PROSE_QUERY
 
 
 class TinyModel(nn.Module):
