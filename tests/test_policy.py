@@ -39,6 +39,8 @@ TRUNC2 = CompressorCost("truncate", 2.0, LinearModel(0.05, 1e-4), 2.0)
 TRUNC4 = CompressorCost("truncate", 4.0, LinearModel(0.05, 1e-4), 4.0)
 MIG4 = CompressorCost("mig", 4.0, LinearModel(0.08, 2e-4), 4.0)
 PROFILE = make_profile(TRUNC2, TRUNC4, MIG4)
+SLOW_TRUNCATE = make_profile(CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0))
+"""A truncation slow enough (0.3 s fixed) that only long contexts pay for it."""
 
 
 def test_skips_below_break_even() -> None:
@@ -220,8 +222,7 @@ def test_the_decision_travels_with_each_result(
 
     from ragzip.policy import AutoCompressionResult, decision_of
 
-    profile = make_profile(CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0))
-    auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(profile))
+    auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(SLOW_TRUNCATE))
     short, long = _passages(data_dir, 1), _passages(data_dir, 12)
     jobs = [short, long] * 8
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -250,8 +251,7 @@ def test_pipeline_result_has_the_auto_decision(
 ) -> None:
     from ragzip.pipeline import Pipeline
 
-    profile = make_profile(CompressorCost("truncate", 4.0, LinearModel(0.3, 1e-4), 4.0))
-    auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(profile))
+    auto = AutoCompressor(counter=minilm_counter, policy=AutoPolicy(SLOW_TRUNCATE))
     pipe = Pipeline(auto, Budget.compression(1.0))
     skipped = pipe.run("who wrote it?", _passages(data_dir, 1))
     assert skipped.decision is not None and not skipped.decision.compress

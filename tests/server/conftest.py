@@ -215,25 +215,19 @@ async def _stream(
             if fake.drop_after is not None and sent >= fake.drop_after:
                 raise ConnectionResetError("fake upstream drops the connection")
             content = piece if i == 0 else " " + piece
+            choice: dict[str, Any] = {"index": 0, "text": content, "finish_reason": None}
+            obj = "text_completion"
             if kind == "chat":
-                delta: dict[str, Any] = {"content": content}
-                if i == 0:
-                    delta["role"] = "assistant"
-                chunk = {
-                    "id": "chunk-fake",
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-                }
-            else:
-                chunk = {
-                    "id": "chunk-fake",
-                    "object": "text_completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [{"index": 0, "text": content, "finish_reason": None}],
-                }
+                delta = {"content": content} | ({"role": "assistant"} if i == 0 else {})
+                choice = {"index": 0, "delta": delta, "finish_reason": None}
+                obj = "chat.completion.chunk"
+            chunk = {
+                "id": "chunk-fake",
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
             yield f"data: {json.dumps(chunk)}\n\n".encode()
             sent += 1
             if fake.stream_interval:
