@@ -31,7 +31,7 @@ from ragzip.core.framing import PLAIN_CONTEXT, ContextFormat
 from ragzip.core.tokenization import TokenCounter
 from ragzip.prompts import NUMBERED_CONTEXT, PROMPT_CONTEXT
 from ragzip.registry import entries
-from tests.compressors.samples import PROSE
+from tests.compressors.support import PROSE
 
 # ragzip's own compressors: test modules register doubles (failing, hanging ones) whose import
 # before this one must not put them under the contract

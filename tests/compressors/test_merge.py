@@ -21,7 +21,7 @@ from ragzip.compressors.merge.compressor import MergeCompressor
 from ragzip.core.tokenization import HFTokenCounter
 from ragzip.generators.target import SoftTarget
 from ragzip.registry import create_compressor
-from tests.compressors.samples import PROSE, PROSE_QUERY
+from tests.compressors.support import PROSE, PROSE_QUERY
 
 PASSAGES = PROSE[:-1]  # prose, blank and CJK passages (no code)
 QUERY = PROSE_QUERY

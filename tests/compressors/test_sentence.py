@@ -42,6 +42,7 @@ from ragzip.core.errors import ModelError
 from ragzip.core.tokenization import TokenCounter
 from ragzip.experiments.answers import answer_in_text
 from ragzip.registry import get_class
+from tests.compressors.support import tiny_bert_config
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +56,9 @@ def tokenizer() -> Any:
 
 def _tiny_scorer(tokenizer: Any, *, cache_size: int = 0) -> SentenceScorer:
     """A 2-layer, 32-wide BERT with a random head: real code path, fast."""
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-    )
+    config = tiny_bert_config(tokenizer.vocab_size, layers=2, max_position_embeddings=256)
     with torch.random.fork_rng():
         torch.manual_seed(1)
         model = SentenceClassifier(BertModel(config, add_pooling_layer=False), n_frozen=1)

@@ -32,6 +32,7 @@ from ragzip.compressors.token.words import forced_mask, is_separator
 from ragzip.compressors.units import split_words
 from ragzip.core.tokenization import TokenCounter
 from ragzip.experiments.answers import answer_in_text
+from tests.compressors.support import tiny_bert_config
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 HEXISH = re.compile(r"[0-9a-f-]{6,}")
@@ -47,20 +48,13 @@ def tiny() -> TokenCompressor.Config:
 def tiny_parts() -> tuple[Any, Any]:
     """A 1-layer, 32-wide random BertForTokenClassification with the real MiniLM tokenizer."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+    from transformers import AutoTokenizer, BertForTokenClassification
 
     from ragzip.weights import minilm_dir
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=2,
-    )
+    config = tiny_bert_config(tokenizer.vocab_size, layers=1, num_labels=2)
     return BertForTokenClassification(config).eval(), tokenizer
 
 
@@ -157,18 +151,21 @@ def test_subword_probabilities_average_per_word() -> None:
 # -- budget-exact selection -----------------------------------------------------------------------
 
 
+_BUDGETS = st.integers(min_value=0, max_value=120)
+_SEEDS = st.integers(min_value=0, max_value=1000)
+
+
+def _texts(vocab: list[str], max_words: int) -> st.SearchStrategy[list[str]]:
+    """One to four passages of up to ``max_words`` words drawn from ``vocab``."""
+    words = st.lists(st.sampled_from(vocab), max_size=max_words).map(" ".join)
+    return st.lists(words, min_size=1, max_size=4)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
-    texts=st.lists(
-        st.lists(
-            st.sampled_from(["alpha", "beta,", "Paris", "1965", "東", "😀", "|", "x_y", "—", "é"]),
-            max_size=40,
-        ).map(" ".join),
-        min_size=1,
-        max_size=4,
-    ),
-    budget=st.integers(min_value=0, max_value=120),
-    seed=st.integers(min_value=0, max_value=1000),
+    texts=_texts(["alpha", "beta,", "Paris", "1965", "東", "😀", "|", "x_y", "—", "é"], 40),
+    budget=_BUDGETS,
+    seed=_SEEDS,
 )
 def test_selection_is_a_global_threshold_within_the_budget(
     smollm2_counter: TokenCounter, texts: list[str], budget: int, seed: int
@@ -201,16 +198,9 @@ def test_selection_is_a_global_threshold_within_the_budget(
 )
 @settings(max_examples=40, deadline=None)
 @given(
-    texts=st.lists(
-        st.lists(
-            st.sampled_from(["alpha", "beta,", "Paris", "1965", "東", "😀", "x_y", "naïve", "é"]),
-            max_size=30,
-        ).map(" ".join),
-        min_size=1,
-        max_size=4,
-    ),
-    budget=st.integers(min_value=0, max_value=120),
-    seed=st.integers(min_value=0, max_value=1000),
+    texts=_texts(["alpha", "beta,", "Paris", "1965", "東", "😀", "x_y", "naïve", "é"], 30),
+    budget=_BUDGETS,
+    seed=_SEEDS,
 )
 def test_selection_fills_the_budget_exactly(
     smollm2_counter: TokenCounter, texts: list[str], budget: int, seed: int
