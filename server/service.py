@@ -138,21 +138,53 @@ class ProxyService:
     async def chat_completions(self, body: ChatCompletionRequest, request: Request) -> Response:
         """``POST /v1/chat/completions``: compress the marked context, then forward."""
         raw: dict[str, Any] = await request.json()
+        settings = self.settings
+
+        def render(plan: ContextPlan, kept: list[str]) -> Any:
+            placement, header = settings.context_placement, settings.context_header
+            return render_chat(raw["messages"], plan, kept, placement=placement, header=header)
+
+        args = ("messages", plan_chat, render, body, raw, request)
+        return await self._compress_and_forward("chat/completions", *args)
+
+    async def completions(self, body: CompletionRequest, request: Request) -> Response:
+        """``POST /v1/completions``: compress the marked context, then forward."""
+        raw: dict[str, Any] = await request.json()
+        header = self.settings.context_header
+
+        def render(plan: ContextPlan, kept: list[str]) -> Any:
+            return render_completion(raw["prompt"], plan, kept, header=header)
+
+        args = ("prompt", plan_completion, render, body, raw, request)
+        return await self._compress_and_forward("completions", *args)
+
+    async def _compress_and_forward(
+        self,
+        path: str,
+        field: str,
+        plan_of: Callable[[Any, list[Passage]], ContextPlan],
+        render: Callable[[ContextPlan, list[str]], Any],
+        body: ChatCompletionRequest | CompletionRequest,
+        raw: dict[str, Any],
+        request: Request,
+    ) -> Response:
+        """What both routes do: plan the context of ``raw[field]`` (retrieving when asked),
+        compress it, render it back and forward the body upstream (the very bytes when there
+        was nothing to do); a chat may instead go up as soft prompt embeddings."""
         options = body.ragzip
-        planned = await self._plan(lambda ps: plan_chat(raw["messages"], ps), options, request)
+        planned = await self._plan(lambda ps: plan_of(raw[field], ps), options, request)
         if planned is None:
             return Response(status_code=CLIENT_CLOSED)
         plan, retrieved = planned
+        chat = field == "messages"
         usage: RagzipUsage | None = None
         inserted: int | None = None  # where a context message went in, if one did
         if plan.has_work:
+            prefix_block = not chat or self.settings.context_placement == "user"
             done = await self._until_disconnect(  # a client gone stops its compression
                 request,
                 self.compression.run_plan(
-                    plan,
-                    options,
-                    soft_route=True,
-                    prefix_block=self.settings.context_placement == "user",
+                    plan, options, soft_route=chat, prefix_block=prefix_block
                 ),
             )
             if done is None:
@@ -162,49 +194,15 @@ class ProxyService:
             if soft is not None:
                 return await self._forward_soft(raw, plan, soft, request, usage)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
-            forward["messages"] = render_chat(
-                raw["messages"],
-                plan,
-                kept,
-                placement=self.settings.context_placement,
-                header=self.settings.context_header,
-            )
-            if len(forward["messages"]) > len(raw["messages"]):
-                inserted = insert_position(raw["messages"])
+            forward[field] = render(plan, kept)
+            if chat and len(forward[field]) > len(raw[field]):
+                inserted = insert_position(raw[field])
             content = dumps_json(forward)
         elif "ragzip" in raw:
             content = dumps_json({k: v for k, v in raw.items() if k != "ragzip"})
         else:
             content = await request.body()  # nothing to do: forward the very bytes
-        return await self._forward(
-            "chat/completions", content, request, bool(body.stream), usage, inserted
-        )
-
-    async def completions(self, body: CompletionRequest, request: Request) -> Response:
-        """``POST /v1/completions``: compress the marked context, then forward."""
-        raw: dict[str, Any] = await request.json()
-        options = body.ragzip
-        planned = await self._plan(lambda ps: plan_completion(raw["prompt"], ps), options, request)
-        if planned is None:
-            return Response(status_code=CLIENT_CLOSED)
-        plan, retrieved = planned
-        usage: RagzipUsage | None = None
-        if plan.has_work:
-            done = await self._until_disconnect(request, self.compression.run_plan(plan, options))
-            if done is None:
-                return Response(status_code=CLIENT_CLOSED)
-            kept, usage, _ = done
-            usage = retrieved.report(usage)
-            forward = {k: v for k, v in raw.items() if k != "ragzip"}
-            forward["prompt"] = render_completion(
-                raw["prompt"], plan, kept, header=self.settings.context_header
-            )
-            content = dumps_json(forward)
-        elif "ragzip" in raw:
-            content = dumps_json({k: v for k, v in raw.items() if k != "ragzip"})
-        else:
-            content = await request.body()
-        return await self._forward("completions", content, request, bool(body.stream), usage)
+        return await self._forward(path, content, request, bool(body.stream), usage, inserted)
 
     async def _plan(
         self,
