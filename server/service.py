@@ -261,12 +261,7 @@ class ProxyService:
                 reply = replace(
                     reply, first_chunk=b"", stream=chat_stream(reply.first_chunk, reply.stream)
                 )
-            return UpstreamStreamResponse(
-                reply,
-                headers=out_headers,
-                metrics=self.metrics,
-                translate=self.upstream.translate_error,
-            )
+            return self._streamed(reply, out_headers)
         body = reply.content
         if 200 <= reply.status < 300:
             with contextlib.suppress(ValueError):
@@ -336,18 +331,20 @@ class ProxyService:
         if usage is not None:
             out_headers.update(usage.headers())
         if reply.stream is not None:
-            return UpstreamStreamResponse(
-                reply,
-                headers=out_headers,
-                metrics=self.metrics,
-                translate=self.upstream.translate_error,
-            )
+            return self._streamed(reply, out_headers)
         body = reply.content
         if usage is not None and 200 <= reply.status < 300:
             body = with_usage(body, usage)
         elif inserted is not None and 400 <= reply.status < 500:
             body = client_message_indices(body, inserted)
         return Response(body, status_code=reply.status, headers=out_headers)
+
+    def _streamed(self, reply: UpstreamReply, headers: dict[str, str]) -> Response:
+        """The upstream's stream passed on as it comes, errors translated."""
+        translate = self.upstream.translate_error
+        return UpstreamStreamResponse(
+            reply, headers=headers, metrics=self.metrics, translate=translate
+        )
 
     async def _until_disconnect(self, request: Request, work: Awaitable[T]) -> T | None:
         """Await ``work``; cancel it and return ``None`` if the client disconnects first.
