@@ -381,11 +381,5 @@ def _decision_out(result: CompressionResult) -> AutoDecisionOut | None:
     decision = decision_of(result)
     if decision is None:
         return None
-    return AutoDecisionOut(
-        compress=decision.compress,
-        compressor=decision.compressor,
-        ratio=decision.ratio,
-        reason=decision.reason,
-        predicted_s=decision.predicted_s,
-        baseline_s=decision.baseline_s,
-    )
+    fields = decision.to_dict()
+    return AutoDecisionOut(**{name: fields[name] for name in AutoDecisionOut.model_fields})
