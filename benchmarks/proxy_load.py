@@ -42,6 +42,7 @@ from harness import rss_mib
 from http_load import Connection, load, sequential
 
 from ragzip.experiments.datasets import read_nq
+from ragzip.experiments.reporting import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nq_open_dev.jsonl.gz"
@@ -88,6 +89,34 @@ async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": _COMPLETION})
+
+
+LATENCY_TABLE = {  # column title: result key
+    "p50 ms": "p50_ms",
+    "p95 ms": "p95_ms",
+    "added p50 ms": "added_p50_ms",
+    "added p95 ms": "added_p95_ms",
+    "tokens saved": "mean_tokens_saved",
+    "errors": "errors",
+}
+LOAD_TABLE = {
+    "req/s": "req_per_s",
+    "p50 ms": "p50_ms",
+    "p95 ms": "p95_ms",
+    "p99 ms": "p99_ms",
+    "errors": "errors",
+    "proxy CPU ms/req": "proxy_cpu_ms_per_request",
+    "proxy CPU used (cores)": "proxy_cpu_utilization",
+    "req/s per proxy core (derived)": "proxy_req_per_s_per_core",
+}
+
+
+def _table(results: dict[str, dict[str, Any]], columns: dict[str, str]) -> str:
+    return markdown_table(
+        ["target", *columns],
+        [[key, *(row.get(c, "") for c in columns.values())] for key, row in results.items()],
+        align="l" + "r" * len(columns),
+    )
 
 
 def _serve(app: Any, port_queue: Any) -> None:
@@ -264,29 +293,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"## Latency, one request at a time ({args['latency_requests']} requests)",
         "",
-        "| target | p50 ms | p95 ms | added p50 ms | added p95 ms | tokens saved | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        _table(res["latency"], LATENCY_TABLE),
     ]
-    for key, row in res["latency"].items():
-        lines.append(
-            f"| {key} | {row['p50_ms']} | {row['p95_ms']} | {row.get('added_p50_ms', '')} | "
-            f"{row.get('added_p95_ms', '')} | {row.get('mean_tokens_saved', '')} | "
-            f"{row['errors']} |"
-        )
     lines += [
         "",
         f"## Load: {args['concurrency']} connections for {args['duration']} s each",
         "",
-        "| target | req/s | p50 ms | p95 ms | p99 ms | errors | proxy CPU ms/req "
-        "| proxy CPU used (cores) | req/s per proxy core (derived) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        _table(res["load"], LOAD_TABLE),
     ]
-    for key, row in res["load"].items():
-        lines.append(
-            f"| {key} | {row['req_per_s']} | {row['p50_ms']} | {row['p95_ms']} | "
-            f"{row['p99_ms']} | {row['errors']} | {row.get('proxy_cpu_ms_per_request', '')} | "
-            f"{row.get('proxy_cpu_utilization', '')} | {row.get('proxy_req_per_s_per_core', '')} |"
-        )
     rss, load = res["proxy_rss_mib"], res["load_average_1m"]
     lines += [
         "",

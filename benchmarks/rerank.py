@@ -27,7 +27,12 @@ from ragzip import Budget, create_compressor
 from ragzip.evaluation.indexing import load_or_build_index
 from ragzip.evaluation.metrics import recall_at_k, source_id
 from ragzip.experiments.datasets import gold_doc_ids, load_nq, nq_corpus, nq_split
+from ragzip.experiments.reporting import markdown_table
 from ragzip.weights import smollm2_counter
+
+
+def _secs(row: dict[str, Any]) -> str:
+    return "" if row["s_per_question"] is None else f"{row['s_per_question']:.3f}"
 
 
 def main() -> None:
@@ -93,15 +98,15 @@ def main() -> None:
         f"at {args.ratio:g}x; {record['machine']['processor']}, {args.threads} torch "
         "thread(s). `python benchmarks/rerank.py`",
         "",
-        "| order | recall@1 | recall@3 | recall@10 | s/question (compression) |",
-        "|---|---:|---:|---:|---:|",
+        markdown_table(
+            ["order", "recall@1", "recall@3", "recall@10", "s/question (compression)"],
+            [
+                [r["order"], *(f"{r[f'recall@{k}']:.3f}" for k in (1, 3, 10)), _secs(r)]
+                for r in rows
+            ],
+            align="lrrrr",
+        ),
     ]
-    for r in rows:
-        secs = "" if r["s_per_question"] is None else f"{r['s_per_question']:.3f}"
-        lines.append(
-            f"| {r['order']} | {r['recall@1']:.3f} | {r['recall@3']:.3f} | "
-            f"{r['recall@10']:.3f} | {secs} |"
-        )
     write(f"rerank_{args.split}", record, "\n".join(lines) + "\n")
 
 

@@ -47,6 +47,7 @@ from ragzip.compressors.units import sentence_spans
 from ragzip.encoders.embedding import FixedPrecision
 from ragzip.experiments.answers import answer_in_text
 from ragzip.experiments.datasets import NQExample, load_nq, nq_split
+from ragzip.experiments.reporting import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -281,15 +282,19 @@ def run_quality(args: argparse.Namespace) -> None:
         f"--k {args.k}`\n",
         f"{len(test)} test questions, top-{args.k} BM25 passages (gold inserted when missed); "
         f"uncompressed recall {full_recall:.3f}; budgets in {counter.name} tokens.\n",
-        "| compressor | requested | achieved ratio | answer-in-context recall |",
-        "|---|---|---|---|",
+        markdown_table(
+            ["compressor", "requested", "achieved ratio", "answer-in-context recall"],
+            [
+                [
+                    r["compressor"],
+                    "adaptive" if r["requested_ratio"] is None else f"{r['requested_ratio']:g}x",
+                    f"{r['achieved_ratio']:.2f}x",
+                    f"{r['answer_in_context_recall']:.3f}",
+                ]
+                for r in rows
+            ],
+        ),
     ]
-    for r in rows:
-        req = "adaptive" if r["requested_ratio"] is None else f"{r['requested_ratio']:g}x"
-        lines.append(
-            f"| {r['compressor']} | {req} | {r['achieved_ratio']:.2f}x | "
-            f"{r['answer_in_context_recall']:.3f} |"
-        )
     write("sentence_quality", record, "\n".join(lines) + "\n")
 
 

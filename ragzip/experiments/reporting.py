@@ -25,10 +25,17 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A Markdown table of already formatted cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
+    """A Markdown table; cells are written with ``str`` (format numbers before).
+
+    Args:
+        header: Column titles.
+        rows: One sequence of cells per row.
+        align: One letter per column, ``l`` or ``r`` (right: numbers); left where not given.
+    """
+    rules = ["---:" if align[i : i + 1] == "r" else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rules) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
