@@ -46,6 +46,9 @@ RAGZIP = Path(sys.executable).with_name("ragzip")
 CONFIGS = ("identity@1x", "mig@4x", "sentence@4x", "token@4x", "auto@4x")
 
 
+MODES = {"sent": "sent by the client", "retrieve": "retrieved by the proxy"}
+
+
 def workload(n_questions: int, k: int) -> tuple[list[dict[str, Any]], Path]:
     """``n_questions`` NQ test questions with their top-``k`` hybrid passages, and the index."""
     from ragzip.core.paths import paths
@@ -260,7 +263,7 @@ def bench(args: argparse.Namespace, preset: str) -> dict[str, Any]:
 
 def markdown(r: dict[str, Any], command: str) -> str:
     lines = [
-        f"# Users per GPU: {r['preset']} (SIMULATED GPU), contexts {r['mode']}",
+        f"# Users per GPU: {r['preset']} (SIMULATED GPU), contexts {MODES[r['mode']]}",
         "",
         f"`{command}` on {r['cpu']} ({r['cpus']} CPUs; the proxy's CPU work is real). "
         f"{r['simulated']}. SLO: p95 time to first token ≤ {r['slo_s']} s; "
