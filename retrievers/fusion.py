@@ -92,16 +92,13 @@ def fuse_hits(
     chunks: Sequence[Passage],
     bm25_hits: tuple[np.ndarray, np.ndarray],
     dense_hits: tuple[np.ndarray, np.ndarray],
-    *,
-    k: int,
-    mode: str,
-    weights: tuple[float, float],
-    rrf_k: float,
+    options: SearchOptions,
 ) -> list[Passage]:
-    """The top ``k`` of ``chunks`` from the BM25 and dense hits (row ids and scores, best
-    first): fused by weighted RRF in ``"hybrid"`` mode, else one ranking as it is. Each result
-    is a new passage with the fused (or the retriever's) score and both retrievers' ranks and
-    scores in its metadata."""
+    """The top ``options.k`` of ``chunks`` from the BM25 and dense hits (row ids and scores,
+    best first): fused by weighted RRF in ``"hybrid"`` mode, else one ranking as it is. Each
+    result is a new passage with the fused (or the retriever's) score and both retrievers' ranks
+    and scores in its metadata."""
+    k, mode = options.k, options.mode
     bm25_ids = bm25_hits[0].tolist()
     dense_ids = dense_hits[0].tolist()
     extra: dict[int, dict[str, Any]] = {}
@@ -112,7 +109,8 @@ def fuse_hits(
             info[f"{prefix}_rank"] = rank
             info[f"{prefix}_score"] = score
     if mode == "hybrid":
-        ranked = reciprocal_rank_fusion([bm25_ids, dense_ids], weights, k=rrf_k)[:k]
+        fused = reciprocal_rank_fusion([bm25_ids, dense_ids], options.weights, k=options.rrf_k)
+        ranked = fused[:k]
     else:
         hits = bm25_hits if mode == "bm25" else dense_hits
         ranked = list(zip(hits[0].tolist()[:k], hits[1].tolist()[:k], strict=True))

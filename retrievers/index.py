@@ -271,12 +271,8 @@ class HybridIndex(HybridSearch):
             dense_hits = self._dense.search(vectors, n)
         else:
             dense_hits = [empty] * len(queries)
-        return [
-            fuse_hits(
-                self._chunks, b, d, k=k, mode=mode, weights=options.weights, rrf_k=options.rrf_k
-            )
-            for b, d in zip(bm25_hits, dense_hits, strict=True)
-        ]
+        pairs = zip(bm25_hits, dense_hits, strict=True)
+        return [fuse_hits(self._chunks, b, d, options) for b, d in pairs]
 
     # ------------------------------------------------------------------ persistence
 

@@ -137,46 +137,26 @@ class ProxyService:
 
     async def chat_completions(self, body: ChatCompletionRequest, request: Request) -> Response:
         """``POST /v1/chat/completions``: compress the marked context, then forward."""
-        raw: dict[str, Any] = await request.json()
-        settings = self.settings
-
-        def render(plan: ContextPlan, kept: list[str]) -> Any:
-            placement, header = settings.context_placement, settings.context_header
-            return render_chat(raw["messages"], plan, kept, placement=placement, header=header)
-
-        args = ("messages", plan_chat, render, body, raw, request)
-        return await self._compress_and_forward("chat/completions", *args)
+        return await self._compress_and_forward(body, request, chat=True)
 
     async def completions(self, body: CompletionRequest, request: Request) -> Response:
         """``POST /v1/completions``: compress the marked context, then forward."""
-        raw: dict[str, Any] = await request.json()
-        header = self.settings.context_header
-
-        def render(plan: ContextPlan, kept: list[str]) -> Any:
-            return render_completion(raw["prompt"], plan, kept, header=header)
-
-        args = ("prompt", plan_completion, render, body, raw, request)
-        return await self._compress_and_forward("completions", *args)
+        return await self._compress_and_forward(body, request, chat=False)
 
     async def _compress_and_forward(
-        self,
-        path: str,
-        field: str,
-        plan_of: Callable[[Any, list[Passage]], ContextPlan],
-        render: Callable[[ContextPlan, list[str]], Any],
-        body: ChatCompletionRequest | CompletionRequest,
-        raw: dict[str, Any],
-        request: Request,
+        self, body: ChatCompletionRequest | CompletionRequest, request: Request, *, chat: bool
     ) -> Response:
-        """What both routes do: plan the context of ``raw[field]`` (retrieving when asked),
-        compress it, render it back and forward the body upstream (the very bytes when there
-        was nothing to do); a chat may instead go up as soft prompt embeddings."""
+        """What both routes do: plan the context of the messages (``chat``) or the prompt
+        (retrieving when asked), compress it, render it back and forward the body upstream (the
+        very bytes when there was nothing to do); a chat may instead go up as soft prompt
+        embeddings."""
+        raw: dict[str, Any] = await request.json()
+        field, plan_of = ("messages", plan_chat) if chat else ("prompt", plan_completion)
         options = body.ragzip
         planned = await self._plan(lambda ps: plan_of(raw[field], ps), options, request)
         if planned is None:
             return Response(status_code=CLIENT_CLOSED)
         plan, retrieved = planned
-        chat = field == "messages"
         usage: RagzipUsage | None = None
         inserted: int | None = None  # where a context message went in, if one did
         if plan.has_work:
@@ -194,14 +174,22 @@ class ProxyService:
             if soft is not None:
                 return await self._forward_soft(raw, plan, soft, request, usage)
             forward = {k: v for k, v in raw.items() if k != "ragzip"}
-            forward[field] = render(plan, kept)
-            if chat and len(forward[field]) > len(raw[field]):
-                inserted = insert_position(raw[field])
+            header = self.settings.context_header
+            if chat:
+                placement = self.settings.context_placement
+                forward[field] = render_chat(
+                    raw[field], plan, kept, placement=placement, header=header
+                )
+                if len(forward[field]) > len(raw[field]):
+                    inserted = insert_position(raw[field])
+            else:
+                forward[field] = render_completion(raw[field], plan, kept, header=header)
             content = dumps_json(forward)
         elif "ragzip" in raw:
             content = dumps_json({k: v for k, v in raw.items() if k != "ragzip"})
         else:
             content = await request.body()  # nothing to do: forward the very bytes
+        path = "chat/completions" if chat else "completions"
         return await self._forward(path, content, request, bool(body.stream), usage, inserted)
 
     async def _plan(

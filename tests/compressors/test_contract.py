@@ -204,9 +204,6 @@ def test_budget_and_cut_from_original(
     _check(compressor, query, passages, budget, trim_warnings)
 
 
-_PROSE = PROSE
-
-
 @_examples(15)
 @given(query=_queries, passages=_passages, budget=_budgets)
 def test_budget_counts_the_prompt_as_sent(
@@ -234,12 +231,12 @@ _TITLED = ContextFormat(
     ids=str,
 )  # fmt: skip
 def test_fixed_inputs(compressor: Compressor, budget: Budget, trim_warnings: list[str]) -> None:
-    _check(compressor, "who wrote yesterday?", _PROSE, budget, trim_warnings)
+    _check(compressor, "who wrote yesterday?", PROSE, budget, trim_warnings)
 
 
 def test_impossible_budget_is_refused(compressor: Compressor) -> None:
     with pytest.raises(BudgetError, match="leaves 0 of the context's"):
-        compressor.compress("who wrote yesterday?", _PROSE, budget=Budget.compression(1000))
+        compressor.compress("who wrote yesterday?", PROSE, budget=Budget.compression(1000))
     with pytest.raises(BudgetError, match="at least 1"):
         Budget.tokens(0)
     with pytest.raises(BudgetError, match="at least 1"):
@@ -257,7 +254,7 @@ def test_budget_covering_the_context_keeps_it_whole(
     ``auto`` alone decides by itself how much to keep below such a cap."""
     if compressor.soft or compressor.decides_amount:
         pytest.skip(f"{compressor.name} does not keep text whole by design")
-    passages = [Passage(t, title=f"T{i}" if i % 2 else "") for i, t in enumerate(_PROSE)]
+    passages = [Passage(t, title=f"T{i}" if i % 2 else "") for i, t in enumerate(PROSE)]
     result = compressor.compress("who wrote yesterday?", passages, budget=budget, layout=layout)
     assert [p.text for p in result.passages] == [p.text for p in passages]
     assert result.compressed_tokens == result.original_tokens
@@ -265,7 +262,7 @@ def test_budget_covering_the_context_keeps_it_whole(
 
 def test_generous_budget_is_used(compressor: Compressor) -> None:
     """At 2x a compressor keeps something: no method may return an empty context."""
-    result = compressor.compress("who wrote yesterday?", _PROSE, budget=Budget.compression(2))
+    result = compressor.compress("who wrote yesterday?", PROSE, budget=Budget.compression(2))
     assert result.budget_tokens > 0
     assert result.compressed_tokens > 0
 
@@ -278,8 +275,8 @@ def test_no_passages(compressor: Compressor) -> None:
 
 def test_identity_keeps_everything_at_ratio_one(counter: TokenCounter) -> None:
     identity = ragzip.create_compressor("identity", counter=counter)
-    result = identity.compress("who wrote yesterday?", _PROSE, budget=Budget.compression(1))
-    assert [p.text for p in result.passages] == [p for p in _PROSE]
+    result = identity.compress("who wrote yesterday?", PROSE, budget=Budget.compression(1))
+    assert [p.text for p in result.passages] == [p for p in PROSE]
     assert result.compressed_tokens == result.original_tokens
 
 
