@@ -11,6 +11,7 @@ SmolLM2's GGUF is dequantized once into a safetensors cache under :func:`cache_d
 from __future__ import annotations
 
 import errno
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -156,6 +157,14 @@ def smollm2_cache_path() -> Path:
     return cache_dir() / SMOLLM2_NAME
 
 
+def _converter_version() -> str:
+    """The installed transformers' version: a conversion is as good as the code that made it."""
+    try:
+        return importlib.metadata.version("transformers")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def _source_fingerprint(gguf: Path) -> dict[str, Any]:
     stat = gguf.stat()
     return {
@@ -163,14 +172,16 @@ def _source_fingerprint(gguf: Path) -> dict[str, Any]:
         "source": gguf.name,
         "source_size": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
+        "transformers": _converter_version(),
     }
 
 
 def converted_is_valid(folder: Path, gguf: Path) -> bool:
     """Whether ``folder`` holds a complete conversion of ``gguf`` as it is now.
 
-    The manifest records the GGUF's name, size and modification time; a changed source (or a
-    newer cache format) makes the cache stale.
+    The manifest records the GGUF's name, size and modification time and the transformers version
+    that converted it; a changed source, another transformers (its GGUF reader and tokenizer
+    conversion change between releases) or a newer cache format makes the cache stale.
     """
     if not all((folder / name).is_file() for name in _SMOLLM2_REQUIRED_FILES):
         return False
@@ -214,9 +225,7 @@ def _convert_gguf(gguf: Path, dest: Path) -> None:
     model.generation_config = quantized.generation_config
     model.save_pretrained(str(dest))
     tokenizer.save_pretrained(str(dest))
-    import transformers
-
-    manifest = {**_source_fingerprint(gguf), "transformers": transformers.__version__}
+    manifest = _source_fingerprint(gguf)
     (dest / _MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 

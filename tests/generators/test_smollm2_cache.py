@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import time
@@ -22,8 +23,11 @@ from ragzip.weights import (
 REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
 
 
-def _fake_conversion(folder: Path, gguf: Path, *, size: int | None = None) -> Path:
-    """A folder with the required files and a manifest describing ``gguf`` (or a wrong size)."""
+def _fake_conversion(
+    folder: Path, gguf: Path, *, size: int | None = None, converter: str | None = None
+) -> Path:
+    """A folder with the required files and a manifest describing ``gguf`` (or a wrong size or
+    another transformers version)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in REQUIRED:
         (folder / name).write_text("{}", encoding="utf-8")
@@ -33,6 +37,9 @@ def _fake_conversion(folder: Path, gguf: Path, *, size: int | None = None) -> Pa
         "source": gguf.name,
         "source_size": stat.st_size if size is None else size,
         "source_mtime_ns": stat.st_mtime_ns,
+        "transformers": importlib.metadata.version("transformers")
+        if converter is None
+        else converter,
     }
     (folder / "ragzip-manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return folder
@@ -56,6 +63,20 @@ def test_manifest_decides_validity(tmp_path) -> None:
     (broken / "ragzip-manifest.json").write_text("{not json", encoding="utf-8")
     assert not smollm2_cache_is_valid(broken, gguf)
     assert not smollm2_cache_is_valid(tmp_path / "missing", gguf)
+
+
+def test_another_transformers_invalidates(tmp_path) -> None:
+    """A conversion made by another transformers release is redone: GGUF reading and tokenizer
+    conversion change between releases (a tokenizer converted by an older one decoded spaces as
+    'Ġ')."""
+    gguf = smollm2_gguf()
+    older = _fake_conversion(tmp_path / "older", gguf, converter="0.0.1")
+    assert not smollm2_cache_is_valid(older, gguf)
+    unrecorded = _fake_conversion(tmp_path / "unrecorded", gguf)
+    manifest = json.loads((unrecorded / "ragzip-manifest.json").read_text(encoding="utf-8"))
+    del manifest["transformers"]
+    (unrecorded / "ragzip-manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert not smollm2_cache_is_valid(unrecorded, gguf)
 
 
 def test_touching_the_source_invalidates(tmp_path) -> None:
