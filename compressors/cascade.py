@@ -70,7 +70,7 @@ from ragzip.core.fields import Ge, check_fields
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
 
-Coarse = Literal["sentence", "mig"]
+Coarse = Literal["sentence", "mig", "ensemble"]
 
 EXPANSION: tuple[tuple[float, float], ...] = ((2.0, 1.0), (4.0, 1.5))
 """``(ratio, expand)``: the intermediate budget as a multiple of the final one, by the ratio
@@ -78,7 +78,8 @@ asked for (interpolated in log-ratio between rows, the end rows beyond them)."""
 
 
 class Ranker(Protocol):
-    """A sentence-level compressor that can rank a request's sentences (``sentence``, ``mig``)."""
+    """A sentence-level compressor that can rank a request's sentences (``sentence``, ``mig``,
+    ``ensemble``)."""
 
     def ranking(self, request: CompressionRequest, budget_tokens: int) -> Ranking:
         """The request's sentences, scored and in the order they would be kept."""
@@ -116,8 +117,9 @@ class CascadeCompressor(Compressor):
         """Settings of :class:`CascadeCompressor`.
 
         Attributes:
-            coarse: ``"sentence"`` (the trained sentence classifier) or ``"mig"`` (MiniLM
-                relevance, about half the CPU).
+            coarse: ``"mig"`` (MiniLM relevance), ``"sentence"`` (the trained sentence
+                classifier, about twice the CPU) or ``"ensemble"`` (both, fused, with the
+                passages' order as a prior; see :mod:`ragzip.compressors.ensemble`).
             expand: The intermediate budget as a multiple of the final one (1 keeps whole
                 sentences only); ``None`` follows the ratio (:data:`EXPANSION`).
             relevance_weight: How much a sentence's coarse score (best sentence = 1) adds to
@@ -147,9 +149,8 @@ class CascadeCompressor(Compressor):
         from ragzip.registry import create_compressor
 
         if coarse is None:
-            options = (
-                {"cache_size": self.config.cache_size} if self.config.coarse == "sentence" else {}
-            )
+            cached = self.config.coarse in ("sentence", "ensemble")
+            options = {"cache_size": self.config.cache_size} if cached else {}
             coarse = create_compressor(self.config.coarse, counter=counter, config=options)
         if not callable(getattr(coarse, "ranking", None)):
             msg = f"the coarse stage ({type(coarse).__name__}) cannot rank sentences"

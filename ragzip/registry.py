@@ -337,63 +337,60 @@ def build_config(config_cls: type, config: Mapping[str, Any] | Any | None) -> An
         raise ConfigError(msg) from exc
 
 
-register(
-    "identity",
-    "ragzip.compressors.identity:IdentityCompressor",
-    summary="whole passages in retrieval order while they fit (the uncompressed baseline)",
-)
-register(
-    "truncate",
-    "ragzip.compressors.truncate:TruncateCompressor",
-    summary="keep the head of each passage, budget shared evenly",
-)
-register(
-    "random",
-    "ragzip.compressors.random_select:RandomCompressor",
-    summary="seeded random sentences up to the budget (a baseline)",
-)
-register(
-    "mig",
-    "ragzip.compressors.mig:MIGCompressor",
-    extra="models",
-    summary="sentences by relevance minus redundancy (COMI's coarse MIG stage), training-free",
-)
-register(
-    "token",
-    "ragzip.compressors.token:TokenCompressor",
-    extra="models",
-    summary="words kept by a query-aware MiniLM token classifier (LLMLingua-2), one threshold",
-)
-register(
-    "auto",
-    "ragzip.compressors.auto:AutoCompressor",
-    extra="models",
-    summary="compress only above the profiled break-even length, with the fastest candidate "
-    "that meets a quality floor",
-)
-register(
-    "sentence",
-    "ragzip.compressors.sentence:SentenceCompressor",
-    extra="models",
-    summary="whole sentences a trained context-aware classifier (EXIT) finds useful",
-)
-register(
-    "cascade",
-    "ragzip.compressors.cascade:CascadeCompressor",
-    extra="models",
-    summary="sentences by the sentence classifier (or MIG), then words inside them by the "
-    "token classifier: coarse to fine, for 8x and beyond",
-)
-register(
-    "xrag",
-    "ragzip.compressors.xrag:XragCompressor",
-    extra="models",
-    summary="one soft token per passage: its MiniLM embedding projected into SmolLM2 (xRAG)",
-)
-register(
-    "merge",
-    "ragzip.compressors.merge:MergeCompressor",
-    extra="models",
-    summary="soft tokens: SmolLM2 token embeddings merged per sentence, budget shared by MIG "
-    "(COMI); needs a generator that reads embeddings",
-)
+_BUILT_IN: dict[str, tuple[str, str]] = {
+    "identity": (
+        "identity:IdentityCompressor",
+        "whole passages in retrieval order while they fit (the uncompressed baseline)",
+    ),
+    "truncate": (
+        "truncate:TruncateCompressor",
+        "keep the head of each passage, budget shared evenly",
+    ),
+    "random": (
+        "random_select:RandomCompressor",
+        "seeded random sentences up to the budget (a baseline)",
+    ),
+    "mig": (
+        "mig:MIGCompressor",
+        "sentences by relevance minus redundancy (COMI's coarse MIG stage), training-free",
+    ),
+    "token": (
+        "token:TokenCompressor",
+        "words kept by a query-aware MiniLM token classifier (LLMLingua-2), one threshold",
+    ),
+    "auto": (
+        "auto:AutoCompressor",
+        "compress only above the profiled break-even length, with the fastest candidate that "
+        "meets a quality floor",
+    ),
+    "sentence": (
+        "sentence:SentenceCompressor",
+        "whole sentences a trained context-aware classifier (EXIT) finds useful",
+    ),
+    "ensemble": (
+        "ensemble:EnsembleCompressor",
+        "whole sentences by the sentence classifier and MiniLM together, the retriever's order "
+        "as a prior",
+    ),
+    "cascade": (
+        "cascade:CascadeCompressor",
+        "sentences by MIG (or the sentence classifier, or both), then words inside them by the "
+        "token classifier: coarse to fine, for 8x and beyond",
+    ),
+    "xrag": (
+        "xrag:XragCompressor",
+        "one soft token per passage: its MiniLM embedding projected into SmolLM2 (xRAG)",
+    ),
+    "merge": (
+        "merge:MergeCompressor",
+        "soft tokens: SmolLM2 token embeddings merged per sentence, budget shared by MIG (COMI); "
+        "needs a generator that reads embeddings",
+    ),
+}
+"""The compressors ragzip ships: name → (``module:Class`` under ``ragzip.compressors``, summary)."""
+_CORE_ONLY = frozenset({"identity", "truncate", "random"})
+"""Built-in compressors that need no extra; the others need ``ragzip[models]``."""
+
+for _name, (_target, _summary) in _BUILT_IN.items():
+    _extra = None if _name in _CORE_ONLY else "models"
+    register(_name, f"ragzip.compressors.{_target}", extra=_extra, summary=_summary)
