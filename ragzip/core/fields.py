@@ -9,7 +9,8 @@ choices, ``X | None``) and its bounds ride along as annotated-types markers::
 :func:`check_fields`, called from a dataclass's ``__post_init__``, checks an instance against
 both, so that method keeps only the rules tying fields together; :mod:`ragzip.core.coerce` reads
 the same annotations to type values written as text. Numbers are finite, an ``int`` is never a
-``bool``, a ``float`` accepts an ``int``. Other annotations (paths, tuples, objects) are not
+``bool``, a ``float`` accepts an ``int``, a string field accepts a path (``pathlib.Path``) and
+keeps its text. Other annotations (paths, tuples, objects) are not
 checked here.
 """
 
@@ -19,6 +20,7 @@ import dataclasses
 import functools
 import math
 import operator
+import os
 import types
 import typing
 from collections.abc import Iterable
@@ -71,7 +73,21 @@ def check_fields(obj: Any) -> None:
     """
     hints: dict[str, Any] = _hints(obj.__class__)
     for field in dataclasses.fields(obj):
-        _check(field.name, getattr(obj, field.name), hints[field.name])
+        value = getattr(obj, field.name)
+        if isinstance(value, os.PathLike) and _base_kind(hints[field.name]) is str:
+            value = os.fspath(value)  # a folder given as a Path is kept as its text
+            object.__setattr__(obj, field.name, value)
+        _check(field.name, value, hints[field.name])
+
+
+def _base_kind(hint: Any) -> Any:
+    """The one kind ``hint`` holds, under ``Annotated`` and ``| None`` (``None`` for several)."""
+    if typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _base_kind(kinds[0]) if len(kinds) == 1 else None
+    return hint
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest
@@ -55,6 +56,18 @@ def test_a_value_outside_its_declaration_names_field_rule_and_value(
     with pytest.raises(ConfigError) as caught:
         Settings(**values)  # type: ignore[arg-type]
     assert str(caught.value) == message
+
+
+def test_a_path_for_a_string_field_is_kept_as_its_text(tmp_path: Path) -> None:
+    """A folder given as a ``Path`` (trained weights, a profile) is accepted and stored as text,
+    so what reads the setting sees one type."""
+    settings = Settings(name=tmp_path)  # type: ignore[arg-type]
+    assert settings.name == str(tmp_path) and isinstance(settings.name, str)
+    from ragzip.compressors.sentence import SentenceCompressor
+
+    assert SentenceCompressor.Config(weights=tmp_path).weights == str(tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="size must be an int"):
+        Settings(size=tmp_path)  # type: ignore[arg-type]
 
 
 def test_none_is_accepted_only_where_declared() -> None:
