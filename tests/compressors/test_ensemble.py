@@ -115,3 +115,18 @@ def test_cascade_takes_it_as_coarse_stage(minilm_counter: TokenCounter) -> None:
     cascade = ragzip.create_compressor("cascade:coarse=ensemble", counter=minilm_counter)
     result = cascade.compress(PROSE_QUERY, PROSE, budget=Budget(ratio=8.0))
     assert 0 < result.compressed_tokens <= result.budget_tokens
+
+
+def test_a_record_the_question_names_is_kept_wherever_it_stands(
+    scorers: tuple[SentenceCompressor, MIGCompressor], minilm_counter: TokenCounter
+) -> None:
+    """Among 30 look-alike records, the one whose key the question names survives a budget of
+    a few records from the last place, where the position prior weighs most."""
+    records = [f'"unit-{1000 + i}": "serial {7 * i + 3} of the east depot."' for i in range(30)]
+    question = "What is the serial of unit-1029?"
+    ensemble = _ensemble(scorers, minilm_counter)
+    result = ensemble.compress(question, records, budget=Budget(ratio=10.0))
+    assert "serial 206" in result.context
+    ignoring = _ensemble(scorers, minilm_counter, named_first=False)
+    request = ignoring.request(question, records, budget=Budget(ratio=10.0))
+    assert ignoring.ranking(request, request.budget_tokens).order[0] != 29
