@@ -161,8 +161,10 @@ class EnsembleCompressor(Compressor):
 
     def _compress(self, request: CompressionRequest) -> CompressionOutput:
         t0 = time.perf_counter()
+        if request.sent_limit <= 0:  # nothing can be sent: no need to run either scorer
+            return CompressionOutput(spans=[[] for _ in request.passages])
         ranking, content = self.scores(request)
-        if not len(ranking.units) or request.sent_limit <= 0:
+        if not len(ranking.units):
             return CompressionOutput(spans=[[] for _ in request.passages])
         t_score = time.perf_counter()
         fill = fill_request(ranking.units, ranking.order, request, self.counter)
