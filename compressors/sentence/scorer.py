@@ -37,9 +37,7 @@ from ragzip.encoders.onnx import (
     Backend,
     FixedBackend,
     OnnxModel,
-    export_key,
-    exported,
-    onnx_precision,
+    classifier_graph,
     resolve_backend,
 )
 
@@ -227,7 +225,7 @@ def load_scorer(
     graph = None
     if fixed != "torch":
         weights = sha256_file(path / "model.safetensors")
-        graph = OnnxModel(_export_classifier(model.eval(), export_key(base_sha, weights), fixed))
+        graph = _export_classifier(model.eval(), (base_sha, weights), fixed)
     return SentenceScorer(
         model,
         tokenizer,
@@ -238,9 +236,9 @@ def load_scorer(
     )
 
 
-def _export_classifier(model: SentenceClassifier, key: str, backend: FixedBackend) -> Path:
-    precision = onnx_precision(backend)  # exported() returns a graph already in the cache
-
+def _export_classifier(
+    model: SentenceClassifier, digests: Sequence[str], backend: FixedBackend
+) -> OnnxModel:
     class Graph(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -249,18 +247,7 @@ def _export_classifier(model: SentenceClassifier, key: str, backend: FixedBacken
         def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
             return self.model(Batch(**inputs))
 
-    ids = torch.ones((2, 8), dtype=torch.long)
-    example = {
-        "input_ids": ids,
-        "token_type_ids": torch.zeros_like(ids),
-        "attention_mask": ids,
-        "segment_ids": ids,
-    }
-    return exported(
-        Graph(),
-        example,
-        outputs=["logits"],
-        name="sentence-classifier",
-        key=key,
-        precision=precision,
+    inputs = ["input_ids", "token_type_ids", "attention_mask", "segment_ids"]
+    return classifier_graph(
+        Graph(), name="sentence-classifier", digests=digests, backend=backend, inputs=inputs
     )

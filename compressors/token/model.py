@@ -20,11 +20,8 @@ from ragzip.core.types import Span
 from ragzip.encoders.onnx import (
     AUTO_ONNX_CLASSIFIER,
     Backend,
-    FixedBackend,
     OnnxModel,
-    export_key,
-    exported,
-    onnx_precision,
+    classifier_graph,
     resolve_backend,
 )
 
@@ -147,11 +144,22 @@ def load_token_classifier(
     path = Path(folder) if folder else WEIGHTS_DIR
     apply_artefact(model, path)
     dev = resolve_device(device)
-    fixed: FixedBackend = "torch"
-    if quantize == "none":
-        fixed = resolve_backend(backend, dev, onnx=AUTO_ONNX_CLASSIFIER)
+    fixed = resolve_backend(
+        backend if quantize == "none" else "torch", dev, onnx=AUTO_ONNX_CLASSIFIER
+    )
     if fixed != "torch":
-        return OnnxTokenClassifier(_exported(model, path, fixed)), tokenizer
+        from ragzip.core.artefacts import sha256_file
+        from ragzip.weights import minilm_dir
+
+        graph = classifier_graph(  # exported once per pair of weights, then reused
+            model,
+            name="token-classifier",
+            digests=(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(path / WEIGHTS_FILE)),
+            backend=fixed,
+            inputs=["input_ids", "attention_mask", "token_type_ids"],
+            select=lambda out: out.logits,
+        )
+        return OnnxTokenClassifier(graph), tokenizer
     if quantize == "int8":
         if dev != "cpu":
             msg = "int8 dynamic quantisation runs on the CPU only"
@@ -183,27 +191,6 @@ class OnnxTokenClassifier:
         for r, row in enumerate(rows):
             logits[r, : len(row)] = row
         return SimpleNamespace(logits=torch.from_numpy(logits))
-
-
-def _exported(model: Any, folder: Path, backend: FixedBackend) -> OnnxModel:
-    import torch
-
-    from ragzip.core.artefacts import sha256_file
-    from ragzip.weights import minilm_dir
-
-    key = export_key(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(folder / WEIGHTS_FILE))
-    ids = torch.ones((2, 8), dtype=torch.long)  # the model is loaded: exported() reuses a cache
-    example = {"input_ids": ids, "attention_mask": ids, "token_type_ids": torch.zeros_like(ids)}
-    path = exported(
-        model,
-        example,
-        outputs=["logits"],
-        name="token-classifier",
-        key=key,
-        precision=onnx_precision(backend),
-        select=lambda out: out.logits,
-    )
-    return OnnxModel(path)
 
 
 def _quantize_int8(model: Any) -> Any:

@@ -178,6 +178,34 @@ def exported(
     return final
 
 
+def classifier_graph(
+    module: Any,
+    *,
+    name: str,
+    digests: Sequence[str],
+    backend: FixedBackend,
+    inputs: Sequence[str],
+    select: Callable[[Any], Any] | None = None,
+) -> OnnxModel:
+    """A classifier over MiniLM as an ONNX graph at ``backend``'s precision, exported once per
+    set of weight ``digests`` (:func:`exported`): traced on a small batch of ``inputs`` (token
+    type ids zeros, every other input ones), logits out."""
+    import torch
+
+    ids = torch.ones((2, 8), dtype=torch.long)
+    example = {k: torch.zeros_like(ids) if k == "token_type_ids" else ids for k in inputs}
+    path = exported(
+        module,
+        example,
+        outputs=["logits"],
+        name=name,
+        key=export_key(*digests),
+        precision=onnx_precision(backend),
+        select=select,
+    )
+    return OnnxModel(path)
+
+
 def _export(
     module: Any,
     example: Mapping[str, Any],

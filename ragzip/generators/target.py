@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,7 @@ class SoftTarget:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields, for an artefact's ``config.json``."""
-        return {
-            "name": self.name,
-            "identity": self.identity,
-            "hidden_size": self.hidden_size,
-            "vocab_size": self.vocab_size,
-        }
+        return asdict(self)
 
     def check(self, config: Mapping[str, Any], *, what: str, folder: str | Path) -> None:
         """Refuse an artefact made for another generator.

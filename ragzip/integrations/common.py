@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from ragzip.compressor import Compressor
 from ragzip.core.errors import CompressionError, ConfigError
@@ -24,6 +24,8 @@ DEFAULT_BUDGET = "4x"
 """The budget an adapter holds context to when given none."""
 METADATA_PREFIX = "ragzip_"
 """Prefix of the metadata keys adapters add to each compressed document."""
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _counters: dict[str, TokenCounter] = {}
@@ -45,6 +47,18 @@ def as_budget(value: Budget | str | int) -> Budget:
         return Budget.tokens(value)
     msg = f"budget must be a Budget, a string like '256' or '4x', or an int, got {value!r}"
     raise ConfigError(msg)
+
+
+def require(value: T, kind: type, field: str, what: str) -> T:
+    """``value`` when it is a ``kind``.
+
+    Raises:
+        ConfigError: It is not (naming ``field``, ``what`` it must be, and what it is).
+    """
+    if not isinstance(value, kind):
+        msg = f"{field} must be {what}, got {type(value).__name__}"
+        raise ConfigError(msg)
+    return value
 
 
 def token_counter(tokenizer: str | None = None) -> TokenCounter:

@@ -14,6 +14,7 @@ from typing import Any
 from ragzip.core.errors import ConfigError, InputError, needs_extra
 from ragzip.core.messages import ROLES, ChatMessage
 from ragzip.generators.base import Generation, Generator
+from ragzip.integrations.common import require
 
 with needs_extra("langchain", "the LangChain integration needs langchain-core"):
     from langchain_core.callbacks import (
@@ -137,10 +138,7 @@ class RagzipChatModel(BaseChatModel):
     @field_validator("generator", mode="before")
     @classmethod
     def _check_generator(cls, value: Any) -> Generator:
-        if not isinstance(value, Generator):
-            msg = f"generator must be a ragzip Generator, got {type(value).__name__}"
-            raise ConfigError(msg)
-        return value
+        return require(value, Generator, "generator", "a ragzip Generator")
 
     @field_validator("max_new_tokens")
     @classmethod

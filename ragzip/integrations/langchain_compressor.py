@@ -20,6 +20,7 @@ from ragzip.integrations.common import METADATA_PREFIX as METADATA_PREFIX
 from ragzip.integrations.common import (
     as_budget,
     figures,
+    require,
     require_text,
     shared_compressor,
 )
@@ -112,10 +113,7 @@ class RagzipCompressor(BaseDocumentCompressor):
     @field_validator("compressor", mode="before")
     @classmethod
     def _check_compressor(cls, value: Any) -> Compressor:
-        if not isinstance(value, Compressor):
-            msg = f"compressor must be a ragzip Compressor or a registry name, got {value!r}"
-            raise ConfigError(msg)
-        return value
+        return require(value, Compressor, "compressor", "a ragzip Compressor or a registry name")
 
     @field_validator("budget", mode="before")
     @classmethod

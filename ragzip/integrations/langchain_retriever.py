@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ragzip.core.errors import ConfigError, InputError, needs_extra
 from ragzip.core.types import Passage
+from ragzip.integrations.common import require
 from ragzip.integrations.langchain_documents import document_to_passage, passage_to_document
 from ragzip.retrievers.base import Retriever
 
@@ -67,13 +68,8 @@ class RagzipRetriever(BaseRetriever):
     @field_validator("index")
     @classmethod
     def _check_index(cls, value: Any) -> Any:
-        if not isinstance(value, Retriever):
-            msg = (
-                "index must be a ragzip HybridIndex or Retriever (with retrieve(query, k)), "
-                f"got {type(value).__name__}"
-            )
-            raise ConfigError(msg)
-        return value
+        what = "a ragzip HybridIndex or Retriever (with retrieve(query, k))"
+        return require(value, Retriever, "index", what)
 
     @field_validator("k")
     @classmethod

@@ -28,6 +28,7 @@ from ragzip.integrations.common import (
     DEFAULT_COMPRESSOR,
     as_budget,
     figures,
+    require,
     require_text,
     shared_compressor,
 )
@@ -189,9 +190,7 @@ class RagzipLlamaIndexRetriever(BaseRetriever):
     """
 
     def __init__(self, retriever: Retriever, *, k: int = 5, **kwargs: Any) -> None:
-        if not isinstance(retriever, Retriever):
-            msg = f"retriever must be a ragzip Retriever, got {type(retriever).__name__}"
-            raise ConfigError(msg)
+        require(retriever, Retriever, "retriever", "a ragzip Retriever")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             msg = f"k must be a positive int, got {k!r}"
             raise ConfigError(msg)

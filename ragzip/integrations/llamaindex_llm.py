@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragzip.core.errors import ConfigError, InputError, needs_extra
+from ragzip.core.errors import InputError, needs_extra
 from ragzip.generators.base import Generator
+from ragzip.integrations.common import require
 
 with needs_extra("llamaindex", "the LlamaIndex integration needs llama-index-core"):
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -40,9 +41,8 @@ class RagzipLLM(CustomLLM):
     _generator: Generator | None = PrivateAttr(default=None)
 
     def __init__(self, generator: Generator | None = None, **kwargs: Any) -> None:
-        if generator is not None and not isinstance(generator, Generator):
-            msg = f"generator must be a ragzip Generator, got {type(generator).__name__}"
-            raise ConfigError(msg)
+        if generator is not None:
+            require(generator, Generator, "generator", "a ragzip Generator")
         super().__init__(**kwargs)
         self._generator = generator
 

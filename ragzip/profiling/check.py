@@ -128,16 +128,10 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "machine": self.machine,
-            "generator": self.generator,
-            "tolerance": self.tolerance,
-            "max_abs_error": self.max_abs_error,
-            "passed": self.passed,
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "skipped": dict(self.skipped),
-            "points": [p.to_dict() for p in self.points],
-        }
+        out = asdict(self)
+        out.update(max_abs_error=self.max_abs_error, passed=self.passed)
+        out.update(skipped=dict(self.skipped), points=[p.to_dict() for p in self.points])
+        return out
 
 
 def _ttft(generator: Generator, query: str, texts: list[str]) -> float:

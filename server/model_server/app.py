@@ -111,15 +111,16 @@ class ModelService:
         self.model_name = model_name or generator.name
         self.created = int(time.time())
 
-    def check_model(self, name: str) -> None:
-        """Refuse requests for another model.
+    def check(self, body: ChatRequest | TextRequest) -> None:
+        """Refuse requests for another model, or with sampling settings not honoured here.
 
         Raises:
-            ConfigError: ``name`` is not the served model.
+            ConfigError: ``body.model`` is not the served model, or it asks for sampling.
         """
-        if name != self.model_name:
-            msg = f"model {name!r} is not served here; served: {self.model_name!r}"
+        if body.model != self.model_name:
+            msg = f"model {body.model!r} is not served here; served: {self.model_name!r}"
             raise ConfigError(msg)
+        body.check_greedy()
 
     def models(self) -> dict[str, Any]:
         """The ``/v1/models`` listing."""
@@ -139,26 +140,25 @@ class ModelService:
         self,
         request: Request,
         prompt_ids: list[int],
-        *,
-        chat: bool,
-        max_tokens: int,
-        stream: bool,
-        include_usage: bool,
+        body: ChatRequest | TextRequest,
     ) -> Response:
-        """Generate from ``prompt_ids`` and answer in the chat or text-completion shape.
+        """Generate from ``prompt_ids`` and answer in ``body``'s shape (chat or text completion),
+        at its length limit, streamed when it asks.
 
         Raises:
             InputError: The prompt does not fit the model's context window (before any byte is
                 sent).
         """
+        chat = isinstance(body, ChatRequest)
         tokens = await asyncio.to_thread(
-            self.generator.stream_ids, prompt_ids, max_new_tokens=max_tokens
+            self.generator.stream_ids, prompt_ids, max_new_tokens=body.limit()
         )
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
-        if stream:
-            body = self._stream(request, tokens, ident, chat, len(prompt_ids), include_usage)
+        if body.stream:
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = self._stream(request, tokens, ident, chat, len(prompt_ids), usage)
             return StreamingResponse(
-                body, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+                events, media_type="text/event-stream", headers={"cache-control": "no-cache"}
             )
         text: list[str] = []
         finish = "length"
@@ -264,33 +264,17 @@ def create_model_app(generator: TokenStreamer, *, model_name: str | None = None)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request) -> Response:
-        service.check_model(body.model)
-        body.check_greedy()
+        service.check(body)
         messages = [t for m in body.messages if (t := m.turn()) is not None]
         ids = await asyncio.to_thread(generator.prompt_ids, messages)
-        return await service.respond(
-            request,
-            ids,
-            chat=True,
-            max_tokens=body.limit(),
-            stream=body.stream,
-            include_usage=bool(body.stream_options and body.stream_options.include_usage),
-        )
+        return await service.respond(request, ids, body)
 
     @app.post("/v1/completions")
     async def completions(body: TextRequest, request: Request) -> Response:
-        service.check_model(body.model)
-        body.check_greedy()
+        service.check(body)
         tokenizer = generator.tokenizer
         ids = [int(i) for i in tokenizer(body.prompt, add_special_tokens=False)["input_ids"]]
-        return await service.respond(
-            request,
-            ids,
-            chat=False,
-            max_tokens=body.limit(),
-            stream=body.stream,
-            include_usage=bool(body.stream_options and body.stream_options.include_usage),
-        )
+        return await service.respond(request, ids, body)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
