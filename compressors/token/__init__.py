@@ -18,6 +18,29 @@ it fit retrieval-augmented generation:
   (the joined text the base class produces) fits the budget is kept — a single threshold, never
   one per window — after which the remaining slack is filled with the next words that fit.
 
+**The retriever's order as a prior** (``position_weight``, default 0.2). Passages are taken to
+arrive best first, as a retriever returns them: a word of the passage at place ``i`` (0 for the
+first) ranks as its keep-probability minus ``0.2 · log2(1 + i)``. Without it the classifier
+spreads the budget over all ten passages, and an answer in the first one loses words to
+question-like words of the ninth. Chosen on the 300 NQ ``val`` questions (top-10 hybrid
+passages, SmolLM2 tokens, answer-in-context recall as a share of uncompressed, word
+probabilities scored once and the rank rule varied), at 4x / 8x / 16x:
+
+===========================================  =====  =====  =====
+rank rule                                    4x     8x     16x
+===========================================  =====  =====  =====
+probability alone                            84.8   70.4   50.8
+minus 0.05 · log2(1 + i)                     94.6   85.2
+minus 0.2 · log2(1 + i)  (default)           98.3   93.6   83.2
+minus 0.5 · log2(1 + i)                      97.3   92.3   83.2
+minus 3 · log2(1 + i)  (passages in order)   97.3   91.9   83.2
+minus 0.2 · i  (linear)                      97.6   93.6   84.2
+plus 0.2 · z(passage's top-10 mean)          82.8
+===========================================  =====  =====  =====
+
+(the last: a passage's relevance read from the same pass, which made things worse). Set
+``position_weight=0`` when passages arrive in no meaningful order.
+
 Identifiers are never cut: words are whitespace-separated (each CJK character is a word of its
 own). Words holding a forced string (``force_keep``) or an identifier (UUID, e-mail address,
 URL, code identifier; ``force_patterns``) rank above all others (probability 1), ordered among

@@ -78,6 +78,10 @@ class TokenCompressor(Compressor):
             cache_size: Requests (question and passages) whose word probabilities are
                 remembered, so one context compressed at several budgets is scored once
                 (evaluation sweeps); 0 turns the cache off.
+            position_weight: The retriever's order as a prior: a word of the passage at place
+                ``i`` (0 for the first) ranks as its probability minus ``position_weight ·
+                log2(1 + i)`` (forced words stay above all others); 0 ranks every passage
+                alike. See the module docstring for the choice.
         """
 
         weights: str | None = None
@@ -94,6 +98,7 @@ class TokenCompressor(Compressor):
         backend: Backend = "auto"
         device: str | None = None
         cache_size: Annotated[int, Interval(ge=0, le=1_000_000)] = 0
+        position_weight: Annotated[float, Interval(ge=0, le=100)] = 0.2
 
         def __post_init__(self) -> None:
             keep = self.force_keep
@@ -149,7 +154,9 @@ class TokenCompressor(Compressor):
         if self.config.whole_values:
             units = [value_units(t, w) for t, w in zip(texts, words, strict=True)]
             probs = [unit_maximum(w, u, p) for w, u, p in zip(words, units, probs, strict=True)]
-        priority = self.priority(request.query, texts, units, probs)
+        priority = self.priority(
+            request.query, texts, units, probs, position_weight=self.config.position_weight
+        )
         spans = select_words(
             texts,
             units,
@@ -169,9 +176,12 @@ class TokenCompressor(Compressor):
         texts: Sequence[str],
         units: Sequence[Sequence[Span]],
         probs: Sequence[np.ndarray],
+        *,
+        position_weight: float = 0.0,
     ) -> list[np.ndarray]:
-        """Each unit's rank key: its probability, plus 1 for a unit that must be kept (a forced
-        string or pattern, a number the question names)."""
+        """Each unit's rank key: its probability, less ``position_weight · log2(1 + i)`` in the
+        passage at place ``i``; a unit that must be kept (a forced string or pattern, a number
+        the question names) gets ``1 + probability`` instead, above every other."""
         named = named_values(query) if self.config.whole_values else None
         return [
             np.where(
@@ -184,9 +194,9 @@ class TokenCompressor(Compressor):
                     numbers=self.config.force_numbers,
                 ),
                 1.0 + p,
-                p,
+                p - position_weight * np.log2(1.0 + i),
             )
-            for t, u, p in zip(texts, units, probs, strict=True)
+            for i, (t, u, p) in enumerate(zip(texts, units, probs, strict=True))
         ]
 
     # -- scoring ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import random
 import re
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +300,38 @@ def forced_need(counter: TokenCounter, passages: list[str], **force: Any) -> int
     return need
 
 
+def test_position_prior_ranks_earlier_passages_first(tiny_compressor: TokenCompressor) -> None:
+    """A word loses ``position_weight · log2(1 + place)``; a forced word stays above all."""
+    texts = ["alpha beta", "gamma 7f3e2a10-5b6c-4d7e-8f90-a1b2c3d4e5f6"]
+    units = [split_words(t) for t in texts]
+    probs = [np.array([0.5, 0.2]), np.array([0.5, 0.1])]
+    ranked = tiny_compressor.priority("what?", texts, units, probs, position_weight=0.3)
+    np.testing.assert_allclose(ranked[0], [0.5, 0.2])
+    np.testing.assert_allclose(ranked[1], [0.5 - 0.3, 1.1])  # log2(2) = 1; the UUID is forced
+    plain = tiny_compressor.priority("what?", texts, units, probs)
+    np.testing.assert_allclose(plain[1], [0.5, 1.1])
+
+
+def test_a_strong_position_prior_fills_passages_in_order(
+    tiny_compressor: TokenCompressor,
+) -> None:
+    """With a prior far above any probability, a later passage keeps a word only once every
+    earlier one is whole, whatever the classifier says."""
+    first = "The first passage says the tower is tall and old and made of stone."
+    second = "The second passage talks about rivers, bridges and the weather in spring."
+    compressor = TokenCompressor(
+        replace(tiny_compressor.config, position_weight=100.0),
+        counter=tiny_compressor.counter,
+        model=tiny_compressor.model,
+        tokenizer=tiny_compressor.tokenizer,
+    )
+    for ratio in (1.5, 3.0):
+        result = compressor.compress("what?", [first, second], budget=Budget(ratio=ratio))
+        kept = [p.text for p in result.passages]
+        assert kept[1] == "" or kept[0] == first, (ratio, kept)
+    assert compressor.compress("what?", [first, second], budget=Budget(ratio=3.0)).context
+
+
 def test_forced_words_survive_when_the_budget_allows(tiny_compressor: TokenCompressor) -> None:
     counter = tiny_compressor.counter
     text = (
@@ -472,7 +505,6 @@ def test_repeat_runs_are_identical(tiny_compressor: TokenCompressor) -> None:
 def test_score_cache_gives_the_same_output(
     smollm2_counter: TokenCounter, tiny_parts: tuple[Any, Any], tiny: TokenCompressor.Config
 ) -> None:
-    from dataclasses import replace
 
     model, tokenizer = tiny_parts
     plain = TokenCompressor(tiny, counter=smollm2_counter, model=model, tokenizer=tokenizer)
@@ -495,7 +527,6 @@ def test_score_cache_gives_the_same_output(
 def test_length_bucketing_does_not_change_the_result(
     smollm2_counter: TokenCounter, tiny_parts: tuple[Any, Any], tiny: TokenCompressor.Config
 ) -> None:
-    from dataclasses import replace
 
     passages = [("word " * n).strip() + "." for n in (5, 300, 40, 120, 2)]
     results = []
