@@ -20,7 +20,7 @@ import httpx
 from fastapi import Request
 from starlette.responses import Response
 
-from ragzip.core.errors import ConfigError, InputError, RagzipError, RegistryError
+from ragzip.core.errors import RagzipError
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import CompressionResult, Passage
 from ragzip.generators.prompt_embeds import PromptEmbedder, encode_prompt_embeds
@@ -53,9 +53,6 @@ from ragzip.server.upstream import UpstreamClient, UpstreamReply
 
 logger = logging.getLogger("ragzip.server")
 T = TypeVar("T")
-
-# Errors caused by the request itself: answered as 400, never hidden by the fallback.
-CLIENT_ERRORS = (InputError, ConfigError, RegistryError)
 CLIENT_CLOSED = 499  # nginx's status for "client closed request"; nobody reads it
 
 
@@ -63,13 +60,8 @@ class ProxyService:
     """Compression and forwarding, shared by all requests of one app.
 
     Args:
-        settings: Proxy settings.
-        metrics: The app's metrics.
-        counter: Token counter of the upstream model's tokenizer; built from ``settings`` when
-            not given.
+        settings, metrics, counter, embedder: Handed to :class:`CompressionService`.
         transport: An ``httpx`` transport to the upstream (tests); the network when ``None``.
-        embedder: Renders prompts as the upstream model's input embeddings for soft context;
-            built from ``settings`` on first use when not given.
         retriever: The retriever of the retrieval mode, instead of the one the settings name.
         close_retriever: Close ``retriever`` at shutdown (it was opened from ``settings``).
     """
