@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,51 @@ def _pct(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
+Column = tuple[str, Callable[[Any], str]]
+"""A table column: its header and what it shows of a row."""
+
+_COMPRESSION_COLUMNS: tuple[Column, ...] = (
+    ("compressor", lambda r: r.compressor),
+    ("requested", lambda r: f"{r.requested_ratio:g}x"),
+    ("answer recall", lambda r: _pct(r.answer_recall)),
+    ("achieved", lambda r: f"{_fmt(r.achieved_ratio, 2)}x"),
+    ("adherence", lambda r: _fmt(r.adherence, 2)),
+    ("violations", lambda r: str(r.budget_violations)),
+    ("tokens before", lambda r: _fmt(r.original_tokens, 0)),
+    ("tokens after", lambda r: _fmt(r.compressed_tokens, 0)),
+    ("ms / 1k tok", lambda r: _fmt(r.ms_per_1k_tokens, 1)),
+    ("ms p95", lambda r: _fmt(r.ms_p95, 1)),
+)
+_GENERATION_COLUMNS: tuple[Column, ...] = (
+    ("context", lambda r: r.setting),
+    ("ratio", lambda r: f"{r.ratio:g}x"),
+    ("n", lambda r: str(r.n)),
+    ("EM", lambda r: _pct(r.em)),
+    ("F1", lambda r: _pct(r.f1)),
+    ("accuracy", lambda r: _pct(r.accuracy)),
+    ("context tok", lambda r: _fmt(r.context_tokens, 0)),
+    ("prompt tok", lambda r: _fmt(r.prompt_tokens, 0)),
+    ("TTFT ms", lambda r: _fmt(r.ttft_ms, 0)),
+    ("TTFT p50", lambda r: _fmt(r.ttft_ms_p50, 0)),
+    ("generate ms", lambda r: _fmt(r.total_ms, 0)),
+    ("compress ms", lambda r: _fmt(r.compress_ms, 1)),
+    ("prefill GFLOP", lambda r: _fmt(r.prefill_gflops, 1)),
+)
+_KV_COLUMNS: tuple[Column, ...] = (
+    ("compressor", lambda r: r.compressor),
+    ("requested", lambda r: f"{r.requested_ratio:g}x"),
+    ("value survives", lambda r: _pct(r.value_survival)),
+    ("record survives", lambda r: _pct(r.pair_survival)),
+    ("achieved", lambda r: f"{_fmt(r.achieved_ratio, 2)}x"),
+    ("violations", lambda r: str(r.budget_violations)),
+    ("ms / 1k tok", lambda r: _fmt(r.ms_per_1k_tokens, 1)),
+)
+
+
+def _table(columns: Sequence[Column], rows: Sequence[Any]) -> str:
+    return markdown_table([h for h, _ in columns], [[show(r) for _, show in columns] for r in rows])
+
+
 def render_markdown(report: EvalReport) -> str:
     """The report as Markdown tables."""
     cfg = report.config
@@ -64,7 +109,8 @@ def render_markdown(report: EvalReport) -> str:
         "",
         f"- Run: {report.started_at} → {report.finished_at} ({report.duration_s:.0f} s)",
         f"- Tokens counted in: `{report.tokenizer}`",
-        f"- Machine: {report.machine.get('platform')}, {report.machine.get('cpu_count')} CPUs "
+        f"- Machine: {report.machine.get('cpu') or '-'}, {report.machine.get('platform')}, "
+        f"{report.machine.get('cpu_count')} CPUs "
         f"(torch threads: {report.machine.get('torch_threads') or '-'}), "
         f"Python {report.machine.get('python')}, commit {report.machine.get('git_commit') or '-'}"
         + (" (with uncommitted changes)" if report.machine.get("git_dirty") else ""),
@@ -105,35 +151,7 @@ def render_markdown(report: EvalReport) -> str:
             f"context holds an answer for {_pct(c.context_answer_recall)} and the gold passage "
             f"for {_pct(c.gold_in_context)} of questions.",
             "",
-            markdown_table(
-                [
-                    "compressor",
-                    "requested",
-                    "answer recall",
-                    "achieved",
-                    "adherence",
-                    "violations",
-                    "tokens before",
-                    "tokens after",
-                    "ms / 1k tok",
-                    "ms p95",
-                ],
-                [
-                    [
-                        row.compressor,
-                        f"{row.requested_ratio:g}x",
-                        _pct(row.answer_recall),
-                        f"{_fmt(row.achieved_ratio, 2)}x",
-                        _fmt(row.adherence, 2),
-                        str(row.budget_violations),
-                        _fmt(row.original_tokens, 0),
-                        _fmt(row.compressed_tokens, 0),
-                        _fmt(row.ms_per_1k_tokens, 1),
-                        _fmt(row.ms_p95, 1),
-                    ]
-                    for row in c.rows
-                ],
-            ),
+            _table(_COMPRESSION_COLUMNS, c.rows),
         ]
     if report.generation is not None:
         g = report.generation
@@ -144,41 +162,7 @@ def render_markdown(report: EvalReport) -> str:
             f"{g.generator} (`{g.tokenizer}`), greedy answers of at most {g.max_new_tokens} "
             "tokens. EM/F1 as in SQuAD; accuracy: an accepted answer occurs in the answer.",
             "",
-            markdown_table(
-                [
-                    "context",
-                    "ratio",
-                    "n",
-                    "EM",
-                    "F1",
-                    "accuracy",
-                    "context tok",
-                    "prompt tok",
-                    "TTFT ms",
-                    "TTFT p50",
-                    "generate ms",
-                    "compress ms",
-                    "prefill GFLOP",
-                ],
-                [
-                    [
-                        row.setting,
-                        f"{row.ratio:g}x",
-                        str(row.n),
-                        _pct(row.em),
-                        _pct(row.f1),
-                        _pct(row.accuracy),
-                        _fmt(row.context_tokens, 0),
-                        _fmt(row.prompt_tokens, 0),
-                        _fmt(row.ttft_ms, 0),
-                        _fmt(row.ttft_ms_p50, 0),
-                        _fmt(row.total_ms, 0),
-                        _fmt(row.compress_ms, 1),
-                        _fmt(row.prefill_gflops, 1),
-                    ]
-                    for row in g.rows
-                ],
-            ),
+            _table(_GENERATION_COLUMNS, g.rows),
         ]
     if report.kv is not None:
         kv = report.kv
@@ -189,29 +173,7 @@ def render_markdown(report: EvalReport) -> str:
             f'{kv.cases} cases of {kv.records_per_case:.0f} `"key": "value"` passages; '
             "does the asked value survive verbatim?",
             "",
-            markdown_table(
-                [
-                    "compressor",
-                    "requested",
-                    "value survives",
-                    "record survives",
-                    "achieved",
-                    "violations",
-                    "ms / 1k tok",
-                ],
-                [
-                    [
-                        row.compressor,
-                        f"{row.requested_ratio:g}x",
-                        _pct(row.value_survival),
-                        _pct(row.pair_survival),
-                        f"{_fmt(row.achieved_ratio, 2)}x",
-                        str(row.budget_violations),
-                        _fmt(row.ms_per_1k_tokens, 1),
-                    ]
-                    for row in kv.rows
-                ],
-            ),
+            _table(_KV_COLUMNS, kv.rows),
         ]
     return "\n".join(parts) + "\n"
 
