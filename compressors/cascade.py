@@ -148,8 +148,6 @@ class CascadeCompressor(Compressor):
             answer_weight: What a word of the shape the question asks for (a date for *when*,
                 a number for *how many*, a name for *who*; see
                 :mod:`~ragzip.compressors.answer_shape`) adds to its keep-probability.
-            position_weight: The retriever's order in the fine stage: a word of the passage at
-                place ``i`` loses ``position_weight · log2(1 + i)`` (as in ``token``).
             cache_size: Requests whose sentence probabilities the ``sentence`` stage remembers
                 (evaluation sweeps over several ratios score a context once).
         """
@@ -158,7 +156,6 @@ class CascadeCompressor(Compressor):
         expand: Annotated[float, Ge(1)] | None = None
         relevance_weight: Annotated[float, Ge(0)] = 1.0
         answer_weight: Annotated[float, Ge(0)] = 0.5
-        position_weight: Annotated[float, Ge(0)] = 0.0
         cache_size: Annotated[int, Ge(0)] = 0
 
         def __post_init__(self) -> None:
@@ -299,13 +296,7 @@ class CascadeCompressor(Compressor):
             word_units[i] = spans
             unit_probs[i] = np.concatenate(unit_p) if unit_p else np.zeros(0)
             boosts[i] = np.asarray(boost, dtype=np.float64)
-        priority = self.fine.priority(
-            request.query,
-            texts,
-            word_units,
-            unit_probs,
-            position_weight=self.config.position_weight,
-        )
+        priority = self.fine.priority(request.query, texts, word_units, unit_probs)
         weight = float(self.config.relevance_weight)
         ranked = [p + weight * b for p, b in zip(priority, boosts, strict=True)]
         if self.config.answer_weight and (shape := expected_shape(request.query)):

@@ -30,6 +30,22 @@ passage share its title in the embedded text, so a large λ pushes the answer's 
 The default λ=0.1 keeps the redundancy term at no measured cost; retrieval sets with
 overlapping chunks are where it earns its place, and near-duplicates are also cut outright by
 ``max_similarity``.
+
+**The retriever's order** (``position_weight=0.15``). Passages are taken to arrive best first:
+a sentence of the passage at place ``i`` has ``0.15 · log2(1 + i)`` taken off its relevance,
+unless it holds a number or identifier the question names (``named_exempt``: the record a
+key/value question asks for keeps its chance wherever it stands; without it the asked value
+survived in 47 of 100 key/value cases at 4x instead of 100). Chosen on the 300 NQ ``val``
+questions (top-10 hybrid passages, answer-in-context recall; uncompressed 99.0%;
+``ragzip eval --split val -n 300 --compressors "mig:position_weight=W" --ratios 4,8,16``)::
+
+    position_weight   0      0.02   0.05   0.1    0.15   0.2    0.3    0.5
+    4x                92.7   94.0   95.3   96.0   97.3   97.3   97.0   97.0
+    8x                88.7   89.3   90.7   91.3   92.7   92.0   91.0   90.7
+    16x               69.7   70.0   71.0   70.3   69.7   68.3   68.3   68.0
+
+(with ``named_exempt``, the default: 97.3 / 92.3 / 69.7). ``position_weight=0`` ranks every
+passage alike, for passages in no meaningful order.
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ import numpy as np
 
 from ragzip.cache.feature_cache import FeatureCache, FeatureTable
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.token.words import named_values
 from ragzip.compressors.units import (
     Granularity,
     Ranking,
@@ -140,6 +157,11 @@ class MIGCompressor(Compressor):
             cache_mb: MiB of sentence and query vectors kept by content
                 (:class:`~ragzip.cache.feature_cache.FeatureCache`), so text seen before is not
                 embedded again; 0 turns the cache off. Ignored when a cache is injected.
+            position_weight: The retriever's order as a prior: a unit of the passage at place
+                ``i`` (0 for the first) has its relevance lowered by ``position_weight ·
+                log2(1 + i)``; 0 ranks every passage alike.
+            named_exempt: A unit holding a number or identifier the question names (the record
+                it asks for by its key) loses nothing for its place.
         """
 
         redundancy_weight: Annotated[float, Ge(0)] = 0.1
@@ -151,6 +173,8 @@ class MIGCompressor(Compressor):
         precision: Precision = "auto"
         backend: Backend = "auto"
         cache_mb: Annotated[int, Ge(0)] = 64
+        position_weight: Annotated[float, Ge(0)] = 0.15
+        named_exempt: bool = True
 
         def __post_init__(self) -> None:
             check_fields(self)
@@ -230,7 +254,9 @@ class MIGCompressor(Compressor):
         vectors, hits = self._vectors(request, units)
         t_embed = time.perf_counter()
         cap = request.budget_tokens + request.framing_tokens  # kept passages pay their layout
-        order = self.rank(vectors[0], vectors[1:], units, cap)
+        order = self.rank(
+            vectors[0], vectors[1:], units, cap, prior=self.prior(request.query, units)
+        )
         selection = fill_request(units, order, request, self.counter)
         t_select = time.perf_counter()
         return CompressionOutput(
@@ -259,11 +285,32 @@ class MIGCompressor(Compressor):
         if not len(units):
             return Ranking(units, np.zeros(0, dtype=np.float32), ())
         vectors, _ = self._vectors(request, units)
-        order = self.rank(vectors[0], vectors[1:], units, budget_tokens)
+        prior = self.prior(request.query, units)
+        order = self.rank(vectors[0], vectors[1:], units, budget_tokens, prior=prior)
         return Ranking(units, vectors[1:] @ vectors[0], tuple(order))
 
+    def prior(self, query: str, units: Units) -> np.ndarray | None:
+        """What each unit's place adds to its relevance (``position_weight``, and
+        ``named_exempt``); ``None`` when nothing."""
+        cfg = self.config
+        if not cfg.position_weight:
+            return None
+        places = np.array([u.passage for u in units.items], dtype=np.float32)
+        prior = -float(cfg.position_weight) * np.log2(1.0 + places)
+        named = named_values(query) if cfg.named_exempt else None
+        if named is not None:
+            asked = np.array([bool(named.search(u.text)) for u in units.items])
+            prior = np.where(asked, 0.0, prior)
+        return prior.astype(np.float32)
+
     def rank(
-        self, query: np.ndarray, vectors: np.ndarray, units: Units, budget_tokens: int
+        self,
+        query: np.ndarray,
+        vectors: np.ndarray,
+        units: Units,
+        budget_tokens: int,
+        *,
+        prior: np.ndarray | None = None,
     ) -> list[int]:
         """Greedy MIG order of the units that fit ``budget_tokens`` (by their own costs).
 
@@ -272,12 +319,13 @@ class MIGCompressor(Compressor):
             vectors: Unit-norm unit embeddings ``(n, d)``, in the order of ``units``.
             units: The units (their token costs bound the selection).
             budget_tokens: Tokens to fill.
+            prior: Added to each unit's relevance (:meth:`prior`); none when ``None``.
 
         Returns:
             Unit indices in the order they were chosen (best first).
         """
         lam = float(self.config.redundancy_weight)
-        relevance = vectors @ query
+        relevance = vectors @ query if prior is None else vectors @ query + prior
         # max cosine similarity to a chosen unit, clipped at 0 (dissimilar is not redundant)
         redundancy = np.zeros(len(units), dtype=np.float32)
         costs = np.array([u.tokens for u in units.items])

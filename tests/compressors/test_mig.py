@@ -74,6 +74,28 @@ def test_greedy_rule_on_known_vectors(minilm_counter: TokenCounter) -> None:
     assert _kept(mig, two) == ["Alpha one.", "Gamma."]
 
 
+def test_position_prior_lowers_later_passages(minilm_counter: TokenCounter) -> None:
+    """Relevance minus ``position_weight · log2(1 + place)``: "Alpha one." (cosine 0.90, second
+    passage) beats "Gamma." (0.60, first) alone, and loses to it at weight 0.5 (0.90 - 0.5)."""
+
+    table = {**TABLE, "Q 17?": TABLE["Q?"], "Unit 17.": TABLE["Alpha one."]}
+
+    def first(weight: float, query: str = "Q?", second: str = "Alpha one.", **config: Any) -> str:
+        comp = MIGCompressor(
+            MIGCompressor.Config(include_title=False, position_weight=weight, **config),
+            counter=minilm_counter,
+            embedder=TableEmbedder(table),
+        )
+        result = comp.compress(query, ["Gamma.", second], budget=Budget.tokens(4))
+        return "".join(p.text for p in result.passages)
+
+    assert first(0.0) == "Alpha one."
+    assert first(0.5) == "Gamma."
+    # a unit holding a value the question names keeps its place's penalty off
+    assert first(0.5, "Q 17?", "Unit 17.") == "Unit 17."
+    assert first(0.5, "Q 17?", "Unit 17.", named_exempt=False) == "Gamma."
+
+
 def test_rank_matches_the_formula(minilm_counter: TokenCounter) -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(12, 8)).astype(np.float32)
