@@ -57,7 +57,7 @@ from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.mig import MIGCompressor
 from ragzip.compressors.sentence import SentenceCompressor
 from ragzip.compressors.token.words import named_values
-from ragzip.compressors.units import Ranking, fill_request, passage_relevance
+from ragzip.compressors.units import Ranking, fill_request, passage_relevance, place_penalty
 from ragzip.core.errors import ConfigError
 from ragzip.core.fields import Count, NonNegative, Share, check_fields
 from ragzip.core.tokenization import TokenCounter
@@ -142,8 +142,8 @@ class EnsembleCompressor(Compressor):
         w = float(self.config.classifier_weight)
         probs = np.clip(np.asarray(by_classifier.scores, dtype=np.float64), 0.0, None)
         content = w * standardised(probs) + (1 - w) * standardised(by_minilm.scores)
-        position = np.log2(1.0 + np.array([u.passage for u in units.items], dtype=np.float64))
-        fused = content - float(self.config.position_weight) * position
+        penalty = place_penalty([u.passage for u in units.items], self.config.position_weight)
+        fused = content - penalty
         named = named_values(request.query) if self.config.named_first else None
         if named is not None and len(fused):
             asked = np.array([bool(named.search(u.text)) for u in units.items])

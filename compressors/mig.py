@@ -66,6 +66,7 @@ from ragzip.compressors.units import (
     Units,
     fill_request,
     passage_relevance,
+    place_penalty,
     split_units,
 )
 from ragzip.core.cancellation import checkpoint
@@ -295,8 +296,7 @@ class MIGCompressor(Compressor):
         cfg = self.config
         if not cfg.position_weight:
             return None
-        places = np.array([u.passage for u in units.items], dtype=np.float32)
-        prior = -float(cfg.position_weight) * np.log2(1.0 + places)
+        prior = -place_penalty([u.passage for u in units.items], cfg.position_weight)
         named = named_values(query) if cfg.named_exempt else None
         if named is not None:
             asked = np.array([bool(named.search(u.text)) for u in units.items])

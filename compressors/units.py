@@ -303,3 +303,10 @@ def _joined(units: Units, members: Sequence[int]) -> str:
         return ""
     text = units.texts[units[members[0]].passage]
     return join_spans(text, [units[i].span for i in members])[0]
+
+
+def place_penalty(places: np.ndarray | Sequence[int] | int, weight: float) -> np.ndarray:
+    """What a unit loses for its passage's place in the retriever's order (passages taken to
+    arrive best first): ``weight · log2(1 + place)``, 0 for the first passage. ``mig``,
+    ``token`` and ``ensemble`` subtract it from their scores."""
+    return float(weight) * np.log2(1.0 + np.asarray(places, dtype=np.float64))

@@ -23,7 +23,7 @@ from ragzip.compressors.token.model import (
 )
 from ragzip.compressors.token.selection import select_words
 from ragzip.compressors.token.words import forced_mask, named_values, unit_maximum
-from ragzip.compressors.units import split_words
+from ragzip.compressors.units import place_penalty, split_words
 from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import ConfigError
 from ragzip.core.fields import Interval, check_fields
@@ -194,7 +194,7 @@ class TokenCompressor(Compressor):
                     numbers=self.config.force_numbers,
                 ),
                 1.0 + p,
-                p - position_weight * np.log2(1.0 + i),
+                p - place_penalty(i, position_weight),
             )
             for i, (t, u, p) in enumerate(zip(texts, units, probs, strict=True))
         ]
