@@ -59,14 +59,13 @@ import numpy as np
 
 from ragzip.cache.feature_cache import FeatureCache, FeatureTable
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.compressors.token.words import named_values
+from ragzip.compressors.order import order_prior
 from ragzip.compressors.units import (
     Granularity,
     Ranking,
     Units,
     fill_request,
     passage_relevance,
-    place_penalty,
     split_units,
 )
 from ragzip.core.cancellation import checkpoint
@@ -291,17 +290,10 @@ class MIGCompressor(Compressor):
         return Ranking(units, vectors[1:] @ vectors[0], tuple(order))
 
     def prior(self, query: str, units: Units) -> np.ndarray | None:
-        """What each unit's place adds to its relevance (``position_weight``, and
-        ``named_exempt``); ``None`` when nothing."""
+        """What each unit's place adds to its relevance (:func:`order_prior` with
+        ``position_weight`` and ``named_exempt``); ``None`` when nothing."""
         cfg = self.config
-        if not cfg.position_weight:
-            return None
-        prior = -place_penalty([u.passage for u in units.items], cfg.position_weight)
-        named = named_values(query) if cfg.named_exempt else None
-        if named is not None:
-            asked = np.array([bool(named.search(u.text)) for u in units.items])
-            prior = np.where(asked, 0.0, prior)
-        return prior.astype(np.float32)
+        return order_prior(query, units, cfg.position_weight, exempt_named=cfg.named_exempt)
 
     def rank(
         self,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressors.order import order_prior
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.model import Mode
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
@@ -76,6 +77,11 @@ class SentenceCompressor(Compressor):
                 the cache is the scorer's, shared by the compressors using it), so a context
                 compressed at several budgets or in both modes is scored once, as in
                 evaluation sweeps. 0 adds no cache.
+            position_weight: The retriever's order as a prior: a sentence of the passage at
+                place ``i`` (0 for the first) ranks as its probability minus
+                ``position_weight · log2(1 + i)``, unless it holds a number or identifier the
+                question names (:func:`~ragzip.compressors.order.order_prior`; the adaptive
+                threshold still reads the probability); 0 ranks every passage alike.
         """
 
         mode: Mode = "budgeted"
@@ -88,6 +94,7 @@ class SentenceCompressor(Compressor):
         weights: str | None = field(default=None)
         cache_size: Annotated[int, Ge(0)] = 0
         prefilter: Annotated[float, Interval(gt=0, le=1)] = 0.7
+        position_weight: Annotated[float, Ge(0)] = 0.2
 
         def __post_init__(self) -> None:
             check_fields(self)
@@ -154,7 +161,12 @@ class SentenceCompressor(Compressor):
         probs = self.score(request.query, request.passages, units)
         t_score = time.perf_counter()
         selection = self.select(
-            units, probs, request.budget_tokens, framing=request.framing, limit=request.sent_limit
+            units,
+            probs,
+            request.budget_tokens,
+            framing=request.framing,
+            limit=request.sent_limit,
+            prior=order_prior(request.query, units, self.config.position_weight),
         )
         t_select = time.perf_counter()
         return CompressionOutput(
@@ -205,18 +217,21 @@ class SentenceCompressor(Compressor):
         *,
         framing: Framing | None = None,
         limit: int | None = None,
+        prior: np.ndarray | None = None,
     ) -> Selection:
         """The kept sentences, exactly within ``budget_tokens`` (with the layout's ``framing``,
         charged for the passages kept: within ``limit`` for what is sent; see
         :func:`greedy_fill`).
 
-        Sentences are offered to :func:`greedy_fill` most probable first (ties in text order):
+        Sentences are offered to :func:`greedy_fill` most probable first (by probability plus
+        ``prior`` when given; ties in text order):
         all of them in budgeted mode, those reaching the threshold in adaptive mode. When the
         adaptive choice leaves fewer than ``min_sentences`` kept (too few reached the threshold,
         or the chosen ones do not fit), the most probable remaining sentences that fit on their
         own are offered too, up to that number.
         """
-        ranked = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
+        key = probs if prior is None else probs + prior
+        ranked = sorted(range(len(key)), key=lambda i: (-float(key[i]), i))
         fill: dict[str, Any] = {"framing": framing, "sent_limit": limit}
         if self.config.mode == "budgeted":
             return greedy_fill(units, ranked, budget_tokens, self.counter, **fill)

@@ -37,7 +37,7 @@ from ragzip.compressors.sentence.model import (
     read_config,
 )
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
-from ragzip.compressors.units import sentence_spans
+from ragzip.compressors.units import place_penalty, sentence_spans, split_units
 from ragzip.core.errors import ModelError
 from ragzip.core.tokenization import TokenCounter
 from ragzip.experiments.answers import answer_in_text
@@ -294,6 +294,23 @@ def test_contract_properties(
     _assert_whole_sentences(result)
     again = comp.compress(query, passages, budget=budget)
     assert [p.spans for p in again.passages] == [p.spans for p in result.passages]
+
+
+def test_position_prior_orders_the_fill(
+    tiny_scorer: SentenceScorer, minilm_counter: TokenCounter
+) -> None:
+    """With the prior, a slightly less probable sentence of an earlier passage is kept first."""
+    comp = SentenceCompressor(counter=minilm_counter, scorer=tiny_scorer)
+    units = split_units(["Passage one here.", "Passage two here."], minilm_counter)
+    probs = np.array([0.5, 0.6], dtype=np.float32)
+    room = max(u.tokens for u in units.items)  # one sentence fits, not two
+
+    def kept(prior: np.ndarray | None) -> list[str]:
+        return [units[i].text for i in comp.select(units, probs, room, prior=prior).kept]
+
+    assert kept(None) == ["Passage two here."]
+    assert kept(-place_penalty([u.passage for u in units.items], 0.2)) == ["Passage one here."]
+    assert comp.config.position_weight == 0.2
 
 
 def test_empty_and_zero_budget(tiny_scorer: SentenceScorer, minilm_counter: TokenCounter) -> None:
