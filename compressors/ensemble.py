@@ -55,8 +55,8 @@ import numpy as np
 from ragzip.cache.feature_cache import FeatureCache
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.mig import MIGCompressor
+from ragzip.compressors.order import named_units
 from ragzip.compressors.sentence import SentenceCompressor
-from ragzip.compressors.token.words import named_values
 from ragzip.compressors.units import Ranking, fill_request, passage_relevance, place_penalty
 from ragzip.core.errors import ConfigError
 from ragzip.core.fields import Count, NonNegative, Share, check_fields
@@ -144,9 +144,8 @@ class EnsembleCompressor(Compressor):
         content = w * standardised(probs) + (1 - w) * standardised(by_minilm.scores)
         penalty = place_penalty([u.passage for u in units.items], self.config.position_weight)
         fused = content - penalty
-        named = named_values(request.query) if self.config.named_first else None
-        if named is not None and len(fused):
-            asked = np.array([bool(named.search(u.text)) for u in units.items])
+        asked = named_units(request.query, units) if self.config.named_first else None
+        if asked is not None and len(fused):
             fused = fused + asked * (float(np.ptp(fused)) + 1.0)  # above every other sentence
         order = tuple(sorted(range(len(units)), key=lambda i: (-float(fused[i]), i)))
         low, high = (float(fused.min()), float(fused.max())) if len(fused) else (0.0, 0.0)

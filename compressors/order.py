@@ -16,6 +16,14 @@ from ragzip.compressors.token.words import named_values
 from ragzip.compressors.units import Units, place_penalty
 
 
+def named_units(query: str, units: Units) -> np.ndarray | None:
+    """Which units hold a number or identifier ``query`` names; ``None`` when it names none."""
+    named = named_values(query)
+    if named is None:
+        return None
+    return np.array([bool(named.search(u.text)) for u in units.items], dtype=bool)
+
+
 def order_prior(
     query: str, units: Units, weight: float, *, exempt_named: bool = True
 ) -> np.ndarray | None:
@@ -24,8 +32,7 @@ def order_prior(
     if not weight:
         return None
     prior = -place_penalty([u.passage for u in units.items], weight)
-    named = named_values(query) if exempt_named else None
-    if named is not None:
-        asked = np.array([bool(named.search(u.text)) for u in units.items], dtype=bool)
+    asked = named_units(query, units) if exempt_named else None
+    if asked is not None:
         prior = np.where(asked, 0.0, prior)
     return prior.astype(np.float32)

@@ -307,6 +307,7 @@ def _joined(units: Units, members: Sequence[int]) -> str:
 
 def place_penalty(places: np.ndarray | Sequence[int] | int, weight: float) -> np.ndarray:
     """What a unit loses for its passage's place in the retriever's order (passages taken to
-    arrive best first): ``weight · log2(1 + place)``, 0 for the first passage. ``mig``,
-    ``token`` and ``ensemble`` subtract it from their scores."""
+    arrive best first): ``weight · log2(1 + place)``, 0 for the first passage. ``token`` and
+    ``ensemble`` subtract it from their scores, ``mig`` and ``sentence`` through
+    :func:`~ragzip.compressors.order.order_prior`."""
     return float(weight) * np.log2(1.0 + np.asarray(places, dtype=np.float64))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ragzip.core.errors import ConfigError
@@ -128,7 +128,7 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # no recursion: set below
         out.update(max_abs_error=self.max_abs_error, passed=self.passed)
         out.update(skipped=dict(self.skipped), points=[p.to_dict() for p in self.points])
         return out
