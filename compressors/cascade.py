@@ -87,7 +87,7 @@ from ragzip.compressors.units import (
     split_words,
 )
 from ragzip.core.errors import ConfigError
-from ragzip.core.fields import Ge, check_fields
+from ragzip.core.fields import Checked, Ge
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
 
@@ -134,7 +134,7 @@ class CascadeCompressor(Compressor):
     name: ClassVar[str] = "cascade"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`CascadeCompressor`.
 
         Attributes:
@@ -157,9 +157,6 @@ class CascadeCompressor(Compressor):
         relevance_weight: Annotated[float, Ge(0)] = 1.0
         answer_weight: Annotated[float, Ge(0)] = 0.5
         cache_size: Annotated[int, Ge(0)] = 0
-
-        def __post_init__(self) -> None:
-            check_fields(self)
 
     def __init__(
         self,

@@ -59,7 +59,7 @@ from ragzip.compressors.order import named_units
 from ragzip.compressors.sentence import SentenceCompressor
 from ragzip.compressors.units import Ranking, fill_request, passage_relevance, place_penalty
 from ragzip.core.errors import ConfigError
-from ragzip.core.fields import Count, NonNegative, Share, check_fields
+from ragzip.core.fields import Checked, Count, NonNegative, Share
 from ragzip.core.tokenization import TokenCounter
 
 
@@ -85,7 +85,7 @@ class EnsembleCompressor(Compressor):
     name: ClassVar[str] = "ensemble"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`EnsembleCompressor`.
 
         Attributes:
@@ -103,9 +103,6 @@ class EnsembleCompressor(Compressor):
         position_weight: NonNegative = 0.5
         named_first: bool = True
         cache_size: Count = 0
-
-        def __post_init__(self) -> None:
-            check_fields(self)
 
     def __init__(
         self,

@@ -1,8 +1,10 @@
 """Values kept whole: a number written over several words (+49 89 1234567, 12 May 2024,
-41.7 m, $ 5 million) or a key with its value is one unit, with the words that name it."""
+41.7 m, $ 5 million) or a key with its value is one unit, with the words that name it; and the
+values a question names (:func:`named_values`), which its compressors keep within reach."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ragzip.core.types import Span
@@ -189,3 +191,18 @@ def value_units(text: str, words: Sequence[Span], *, max_words: int = 8) -> list
         units.append((words[start][0], words[j][1]))
         i = j + 1
     return units
+
+
+def named_values(query: str) -> re.Pattern[str] | None:
+    """A pattern matching, as whole words, the numbers and identifiers the question names.
+
+    "What is the serial number of unit 17?" names ``17``: the record whose key it is must
+    survive, as a record the user asks for by a forced string would. ``None`` when the
+    question names none.
+    """
+    values = {w.strip(".,;:!?()[]{}\"'") for w in query.split() if any(c.isdigit() for c in w)}
+    values.discard("")
+    if not values:
+        return None
+    alternation = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.-])(?:{alternation})(?![\w-]|\.\w)")

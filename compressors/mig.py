@@ -70,7 +70,7 @@ from ragzip.compressors.units import (
 )
 from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import CompressionError
-from ragzip.core.fields import Ge, Gt, check_fields
+from ragzip.core.fields import Checked, Ge, Gt
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Passage
 from ragzip.encoders.embedding import Precision, autocast, device_of
@@ -131,7 +131,7 @@ class MIGCompressor(Compressor):
     name: ClassVar[str] = "mig"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`MIGCompressor`.
 
         Attributes:
@@ -175,9 +175,6 @@ class MIGCompressor(Compressor):
         cache_mb: Annotated[int, Ge(0)] = 64
         position_weight: Annotated[float, Ge(0)] = 0.15
         named_exempt: bool = True
-
-        def __post_init__(self) -> None:
-            check_fields(self)
 
     def __init__(
         self,

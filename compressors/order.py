@@ -4,7 +4,7 @@ Passages are taken to arrive best first, as a retriever returns them: a sentence
 at place ``i`` (0 for the first) loses ``weight · log2(1 + i)`` of its score
 (:func:`~ragzip.compressors.units.place_penalty`), unless it holds a number or identifier the
 question names — the record a key/value question asks for by its key keeps its chance
-wherever it stands (:func:`~ragzip.compressors.token.words.named_values`). ``mig`` and
+wherever it stands (:func:`~ragzip.compressors.kept_whole.named_values`). ``mig`` and
 ``sentence`` add it to what they rank by.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ragzip.compressors.token.words import named_values
+from ragzip.compressors.kept_whole import named_values
 from ragzip.compressors.units import Units, place_penalty
 
 

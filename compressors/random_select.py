@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.units import Granularity, fill_request, split_units
-from ragzip.core.fields import check_fields
+from ragzip.core.fields import Checked
 from ragzip.core.tokenization import TokenCounter
 
 
@@ -27,7 +27,7 @@ class RandomCompressor(Compressor):
     name: ClassVar[str] = "random"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`RandomCompressor`.
 
         Attributes:
@@ -37,9 +37,6 @@ class RandomCompressor(Compressor):
 
         seed: int = 0
         granularity: Granularity = "sentence"
-
-        def __post_init__(self) -> None:
-            check_fields(self)
 
     def __init__(self, config: Config | None = None, *, counter: TokenCounter) -> None:
         super().__init__(counter=counter)

@@ -101,7 +101,7 @@ class TruncateCompressor(Compressor):
         """The longest head cut at a unit end whose exact count is within ``limit``.
 
         Units are words, with a number written over several words or a key and its value as
-        one (:func:`~ragzip.compressors.units.value_units`), so an identifier, a number or a
+        one (:func:`~ragzip.compressors.kept_whole.value_units`), so an identifier, a number or a
         value is never cut in half. Starts from the ``limit``-th token and steps back (or
         forward) over unit ends until the re-counted head fits (and the next one would not).
         """

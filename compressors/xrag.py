@@ -41,7 +41,7 @@ from ragzip.compressors.mig import Embedder, encode_unit_norm
 from ragzip.compressors.units import sentence_spans
 from ragzip.core.artefacts import read_artefact_config, read_tensors, shipped_for, write_artefact
 from ragzip.core.errors import CompressionError, ConfigError, ModelError
-from ragzip.core.fields import Ge, check_fields
+from ragzip.core.fields import Checked, Ge
 from ragzip.core.tokenization import TokenCounter
 from ragzip.generators.target import SoftTarget, load_target
 
@@ -172,7 +172,7 @@ class XragCompressor(Compressor):
     soft: ClassVar[bool] = True
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`XragCompressor`.
 
         Attributes:
@@ -194,9 +194,6 @@ class XragCompressor(Compressor):
         device: str | None = None
         weights: str | None = None
         generator: str | None = None
-
-        def __post_init__(self) -> None:
-            check_fields(self)
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ from ragzip.compressors.mig import Embedder, MIGCompressor
 from ragzip.compressors.units import sentence_spans
 from ragzip.core.artefacts import shipped_for
 from ragzip.core.errors import CompressionError, ConfigError, ModelError
-from ragzip.core.fields import Ge, Interval, check_fields
+from ragzip.core.fields import Checked, Ge, Interval
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
 from ragzip.encoders.embedding import normalize
@@ -84,7 +84,7 @@ class MergeCompressor(Compressor):
     soft: ClassVar[bool] = True
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`MergeCompressor`.
 
         Attributes:
@@ -117,7 +117,7 @@ class MergeCompressor(Compressor):
         text_share: Annotated[float, Interval(ge=0, le=1)] = 0.5
 
         def __post_init__(self) -> None:
-            check_fields(self)
+            super().__post_init__()
             if self.adapter is not None and (
                 not isinstance(self.adapter, str) or not self.adapter.strip()
             ):

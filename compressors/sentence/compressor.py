@@ -26,7 +26,7 @@ from ragzip.compressors.units import (
     split_units,
 )
 from ragzip.core.errors import CompressionError
-from ragzip.core.fields import Ge, Interval, check_fields
+from ragzip.core.fields import Checked, Ge, Interval
 from ragzip.core.framing import Framing
 from ragzip.core.text import words
 from ragzip.core.tokenization import TokenCounter
@@ -47,7 +47,7 @@ class SentenceCompressor(Compressor):
     name: ClassVar[str] = "sentence"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`SentenceCompressor`.
 
         Attributes:
@@ -95,9 +95,6 @@ class SentenceCompressor(Compressor):
         cache_size: Annotated[int, Ge(0)] = 0
         prefilter: Annotated[float, Interval(gt=0, le=1)] = 0.7
         position_weight: Annotated[float, Ge(0)] = 0.2
-
-        def __post_init__(self) -> None:
-            check_fields(self)
 
     def __init__(
         self,

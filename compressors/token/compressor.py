@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
-from ragzip.compressors.kept_whole import value_units
+from ragzip.compressors.kept_whole import named_values, value_units
 from ragzip.compressors.token.model import (
     Quantize,
     Window,
@@ -22,11 +22,11 @@ from ragzip.compressors.token.model import (
     load_token_classifier,
 )
 from ragzip.compressors.token.selection import select_words
-from ragzip.compressors.token.words import forced_mask, named_values, unit_maximum
+from ragzip.compressors.token.words import forced_mask, unit_maximum
 from ragzip.compressors.units import place_penalty, split_words
 from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import ConfigError
-from ragzip.core.fields import Interval, check_fields
+from ragzip.core.fields import Checked, Interval
 from ragzip.core.tokenization import TokenCounter
 from ragzip.core.types import Span
 from ragzip.encoders.onnx import Backend
@@ -49,7 +49,7 @@ class TokenCompressor(Compressor):
     name: ClassVar[str] = "token"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Settings of :class:`TokenCompressor`.
 
         Attributes:
@@ -59,7 +59,7 @@ class TokenCompressor(Compressor):
             force_numbers: Also force every word holding a digit (see :data:`NUMBER_PATTERN`
                 for why this is off by default).
             whole_values: Keep or drop numbers written over several words, and a key with its
-                value, as one unit (:func:`~ragzip.compressors.units.value_units`), ranked by
+                value, as one unit (:func:`~ragzip.compressors.kept_whole.value_units`), ranked by
                 their best word: a kept label keeps its value, and a value is never halved;
                 and force the units holding a number the question names
                 (:func:`named_values`). ``False`` ranks single words.
@@ -106,7 +106,7 @@ class TokenCompressor(Compressor):
                 msg = f"force_keep must be a list of strings, got {keep!r}"
                 raise ConfigError(msg)
             object.__setattr__(self, "force_keep", tuple(keep))
-            check_fields(self)
+            super().__post_init__()
             if self.max_window - self.max_query_tokens - 3 < 16:
                 msg = (
                     f"max_window ({self.max_window}) leaves fewer than 16 passage tokens after "

@@ -57,7 +57,8 @@ def forced_mask(
             all of them.
         patterns: Also force words holding an identifier (:data:`IDENTIFIER_PATTERNS`).
         numbers: Also force words holding a digit (:data:`NUMBER_PATTERN`).
-        named: Also force words holding a match of this pattern (:func:`named_values`).
+        named: Also force words holding a match of this pattern
+            (:func:`~ragzip.compressors.kept_whole.named_values`).
     """
     mask = np.zeros(len(words), dtype=bool)
     if not words:
@@ -86,21 +87,6 @@ def forced_mask(
             idx = np.searchsorted(ends, np.asarray(hits), side="right")
             mask[idx[idx < len(words)]] = True
     return mask
-
-
-def named_values(query: str) -> re.Pattern[str] | None:
-    """A pattern matching, as whole words, the numbers and identifiers the question names.
-
-    "What is the serial number of unit 17?" names ``17``: the record whose key it is must
-    survive, as a record the user asks for by a forced string would. ``None`` when the
-    question names none.
-    """
-    values = {w.strip(".,;:!?()[]{}\"'") for w in query.split() if any(c.isdigit() for c in w)}
-    values.discard("")
-    if not values:
-        return None
-    alternation = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-    return re.compile(rf"(?<![\w.-])(?:{alternation})(?![\w-]|\.\w)")
 
 
 def unit_maximum(words: Sequence[Span], units: Sequence[Span], probs: np.ndarray) -> np.ndarray:

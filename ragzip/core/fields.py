@@ -7,7 +7,8 @@ choices, ``X | None``) and its bounds ride along as annotated-types markers::
     threshold: Annotated[float, Interval(ge=0, le=1)] | None = None
 
 :func:`check_fields`, called from a dataclass's ``__post_init__``, checks an instance against
-both, so that method keeps only the rules tying fields together; :mod:`ragzip.core.coerce` reads
+both, so that method keeps only the rules tying fields together; a dataclass deriving from
+:class:`Checked` gets that ``__post_init__`` without writing one; :mod:`ragzip.core.coerce` reads
 the same annotations to type values written as text. Numbers are finite, an ``int`` is never a
 ``bool``, a ``float`` accepts an ``int``, a string field accepts a path (``pathlib.Path``) and
 keeps its text. Other annotations (paths, tuples, objects) are not
@@ -31,6 +32,7 @@ from annotated_types import BaseMetadata, Ge, GroupedMetadata, Gt, Interval, Le,
 from ragzip.core.errors import ConfigError
 
 __all__ = [
+    "Checked",
     "Count",
     "Ge",
     "Gt",
@@ -62,6 +64,19 @@ _BOUNDS: dict[type, tuple[str, str, Any]] = {
     Lt: ("lt", "<", operator.lt),
 }
 _WHAT = {int: "an int", float: "a finite number", bool: "true or false", str: "a string"}
+
+
+class Checked:
+    """Base of a settings dataclass whose fields are checked on creation (:func:`check_fields`).
+
+    A subclass with rules tying fields together overrides ``__post_init__`` and calls
+    ``super().__post_init__()`` where its own rules need the fields checked first.
+    """
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def check_fields(obj: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragzip.core.errors import ConfigError
-from ragzip.core.fields import Count, PositiveInt, check_fields
+from ragzip.core.fields import Checked, Count, PositiveInt
 from ragzip.experiments.datasets import (
     SPLIT_SIZES,
 )
@@ -35,7 +35,7 @@ def _positive_ratio(value: float) -> float:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(Checked):
     """What to evaluate.
 
     Attributes:
@@ -92,7 +92,7 @@ class EvalConfig:
         if self.split not in (*SPLIT_SIZES, "all"):
             msg = f"unknown split {self.split!r}; choose one of: {', '.join([*SPLIT_SIZES, 'all'])}"
             raise ConfigError(msg)
-        check_fields(self)
+        super().__post_init__()
         if not self.ratios:
             msg = "give at least one ratio"
             raise ConfigError(msg)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from ragzip.core.errors import ConfigError, InputError
-from ragzip.core.fields import Count, Ge, NonNegative, check_fields
+from ragzip.core.fields import Checked, Count, Ge, NonNegative
 from ragzip.core.messages import ChatMessage, validate_messages
 from ragzip.generators.base import StreamedToken
 from ragzip.generators.simulated_engine import SharedEngine
@@ -36,7 +36,7 @@ ANSWER = "This answer is simulated."
 
 
 @dataclass(frozen=True)
-class PrefillModel:
+class PrefillModel(Checked):
     """Timing of a simulated generator.
 
     Attributes:
@@ -64,7 +64,7 @@ class PrefillModel:
         if not self.name.startswith("simulated-"):
             msg = f"a simulated generator's name starts with 'simulated-', got {self.name!r}"
             raise ConfigError(msg)
-        check_fields(self)
+        super().__post_init__()
 
     def describe(self) -> str:
         """One line saying what is simulated and from which figures."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragzip.compressor import join_spans
-from ragzip.compressors.kept_whole import value_units
+from ragzip.compressors.kept_whole import named_values, value_units
 from ragzip.compressors.units import (
     greedy_fill,
     sentence_spans,
@@ -143,3 +143,26 @@ def test_value_units_cover_every_word_and_respect_lines() -> None:
     assert all("\n" not in text[s:e] for s, e in units)
     assert all(len(split_words(text[s:e])) <= 8 for s, e in units)
     assert "key:" in _units(text)  # a key does not take a value from the next line
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("unit 17 is red", True),
+        ("(17)", True),
+        ("it was 17.", True),
+        ("unit 170", False),
+        ("v1.17", False),
+        ("17.5 m", False),
+        ("17-a", False),
+        ("x17", False),
+    ],
+)
+def test_named_values_match_the_questions_numbers_as_whole_words(text: str, named: bool) -> None:
+    pattern = named_values("What is the serial number of unit 17?")
+    assert pattern is not None
+    assert bool(pattern.search(text)) is named
+
+
+def test_a_question_naming_no_value_names_none() -> None:
+    assert named_values("Who wrote Hamlet?") is None

@@ -10,11 +10,11 @@ import pytest
 
 from ragzip.core.coerce import coerce_options
 from ragzip.core.errors import ConfigError
-from ragzip.core.fields import Count, Ge, Interval, PositiveInt, Share, check_fields
+from ragzip.core.fields import Checked, Count, Ge, Interval, PositiveInt, Share
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(Checked):
     size: PositiveInt = 4
     spare: Count = 0
     share: Share = 0.5
@@ -24,8 +24,25 @@ class Settings:
     flag: bool = False
     name: str | None = None
 
+
+@dataclass(frozen=True)
+class Window(Checked):
+    low: Count = 0
+    high: Count = 1
+
     def __post_init__(self) -> None:
-        check_fields(self)
+        super().__post_init__()
+        if self.low > self.high:
+            msg = f"low ({self.low}) above high ({self.high})"
+            raise ConfigError(msg)
+
+
+def test_a_subclass_rule_runs_on_fields_already_checked() -> None:
+    with pytest.raises(ConfigError, match="low must be an int >= 0, got -1"):
+        Window(low=-1, high=-2)
+    with pytest.raises(ConfigError, match=r"low \(2\) above high \(1\)"):
+        Window(low=2, high=1)
+    assert Window(low=1, high=1).high == 1
 
 
 def test_defaults_and_values_inside_their_bounds_pass() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ragzip.core.errors import ConfigError
-from ragzip.core.fields import Count, NonNegative, Positive, PositiveInt, Share, check_fields
+from ragzip.core.fields import Checked, Count, NonNegative, Positive, PositiveInt, Share
 from ragzip.core.paths import paths
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """Settings of an adapter training run.
 
     Attributes:
@@ -63,9 +63,6 @@ class TrainConfig:
     threads: PositiveInt = 1
     index_cache: str = field(default_factory=lambda: str(paths().index_cache))
     data_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
     def ratio_list(self) -> list[float]:
         """``ratios`` as numbers."""

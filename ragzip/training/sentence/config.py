@@ -7,19 +7,19 @@ from typing import Annotated
 
 from ragzip.compressors.sentence.features import InputLimits
 from ragzip.core.fields import (
+    Checked,
     Count,
     Interval,
     NonNegative,
     Positive,
     PositiveInt,
     Share,
-    check_fields,
 )
 from ragzip.core.paths import paths
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """Settings of one training run.
 
     Attributes:
@@ -64,6 +64,3 @@ class TrainConfig:
     threads: PositiveInt = 1
     train_limit: PositiveInt | None = None
     val_limit: PositiveInt | None = None
-
-    def __post_init__(self) -> None:
-        check_fields(self)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from ragzip.core.fields import Count, Interval, NonNegative, Positive, PositiveInt, check_fields
+from ragzip.core.fields import Checked, Count, Interval, NonNegative, Positive, PositiveInt
 from ragzip.core.paths import paths
 
 WITH_QUESTION = "Question: {question}\nContext:\n"
@@ -15,7 +15,7 @@ VAL_RATIOS = (2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """Settings of one training run.
 
     Attributes:
@@ -55,6 +55,3 @@ class TrainConfig:
     max_query_tokens: PositiveInt = 64
     threads: PositiveInt | None = None
     teacher_batch_tokens: PositiveInt = 1536
-
-    def __post_init__(self) -> None:
-        check_fields(self)

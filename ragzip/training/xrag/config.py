@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragzip.core.fields import Count, NonNegative, Positive, PositiveInt, Share, check_fields
+from ragzip.core.fields import Checked, Count, NonNegative, Positive, PositiveInt, Share
 from ragzip.core.paths import paths
 
 RECON_SYSTEM_PROMPT = "Repeat the context word for word."
@@ -12,7 +12,7 @@ RECON_QUERY = "Repeat the context."
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """Settings of one training run.
 
     Attributes:
@@ -61,6 +61,3 @@ class TrainConfig:
     val_n: PositiveInt = 32
     eval_every: PositiveInt = 20
     threads: PositiveInt = 1
-
-    def __post_init__(self) -> None:
-        check_fields(self)
