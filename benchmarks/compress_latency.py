@@ -36,7 +36,7 @@ import torch
 from timing import log
 
 from ragzip import Budget
-from ragzip.core.machine import cpu_model, machine_info
+from ragzip.core.machine import cpu_label, machine_info
 from ragzip.core.paths import paths
 from ragzip.core.types import Passage
 from ragzip.evaluation.metrics import answer_in_context
@@ -244,7 +244,7 @@ def main() -> None:
     intro = (
         f"{report['questions']} NQ-open {args.split} questions, top-{args.k} hybrid passages "
         f"({report['context_tokens_mean']:.0f} {counter.name} tokens on average), compressed "
-        f"at {report['ratio']:g}x on {report['gpu'] or cpu_model()} "
+        f"at {report['ratio']:g}x on {report['gpu'] or cpu_label()} "
         f"({report['machine']['cpu_count']} cores). Cold: the compressor's feature cache emptied "
         "before each request; warm: the same request again; seen passages: the same passages "
         "with another question; indexed: the passages' sentence vectors from the index and the "

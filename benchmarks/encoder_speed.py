@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragzip.core.machine import cpu_model, machine_info
+from ragzip.core.machine import cpu_label, machine_info
 from ragzip.encoders.embedding import autocast, resolve_precision
 from ragzip.experiments.datasets import load_nq, nq_corpus, nq_split
 from ragzip.experiments.reporting import markdown_table
@@ -73,7 +73,7 @@ def main() -> None:
         "threads": 1,
         "questions": len(questions),
         "passages": len(passages),
-        "cpu": cpu_model(),
+        "cpu": cpu_label(),
         "machine": machine_info(),
         "rows": rows,
         "command": "python benchmarks/encoder_speed.py " + " ".join(sys.argv[1:]),

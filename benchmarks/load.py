@@ -215,7 +215,7 @@ def sweep(
 
 
 def bench(args: argparse.Namespace, preset: str) -> dict[str, Any]:
-    from ragzip.core.machine import cpu_model
+    from ragzip.core.machine import cpu_label
     from ragzip.generators.simulated import preset as timing
 
     items, index = workload(args.questions, args.passages)
@@ -245,7 +245,7 @@ def bench(args: argparse.Namespace, preset: str) -> dict[str, Any]:
         "preset": preset,
         "simulated": timing(preset).describe(),
         "mode": args.mode,
-        "cpu": cpu_model(),
+        "cpu": cpu_label(),
         "cpus": os.cpu_count(),
         "slo_s": args.slo,
         "seconds": args.seconds,
@@ -318,6 +318,19 @@ def plot(r: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def check_configs(configs: list[str]) -> None:
+    """Every ``SPEC@BUDGET`` well formed, so a misspelt setting fails now, not after a sweep."""
+    from ragzip.core.types import Budget
+    from ragzip.registry import resolve_config
+
+    for config in configs:
+        spec, sep, budget = config.rpartition("@")
+        if not sep:
+            raise SystemExit(f"config {config!r}: write SPEC@BUDGET, e.g. mig@4x")
+        resolve_config(spec)
+        Budget.parse(budget)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", action="append", help="simulated GPU (default 8b-a100)")
@@ -334,6 +347,7 @@ def main() -> None:
     args = parser.parse_args()
     args.configs = args.configs.split(",")
     args.rates = [float(x) for x in args.rates.split(",")]
+    check_configs(args.configs)
     command = "python benchmarks/load.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
     for preset in args.preset or ["8b-a100"]:

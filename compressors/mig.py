@@ -150,8 +150,7 @@ class MIGCompressor(Compressor):
                 fast on CPUs with bfloat16 instructions; cosine to the float32 embeddings
                 > 0.9999); ``"auto"`` does so on such CPUs only; ``"float32"`` never.
             backend: What runs the default embedder on the CPU: ``"auto"`` (ONNX Runtime int8
-                where the CPU has no native bfloat16 and no precision is pinned, torch
-                elsewhere; see
+                where the CPU has no AMX and no precision is pinned, torch elsewhere; see
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
                 ``"onnx-int8"``.
             cache_mb: MiB of sentence and query vectors kept by content

@@ -65,8 +65,8 @@ class SentenceCompressor(Compressor):
                 with native bfloat16, probabilities within a few thousandths).
             device: Device of the default classifier (``None`` picks one).
             backend: What runs the default classifier on the CPU: ``"auto"`` (ONNX Runtime
-                float32 where the CPU has no native bfloat16 and no precision is pinned, torch
-                elsewhere; see
+                float32 where the CPU has no AMX and no precision is pinned, torch elsewhere;
+                see
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
                 ``"onnx-int8"``.
             weights: Folder of another trained classifier (default: the shipped one).

@@ -71,7 +71,8 @@ class TokenCompressor(Compressor):
             quantize: ``"int8"`` for torch's dynamic int8 quantisation of the linear layers
                 (CPU; the torch backend).
             backend: What runs the default classifier on the CPU: ``"auto"`` (ONNX Runtime
-                float32 where the CPU has no native bfloat16, torch elsewhere; see
+                float32 where the CPU has no AMX and no precision is pinned, torch elsewhere;
+                see
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
                 ``"onnx-int8"``.
             device: Torch device; ``None`` picks the best.

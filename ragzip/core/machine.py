@@ -19,13 +19,27 @@ from typing import Any
 
 
 @lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    """The first CPU's feature flags, read on Linux only (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def native_bf16_cpu() -> bool:
     """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), read on Linux only."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def amx_cpu() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices on AMX tile units (Intel Xeon from Sapphire
+    Rapids on), read on Linux only: where torch's bfloat16 autocast is MiniLM's fast path."""
+    return "amx_bf16" in _cpu_flags()
 
 
 def usable_cpus() -> int:
@@ -45,6 +59,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+_DECISIVE_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+"""The CPU features that decide MiniLM's speed and ragzip's backend and precision choices."""
+
+
+def cpu_features() -> list[str]:
+    """Which of the decisive CPU features (AVX2, AVX-512, VNNI, bfloat16, AMX) this CPU has."""
+    flags = _cpu_flags()
+    return [f for f in _DECISIVE_FLAGS if f in flags]
+
+
+def cpu_label() -> str:
+    """The CPU as a report names it: its model and decisive features, since one model name
+    covers CPUs that differ there (e.g. "AMD EPYC (avx2, avx512f, avx512_vnni, avx512_bf16)")."""
+    features = cpu_features()
+    return f"{cpu_model()} ({', '.join(features)})" if features else cpu_model()
 
 
 def machine_key() -> str:
@@ -92,6 +123,7 @@ def machine_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor() or None,
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "torch_threads": torch_threads,

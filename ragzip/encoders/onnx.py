@@ -8,8 +8,8 @@ products, weights per output channel. Sessions run on the thread count torch was
 the entry point, with idle threads asleep (a proxy must not spin cores it does not use).
 
 Which backend runs is chosen per CPU like :func:`ragzip.encoders.embedding.resolve_precision`
-(:func:`resolve_backend`): where the CPU computes bfloat16 natively, torch under bfloat16
-autocast is already fast; elsewhere ONNX Runtime is.
+(:func:`resolve_backend`): where the CPU multiplies bfloat16 matrices on AMX tiles, torch under
+bfloat16 autocast is already fast; elsewhere ONNX Runtime is.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ and CPU (:func:`resolve_backend`)."""
 FixedBackend = Literal["torch", "onnx", "onnx-int8"]
 OnnxPrecision = Literal["float32", "int8"]
 AUTO_ONNX: FixedBackend = "onnx-int8"
-"""What ``"auto"`` picks for an embedder on CPUs without native bfloat16: int8 vectors keep
+"""What ``"auto"`` picks for an embedder on CPUs without AMX: int8 vectors keep
 the rankings (cosine 0.99 to float32, the same answer recall for ``mig``)."""
 AUTO_ONNX_CLASSIFIER: FixedBackend = "onnx"
 """What ``"auto"`` picks for a classifier there: float32, the probabilities torch gives. int8
@@ -73,10 +73,16 @@ def resolve_backend(
 ) -> FixedBackend:
     """``"auto"``: what :data:`BACKEND_ENV` says when set; else torch on CUDA, torch where a
     precision is pinned (``precision`` other than ``"auto"``, or
-    :data:`~ragzip.encoders.embedding.PRECISION_ENV` set), torch on CPUs with native bfloat16
-    (AVX512-BF16 or AMX: its bfloat16 autocast is the fast path there), and ``onnx`` (an
-    embedder's :data:`AUTO_ONNX`, a classifier's :data:`AUTO_ONNX_CLASSIFIER`) on other CPUs
-    when ONNX Runtime is installed. Other values as they are.
+    :data:`~ragzip.encoders.embedding.PRECISION_ENV` set), torch on CPUs with AMX (its bfloat16
+    autocast runs on the tile units there: ``mig`` cold cost 0.14 of one float32 MiniLM pass on
+    an Intel Xeon), and ``onnx`` (an embedder's :data:`AUTO_ONNX`, a classifier's
+    :data:`AUTO_ONNX_CLASSIFIER`) on other CPUs when ONNX Runtime is installed — those with
+    AVX512-BF16 but no AMX included: on an AMD EPYC of that kind, one thread, a question's
+    vector took 8.8 ms under torch's bfloat16 autocast and 1.0 ms on the int8 graph
+    (``benchmarks/results/encoder_speed_avx512.md``), and cold compression of 10 passages p50
+    193 → 147 ms (``mig``), 330 → 231 ms (``sentence``), 442 → 139 ms (``token``), with the
+    same answer recall (``benchmarks/results/compress_latency_avx512.md``). Other values as
+    they are.
 
     Raises:
         ConfigError: An unknown backend, or an ONNX one for a device other than the CPU.
@@ -91,11 +97,11 @@ def resolve_backend(
                 raise ConfigError(msg)
             backend = forced  # type: ignore[assignment]
     if backend == "auto":
-        from ragzip.core.machine import native_bf16_cpu
+        from ragzip.core.machine import amx_cpu
         from ragzip.encoders.embedding import PRECISION_ENV
 
         pinned = precision != "auto" or bool(os.environ.get(PRECISION_ENV, "").strip())
-        if device != "cpu" or pinned or native_bf16_cpu() or not onnx_installed():
+        if device != "cpu" or pinned or amx_cpu() or not onnx_installed():
             return "torch"
         return onnx
     if backend != "torch":

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from ragzip.core import machine
 from ragzip.core.errors import ConfigError
+from ragzip.core.machine import amx_cpu
 from ragzip.encoders.embedding import PRECISION_ENV
 from ragzip.encoders.onnx import (
     AUTO_ONNX,
@@ -23,7 +25,6 @@ from ragzip.encoders.onnx import (
     exported,
     resolve_backend,
 )
-from ragzip.weights import native_bf16_cpu
 
 
 @pytest.fixture
@@ -34,14 +35,39 @@ def no_pins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_pins")
 def test_auto_picks_the_fast_path_of_this_cpu() -> None:
-    assert resolve_backend("auto") == ("torch" if native_bf16_cpu() else AUTO_ONNX)
+    assert resolve_backend("auto") == ("torch" if amx_cpu() else AUTO_ONNX)
     classifier = resolve_backend("auto", onnx=AUTO_ONNX_CLASSIFIER)
-    assert classifier == ("torch" if native_bf16_cpu() else "onnx")  # float32: torch's scores
+    assert classifier == ("torch" if amx_cpu() else "onnx")  # float32: torch's scores
     assert resolve_backend("auto", "cuda") == "torch"
     # a pinned precision keeps torch: the numbers it names are torch's
     assert resolve_backend("auto", "cpu", "float32") == "torch"
     assert resolve_backend("torch") == "torch"
     assert resolve_backend("onnx") == "onnx"
+
+
+@pytest.mark.parametrize(
+    ("flags", "embedder", "classifier"),
+    [
+        (
+            {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"},
+            "torch",
+            "torch",
+        ),
+        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, AUTO_ONNX, "onnx"),
+        ({"avx2", "fma"}, AUTO_ONNX, "onnx"),
+    ],
+    ids=["amx", "avx512-bf16-without-amx", "avx2"],
+)
+@pytest.mark.usefixtures("no_pins")
+def test_auto_takes_torch_only_where_the_cpu_has_amx(
+    monkeypatch: pytest.MonkeyPatch, flags: set[str], embedder: str, classifier: str
+) -> None:
+    """bfloat16 autocast is MiniLM's fast path on AMX tiles; with AVX512-BF16 alone the ONNX
+    graphs are faster (the measurement is in resolve_backend's docstring)."""
+    monkeypatch.setattr(machine, "_cpu_flags", lambda: frozenset(flags))
+    assert machine.native_bf16_cpu() == ("avx512_bf16" in flags)
+    assert resolve_backend("auto") == embedder
+    assert resolve_backend("auto", onnx=AUTO_ONNX_CLASSIFIER) == classifier
 
 
 @pytest.mark.usefixtures("no_pins")
