@@ -12,7 +12,6 @@ import torch
 
 from ragzip.core import machine
 from ragzip.core.errors import ConfigError
-from ragzip.core.machine import amx_cpu
 from ragzip.encoders.embedding import PRECISION_ENV
 from ragzip.encoders.onnx import (
     AUTO_ONNX,
@@ -35,9 +34,9 @@ def no_pins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_pins")
 def test_auto_picks_the_fast_path_of_this_cpu() -> None:
-    assert resolve_backend("auto") == ("torch" if amx_cpu() else AUTO_ONNX)
+    assert resolve_backend("auto") == ("torch" if machine.amx_cpu() else AUTO_ONNX)
     classifier = resolve_backend("auto", onnx=AUTO_ONNX_CLASSIFIER)
-    assert classifier == ("torch" if amx_cpu() else "onnx")  # float32: torch's scores
+    assert classifier == ("torch" if machine.amx_cpu() else "onnx")  # float32: torch's scores
     assert resolve_backend("auto", "cuda") == "torch"
     # a pinned precision keeps torch: the numbers it names are torch's
     assert resolve_backend("auto", "cpu", "float32") == "torch"
