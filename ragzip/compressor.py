@@ -27,6 +27,11 @@ from ragzip.core.types import Budget, CompressedPassage, CompressionResult, Deci
 
 logger = logging.getLogger(__name__)
 
+REMEMBERED_REQUESTS = 1024
+"""Requests whose model scores a classifier-based compressor (``sentence``, ``token``) remembers
+by default: a question asked again over the same passages (recurring traffic, a context
+compressed at several budgets) is not scored again. Small: about 10 KiB a request at most."""
+
 
 @dataclass(frozen=True)
 class CompressionRequest:

@@ -12,7 +12,12 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import torch
 
-from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressor import (
+    REMEMBERED_REQUESTS,
+    CompressionOutput,
+    CompressionRequest,
+    Compressor,
+)
 from ragzip.compressors.order import order_prior
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.model import Mode
@@ -74,9 +79,9 @@ class SentenceCompressor(Compressor):
                 words with the question (ties: earlier in the context first); the others rank
                 below every sentence read. 1.0 reads them all.
             cache_size: Requests whose sentence probabilities the scorer remembers (at least;
-                the cache is the scorer's, shared by the compressors using it), so a context
-                compressed at several budgets or in both modes is scored once, as in
-                evaluation sweeps. 0 adds no cache.
+                the cache is the scorer's, shared by the compressors using it), so a question
+                asked again over the same passages, or a context compressed at several budgets
+                or in both modes, is scored once. 0 adds no cache.
             position_weight: The retriever's order as a prior: a sentence of the passage at
                 place ``i`` (0 for the first) ranks as its probability minus
                 ``position_weight · log2(1 + i)``, unless it holds a number or identifier the
@@ -92,7 +97,7 @@ class SentenceCompressor(Compressor):
         device: str | None = None
         backend: Backend = "auto"
         weights: str | None = field(default=None)
-        cache_size: Annotated[int, Ge(0)] = 0
+        cache_size: Annotated[int, Ge(0)] = REMEMBERED_REQUESTS
         prefilter: Annotated[float, Interval(gt=0, le=1)] = 0.7
         position_weight: Annotated[float, Ge(0)] = 0.2
 

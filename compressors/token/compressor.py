@@ -12,7 +12,12 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
-from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
+from ragzip.compressor import (
+    REMEMBERED_REQUESTS,
+    CompressionOutput,
+    CompressionRequest,
+    Compressor,
+)
 from ragzip.compressors.kept_whole import named_values, value_units
 from ragzip.compressors.token.model import (
     Quantize,
@@ -77,8 +82,8 @@ class TokenCompressor(Compressor):
                 ``"onnx-int8"``.
             device: Torch device; ``None`` picks the best.
             cache_size: Requests (question and passages) whose word probabilities are
-                remembered, so one context compressed at several budgets is scored once
-                (evaluation sweeps); 0 turns the cache off.
+                remembered, so a question asked again over the same passages, or one context
+                compressed at several budgets, is scored once; 0 turns the cache off.
             position_weight: The retriever's order as a prior: a word of the passage at place
                 ``i`` (0 for the first) ranks as its probability minus ``position_weight ·
                 log2(1 + i)`` (forced words stay above all others); 0 ranks every passage
@@ -98,7 +103,7 @@ class TokenCompressor(Compressor):
         quantize: Quantize = "none"
         backend: Backend = "auto"
         device: str | None = None
-        cache_size: Annotated[int, Interval(ge=0, le=1_000_000)] = 0
+        cache_size: Annotated[int, Interval(ge=0, le=1_000_000)] = REMEMBERED_REQUESTS
         position_weight: Annotated[float, Interval(ge=0, le=100)] = 0.2
 
         def __post_init__(self) -> None:
@@ -202,6 +207,11 @@ class TokenCompressor(Compressor):
 
     # -- scoring ---------------------------------------------------------------------------------
 
+    def clear_cache(self) -> None:
+        """Forget every remembered request (the next sight of any request is scored again)."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def _cached_probabilities(
         self, query: str, texts: Sequence[str], words: Sequence[Sequence[Span]]
     ) -> list[np.ndarray]:
@@ -213,10 +223,10 @@ class TokenCompressor(Compressor):
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return hit
+                return [p.copy() for p in hit]
         probs = self.word_probabilities(query, texts, words)
         with self._cache_lock:
-            self._cache[key] = probs
+            self._cache[key] = [p.copy() for p in probs]
             while len(self._cache) > size:
                 self._cache.popitem(last=False)
         return probs

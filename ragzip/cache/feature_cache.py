@@ -329,3 +329,27 @@ class FeatureCache:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+
+
+def forget_remembered(holder: object) -> None:
+    """Make the next request ``holder`` (a compressor) sees a first sight: empty its feature
+    cache (attached tables stay) and the model scores remembered by it, its scorer and the
+    compressors it runs (a cascade's stages, ``auto``'s candidates), each once."""
+    seen: set[int] = set()
+    stack = [holder]
+    while stack:
+        part = stack.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        features = getattr(part, "features", None)
+        if isinstance(features, FeatureCache):
+            features.clear()
+        clear = getattr(part, "clear_cache", None)
+        if callable(clear):
+            clear()
+        inner = [v for v in getattr(part, "__dict__", {}).values() if v is not part]
+        inner += [v for d in inner if isinstance(d, dict) for v in d.values()]
+        stack += [
+            v for v in inner if callable(getattr(v, "compress", None)) or hasattr(v, "clear_cache")
+        ]

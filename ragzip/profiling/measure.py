@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragzip.cache.feature_cache import FeatureCache
+from ragzip.cache.feature_cache import FeatureCache, forget_remembered
 from ragzip.core import machine as host
 from ragzip.core.errors import ConfigError, InputError
 from ragzip.core.types import Budget, Passage
@@ -183,13 +183,11 @@ def _time_soft_prefill(
 
 
 def forget_features(comp: Compressor) -> FeatureCache | None:
-    """Empty ``comp``'s feature cache (its attached tables stay) and return it, or ``None``
-    when it keeps none."""
+    """Forget what ``comp`` remembers of earlier requests (:func:`forget_remembered`) and return
+    its feature cache, or ``None`` when it keeps none."""
+    forget_remembered(comp)
     cache = getattr(comp, "features", None)
-    if not isinstance(cache, FeatureCache):
-        return None
-    cache.clear()
-    return cache
+    return cache if isinstance(cache, FeatureCache) else None
 
 
 def measure(

@@ -10,6 +10,7 @@ import pytest
 
 import ragzip
 from ragzip import Budget, ConfigError
+from ragzip.cache.feature_cache import forget_remembered
 from ragzip.compressor import CompressionRequest
 from ragzip.compressors.cascade import EXPANSION, CascadeCompressor, expansion
 from ragzip.compressors.sentence import SentenceCompressor
@@ -83,6 +84,18 @@ def test_expansion_follows_the_ratio() -> None:
 def test_bad_config_is_a_config_error(bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         CascadeCompressor.Config(**bad)
+
+
+def test_forgetting_reaches_the_stages(
+    stages: tuple[SentenceCompressor, TokenCompressor], minilm_counter: TokenCounter
+) -> None:
+    coarse, _ = stages
+    comp = _cascade(stages, minilm_counter, coarse="sentence")
+    passages = ["The river Avon runs through Bath. " * 6, "Jane Austen lived in Bath in 1801. " * 5]
+    comp.compress("when did Jane Austen live in Bath?", passages, budget=Budget.compression(4))
+    assert coarse.scorer._cache  # the coarse stage remembers the request by default
+    forget_remembered(comp)
+    assert not coarse.scorer._cache
 
 
 def test_a_coarse_stage_that_cannot_rank_is_refused(minilm_counter: TokenCounter) -> None:

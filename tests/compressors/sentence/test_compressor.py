@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 import ragzip
 from ragzip import PLAIN_CONTEXT, Budget, BudgetError, ConfigError, InputError, Passage
+from ragzip.cache.feature_cache import forget_remembered
+from ragzip.compressor import REMEMBERED_REQUESTS
 from ragzip.compressors.sentence.compressor import SentenceCompressor
 from ragzip.compressors.sentence.features import (
     InputLimits,
@@ -216,6 +218,29 @@ def test_kept_whole_or_dropped_whole_on_nq_passages(
                 result = comp.compress(q.question, passages, budget=budget)
                 assert result.compressed_tokens <= result.budget_tokens
                 assert_whole_sentences(result)
+
+
+def test_a_repeated_request_is_scored_once_by_default(
+    tokenizer: Any, minilm_counter: TokenCounter
+) -> None:
+    scorer = make_tiny_scorer(tokenizer)
+    comp = SentenceCompressor(counter=minilm_counter, scorer=scorer)
+    assert scorer.cache_size == REMEMBERED_REQUESTS
+    calls: list[int] = []
+    predict = scorer.predict
+
+    def counting_predict(encoded: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(len(encoded))
+        return predict(encoded, **kwargs)
+
+    scorer.predict = counting_predict  # type: ignore[method-assign]
+    first = comp.compress(EASY[0], [BATH, PRIDE], budget=Budget.compression(4))
+    again = comp.compress(EASY[0], [BATH, PRIDE], budget=Budget.compression(4))
+    assert len(calls) == 1
+    assert [p.spans for p in first.passages] == [p.spans for p in again.passages]
+    forget_remembered(comp)  # what a cold measurement starts with
+    comp.compress(EASY[0], [BATH, PRIDE], budget=Budget.compression(4))
+    assert len(calls) == 2
 
 
 def test_score_cache_reuses_probabilities(tokenizer: Any, minilm_counter: TokenCounter) -> None:

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 import ragzip
 from ragzip import PLAIN_CONTEXT, Budget, BudgetError, ConfigError
-from ragzip.compressor import join_spans
+from ragzip.cache.feature_cache import forget_remembered
+from ragzip.compressor import REMEMBERED_REQUESTS, join_spans
 from ragzip.compressors.kept_whole import value_units
 from ragzip.compressors.token.compressor import TokenCompressor
 from ragzip.compressors.token.selection import select_words
@@ -310,7 +311,9 @@ def test_score_cache_gives_the_same_output(
 ) -> None:
 
     model, tokenizer = tiny_parts
-    plain = TokenCompressor(tiny, counter=smollm2_counter, model=model, tokenizer=tokenizer)
+    plain = TokenCompressor(
+        replace(tiny, cache_size=0), counter=smollm2_counter, model=model, tokenizer=tokenizer
+    )
     cached = TokenCompressor(
         replace(tiny, cache_size=2), counter=smollm2_counter, model=model, tokenizer=tokenizer
     )
@@ -325,6 +328,30 @@ def test_score_cache_gives_the_same_output(
             b = cached.compress(question, passages, budget=Budget(ratio=ratio))
             assert [p.spans for p in a.passages] == [p.spans for p in b.passages]
     assert len(cached._cache) == 2  # least recently used request evicted
+
+
+def test_a_repeated_request_is_scored_once_until_forgotten(
+    smollm2_counter: TokenCounter, tiny_parts: tuple[Any, Any], tiny: TokenCompressor.Config
+) -> None:
+    model, tokenizer = tiny_parts
+    comp = TokenCompressor(tiny, counter=smollm2_counter, model=model, tokenizer=tokenizer)
+    assert comp.config.cache_size == REMEMBERED_REQUESTS  # remembered by default
+    calls: list[str] = []
+    score = comp.word_probabilities
+
+    def counting(query: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(query)
+        return score(query, *args, **kwargs)
+
+    comp.word_probabilities = counting  # type: ignore[method-assign]
+    passages = ["The cat sat on the mat. " * 10, "Dogs bark. " * 12]
+    first = comp.compress("who sat?", passages, budget=Budget(ratio=4))
+    again = comp.compress("who sat?", passages, budget=Budget(ratio=4))
+    assert calls == ["who sat?"]
+    assert [p.spans for p in first.passages] == [p.spans for p in again.passages]
+    forget_remembered(comp)
+    comp.compress("who sat?", passages, budget=Budget(ratio=4))
+    assert calls == ["who sat?", "who sat?"]
 
 
 def test_length_bucketing_does_not_change_the_result(
