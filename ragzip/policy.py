@@ -13,13 +13,13 @@ a compressor.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.jsonl import read_json_object
 from ragzip.core.types import CompressionResult, Decision
 from ragzip.profiling.load import Load
 from ragzip.profiling.profile import Profile, load_profile
@@ -40,12 +40,8 @@ def load_quality(path: str | Path) -> dict[QualityKey, float]:
         ConfigError: Missing file, another format, or no compression stage in it.
     """
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"cannot read eval report {path}: {exc}"
-        raise ConfigError(msg) from exc
-    if not isinstance(doc, dict) or doc.get("schema") != "ragzip-eval/1":
+    doc = read_json_object(path, "eval report", ConfigError)
+    if doc.get("schema") != "ragzip-eval/1":
         msg = f"{path} is not a ragzip eval report (schema 'ragzip-eval/1')"
         raise ConfigError(msg)
     stage = doc.get("compression")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ragzip.core.errors import ConfigError, MissingDependencyError, ModelError, needs_extra
+from ragzip.core.jsonl import json_object_or_none
 from ragzip.core.machine import native_bf16_cpu as native_bf16_cpu  # its former home
 from ragzip.core.tokenization import HFTokenCounter
 
@@ -185,12 +186,12 @@ def converted_is_valid(folder: Path, gguf: Path) -> bool:
     """
     if not all((folder / name).is_file() for name in _SMOLLM2_REQUIRED_FILES):
         return False
+    manifest = json_object_or_none(folder / _MANIFEST_NAME)
     try:
-        manifest = json.loads((folder / _MANIFEST_NAME).read_text(encoding="utf-8"))
         expected = _source_fingerprint(gguf)
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in expected.items())
+    return manifest is not None and all(manifest.get(k) == v for k, v in expected.items())
 
 
 smollm2_cache_is_valid = converted_is_valid

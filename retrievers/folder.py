@@ -48,6 +48,7 @@ from ragzip.core.errors import (
     InputError,
     MissingDependencyError,
 )
+from ragzip.core.jsonl import json_object_or_none, read_json_object
 from ragzip.core.types import Passage
 from ragzip.retrievers import store
 from ragzip.retrievers.bm25 import BM25Config, BM25Index
@@ -103,11 +104,8 @@ def write_manifest(folder: Path, fields: Mapping[str, Any]) -> None:
 
 
 def is_index(path: Path) -> bool:
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+    manifest = json_object_or_none(path / MANIFEST)
+    return manifest is not None and manifest.get("format") == FORMAT
 
 
 def replaceable(path: Path) -> bool:
@@ -121,13 +119,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         msg = f"{str(folder)!r} is not a ragzip index: it has no {MANIFEST}"
         raise IndexFormatError(msg)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        msg = f"{path} is not a readable JSON manifest: {exc}"
-        raise IndexFormatError(msg) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
+    manifest = read_json_object(path, "the JSON manifest", IndexFormatError)
+    if manifest.get("format") != FORMAT:
+        found = manifest.get("format")
         msg = f"{str(folder)!r} is not a ragzip index (manifest format {found!r}, not {FORMAT!r})"
         raise IndexFormatError(msg)
     if manifest.get("version") != VERSION:

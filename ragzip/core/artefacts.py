@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragzip.core.errors import ModelError
+from ragzip.core.jsonl import json_object_or_none, read_json_object
 
 if TYPE_CHECKING:
     import torch
@@ -94,14 +95,7 @@ def read_artefact_config(
     if not path.is_file() or not (folder / WEIGHTS_FILE).is_file():
         msg = f"no trained {what} in {folder}: expected {CONFIG_FILE} and {WEIGHTS_FILE}"
         raise ModelError(msg)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        msg = f"cannot read {path}: {exc}"
-        raise ModelError(msg) from exc
-    if not isinstance(config, dict):
-        msg = f"{path} is not a {kind} config"
-        raise ModelError(msg)
+    config = read_json_object(path, f"the {what} config", ModelError)
     found_kind = config.get("format") if isinstance(config.get("format"), str) else None
     found_kind = found_kind or config.get("kind")
     if found_kind != kind:
@@ -162,11 +156,8 @@ def shipped_for(base: Path, target_name: str, identity: str, *, what: str) -> Pa
         ModelError: None ships for it (the message says how to train one).
     """
     for folder in (base, base.with_name(f"{base.name}-{Path(target_name).name}")):
-        try:
-            config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        found = config.get("target") if isinstance(config, dict) else None
+        config = json_object_or_none(folder / CONFIG_FILE)
+        found = config.get("target") if config is not None else None
         if isinstance(found, dict) and found.get("identity") == identity:
             return folder
     kind = base.name

@@ -14,6 +14,7 @@ import numpy as np
 
 from ragzip.core import machine as host
 from ragzip.core.errors import ConfigError, InputError
+from ragzip.core.jsonl import read_json_object
 from ragzip.experiments.reporting import json_ready
 from ragzip.profiling.fit import LinearModel, QuadraticModel
 from ragzip.profiling.samples import (
@@ -300,12 +301,8 @@ def save_profile(profile: Profile, path: str | Path) -> Path:
 
 
 def _read_doc(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"cannot read profile file {path}: {exc}"
-        raise ConfigError(msg) from exc
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+    doc = read_json_object(path, "profile file", ConfigError)
+    if doc.get("schema") != SCHEMA:
         msg = f"{path} is not a ragzip profile file (schema {SCHEMA!r} expected)"
         raise ConfigError(msg)
     if not isinstance(doc.get("profiles"), dict):
