@@ -287,7 +287,9 @@ def markdown(r: dict[str, Any], command: str) -> str:
             "; every measured request asks its question anew (a request tag appended), so only "
             "the passages recur."
             if r.get("novel")
-            else " and a recurring question over the same passages is a request seen before."
+            else " and a recurring question over the same passages is a request seen before "
+            "(the SIMULATED GPU has no prefix cache: a real one would skip a repeated prompt's "
+            "prefill, uncompressed or not)."
         )
         + " Answer recall and ratio are measured right after the sweep (`/v1/compress`), so "
         "`auto`, whose choice follows the load, still sees the load the sweep left.",
@@ -362,6 +364,7 @@ def main() -> None:
     parser.add_argument("--recall-questions", type=int, default=100)
     parser.add_argument("--zipf", type=float, default=1.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suffix", default="", help="appended to the reports' file names")
     parser.add_argument(
         "--novel", action="store_true", help="every measured request asks its question anew"
     )
@@ -373,7 +376,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for preset in args.preset or ["8b-a100"]:
         result = bench(args, preset)
-        out = RESULTS / f"load_{preset}_{args.mode}{'_novel' if args.novel else ''}"
+        novel = "_novel" if args.novel else ""
+        out = RESULTS / f"load_{preset}_{args.mode}{novel}{args.suffix}"
         out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
         out.with_suffix(".md").write_text(markdown(result, command))
         plot(result, out.with_suffix(".png"))
