@@ -29,6 +29,19 @@ def make_tiny_scorer(tokenizer: Any, *, cache_size: int = 0) -> SentenceScorer:
     )
 
 
+def count_predictions(scorer: SentenceScorer) -> list[int]:
+    """The inputs of each call to ``scorer.predict`` from now on (the list grows in place)."""
+    calls: list[int] = []
+    predict = scorer.predict
+
+    def counting_predict(encoded: Any, **kwargs: Any) -> Any:
+        calls.append(len(encoded))
+        return predict(encoded, **kwargs)
+
+    scorer.predict = counting_predict  # type: ignore[method-assign]
+    return calls
+
+
 PRIDE = Passage(
     title="Pride and Prejudice",
     text=(

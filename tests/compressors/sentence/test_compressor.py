@@ -30,6 +30,7 @@ from tests.compressors.sentence.support import (
     PRIDE,
     REGENCY,
     assert_whole_sentences,
+    count_predictions,
     make_tiny_scorer,
     sentence_count,
 )
@@ -226,14 +227,7 @@ def test_a_repeated_request_is_scored_once_by_default(
     scorer = make_tiny_scorer(tokenizer)
     comp = SentenceCompressor(counter=minilm_counter, scorer=scorer)
     assert scorer.cache_size == REMEMBERED_REQUESTS
-    calls: list[int] = []
-    predict = scorer.predict
-
-    def counting_predict(encoded: Any, **kwargs: Any) -> np.ndarray:
-        calls.append(len(encoded))
-        return predict(encoded, **kwargs)
-
-    scorer.predict = counting_predict  # type: ignore[method-assign]
+    calls = count_predictions(scorer)
     first = comp.compress(EASY[0], [BATH, PRIDE], budget=Budget.compression(4))
     again = comp.compress(EASY[0], [BATH, PRIDE], budget=Budget.compression(4))
     assert len(calls) == 1
@@ -245,14 +239,7 @@ def test_a_repeated_request_is_scored_once_by_default(
 
 def test_score_cache_reuses_probabilities(tokenizer: Any, minilm_counter: TokenCounter) -> None:
     scorer = make_tiny_scorer(tokenizer, cache_size=2)
-    calls: list[int] = []
-    predict = scorer.predict
-
-    def counting_predict(encoded: Any, **kwargs: Any) -> np.ndarray:
-        calls.append(len(encoded))
-        return predict(encoded, **kwargs)
-
-    scorer.predict = counting_predict  # type: ignore[method-assign]
+    calls = count_predictions(scorer)
     inputs = {
         name: [PassageSentences(p.title, tuple(p.text[s:e] for s, e in sentence_spans(p.text)))]
         for name, p in (("pride", PRIDE), ("bath", BATH), ("regency", REGENCY))
