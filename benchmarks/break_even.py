@@ -130,11 +130,6 @@ def ttft_s(
     return compress_s + generation.ttft_s, result
 
 
-def forget_all(comp: Compressor) -> None:
-    for c in (comp, *getattr(comp, "candidates", {}).values()):
-        forget_features(c)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generators", default="8b-a100,70b-a100,smollm2-cpu")
@@ -181,7 +176,7 @@ def main() -> None:
             for i, (q, ctx) in enumerate(zip(questions, retrieved, strict=True)):
                 for label, comp in configs.items():
                     for mode in ("cold", "warm"):
-                        forget_all(comp)
+                        forget_features(comp)  # its candidates' caches too
                         if mode == "warm":  # the request seen before: every vector cached
                             for c in (comp, *getattr(comp, "candidates", {}).values()):
                                 c.compress(q["question"], ctx, budget=budget_of(c))

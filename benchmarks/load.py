@@ -208,8 +208,9 @@ def sweep(
         first_sight = (cpu_seconds(proc.pid) - cpu0) / len(pool)
         bodies = [body(items[i], config, args.mode, model, args.passages) for i in order]
         for rate in args.rates:
-            sent = [asked_anew(b, f"{rate:g}.{n}") for n, b in enumerate(bodies)]
-            sent = sent if args.novel else bodies
+            sent = bodies
+            if args.novel:
+                sent = [asked_anew(b, f"{rate:g}.{n}") for n, b in enumerate(bodies)]
             cpu0 = cpu_seconds(proc.pid)
             done, wall = asyncio.run(run_rate(chat, sent, rate, args.seconds, args.seed))
             row = summary(done, wall, cpu_seconds(proc.pid) - cpu0, args.slo)
