@@ -41,7 +41,7 @@ def split_sentences(text: str) -> list[Span]:
     spans: list[Span] = []
     for start, end in _blocks(text, 0, len(text), (_BLANK_LINE, _LINE, _SENTENCE_END)):
         spans.extend((start + s, start + e) for s, e in _split_block(text[start:end]))
-    return _repair(text, spans)
+    return _join_run_in_labels(text, _repair(text, spans))
 
 
 def _blocks(text: str, start: int, end: int, cuts: tuple[re.Pattern[str], ...]) -> list[Span]:
@@ -164,6 +164,28 @@ def _repair(text: str, spans: list[Span]) -> list[Span]:
     tail = text[cursor:]
     if tail.strip():
         out.append((cursor + len(tail) - len(tail.lstrip()), cursor + len(tail.rstrip())))
+    return out
+
+
+_RUN_IN_LABEL = re.compile(
+    r"(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+)?(\*\*|__)[^*_\n]{1,80}?(?:[.:]\1|\1[.:])"
+)
+"""A run-in heading: an emphasised label ending in a full stop or colon (``- **Term.**``),
+after an optional list marker."""
+
+
+def _join_run_in_labels(text: str, spans: list[Span]) -> list[Span]:
+    """Spans with each run-in heading joined to the sentence that follows it on its line
+    (``- **Sparse retrieval.** ragzip uses bm25s.`` is one sentence): the label names what the
+    sentence is about, and kept on its own it is a fragment that says nothing."""
+    out: list[Span] = []
+    for start, end in spans:
+        if out:
+            s0, e0 = out[-1]
+            if _RUN_IN_LABEL.fullmatch(text, s0, e0) and "\n" not in text[e0:start]:
+                out[-1] = (s0, end)
+                continue
+        out.append((start, end))
     return out
 
 

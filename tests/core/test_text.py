@@ -56,13 +56,12 @@ def test_hard_wrapped_markdown_splits_into_whole_sentences() -> None:
     got = [WRAPPED[s:e] for s, e in split_sentences(WRAPPED)]
     assert got == [
         "# Hybrid retrieval",
-        "- **Sparse retrieval.**",
-        "ragzip uses the bm25s library for BM25 retrieval.",
+        # a run-in heading belongs to the sentence after it on its line
+        "- **Sparse retrieval.** ragzip uses the bm25s library for BM25 retrieval.",
         "bm25s stores the\n  BM25 scores in sparse matrices, so a query over a large corpus takes "
         "a few milliseconds.",
-        "- **Dense retrieval.**",
-        "ragzip embeds passages with the all-MiniLM-L6-v2 sentence-transformers\n  model and "
-        "searches them with a faiss-cpu index.",
+        "- **Dense retrieval.** ragzip embeds passages with the all-MiniLM-L6-v2 "
+        "sentence-transformers\n  model and searches them with a faiss-cpu index.",
         "Unit 17: SN-74694-FL",  # short lines (records, lists) stay lines of their own
         "Unit 18: SN-11111-AB",
     ]
