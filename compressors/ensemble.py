@@ -119,7 +119,11 @@ class EnsembleCompressor(Compressor):
     ) -> None:
         super().__init__(counter=counter)
         self.config = config or EnsembleCompressor.Config()
-        options = SentenceCompressor.Config(cache_size=self.config.cache_size)
+        # the weights above were chosen with the classifier reading 70% of the sentences, those
+        # sharing the most words with the question; its static shortlist is not measured here
+        options = SentenceCompressor.Config(
+            cache_size=self.config.cache_size, shortlist="words", prefilter=0.7
+        )
         self.sentence = sentence or SentenceCompressor(options, counter=counter)
         self.mig = mig or MIGCompressor(counter=counter)
         for stage in (self.sentence, self.mig):

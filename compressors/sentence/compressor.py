@@ -3,7 +3,6 @@ or within a budget; see :mod:`ragzip.compressors.sentence`."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ragzip.compressors.order import order_prior
 from ragzip.compressors.sentence.features import PassageSentences
 from ragzip.compressors.sentence.model import Mode
 from ragzip.compressors.sentence.scorer import SentenceScorer, load_scorer
+from ragzip.compressors.sentence.shortlist import Shortlist, lexical_shortlist, static_shortlist
 from ragzip.compressors.units import (
     Ranking,
     Selection,
@@ -33,10 +33,10 @@ from ragzip.compressors.units import (
 from ragzip.core.errors import CompressionError
 from ragzip.core.fields import Checked, Ge, Interval
 from ragzip.core.framing import Framing
-from ragzip.core.text import words
 from ragzip.core.tokenization import TokenCounter
 from ragzip.encoders.embedding import FixedPrecision, Precision, resolve_precision
 from ragzip.encoders.onnx import Backend
+from ragzip.encoders.static import StaticEmbedder, load_static_embedder
 
 
 class SentenceCompressor(Compressor):
@@ -47,6 +47,8 @@ class SentenceCompressor(Compressor):
         counter: Token counter of the generator's tokenizer; budgets are counted in it.
         scorer: A :class:`SentenceScorer`; defaults to the shipped classifier
             (:func:`load_scorer`).
+        static: The static embedder of the ``"static"`` shortlist; defaults to the one distilled
+            from the shipped MiniLM (:func:`~ragzip.encoders.static.load_static_embedder`).
     """
 
     name: ClassVar[str] = "sentence"
@@ -75,9 +77,13 @@ class SentenceCompressor(Compressor):
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
                 ``"onnx-int8"``.
             weights: Folder of another trained classifier (default: the shipped one).
-            prefilter: Share of a request's sentences the classifier reads, those sharing the most
-                words with the question (ties: earlier in the context first); the others rank
-                below every sentence read. 1.0 reads them all.
+            prefilter: Share of a request's sentences the classifier reads, those the
+                ``shortlist`` ranks first; the others rank below every sentence read. 1.0 reads
+                them all.
+            shortlist: How the sentences to read are picked
+                (:mod:`~ragzip.compressors.sentence.shortlist`): ``"static"`` by their
+                similarity to the question under static MiniLM token vectors and their passage's
+                place, ``"words"`` by the content words they share with the question.
             cache_size: Requests whose sentence probabilities the scorer remembers (at least;
                 the cache is the scorer's, shared by the compressors using it), so a question
                 asked again over the same passages, or a context compressed at several budgets
@@ -98,7 +104,8 @@ class SentenceCompressor(Compressor):
         backend: Backend = "auto"
         weights: str | None = field(default=None)
         cache_size: Annotated[int, Ge(0)] = REMEMBERED_REQUESTS
-        prefilter: Annotated[float, Interval(gt=0, le=1)] = 0.7
+        prefilter: Annotated[float, Interval(gt=0, le=1)] = 0.3
+        shortlist: Shortlist = "static"
         position_weight: Annotated[float, Ge(0)] = 0.2
 
     def __init__(
@@ -107,9 +114,13 @@ class SentenceCompressor(Compressor):
         *,
         counter: TokenCounter,
         scorer: SentenceScorer | None = None,
+        static: StaticEmbedder | None = None,
     ) -> None:
         super().__init__(counter=counter)
         self.config = config or SentenceCompressor.Config()
+        if static is None and self.config.shortlist == "static" and self.config.prefilter < 1:
+            static = load_static_embedder()
+        self.static = static
         if scorer is None:
             scorer = load_scorer(
                 self.config.weights, self.config.device, self.config.backend, self.config.precision
@@ -184,7 +195,7 @@ class SentenceCompressor(Compressor):
     def score(self, query: str, passages: Sequence[Any], units: Units) -> np.ndarray:
         """P(useful) of every unit of ``units`` (the sentences of ``passages``), in unit order;
         sentences the prefilter leaves out get -1."""
-        read = lexical_shortlist(query, units, self.config.prefilter)
+        read = self.shortlist(query, passages, units)
         grouped: list[list[str]] = [[] for _ in passages]
         for i, u in enumerate(units.items):
             if read[i]:
@@ -210,6 +221,14 @@ class SentenceCompressor(Compressor):
             )
             raise CompressionError(msg)
         return probs
+
+    def shortlist(self, query: str, passages: Sequence[Any], units: Units) -> np.ndarray:
+        """Which units of ``units`` the classifier reads (``prefilter`` and ``shortlist``)."""
+        share = self.config.prefilter
+        if self.config.shortlist == "words" or self.static is None:
+            return lexical_shortlist(query, units, share)
+        titles = [getattr(p, "title", "") or "" for p in passages]
+        return static_shortlist(query, units, titles, share, self.static)
 
     def select(
         self,
@@ -247,24 +266,3 @@ class SentenceCompressor(Compressor):
                 offer = chosen + extra[:need]
                 selection = greedy_fill(units, offer, budget_tokens, self.counter, **fill)
         return selection
-
-
-_FUNCTION_WORDS = (
-    "a an and are as at be by did do does for from had has have how in is it its of on or "
-    "the that this to was were what when where which who whom whose why will with"
-)
-FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
-
-
-def lexical_shortlist(query: str, units: Units, share: float) -> np.ndarray:
-    """Which units the classifier reads: the ``share`` of them sharing the most content words
-    with ``query`` (ties: earlier first); all of them for a share of 1."""
-    n = len(units)
-    if share >= 1.0 or n == 0:
-        return np.ones(n, dtype=bool)
-    asked = {w for w in words(query) if w not in FUNCTION_WORDS}
-    overlap = [len(asked & set(words(u.text))) for u in units.items]
-    order = sorted(range(n), key=lambda i: (-overlap[i], i))
-    keep = np.zeros(n, dtype=bool)
-    keep[order[: max(1, math.ceil(share * n))]] = True
-    return keep
