@@ -53,7 +53,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -149,6 +149,10 @@ class MIGCompressor(Compressor):
             precision: ``"bfloat16"`` runs the embedder under ``torch.autocast`` (about twice as
                 fast on CPUs with bfloat16 instructions; cosine to the float32 embeddings
                 > 0.9999); ``"auto"`` does so on such CPUs only; ``"float32"`` never.
+            encoder: The default embedder: ``"minilm"`` (all-MiniLM-L6-v2) or ``"static"``
+                (token vectors distilled from it, :mod:`ragzip.encoders.static`: no transformer
+                pass, so cold compression costs a few milliseconds, at some recall: on the 300
+                NQ ``val`` questions 96.0% at 4x and 87.7% at 8x against 97.3% and 91.7%).
             backend: What runs the default embedder on the CPU: ``"auto"`` (ONNX Runtime int8
                 where the CPU has no AMX and no precision is pinned, torch elsewhere; see
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
@@ -170,6 +174,7 @@ class MIGCompressor(Compressor):
         batch_size: Annotated[int, Ge(1)] = 16
         device: str | None = None
         precision: Precision = "auto"
+        encoder: Literal["minilm", "static"] = "minilm"
         backend: Backend = "auto"
         cache_mb: Annotated[int, Ge(0)] = 64
         position_weight: Annotated[float, Ge(0)] = 0.15
@@ -185,7 +190,11 @@ class MIGCompressor(Compressor):
     ) -> None:
         super().__init__(counter=counter)
         self.config = config or MIGCompressor.Config()
-        if embedder is None:
+        if embedder is None and self.config.encoder == "static":
+            from ragzip.encoders.static import load_static_embedder
+
+            embedder = load_static_embedder()
+        elif embedder is None:
             from ragzip.weights import load_embedder
 
             embedder = load_embedder(self.config.device, self.config.backend, self.config.precision)

@@ -215,9 +215,24 @@ def test_mig_beats_random_on_nq(nq_eval_cases: list[Any], smollm2_counter: Token
         return hits / len(nq_eval_cases)
 
     mig, rnd, trunc = recall("mig"), recall("random"), recall("truncate")
-    print(f"recall@4x mig={mig:.3f} random={rnd:.3f} truncate={trunc:.3f}")
+    static = recall("mig:encoder=static")
+    print(f"recall@4x mig={mig:.3f} static={static:.3f} random={rnd:.3f} truncate={trunc:.3f}")
     assert mig >= rnd + 0.25
     assert mig >= trunc + 0.10
+    assert static >= rnd + 0.2  # static token vectors: no transformer pass, still far from chance
+
+
+def test_static_encoder_keeps_its_own_vectors(minilm_counter: TokenCounter) -> None:
+    from ragzip.encoders.static import STATIC_NAME
+
+    comp = ragzip.create_compressor("mig:encoder=static", counter=minilm_counter)
+    assert isinstance(comp, MIGCompressor) and STATIC_NAME in comp.feature_model
+    passages = [
+        ragzip.Passage("The Pacific is the largest ocean. Jane Austen wrote Pride and Prejudice."),
+        ragzip.Passage("Paris is the capital of France. It lies on the Seine."),
+    ]
+    kept = comp.compress("who wrote pride and prejudice", passages, budget=Budget.tokens(14))
+    assert "Jane Austen" in kept.context and kept.compressed_tokens <= kept.budget_tokens
 
 
 def test_budget_covering_everything_keeps_it_verbatim(minilm_counter: TokenCounter) -> None:
