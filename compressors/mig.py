@@ -67,6 +67,7 @@ from ragzip.compressors.units import (
     fill_request,
     passage_relevance,
     split_units,
+    titled,
 )
 from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import CompressionError
@@ -345,9 +346,7 @@ class MIGCompressor(Compressor):
         return order
 
     def _embed_text(self, text: str, title: str) -> str:
-        if self.config.include_title and title.strip():
-            return f"{title.strip()}. {text}"
-        return text
+        return titled(title, text) if self.config.include_title else text
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         with autocast(device_of(self.embedder), self.config.precision):

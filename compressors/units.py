@@ -45,6 +45,13 @@ def sentence_spans(text: str) -> tuple[Span, ...]:
     return tuple(split_sentences(text))
 
 
+def titled(title: str, text: str) -> str:
+    """The text embedded for a passage or one of its units: the title, when there is one, then
+    the text (``"Pride and Prejudice. It was written by Jane Austen."``)."""
+    title = title.strip()
+    return f"{title}. {text}" if title else text
+
+
 def word_spans(text: str) -> tuple[Span, ...]:
     """Spans of the whitespace-separated words of ``text``."""
     return tuple(m.span() for m in _WORD_RE.finditer(text))

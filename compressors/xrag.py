@@ -38,7 +38,7 @@ from torch import nn
 
 from ragzip.compressor import CompressionOutput, CompressionRequest, Compressor
 from ragzip.compressors.mig import Embedder, encode_unit_norm
-from ragzip.compressors.units import sentence_spans
+from ragzip.compressors.units import sentence_spans, titled
 from ragzip.core.artefacts import read_artefact_config, read_tensors, shipped_for, write_artefact
 from ragzip.core.errors import CompressionError, ConfigError, ModelError
 from ragzip.core.fields import Checked, Ge
@@ -52,12 +52,6 @@ FORMAT_VERSION = 1
 
 EMBED_DIM = 384
 """Width of all-MiniLM-L6-v2 sentence embeddings."""
-
-
-def passage_input(title: str, text: str) -> str:
-    """The text embedded for a passage: its title, when it has one, then its text."""
-    title = title.strip()
-    return f"{title}. {text}" if title else text
 
 
 class Projector(nn.Module):
@@ -255,12 +249,12 @@ class XragCompressor(Compressor):
         the passages whole, or their ``sentences`` closest to the question."""
         passages = [request.passages[i] for i in kept]
         if not self.config.sentences:
-            return self.encode([passage_input(p.title, p.text) for p in passages]), list(kept)
+            return self.encode([titled(p.title, p.text) for p in passages]), list(kept)
         texts: list[str] = []
         owners: list[int] = []
         for i, p in zip(kept, passages, strict=True):
             pieces = [p.text[a:b] for a, b in sentence_spans(p.text) if p.text[a:b].strip()]
-            texts += [passage_input(p.title, t) for t in pieces or [p.text]]
+            texts += [titled(p.title, t) for t in pieces or [p.text]]
             owners += [i] * max(len(pieces), 1)
         vectors = self.encode([request.query, *texts])
         query, vectors = vectors[0], vectors[1:]

@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 
 from ragzip.compressors.order import order_prior
-from ragzip.compressors.units import Units
+from ragzip.compressors.units import Units, titled
 from ragzip.core.text import words
 from ragzip.encoders.static import StaticEmbedder
 
@@ -96,10 +96,7 @@ def static_shortlist(
     n = len(units)
     if share >= 1.0 or n == 0:
         return np.ones(n, dtype=bool)
-    texts = []
-    for u in units.items:
-        title = titles[u.passage].strip()
-        texts.append(f"{title}. {u.text}" if title else u.text)
+    texts = [titled(titles[u.passage], u.text) for u in units.items]
     vectors = embedder.encode([query, *texts])
     scores = vectors[1:] @ vectors[0]
     prior = order_prior(query, units, PLACE_WEIGHT)

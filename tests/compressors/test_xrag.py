@@ -11,6 +11,7 @@ import torch
 
 import ragzip
 from ragzip import Budget, BudgetError, ConfigError, InputError, ModelError
+from ragzip.compressors.units import titled
 from ragzip.compressors.xrag import (
     EMBED_DIM,
     WEIGHTS_DIR,
@@ -18,7 +19,6 @@ from ragzip.compressors.xrag import (
     XragCompressor,
     init_projector,
     load_projector,
-    passage_input,
     save_projector,
 )
 from ragzip.core.tokenization import TokenCounter
@@ -73,7 +73,7 @@ def test_one_vector_per_kept_passage(
     assert result.compressed_tokens == 3
     assert all(p.text == "" and p.spans == () for p in result.passages)
     # rows are the projections of the passages' MiniLM embeddings, in passage order
-    texts = [passage_input(p["title"], p["text"]) if isinstance(p, dict) else p for p in PASSAGES]
+    texts = [titled(p["title"], p["text"]) if isinstance(p, dict) else p for p in PASSAGES]
     vecs = embedder.encode([texts[0], texts[1], texts[3]], normalize_embeddings=True)
     with torch.no_grad():
         expected = untrained(torch.as_tensor(vecs)).numpy()
@@ -116,7 +116,7 @@ def test_sentences_give_the_closest_sentences_a_vector_each(
         "Many artists covered it.",
     ]
     vecs = embedder.encode(
-        [QUERY, *(passage_input("Yesterday", t) for t in sentences)], normalize_embeddings=True
+        [QUERY, *(titled("Yesterday", t) for t in sentences)], normalize_embeddings=True
     )
     best = sorted(np.argsort(-(vecs[1:] @ vecs[0]))[:2])
     with torch.no_grad():
@@ -231,9 +231,7 @@ def test_trained_projector_reconstructs_better_than_untrained(
 
     val = nq_split("val", data_dir)[100:116]  # past the val questions the curves used
     vecs = np.asarray(
-        embedder.encode(
-            [passage_input(ex.title, ex.text) for ex in val], normalize_embeddings=True
-        ),
+        embedder.encode([titled(ex.title, ex.text) for ex in val], normalize_embeddings=True),
         dtype=np.float32,
     )
     trainer = Trainer(TrainConfig(val_n=len(val)), soft_lm, val, vecs, val, vecs)

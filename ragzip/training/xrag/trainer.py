@@ -14,11 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ragzip.compressors.xrag import (
-    Projector,
-    init_projector,
-    passage_input,
-)
+from ragzip.compressors.units import titled
+from ragzip.compressors.xrag import Projector, init_projector
 from ragzip.core.errors import ConfigError
 from ragzip.experiments.datasets import NQExample
 from ragzip.generators.rendering import PromptRenderer, RenderedPrompt
@@ -101,7 +98,7 @@ def embed_passages(examples: Sequence[NQExample]) -> np.ndarray:
 
     embedder = load_embedder("cpu")
     out = embedder.encode(
-        [passage_input(ex.title, ex.text) for ex in examples],
+        [titled(ex.title, ex.text) for ex in examples],
         batch_size=32,
         convert_to_numpy=True,
         normalize_embeddings=True,
