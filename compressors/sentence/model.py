@@ -94,9 +94,9 @@ class SentenceClassifier(nn.Module):
         return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
     def _run(
-        self, hidden: torch.Tensor, mask: torch.Tensor, layers: Sequence[nn.Module]
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, layers: Sequence[nn.Module]
     ) -> torch.Tensor:
-        ext = self._extended(mask, hidden.dtype)
+        ext = None if mask is None else self._extended(mask, hidden.dtype)
         for layer in layers:
             out = layer(hidden, attention_mask=ext)
             hidden = out[0] if isinstance(out, tuple) else out
@@ -111,9 +111,10 @@ class SentenceClassifier(nn.Module):
         return self._run(hidden, batch.attention_mask, layers)
 
     def upper(
-        self, hidden: torch.Tensor, mask: torch.Tensor, segment_ids: torch.Tensor
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, segment_ids: torch.Tensor
     ) -> torch.Tensor:
-        """Logits ``(batch,)`` from the frozen layers' hidden states."""
+        """Logits ``(batch,)`` from the frozen layers' hidden states (``mask`` ``None``: no
+        padding)."""
         hidden = self._run(hidden, mask, self.encoder.encoder.layer[self.n_frozen :])
         q = _segment_mean(hidden, segment_ids == QUESTION)
         s = _segment_mean(hidden, segment_ids == SENTENCE)
@@ -124,6 +125,15 @@ class SentenceClassifier(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         """Logits ``(batch,)``."""
         return self.upper(self.lower(batch), batch.attention_mask, batch.segment_ids)
+
+    def unpadded(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, segment_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits ``(batch,)`` of inputs without padding: :meth:`forward` with no attention mask
+        to apply (what the ONNX graph computes, one input at a time)."""
+        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        hidden = self._run(hidden, None, self.encoder.encoder.layer[: self.n_frozen])
+        return self.upper(hidden, None, segment_ids)
 
 
 def _segment_mean(hidden: torch.Tensor, where: torch.Tensor) -> torch.Tensor:

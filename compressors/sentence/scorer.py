@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from ragzip.compressors.sentence.features import (
-    Batch,
     Encoded,
     Featurizer,
     InputLimits,
@@ -178,7 +177,6 @@ class SentenceScorer:
             logit = self.graph.run(
                 input_ids=ids,
                 token_type_ids=np.asarray(e.token_type_ids, dtype=np.int64)[None, :],
-                attention_mask=np.ones_like(ids),
                 segment_ids=np.asarray(e.segment_ids, dtype=np.int64)[None, :],
             )
             probs[i] = 1.0 / (1.0 + np.exp(-float(logit.reshape(-1)[0])))
@@ -244,10 +242,15 @@ def _export_classifier(
             super().__init__()
             self.model = model
 
-        def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(Batch(**inputs))
+        def forward(
+            self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, segment_ids: torch.Tensor
+        ) -> torch.Tensor:
+            return self.model.unpadded(input_ids, token_type_ids, segment_ids)
 
-    inputs = ["input_ids", "token_type_ids", "attention_mask", "segment_ids"]
     return classifier_graph(
-        Graph(), name="sentence-classifier", digests=digests, backend=backend, inputs=inputs
+        Graph(),
+        name="sentence-classifier",
+        digests=(*digests, "unmasked"),  # one input at a time: no attention mask
+        backend=backend,
+        inputs=["input_ids", "token_type_ids", "segment_ids"],
     )

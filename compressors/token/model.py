@@ -23,6 +23,7 @@ from ragzip.encoders.onnx import (
     OnnxModel,
     classifier_graph,
     resolve_backend,
+    unmasked,
 )
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "token"
@@ -152,12 +153,15 @@ def load_token_classifier(
         from ragzip.weights import minilm_dir
 
         graph = classifier_graph(  # exported once per pair of weights, then reused
-            model,
+            unmasked(model, "logits"),
             name="token-classifier",
-            digests=(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(path / WEIGHTS_FILE)),
+            digests=(
+                sha256_file(minilm_dir() / WEIGHTS_FILE),
+                sha256_file(path / WEIGHTS_FILE),
+                "unmasked",  # rows run alone, padding cut off: no attention mask
+            ),
             backend=fixed,
-            inputs=["input_ids", "attention_mask", "token_type_ids"],
-            select=lambda out: out.logits,
+            inputs=["input_ids", "token_type_ids"],
         )
         return OnnxTokenClassifier(graph), tokenizer
     if quantize == "int8":

@@ -263,6 +263,24 @@ def _quantize(source: Path, dest: Path) -> None:
         quiet.setLevel(level)
 
 
+def unmasked(model: Any, output: str) -> Any:
+    """A ``transformers`` model as a module of ``(input_ids, token_type_ids)`` alone, returning
+    its ``output`` (e.g. ``"logits"``): for graphs that read one unpadded input at a time, where
+    an attention mask of ones costs ~15% of the time and changes nothing."""
+    import torch
+
+    class Unmasked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, token_type_ids: Any) -> Any:
+            out = self.model(input_ids=input_ids, token_type_ids=token_type_ids)
+            return getattr(out, output)
+
+    return Unmasked()
+
+
 def _keywords(module: Any, names: Sequence[str], select: Callable[[Any], Any] | None) -> Any:
     """``module`` called with keyword tensors from positional ones (what the exporter traces)."""
     import torch
