@@ -71,11 +71,12 @@ class SentenceCompressor(Compressor):
                 elsewhere), ``"float32"`` or ``"bfloat16"`` (autocast; about 2x faster on CPUs
                 with native bfloat16, probabilities within a few thousandths).
             device: Device of the default classifier (``None`` picks one).
-            backend: What runs the default classifier on the CPU: ``"auto"`` (ONNX Runtime
-                float32 where the CPU has no AMX and no precision is pinned, torch elsewhere;
-                see
-                :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
-                ``"onnx-int8"``.
+            backend: What runs the default classifier on the CPU: ``"auto"`` (where the CPU
+                has no AMX and no precision is pinned, ONNX Runtime with int8 weights in the
+                four frozen MiniLM layers and float32 in the rest,
+                :data:`~ragzip.encoders.onnx.AUTO_ONNX_SENTENCE`; torch elsewhere; see
+                :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"``
+                (float32) or ``"onnx-int8"`` (int8 weights in every layer).
             weights: Folder of another trained classifier (default: the shipped one).
             prefilter: Share of a request's sentences the classifier reads, those the
                 ``shortlist`` ranks first; the others rank below every sentence read. 1.0 reads

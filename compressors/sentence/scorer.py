@@ -32,11 +32,12 @@ from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import ConfigError
 from ragzip.encoders.embedding import FixedPrecision
 from ragzip.encoders.onnx import (
-    AUTO_ONNX_CLASSIFIER,
+    AUTO_ONNX_SENTENCE,
     Backend,
     FixedBackend,
     OnnxModel,
     classifier_graph,
+    forced_backend,
     resolve_backend,
 )
 
@@ -219,11 +220,14 @@ def load_scorer(
     )
     model.load_trained_state(read_tensors(path))
     dev = resolve_device(device)
-    fixed = resolve_backend(backend, dev, precision, onnx=AUTO_ONNX_CLASSIFIER)
+    fixed = resolve_backend(backend, dev, precision, onnx=AUTO_ONNX_SENTENCE)
     graph = None
     if fixed != "torch":
         weights = sha256_file(path / "model.safetensors")
-        graph = _export_classifier(model.eval(), (base_sha, weights), fixed)
+        # auto's int8: the frozen MiniLM layers only (AUTO_ONNX_SENTENCE); asked for, all
+        frozen = backend == "auto" and fixed == AUTO_ONNX_SENTENCE and not forced_backend()
+        int8_layers = model.n_frozen if frozen else None
+        graph = _export_classifier(model.eval(), (base_sha, weights), fixed, int8_layers)
     return SentenceScorer(
         model,
         tokenizer,
@@ -235,7 +239,10 @@ def load_scorer(
 
 
 def _export_classifier(
-    model: SentenceClassifier, digests: Sequence[str], backend: FixedBackend
+    model: SentenceClassifier,
+    digests: Sequence[str],
+    backend: FixedBackend,
+    int8_layers: int | None = None,
 ) -> OnnxModel:
     class Graph(torch.nn.Module):
         def __init__(self) -> None:
@@ -253,4 +260,5 @@ def _export_classifier(
         digests=(*digests, "unmasked"),  # one input at a time: no attention mask
         backend=backend,
         inputs=["input_ids", "token_type_ids", "segment_ids"],
+        int8_layers=int8_layers,
     )

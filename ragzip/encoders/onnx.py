@@ -39,9 +39,14 @@ AUTO_ONNX: FixedBackend = "onnx-int8"
 """What ``"auto"`` picks for an embedder on CPUs without AMX: int8 vectors keep
 the rankings (cosine 0.99 to float32, the same answer recall for ``mig``)."""
 AUTO_ONNX_CLASSIFIER: FixedBackend = "onnx"
-"""What ``"auto"`` picks for a classifier there: float32, the probabilities torch gives. int8
-moved a sentence's probability by up to 0.12, enough to change what is kept (and the demo's
-answer); ``"onnx-int8"`` asks for it."""
+"""What ``"auto"`` picks for the ``token`` classifier there: float32, the probabilities torch
+gives (int8 kept less of the answers); ``"onnx-int8"`` asks for int8."""
+AUTO_ONNX_SENTENCE: FixedBackend = "onnx-int8"
+"""What ``"auto"`` picks for the ``sentence`` classifier there, whose first layers are
+MiniLM's own, frozen in training: int8 weights in those layers only, float32 in the two trained
+layers and the head (``ragzip.compressors.sentence.scorer.load_scorer``): 0.6 of the float32
+graph's time at the answer recall of float32 within half a point at 4x on val and test, where
+int8 throughout took 0.5 of it and lost 0.6 points on test."""
 
 BACKEND_ENV = "RAGZIP_BACKEND"
 """Environment variable that fixes what ``"auto"`` resolves to (``torch`` or ``onnx``): to
@@ -64,6 +69,11 @@ def check_backend(backend: object) -> None:
         raise ConfigError(msg)
 
 
+def forced_backend() -> str:
+    """What :data:`BACKEND_ENV` fixes ``"auto"`` to (``""`` when unset)."""
+    return os.environ.get(BACKEND_ENV, "").strip()
+
+
 def resolve_backend(
     backend: Backend = "auto",
     device: str = "cpu",
@@ -75,10 +85,11 @@ def resolve_backend(
     precision is pinned (``precision`` other than ``"auto"``, or
     :data:`~ragzip.encoders.embedding.PRECISION_ENV` set), torch on CPUs with AMX (its bfloat16
     autocast runs on the tile units there: ``mig`` cold cost 0.14 of one float32 MiniLM pass on
-    an Intel Xeon), and ``onnx`` (an embedder's :data:`AUTO_ONNX`, a classifier's
-    :data:`AUTO_ONNX_CLASSIFIER`) on other CPUs when ONNX Runtime is installed — those with
-    AVX512-BF16 but no AMX included: on an AMD EPYC of that kind, one thread, a question's
-    vector took 8.8 ms under torch's bfloat16 autocast and 1.0 ms on the int8 graph
+    an Intel Xeon), and ONNX Runtime (an embedder's :data:`AUTO_ONNX`, a classifier's
+    :data:`AUTO_ONNX_CLASSIFIER` or :data:`AUTO_ONNX_SENTENCE`) on other CPUs when it is
+    installed — those with AVX512-BF16 but no AMX included: on an AMD EPYC of that kind, one
+    thread, a question's vector took 8.8 ms under torch's bfloat16 autocast and 1.0 ms on the
+    int8 graph
     (``benchmarks/results/encoder_speed_avx512.md``), and cold compression of 10 passages p50
     193 → 147 ms (``mig``), 330 → 231 ms (``sentence``), 442 → 139 ms (``token``), with the
     same answer recall (``benchmarks/results/compress_latency_avx512.md``). Other values as
@@ -90,7 +101,7 @@ def resolve_backend(
     """
     check_backend(backend)
     if backend == "auto":
-        forced = os.environ.get(BACKEND_ENV, "").strip()
+        forced = forced_backend()
         if forced:
             if forced not in get_args(FixedBackend):
                 msg = f"{BACKEND_ENV}={forced!r}: use one of {', '.join(get_args(FixedBackend))}"
@@ -149,10 +160,13 @@ def exported(
     key: str,
     precision: OnnxPrecision = "float32",
     select: Callable[[Any], Any] | None = None,
+    int8_layers: int | None = None,
 ) -> Path:
     """The ONNX graph of ``module`` (called with ``example`` as keyword tensors, batch and
     length dynamic; ``select`` picks the output tensor from what it returns), exported into
-    the cache when it is not there yet.
+    the cache when it is not there yet. An ``int8`` graph gets int8 weights in every matrix
+    product, or with ``int8_layers=n`` only in those of encoder layers ``0 … n-1`` (name the
+    choice in ``key``).
 
     The graph is written beside its final name and renamed into place, so processes racing to
     export never read half a file.
@@ -175,7 +189,7 @@ def exported(
                 _export(module, example, outputs, plain, select)
                 if precision == "int8":
                     quantized = Path(tmp) / "model-int8.onnx"
-                    _quantize(plain, quantized)
+                    _quantize(plain, quantized, int8_layers)
                     plain = quantized
                 os.replace(plain, final)
         except (OSError, RuntimeError, ValueError) as exc:
@@ -192,10 +206,12 @@ def classifier_graph(
     backend: FixedBackend,
     inputs: Sequence[str],
     select: Callable[[Any], Any] | None = None,
+    int8_layers: int | None = None,
 ) -> OnnxModel:
     """A classifier over MiniLM as an ONNX graph at ``backend``'s precision, exported once per
     set of weight ``digests`` (:func:`exported`): traced on a small batch of ``inputs`` (token
-    type ids zeros, every other input ones), logits out."""
+    type ids zeros, every other input ones), logits out. ``int8_layers`` (with ``onnx-int8``):
+    int8 weights in the first that many encoder layers only."""
     import torch
 
     ids = torch.ones((2, 8), dtype=torch.long)
@@ -205,9 +221,10 @@ def classifier_graph(
         example,
         outputs=["logits"],
         name=name,
-        key=export_key(*digests),
+        key=export_key(*digests, *([] if int8_layers is None else [f"int8 layers {int8_layers}"])),
         precision=onnx_precision(backend),
         select=select,
+        int8_layers=int8_layers,
     )
     return OnnxModel(path)
 
@@ -245,8 +262,20 @@ def _export(
         module.train(was_training)
 
 
-def _quantize(source: Path, dest: Path) -> None:
+def _quantize(source: Path, dest: Path, layers: int | None = None) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = None
+    if layers is not None:  # the products of those layers' weights only
+        graph = onnx.load(str(source), load_external_data=False).graph
+        weights = {t.name for t in graph.initializer}
+        marks = tuple(f"layer.{i}/" for i in range(layers))
+        nodes = [
+            n.name
+            for n in graph.node
+            if n.op_type == "MatMul" and n.input[1] in weights and any(m in n.name for m in marks)
+        ]
 
     quiet = logging.getLogger()
     level = quiet.level
@@ -258,6 +287,7 @@ def _quantize(source: Path, dest: Path) -> None:
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=nodes,
         )
     finally:
         quiet.setLevel(level)
