@@ -104,11 +104,13 @@ class SentenceClassifier(nn.Module):
 
     def lower(self, batch: Batch) -> torch.Tensor:
         """Hidden states after the embeddings and the frozen layers."""
-        hidden = self.encoder.embeddings(
-            input_ids=batch.input_ids, token_type_ids=batch.token_type_ids
-        )
-        layers = self.encoder.encoder.layer[: self.n_frozen]
-        return self._run(hidden, batch.attention_mask, layers)
+        return self._lower(batch.input_ids, batch.token_type_ids, batch.attention_mask)
+
+    def _lower(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        return self._run(hidden, mask, self.encoder.encoder.layer[: self.n_frozen])
 
     def upper(
         self, hidden: torch.Tensor, mask: torch.Tensor | None, segment_ids: torch.Tensor
@@ -131,9 +133,7 @@ class SentenceClassifier(nn.Module):
     ) -> torch.Tensor:
         """Logits ``(batch,)`` of inputs without padding: :meth:`forward` with no attention mask
         to apply (what the ONNX graph computes, one input at a time)."""
-        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        hidden = self._run(hidden, None, self.encoder.encoder.layer[: self.n_frozen])
-        return self.upper(hidden, None, segment_ids)
+        return self.upper(self._lower(input_ids, token_type_ids, None), None, segment_ids)
 
 
 def _segment_mean(hidden: torch.Tensor, where: torch.Tensor) -> torch.Tensor:

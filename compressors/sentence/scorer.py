@@ -257,7 +257,7 @@ def _export_classifier(
     return classifier_graph(
         Graph(),
         name="sentence-classifier",
-        digests=(*digests, "unmasked"),  # one input at a time: no attention mask
+        digests=digests,
         backend=backend,
         inputs=["input_ids", "token_type_ids", "segment_ids"],
         int8_layers=int8_layers,

@@ -155,11 +155,7 @@ def load_token_classifier(
         graph = classifier_graph(  # exported once per pair of weights, then reused
             unmasked(model, "logits"),
             name="token-classifier",
-            digests=(
-                sha256_file(minilm_dir() / WEIGHTS_FILE),
-                sha256_file(path / WEIGHTS_FILE),
-                "unmasked",  # rows run alone, padding cut off: no attention mask
-            ),
+            digests=(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(path / WEIGHTS_FILE)),
             backend=fixed,
             inputs=["input_ids", "token_type_ids"],
         )

@@ -118,9 +118,7 @@ def load_onnx_embedder(backend: FixedBackend, folder: str) -> OnnxEmbedder:
     except (OSError, ValueError) as exc:
         msg = f"cannot load MiniLM's tokenizer from {folder}: {exc}"
         raise ModelError(msg) from exc
-    # "unmasked": the graph reads one text at a time, so it takes no attention mask (a mask of
-    # ones made it spend ~15% of its time on masking, same vectors)
-    key = export_key(sha256_file(Path(folder) / "model.safetensors"), "unmasked")
+    key = export_key(sha256_file(Path(folder) / "model.safetensors"))
     path = cached_graph("minilm", key, precision)
     if path is None:
         ids = torch.ones((1, 8), dtype=torch.long)
