@@ -74,7 +74,7 @@ class SentenceCompressor(Compressor):
             backend: What runs the default classifier on the CPU: ``"auto"`` (where the CPU
                 has no AMX and no precision is pinned, ONNX Runtime with int8 weights in the
                 four frozen MiniLM layers and float32 in the rest,
-                :data:`~ragzip.encoders.onnx.AUTO_ONNX_SENTENCE`; torch elsewhere; see
+                :data:`~ragzip.encoders.onnx.AUTO_ONNX_CLASSIFIER`; torch elsewhere; see
                 :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"``
                 (float32) or ``"onnx-int8"`` (int8 weights in every layer).
             weights: Folder of another trained classifier (default: the shipped one).

@@ -32,12 +32,12 @@ from ragzip.core.cancellation import checkpoint
 from ragzip.core.errors import ConfigError
 from ragzip.encoders.embedding import FixedPrecision
 from ragzip.encoders.onnx import (
-    AUTO_ONNX_SENTENCE,
+    AUTO_ONNX_CLASSIFIER,
     Backend,
     FixedBackend,
     OnnxModel,
+    auto_int8_layers,
     classifier_graph,
-    forced_backend,
     resolve_backend,
 )
 
@@ -220,13 +220,11 @@ def load_scorer(
     )
     model.load_trained_state(read_tensors(path))
     dev = resolve_device(device)
-    fixed = resolve_backend(backend, dev, precision, onnx=AUTO_ONNX_SENTENCE)
+    fixed = resolve_backend(backend, dev, precision, onnx=AUTO_ONNX_CLASSIFIER)
     graph = None
     if fixed != "torch":
         weights = sha256_file(path / "model.safetensors")
-        # auto's int8: the frozen MiniLM layers only (AUTO_ONNX_SENTENCE); asked for, all
-        frozen = backend == "auto" and fixed == AUTO_ONNX_SENTENCE and not forced_backend()
-        int8_layers = model.n_frozen if frozen else None
+        int8_layers = auto_int8_layers(backend, fixed, model.n_frozen)
         graph = _export_classifier(model.eval(), (base_sha, weights), fixed, int8_layers)
     return SentenceScorer(
         model,

@@ -75,11 +75,12 @@ class TokenCompressor(Compressor):
             drop_separators: Drop a separator-only word that follows another kept one.
             quantize: ``"int8"`` for torch's dynamic int8 quantisation of the linear layers
                 (CPU; the torch backend).
-            backend: What runs the default classifier on the CPU: ``"auto"`` (ONNX Runtime
-                float32 where the CPU has no AMX and no precision is pinned, torch elsewhere;
-                see
-                :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"`` or
-                ``"onnx-int8"``.
+            backend: What runs the default classifier on the CPU: ``"auto"`` (where the CPU
+                has no AMX, ONNX Runtime with int8 weights in the four frozen MiniLM layers and
+                float32 in the two trained ones,
+                :data:`~ragzip.encoders.onnx.AUTO_ONNX_CLASSIFIER`; torch elsewhere; see
+                :func:`~ragzip.encoders.onnx.resolve_backend`), ``"torch"``, ``"onnx"``
+                (float32) or ``"onnx-int8"`` (int8 weights in every layer).
             device: Torch device; ``None`` picks the best.
             cache_size: Requests (question and passages) whose word probabilities are
                 remembered, so a question asked again over the same passages, or one context

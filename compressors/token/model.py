@@ -21,6 +21,7 @@ from ragzip.encoders.onnx import (
     AUTO_ONNX_CLASSIFIER,
     Backend,
     OnnxModel,
+    auto_int8_layers,
     classifier_graph,
     resolve_backend,
     unmasked,
@@ -143,7 +144,7 @@ def load_token_classifier(
 
     model, tokenizer = load_base_classifier()
     path = Path(folder) if folder else WEIGHTS_DIR
-    apply_artefact(model, path)
+    cfg = apply_artefact(model, path)
     dev = resolve_device(device)
     fixed = resolve_backend(
         backend if quantize == "none" else "torch", dev, onnx=AUTO_ONNX_CLASSIFIER
@@ -158,6 +159,7 @@ def load_token_classifier(
             digests=(sha256_file(minilm_dir() / WEIGHTS_FILE), sha256_file(path / WEIGHTS_FILE)),
             backend=fixed,
             inputs=["input_ids", "token_type_ids"],
+            int8_layers=auto_int8_layers(backend, fixed, _frozen_layers(cfg)),
         )
         return OnnxTokenClassifier(graph), tokenizer
     if quantize == "int8":
@@ -166,6 +168,15 @@ def load_token_classifier(
             raise ConfigError(msg)
         model = _quantize_int8(model)
     return model.to(dev).eval(), tokenizer
+
+
+def _frozen_layers(cfg: dict[str, Any]) -> int:
+    """The MiniLM layers an artefact left as they were: those below its first trained one."""
+    try:
+        return min(int(i) for i in cfg["trained_layers"])
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = f"the token classifier's config.json lacks its trained_layers: {exc!r}"
+        raise ModelError(msg) from exc
 
 
 class OnnxTokenClassifier:

@@ -38,15 +38,14 @@ OnnxPrecision = Literal["float32", "int8"]
 AUTO_ONNX: FixedBackend = "onnx-int8"
 """What ``"auto"`` picks for an embedder on CPUs without AMX: int8 vectors keep
 the rankings (cosine 0.99 to float32, the same answer recall for ``mig``)."""
-AUTO_ONNX_CLASSIFIER: FixedBackend = "onnx"
-"""What ``"auto"`` picks for the ``token`` classifier there: float32, the probabilities torch
-gives (int8 kept less of the answers); ``"onnx-int8"`` asks for int8."""
-AUTO_ONNX_SENTENCE: FixedBackend = "onnx-int8"
-"""What ``"auto"`` picks for the ``sentence`` classifier there, whose first layers are
-MiniLM's own, frozen in training: int8 weights in those layers only, float32 in the two trained
-layers and the head (``ragzip.compressors.sentence.scorer.load_scorer``): 0.6 of the float32
+AUTO_ONNX_CLASSIFIER: FixedBackend = "onnx-int8"
+"""What ``"auto"`` picks there for the ``sentence`` and ``token`` classifiers, whose first four
+layers are MiniLM's own, frozen in training: int8 weights in those layers only, float32 in the
+two trained layers and the head (:func:`auto_int8_layers`). ``sentence``: 0.6 of the float32
 graph's time at the answer recall of float32 within half a point at 4x on val and test, where
-int8 throughout took 0.5 of it and lost 0.6 points on test."""
+int8 throughout took 0.5 of it and lost 0.6 points on test; ``token``: 0.78 of the float32
+time on an AVX2-only AMD EPYC, the same answer recall at 4x and 8x on val. ``onnx-int8`` asks
+for int8 throughout, ``onnx`` for float32."""
 
 BACKEND_ENV = "RAGZIP_BACKEND"
 """Environment variable that fixes what ``"auto"`` resolves to (``torch`` or ``onnx``): to
@@ -87,14 +86,11 @@ def resolve_backend(
     :data:`~ragzip.encoders.embedding.PRECISION_ENV` set), torch on CPUs with AMX (its bfloat16
     autocast runs on the tile units there: ``mig`` cold cost 0.14 of one float32 MiniLM pass on
     an Intel Xeon), and ONNX Runtime (an embedder's :data:`AUTO_ONNX`, a classifier's
-    :data:`AUTO_ONNX_CLASSIFIER` or :data:`AUTO_ONNX_SENTENCE`) on other CPUs when it is
-    installed — those with AVX512-BF16 but no AMX included: on an AMD EPYC of that kind, one
-    thread, a question's vector took 8.8 ms under torch's bfloat16 autocast and 1.0 ms on the
-    int8 graph
-    (``benchmarks/results/encoder_speed_avx512.md``), and cold compression of 10 passages p50
-    193 → 147 ms (``mig``), 330 → 231 ms (``sentence``), 442 → 139 ms (``token``), with the
-    same answer recall (``benchmarks/results/compress_latency_avx512.md``). Other values as
-    they are.
+    :data:`AUTO_ONNX_CLASSIFIER`) on other CPUs when it is installed — those with AVX512-BF16
+    but no AMX included: on an AMD EPYC of that kind, one thread, a question's vector took 8.8
+    ms under torch's bfloat16 autocast and 1.0 ms on the int8 graph
+    (``benchmarks/results/encoder_speed_avx512.md``; per CPU: ``compress_latency_*.md``).
+    Other values as they are.
 
     Raises:
         ConfigError: An unknown backend, or an ONNX one for a device other than the CPU.
@@ -124,6 +120,16 @@ def resolve_backend(
             msg = f"the {backend} backend needs onnxruntime and onnx: pip install 'ragzip[models]'"
             raise MissingDependencyError(msg, name="onnxruntime")
     return backend
+
+
+def auto_int8_layers(backend: Backend, fixed: FixedBackend, n_frozen: int) -> int | None:
+    """How many lower layers get int8 weights in a classifier's graph: ``n_frozen`` (MiniLM's
+    own layers, frozen in training) where ``backend="auto"`` itself resolved to
+    ``"onnx-int8"`` (not :data:`BACKEND_ENV`); ``None`` (every layer at ``fixed``'s precision)
+    where ``onnx-int8`` was asked for by name."""
+    if backend == "auto" and fixed == "onnx-int8" and not forced_backend():
+        return n_frozen
+    return None
 
 
 def onnx_precision(backend: FixedBackend) -> OnnxPrecision:

@@ -18,6 +18,7 @@ from ragzip.encoders.onnx import (
     AUTO_ONNX_CLASSIFIER,
     BACKEND_ENV,
     OnnxModel,
+    auto_int8_layers,
     cached_graph,
     check_backend,
     export_key,
@@ -36,7 +37,8 @@ def no_pins(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_auto_picks_the_fast_path_of_this_cpu() -> None:
     assert resolve_backend("auto") == ("torch" if machine.amx_cpu() else AUTO_ONNX)
     classifier = resolve_backend("auto", onnx=AUTO_ONNX_CLASSIFIER)
-    assert classifier == ("torch" if machine.amx_cpu() else "onnx")  # float32: torch's scores
+    # int8 weights where MiniLM's own frozen layers are, float32 in the trained ones
+    assert classifier == ("torch" if machine.amx_cpu() else "onnx-int8")
     assert resolve_backend("auto", "cuda") == "torch"
     # a pinned precision keeps torch: the numbers it names are torch's
     assert resolve_backend("auto", "cpu", "float32") == "torch"
@@ -52,8 +54,8 @@ def test_auto_picks_the_fast_path_of_this_cpu() -> None:
             "torch",
             "torch",
         ),
-        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, AUTO_ONNX, "onnx"),
-        ({"avx2", "fma"}, AUTO_ONNX, "onnx"),
+        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, AUTO_ONNX, AUTO_ONNX_CLASSIFIER),
+        ({"avx2", "fma"}, AUTO_ONNX, AUTO_ONNX_CLASSIFIER),
     ],
     ids=["amx", "avx512-bf16-without-amx", "avx2"],
 )
@@ -67,6 +69,18 @@ def test_auto_takes_torch_only_where_the_cpu_has_amx(
     assert machine.native_bf16_cpu() == ("avx512_bf16" in flags)
     assert resolve_backend("auto") == embedder
     assert resolve_backend("auto", onnx=AUTO_ONNX_CLASSIFIER) == classifier
+
+
+@pytest.mark.usefixtures("no_pins")
+def test_auto_quantises_only_the_frozen_layers_of_a_classifier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert auto_int8_layers("auto", "onnx-int8", 4) == 4
+    assert auto_int8_layers("onnx-int8", "onnx-int8", 4) is None  # asked for: every layer
+    assert auto_int8_layers("auto", "onnx", 4) is None
+    assert auto_int8_layers("auto", "torch", 4) is None
+    monkeypatch.setenv(BACKEND_ENV, "onnx-int8")  # the environment names it: every layer
+    assert auto_int8_layers("auto", "onnx-int8", 4) is None
 
 
 @pytest.mark.usefixtures("no_pins")
