@@ -4,8 +4,8 @@ the ``sentence`` and ``token`` classifiers), in one place.
 A torch module is exported once, on first use, from the weights ragzip ships (no hub), into
 the model cache (``cache_dir()/onnx``), named by a digest of those weights, so a changed
 artefact is exported anew; ``int8`` graphs get dynamic int8 quantisation of their matrix
-products, weights per output channel. Sessions run on the thread count torch was given by
-the entry point, with idle threads asleep (a proxy must not spin cores it does not use).
+products, weights per output channel. A graph runs at the thread count torch has when it
+runs (set by the entry point), idle threads asleep (a proxy must not spin cores it leaves).
 
 Which backend runs is chosen per CPU like :func:`ragzip.encoders.embedding.resolve_precision`
 (:func:`resolve_backend`): where the CPU multiplies bfloat16 matrices on AMX tiles, torch under
@@ -336,36 +336,59 @@ def _keywords(module: Any, names: Sequence[str], select: Callable[[Any], Any] | 
 
 
 class OnnxModel:
-    """One ONNX Runtime session on the CPU: ``run(**arrays)`` → the first output, float32.
+    """An ONNX Runtime graph on the CPU: ``run(**arrays)`` → the first output, float32.
+
+    A session's thread count is fixed when it is made, so one is made per count the graph runs
+    at: the count torch has when :meth:`run` is called (set by the entry point), unless
+    ``threads`` fixes it. A model loaded before its entry point set the count, or run at two
+    counts by a benchmark, thus runs at the count in force.
 
     Args:
         path: The ``.onnx`` graph.
-        threads: Intra-op threads; ``None`` takes torch's count (set by the entry point).
+        threads: Intra-op threads; ``None`` follows torch's count.
+
+    Raises:
+        ModelError: The graph cannot be loaded.
     """
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        self.path = path
+        self.threads = threads
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        session = self.session()  # a graph that cannot be loaded fails here, not at first use
+        self.inputs = tuple(i.name for i in session.get_inputs())
+
+    def session(self) -> Any:
+        """The ``onnxruntime.InferenceSession`` for the thread count in force."""
+        threads = self.threads or _torch_threads()
+        session = self._sessions.get(threads)
+        if session is None:
+            with self._lock:
+                session = self._sessions.get(threads)
+                if session is None:
+                    session = self._sessions[threads] = self._load(threads)
+        return session
+
+    def _load(self, threads: int) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _torch_threads()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            msg = f"cannot load the ONNX graph {path}: {exc}"
+            msg = f"cannot load the ONNX graph {self.path}: {exc}"
             raise ModelError(msg) from exc
-        self.path = path
-        self.inputs = tuple(i.name for i in self.session.get_inputs())
 
     def run(self, **arrays: np.ndarray) -> np.ndarray:
         """The first output for the named inputs (int64 ids and masks)."""
         feed = {n: np.ascontiguousarray(arrays[n], dtype=np.int64) for n in self.inputs}
-        out = self.session.run(None, feed)[0]
+        out = self.session().run(None, feed)[0]
         return np.asarray(out, dtype=np.float32)
 
 

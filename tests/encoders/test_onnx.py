@@ -140,3 +140,31 @@ def test_export_is_written_once_per_key_and_runs_any_shape(
     leftovers = [p for p in path.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the temporary folder is gone
     assert os.access(path, os.R_OK)
+
+
+def test_a_graph_runs_at_the_thread_count_in_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model loaded before the entry point sets torch's thread count (or run at two counts by
+    a benchmark) runs at the count in force, not at the one it was loaded under."""
+    monkeypatch.setenv("RAGZIP_CACHE_DIR", str(tmp_path))
+    ids = torch.ones((1, 3), dtype=torch.long)
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    path = exported(Tiny(), example, outputs=["out"], name="tiny", key=export_key("threads"))
+    tokens = np.array([[1, 2, 3]], dtype=np.int64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        model = OnnxModel(path)
+        torch.set_num_threads(1)
+        one = model.run(input_ids=tokens, attention_mask=np.ones_like(tokens))
+        assert model.session().get_session_options().intra_op_num_threads == 1
+        torch.set_num_threads(2)
+        assert model.session().get_session_options().intra_op_num_threads == 2
+        np.testing.assert_array_equal(
+            model.run(input_ids=tokens, attention_mask=np.ones_like(tokens)), one
+        )
+    finally:
+        torch.set_num_threads(before)
+    fixed = OnnxModel(path, threads=1)
+    assert fixed.session().get_session_options().intra_op_num_threads == 1
