@@ -15,7 +15,9 @@ A request over chunks of a ``ragzip index`` is also timed for compressors that p
 (``indexed``: the passages' sentence vectors from the index, the question's from retrieval).
 ``--device cuda`` times the model-based compressors on a GPU; ``--save-contexts`` and
 ``--contexts`` carry the retrieved passages to a machine without the data or the index, and
-``--tokenizer`` names a tokenizer folder there.
+``--tokenizer`` names a tokenizer folder there. ``--blocks 20`` has the configs take turns over
+blocks of 20 questions (each block after one untimed request), so that backends or graphs
+compared side by side share the machine's drift.
 
 Writes ``benchmarks/results/compress_latency.json`` and ``.md``. Needs ``../shared/data`` (or
 ``RAGZIP_DATA_DIR``); builds or reuses the evaluation index under the cache folder.
@@ -103,6 +105,19 @@ def indexed_s(comp: Any, precompute: Any, question: str, ctx: list[Passage], bud
         comp.features = own
 
 
+def schedule(names: list[str], n: int, blocks: int) -> list[tuple[str, list[int]]]:
+    """The order requests run in: each config over all ``n`` questions in turn (``blocks`` 0),
+    or the configs taking turns over blocks of ``blocks`` questions, so a drift of the machine's
+    speed during the run falls on all of them alike."""
+    if not blocks:
+        return [(name, list(range(n))) for name in names]
+    return [
+        (name, list(range(start, min(start + blocks, n))))
+        for start in range(0, n, blocks)
+        for name in names
+    ]
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -122,6 +137,13 @@ def main() -> None:
     parser.add_argument("--save-contexts", type=Path, help="Write questions and passages here.")
     parser.add_argument("--tokenizer", type=Path, help="Tokenizer folder (default: SmolLM2's).")
     parser.add_argument("--ratio", type=float, default=RATIO, help="Compression ratio.")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=0,
+        help="Configs take turns over blocks of this many questions, each block after one "
+        "untimed request (0: each config over all questions in turn).",
+    )
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     modes = set(args.modes.split(","))
@@ -151,33 +173,43 @@ def main() -> None:
         log(f"{t} thread(s)")
         encoder_pass_s(embedder, retrieved[0])  # warm the encoder up
         passes = [encoder_pass_s(embedder, ctx) for ctx in retrieved]
+        times: dict[str, dict[str, list[float]]] = {}
+        found = dict.fromkeys(comps, 0)
         for name, comp in comps.items():
             comp.compress(questions[0]["question"], retrieved[0], budget=budget)  # load, warm up
-            times: dict[str, list[float]] = {"cold": [], "warm": [], "seen passages": []}
+            times[name] = {"cold": [], "warm": [], "seen passages": []}
+            if getattr(comp, "precompute", None) is not None:
+                times[name]["indexed"] = []
+        for name, block in schedule(list(comps), len(questions), args.blocks):
+            comp = comps[name]
             precompute = getattr(comp, "precompute", None)
-            if precompute is not None:
-                times["indexed"] = []
-            found = 0
-            for i, (q, ctx) in enumerate(zip(questions, retrieved, strict=True)):
+            if args.blocks:  # this config's weights back in the caches, untimed
+                forget_features(comp)
+                comp.compress(questions[block[0]]["question"], retrieved[block[0]], budget=budget)
+            for i in block:
+                q, ctx = questions[i], retrieved[i]
                 question = q["question"]
                 forget_features(comp)  # cold: first sight
                 t0 = time.perf_counter()
                 result = comp.compress(question, ctx, budget=budget)
-                times["cold"].append(time.perf_counter() - t0)
+                times[name]["cold"].append(time.perf_counter() - t0)
                 if "warm" in modes:
                     t0 = time.perf_counter()
                     comp.compress(question, ctx, budget=budget)
-                    times["warm"].append(time.perf_counter() - t0)
+                    times[name]["warm"].append(time.perf_counter() - t0)
                 if "seen passages" in modes:
                     other = questions[(i + 1) % len(questions)]["question"]
                     t0 = time.perf_counter()
                     comp.compress(other, ctx, budget=budget)
-                    times["seen passages"].append(time.perf_counter() - t0)
+                    times[name]["seen passages"].append(time.perf_counter() - t0)
                 if precompute is not None and "indexed" in modes:
-                    times["indexed"].append(indexed_s(comp, precompute, question, ctx, budget))
-                found += answer_in_context(q["answers"], result.texts)
-            recall.setdefault(name, found / len(questions))
-            for mode, secs in times.items():
+                    times[name]["indexed"].append(
+                        indexed_s(comp, precompute, question, ctx, budget)
+                    )
+                found[name] += answer_in_context(q["answers"], result.texts)
+        for name in comps:
+            recall.setdefault(name, found[name] / len(questions))
+            for mode, secs in times[name].items():
                 if mode not in modes:
                     continue
                 ratios = [s / p for s, p in zip(secs, passes, strict=True)]
@@ -243,6 +275,12 @@ def main() -> None:
         "question's from retrieval. Encoder passes: the compression "
         "time over one float32 PyTorch MiniLM forward pass on the same passages, timed in the "
         "same run."
+        + (
+            f" The configs took turns over blocks of {args.blocks} questions, each block after "
+            "one untimed request."
+            if args.blocks
+            else ""
+        )
     )
     args.out.with_suffix(".md").write_text(
         f"# Compression cost per request\n\n{intro}\n\n{table}\n\nCommand: `{report['command']}`\n"
